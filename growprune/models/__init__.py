@@ -1,0 +1,1 @@
+"""Models written for growprune (torchvision does not run beside the CPU torch build)."""
