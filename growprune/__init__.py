@@ -1,0 +1,41 @@
+"""growprune: sparse training with scheduled grow-and-prune (C-GaP, P-GaP) and its baselines."""
+
+from __future__ import annotations
+
+from growprune.methods import (
+    ADMM,
+    GMP,
+    METHODS,
+    SET,
+    CGaP,
+    Dense,
+    OneShot,
+    Phase,
+    RigL,
+    Sparsifier,
+    get_method,
+    register_method,
+)
+from growprune.report import SparsityReport, sparsity_report
+from growprune.sparsity.targets import find_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ADMM",
+    "CGaP",
+    "Dense",
+    "GMP",
+    "METHODS",
+    "OneShot",
+    "Phase",
+    "RigL",
+    "SET",
+    "Sparsifier",
+    "SparsityReport",
+    "__version__",
+    "find_targets",
+    "get_method",
+    "register_method",
+    "sparsity_report",
+]

@@ -1,0 +1,108 @@
+"""ADMM pruning (Zhang et al., 2018), the prune-from-dense baseline of the GaP paper.
+
+Train dense, then train with the penalty rho/2 * ||W - Z + U||^2 that pulls W towards its
+sparse projection Z, then hard-prune by magnitude and fine-tune with fixed masks. The penalty
+gradient is added to `.grad` in the optimizer pre-hook, so the user's loss stays untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.methods.base import Phase, Sparsifier, check_steps
+
+
+class ADMM(Sparsifier):
+    """Phases: `pretrain_steps` dense, `admm_steps` regularized, then prune and fine-tune."""
+
+    method = "admm"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        admm_steps: int,
+        pretrain_steps: int = 0,
+        rho: float = 1e-3,
+        update_interval: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        self.pretrain_steps = check_steps("pretrain_steps", pretrain_steps)
+        self.admm_steps = check_steps("admm_steps", admm_steps, minimum=1)
+        self.update_interval = check_steps("update_interval", update_interval, minimum=1)
+        if not rho > 0:
+            raise ValueError(f"rho must be > 0, got {rho!r}")
+        self.rho = float(rho)
+        self.z: dict[str, torch.Tensor] = {}
+        self.u: dict[str, torch.Tensor] = {}
+        super().__init__(model, optimizer, **kwargs)
+
+    @property
+    def prune_step(self) -> int:
+        return self.pretrain_steps + self.admm_steps
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "pretrain_steps": self.pretrain_steps,
+            "admm_steps": self.admm_steps,
+            "rho": self.rho,
+            "update_interval": self.update_interval,
+        }
+
+    def _project(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        scores = {n: v.abs().float() for n, v in values.items()}
+        masks = self.compute_masks(self.names, scores)
+        return {n: values[n] * masks[n] for n in self.names}
+
+    @torch.no_grad()
+    def _update_z_u(self, first: bool) -> None:
+        weights = {t.name: t.param.detach() for t in self.targets}
+        if first:
+            self.u = {n: torch.zeros_like(w) for n, w in weights.items()}
+        self.z = self._project({n: w + self.u[n] for n, w in weights.items()})
+        self.u = {n: self.u[n] + weights[n] - self.z[n] for n in self.names}
+
+    def on_start(self) -> None:
+        if self.pretrain_steps == 0:
+            self._update_z_u(first=True)
+
+    def on_step(self, step: int) -> None:
+        if step == self.pretrain_steps:
+            self._update_z_u(first=True)
+        elif (
+            self.pretrain_steps < step < self.prune_step
+            and (step - self.pretrain_steps) % self.update_interval == 0
+        ):
+            self._update_z_u(first=False)
+        elif step == self.prune_step:
+            masks = self.compute_masks(self.names, self.magnitude_scores(self.names))
+            self.z, self.u = {}, {}
+            self.change_masks(masks, "prune")
+
+    @torch.no_grad()
+    def before_optimizer_step(self, step: int) -> None:
+        if not self.pretrain_steps < step <= self.prune_step or not self.z:
+            return
+        for t in self.targets:
+            if t.param.grad is not None:
+                penalty = t.param.detach() - self.z[t.name] + self.u[t.name]
+                t.param.grad.add_(penalty.to(t.param.grad.dtype), alpha=self.rho)
+
+    def describe_phase(self, step: int) -> Phase:
+        if step < self.pretrain_steps:
+            return Phase("dense", step)
+        return Phase("admm" if step < self.prune_step else "finetune", step)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"z": {n: z.cpu() for n, z in self.z.items()}, "u": {n: u.cpu() for n, u in self.u.items()}}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        device = {t.name: t.param.device for t in self.targets}
+        self.z = {n: z.to(device[n]) for n, z in state.get("z", {}).items()}
+        self.u = {n: u.to(device[n]) for n, u in state.get("u", {}).items()}

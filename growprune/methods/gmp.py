@@ -1,0 +1,84 @@
+"""Gradual magnitude pruning (Zhu & Gupta, 2017): sparsity follows a cubic ramp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.methods.base import Phase, Sparsifier, check_steps
+from growprune.sparsity.distribution import validate_sparsity
+from growprune.sparsity.scoring import restrict
+
+
+class GMP(Sparsifier):
+    """Prune every `frequency` steps from `start_step` to `end_step`, fast first, slow last.
+
+    s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3. Each prune ranks only weights
+    still kept, so masks shrink monotonically.
+    """
+
+    method = "gmp"
+    supports_nm = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        start_step: int = 0,
+        end_step: int,
+        frequency: int = 100,
+        initial_sparsity: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.start_step = check_steps("start_step", start_step)
+        self.end_step = check_steps("end_step", end_step, minimum=self.start_step)
+        self.frequency = check_steps("frequency", frequency, minimum=1)
+        self.initial_sparsity = validate_sparsity(initial_sparsity, "initial_sparsity")
+        super().__init__(model, optimizer, **kwargs)
+        if self.initial_sparsity > self.sparsity:
+            raise ValueError(
+                f"initial_sparsity ({self.initial_sparsity}) must not exceed sparsity ({self.sparsity})"
+            )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "start_step": self.start_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+            "initial_sparsity": self.initial_sparsity,
+        }
+
+    def sparsity_at(self, step: int) -> float:
+        if step <= self.start_step:
+            return self.initial_sparsity
+        if step >= self.end_step:
+            return self.sparsity
+        progress = (step - self.start_step) / (self.end_step - self.start_step)
+        return self.sparsity + (self.initial_sparsity - self.sparsity) * (1.0 - progress) ** 3
+
+    def _is_prune_step(self, step: int) -> bool:
+        in_window = self.start_step <= step <= self.end_step
+        return in_window and ((step - self.start_step) % self.frequency == 0 or step == self.end_step)
+
+    def on_start(self) -> None:
+        self.on_step(0)
+
+    def on_step(self, step: int) -> None:
+        if not self._is_prune_step(step) or self.sparsity == 0.0:
+            return
+        fraction = self.sparsity_at(step) / self.sparsity
+        if fraction == 0.0:
+            return
+        scores = self.magnitude_scores(self.names)
+        kept = self.masks
+        scores = {n: restrict(s, kept[n]) for n, s in scores.items()}
+        self.change_masks(self.compute_masks(self.names, scores, self.keep_counts_at(fraction)), "prune")
+
+    def describe_phase(self, step: int) -> Phase:
+        if step < self.start_step:
+            return Phase("dense", step)
+        return Phase("pruning" if step < self.end_step else "finetune", step)

@@ -1,0 +1,35 @@
+"""One-shot magnitude pruning at a chosen step, then fine-tuning with fixed masks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from growprune.methods.base import Phase, Sparsifier, check_steps
+
+
+class OneShot(Sparsifier):
+    """Prune every target to its sparsity by magnitude once, at `prune_step` (0 = right away)."""
+
+    method = "oneshot"
+
+    def __init__(self, model, optimizer, *, prune_step: int = 0, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
+        self.prune_step = check_steps("prune_step", prune_step)
+        super().__init__(model, optimizer, **kwargs)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "prune_step": self.prune_step}
+
+    def on_start(self) -> None:
+        if self.prune_step == 0:
+            self._prune()
+
+    def on_step(self, step: int) -> None:
+        if step == self.prune_step:
+            self._prune()
+
+    def _prune(self) -> None:
+        masks = self.compute_masks(self.names, self.magnitude_scores(self.names))
+        self.change_masks(masks, "prune")
+
+    def describe_phase(self, step: int) -> Phase:
+        return Phase("dense" if step < self.prune_step else "finetune", step)

@@ -1,0 +1,34 @@
+"""RigL (Evci et al., 2020): SET with regrowth by dense-gradient magnitude."""
+
+from __future__ import annotations
+
+import torch
+
+from growprune.methods.set import SET
+from growprune.sparsity.scoring import gradient_magnitude
+
+
+class RigL(SET):
+    """Grows the inactive weights whose dense gradient is largest.
+
+    The dense gradient is read in the optimizer pre-hook of an update step, before the
+    gradients of pruned weights are masked, and released right after the update.
+    """
+
+    method = "rigl"
+
+    def before_optimizer_step(self, step: int) -> None:
+        if self.is_update_step(step):
+            self._grads = {t.name: gradient_magnitude(t.param.grad, t.name) for t in self.targets}
+
+    def grow_scores(self, name: str, step: int) -> torch.Tensor:
+        grads = getattr(self, "_grads", None)
+        if grads is None:
+            raise RuntimeError(
+                "RigL update without recorded gradients: call optimizer.step() before "
+                "sparsifier.step() in every iteration"
+            )
+        return grads[name]
+
+    def after_update(self) -> None:
+        self._grads = None

@@ -1,0 +1,1 @@
+"""Mask machinery shared by every method: targets, distributions, scores, patterns, partitions."""

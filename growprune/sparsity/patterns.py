@@ -1,0 +1,89 @@
+"""Turning scores into masks: unstructured top-k and N:M.
+
+Ties are broken by flat index (lower index kept first) so that equal scores give the same mask
+on every run, rank and device. Top-k uses `kthvalue` for the threshold and resolves only the
+tied entries explicitly: a full sort of 25M scores is several times slower, and a C-GaP phase
+change must stay cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A sparsity pattern: unstructured, or N kept out of every M consecutive input weights."""
+
+    n: int = 0
+    m: int = 0
+
+    @property
+    def is_nm(self) -> bool:
+        return self.m > 0
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.n / self.m if self.is_nm else float("nan")
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.is_nm else "unstructured"
+
+
+def parse_pattern(pattern: str | Pattern) -> Pattern:
+    """Accept 'unstructured' or 'N:M' (e.g. '2:4')."""
+    if isinstance(pattern, Pattern):
+        return pattern
+    if pattern == "unstructured":
+        return Pattern()
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(pattern))
+    if not match:
+        raise ValueError(f"pattern must be 'unstructured' or 'N:M' such as '2:4', got {pattern!r}")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 0 < n < m:
+        raise ValueError(f"pattern '{pattern}': N:M needs 0 < N < M, got N={n}, M={m}")
+    return Pattern(n, m)
+
+
+def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern) -> None:
+    """N:M groups run along the input dimension (all dims but the first, flattened)."""
+    fan_in = 1
+    for d in shape[1:]:
+        fan_in *= d
+    if fan_in % pattern.m:
+        raise ValueError(
+            f"pattern {pattern} does not fit '{name}': its input dimension {fan_in} "
+            f"(shape {tuple(shape)}) is not divisible by M={pattern.m}; exclude the layer or "
+            "use another M"
+        )
+
+
+def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Boolean mask keeping the `keep` highest scores; ties go to the lowest flat index."""
+    flat = scores.reshape(-1)
+    numel = flat.numel()
+    if keep >= numel:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if keep <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    # The (numel - keep)-th smallest value: everything above it is kept for sure.
+    threshold = flat.kthvalue(numel - keep).values
+    mask = flat > threshold
+    missing = keep - int(mask.sum())
+    if missing > 0:
+        tied = (flat == threshold).nonzero().squeeze(1)[:missing]
+        mask[tied] = True
+    return mask.view_as(scores)
+
+
+def nm_mask(scores: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """Keep the N highest scores in every group of M consecutive input weights."""
+    groups = scores.reshape(-1, pattern.m)
+    # A stable sort on the negated scores keeps the lowest index first among ties.
+    order = torch.sort(-groups, dim=1, stable=True).indices[:, : pattern.n]
+    mask = torch.zeros_like(groups, dtype=torch.bool)
+    mask.scatter_(1, order, True)
+    return mask.view_as(scores)

@@ -1,0 +1,43 @@
+"""Scores that rank weights for pruning (low = pruned first) and growing (high = grown first).
+
+Scores are float32 on the parameter's device whatever the parameter's dtype: ranking bf16 or
+fp16 values directly produces many more ties. Random scores come from a generator seeded by
+(seed, purpose, event, layer) and drawn on the CPU, so every rank, device and resumed run draws
+the same masks without sharing any RNG state -- the reference GaP code drew unseeded masks and
+its ranks silently disagreed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def derived_seed(*keys: object) -> int:
+    """A 63-bit seed that depends only on `keys` (stable across processes, unlike hash())."""
+    digest = hashlib.sha256(repr(keys).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def magnitude(param: torch.Tensor) -> torch.Tensor:
+    return param.detach().abs().float()
+
+
+def random_scores(shape: torch.Size, device: torch.device, *keys: object) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(derived_seed(*keys))
+    return torch.rand(shape, generator=generator).to(device)
+
+
+def gradient_magnitude(grad: torch.Tensor | None, name: str) -> torch.Tensor:
+    if grad is None:
+        raise RuntimeError(
+            f"no gradient for '{name}' at a gradient-based mask update: call "
+            "sparsifier.step() right after optimizer.step(), with loss.backward() before it"
+        )
+    return grad.detach().abs().float()
+
+
+def restrict(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Push entries outside `allowed` below every allowed score, so they are never chosen."""
+    return torch.where(allowed, scores, torch.full_like(scores, -1.0))
