@@ -1,0 +1,149 @@
+"""The `growprune` command: train from a recipe, report on a run, list what is available.
+
+Every failure a user can cause (bad recipe, missing data, corrupt checkpoint, diverged loss) ends
+with one line on stderr naming the problem and the fix, and a non-zero exit code; tracebacks are
+for bugs in growprune itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def bundled_recipes() -> list[Path]:
+    return sorted(RECIPES_DIR.glob("**/*.yaml")) if RECIPES_DIR.is_dir() else []
+
+
+def resolve_recipe_path(text: str) -> Path:
+    """A file path, or a bundled recipe name such as `fmnist/cgap-quick`."""
+    path = Path(text)
+    if path.is_file():
+        return path
+    bundled = RECIPES_DIR / (text if text.endswith(".yaml") else f"{text}.yaml")
+    return bundled if bundled.is_file() else path
+
+
+def _default_run_dir(name: str, smoke: bool) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}{'-smoke' if smoke else ''}-{stamp}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from growprune.train.engine import Trainer
+    from growprune.train.recipe import RecipeError, load_recipe
+
+    overrides = list(args.set or [])
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        recipe_path = resolve_recipe_path(args.recipe) if args.recipe else run_dir / "recipe.yaml"
+        if not run_dir.is_dir():
+            raise RecipeError(f"--resume {run_dir}: no such run directory")
+    else:
+        if not args.recipe:
+            raise RecipeError(
+                "growprune train needs a RECIPE (a .yaml file or a bundled name; see growprune list)"
+            )
+        recipe_path = resolve_recipe_path(args.recipe)
+    recipe = load_recipe(recipe_path, overrides)
+    if not args.resume:
+        run_dir = Path(args.out or recipe.output.dir or _default_run_dir(recipe.name, args.smoke))
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+            raise RecipeError(
+                f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out"
+            )
+    trainer = Trainer(
+        recipe, run_dir, smoke=args.smoke, resume=bool(args.resume), progress=not args.no_progress
+    )
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    final = trainer.run()
+    print(
+        f"done: test accuracy {final['test_acc']:.4f}, sparsity {final['sparsity']:.4f}, "
+        f"{final['params_kept']}/{final['params_total']} parameters kept, {final['train_seconds']:.0f} s",
+        file=sys.stderr,
+    )
+    if recipe.output.report:
+        from growprune.train.run_report import write_report
+
+        print(f"report: {write_report(run_dir)}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from growprune.train.run_report import write_report
+
+    print(write_report(Path(args.run_dir)))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    del args
+    from growprune.data.registry import list_datasets
+    from growprune.methods import METHODS
+    from growprune.models.registry import list_models
+
+    print("methods:  " + ", ".join(sorted(METHODS)))
+    print("models:   " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("recipes:")
+    for path in bundled_recipes():
+        print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="growprune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model from a recipe")
+    train.add_argument("recipe", nargs="?", help="recipe .yaml, or a bundled name such as fmnist/cgap-quick")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a recipe key, e.g. method.sparsity=0.9"
+    )
+    train.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last good checkpoint"
+    )
+    train.add_argument(
+        "--smoke", action="store_true", help="whole schedule on a tiny data slice, to check a recipe"
+    )
+    train.add_argument("--data-dir", help="directory with the dataset files (overrides data.data_dir)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+    report = sub.add_parser("report", help="plots and a Markdown summary of a run")
+    report.add_argument("run_dir")
+    report.set_defaults(func=cmd_report)
+    listing = sub.add_parser("list", help="methods, models, datasets and bundled recipes")
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from growprune.data.fashion_mnist import DatasetCorruptError, DatasetNotFoundError
+    from growprune.train.checkpoint import CheckpointError
+    from growprune.train.engine import Interrupted, TrainingDiverged
+    from growprune.train.recipe import RecipeError
+
+    try:
+        return args.func(args)
+    except (RecipeError, DatasetNotFoundError, DatasetCorruptError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointError, TrainingDiverged, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

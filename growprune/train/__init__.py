@@ -1,0 +1,1 @@
+"""Training engine, recipes, checkpoints, metrics and run reports."""

@@ -1,0 +1,437 @@
+"""The training loop: recipe in, trained sparse model, metrics, checkpoints and report out.
+
+Readable top to bottom: ``Trainer.__init__`` builds everything (data, model, optimizer,
+sparsifier) and restores a checkpoint when resuming; ``run`` is the loop
+batch -> forward/backward -> optimizer.step() -> sparsifier.step() -> metrics -> checkpoint.
+
+Exact resume: the data order is a function of (seed, epoch, batch), the learning rate a function
+of the step, and every RNG state is saved, so a resumed run repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+import growprune
+from growprune.data.loader import Augment, TensorLoader
+from growprune.data.registry import build_datasets
+from growprune.methods import get_method
+from growprune.models.registry import build_model
+from growprune.report import sparsity_report
+from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
+from growprune.train.metrics import MetricsLogger
+from growprune.train.recipe import Recipe, RecipeError, recipe_to_dict
+from growprune.train.schedule import build_lr_schedule, method_kwargs, total_steps
+
+SMOKE_TRAIN_ITEMS = 256
+SMOKE_TEST_ITEMS = 256
+SMOKE_BATCH = 64
+# Keys that may change between a run and its resume without changing what is computed.
+RESUME_MUTABLE = ("output", "training.device", "training.log_every", "training.threads", "description")
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: a checkpoint was written and the run can be resumed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"training.device is '{name}' but CUDA is not available; use device: auto or cpu")
+    return device
+
+
+def _model_defaults(builder: Callable[..., nn.Module], input_shape: tuple[int, ...], classes: int) -> dict:
+    """Input size and class count the model needs, taken from the data unless the recipe set them."""
+    accepted = inspect.signature(builder).parameters
+    candidates = {
+        "in_features": math.prod(input_shape),
+        "in_channels": input_shape[0],
+        "num_classes": classes,
+    }
+    return {k: v for k, v in candidates.items() if k in accepted}
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD/Adam/AdamW; biases and norm parameters (1-D) optionally without weight decay."""
+    cfg = recipe.optimizer
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if cfg.no_decay_norm_bias and param.dim() <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return cls(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    np_state = np.random.get_state()
+    state["numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
+    state["numpy_pos"] = int(np_state[2])
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "distribution":
+            flat.update(_flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def incompatible_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Recipe keys whose change would make the resumed run differ from the original."""
+    old, new = _flatten(saved), _flatten(now)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [k for k in changed if not any(k == m or k.startswith(f"{m}.") for m in RESUME_MUTABLE)]
+
+
+class Trainer:
+    """One training run in one run directory."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        *,
+        smoke: bool = False,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.smoke = smoke
+        self.progress = progress
+        cfg = recipe.training
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.device = resolve_device(cfg.device)
+        self.ckpts = CheckpointManager(run_dir / "checkpoints", recipe.output.keep_last)
+        resumed = self._find_resume_point() if resume else None
+
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self._build(recipe)
+        self.step, self.epoch, self.batch, self.best_acc, self.elapsed = 0, 0, 0, -1.0, 0.0
+        if resumed is not None:
+            self._restore(*resumed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+        self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
+        if resumed is None:
+            (run_dir / "metrics.jsonl").write_text("")
+        self._logged_events = len(self.sparsifier.history) if resumed else 0
+        self._stop_signal: str | None = None
+
+    # -- construction -----------------------------------------------------------------------
+    def _build(self, recipe: Recipe) -> None:
+        data_cfg, cfg = recipe.data, recipe.training
+        data_args = dict(data_cfg.args)
+        if data_cfg.data_dir is not None:
+            data_args["data_dir"] = data_cfg.data_dir
+        subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if self.smoke else {}
+        train, test = build_datasets(data_cfg.name, **subsets, **data_args)
+        train, test = train.to(self.device), test.to(self.device)
+        batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
+        augment = Augment(
+            random_crop=data_cfg.random_crop, padding=data_cfg.crop_padding, hflip=data_cfg.hflip
+        )
+        self.train_loader = TensorLoader.from_dataset(
+            train, batch, shuffle=True, drop_last=True, augment=augment, seed=cfg.seed
+        )
+        if len(self.train_loader) == 0:
+            raise RecipeError(
+                f"training.batch_size {batch} is larger than the training set ({len(train)} items)"
+            )
+        self.test_loader = TensorLoader.from_dataset(test, cfg.eval_batch_size)
+        classes = int(max(train.y.max(), test.y.max()).item()) + 1
+        model_args = {
+            **_model_defaults(_builder_of(recipe.model.name), train.input_shape, classes),
+            **recipe.model.args,
+        }
+        self.model = build_model(recipe.model.name, **model_args).to(self.device)
+        self.optimizer = build_optimizer(self.model, recipe)
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = total_steps(recipe, self.steps_per_epoch)
+        self.lr_schedule = build_lr_schedule(recipe, self.steps_per_epoch, self.total_steps)
+        kwargs = method_kwargs(recipe.method, self.steps_per_epoch, self.total_steps, cfg.seed)
+        try:
+            self.sparsifier = get_method(recipe.method.name)(self.model, self.optimizer, **kwargs)
+        except ValueError as err:
+            raise RecipeError(f"method: {err}") from None
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def _find_resume_point(self) -> tuple[Path, dict[str, Any]] | None:
+        found = self.ckpts.latest_good()
+        if found is None:
+            if self.ckpts.numbered():
+                raise CheckpointError(f"no usable checkpoint in {self.ckpts.directory}: every one is corrupt")
+            raise CheckpointError(f"nothing to resume in {self.run_dir}: no checkpoints/ckpt-*.pt")
+        path, payload = found
+        changes = incompatible_changes(payload["recipe"], recipe_to_dict(self.recipe))
+        if changes:
+            raise RecipeError(
+                f"cannot resume {self.run_dir}: the recipe changed in {', '.join(changes[:5])} since the run "
+                "started, which would not continue the same run; start a new run with --out"
+            )
+        if payload.get("smoke", False) != self.smoke:
+            raise RecipeError(
+                f"cannot resume {self.run_dir}: it was {'not ' if self.smoke else ''}a --smoke run"
+            )
+        return path, payload
+
+    def _restore(self, path: Path, payload: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.sparsifier.load_state_dict(payload["sparsifier"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {err}") from None
+        position = payload["position"]
+        self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
+        self.best_acc, self.elapsed = position["best_acc"], position["elapsed"]
+        _set_rng_state(payload["rng"])
+        tqdm.write(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})")
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": growprune.__version__,
+            "recipe": recipe_to_dict(self.recipe),
+            "smoke": self.smoke,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sparsifier": self.sparsifier.state_dict(),
+            "lr_schedule": {"step": self.step, "lr": self.lr_schedule.lr(max(0, self.step - 1))},
+            "rng": _rng_state(),
+            "position": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch": self.batch,
+                "best_acc": self.best_acc,
+                "elapsed": self._elapsed(),
+            },
+        }
+
+    def save_checkpoint(self) -> Path:
+        self._last_ckpt_time = time.monotonic()
+        return self.ckpts.save(self._payload(), self.step)
+
+    def _checkpoint_due(self) -> bool:
+        out = self.recipe.output
+        if out.checkpoint_every_steps and self.step % out.checkpoint_every_steps == 0:
+            return True
+        minutes = out.checkpoint_every_minutes
+        return bool(minutes) and time.monotonic() - self._last_ckpt_time >= 60 * minutes
+
+    # -- metrics ----------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return self.elapsed + time.monotonic() - self._start
+
+    def _phase_fields(self) -> dict[str, Any]:
+        phase = self.sparsifier.phase
+        return {
+            "phase": str(phase),
+            "phase_name": phase.name,
+            "dense_partition": phase.dense_partition,
+            "partitions": phase.partitions,
+        }
+
+    def _log_events(self) -> None:
+        for event in self.sparsifier.history[self._logged_events :]:
+            self.metrics.log({"type": "event", **event})
+        self._logged_events = len(self.sparsifier.history)
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum, correct, count = 0.0, 0, 0
+        for x, y in self.test_loader:
+            logits = self.model(x)
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            count += len(y)
+        self.model.train()
+        return loss_sum / count, correct / count
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        del frame
+        self._stop_signal = signal.Signals(signum).name
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end of the schedule; returns the final summary record."""
+        self._start = self._last_ckpt_time = time.monotonic()
+        self._log_events()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self.recipe.name,
+        )
+        try:
+            while self.step < self.total_steps:
+                self._train_epoch(bar)
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self._finish()
+
+    def _train_epoch(self, bar: tqdm) -> None:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for x, y in self.train_loader.iter_from(self.epoch, self.batch):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_schedule.lr(self.step)
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {self.step + 1} ({self.sparsifier.phase}); the last good "
+                    f"checkpoint is in {self.ckpts.directory}; lower optimizer.lr or add warm-up"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.sparsifier.step()
+            self.step += 1
+            self.batch += 1
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            bar.update(1)
+            self._log_events()
+            if self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps:
+                self._log_step(loss, bar)
+            if self._stop_signal is not None:
+                path = self.save_checkpoint()
+                raise Interrupted(
+                    f"{self._stop_signal} at step {self.step}: checkpoint {path} written; continue with "
+                    f"growprune train --resume {self.run_dir}"
+                )
+            if self.step >= self.total_steps:
+                break
+            if self._checkpoint_due():
+                self.save_checkpoint()
+        self._end_epoch(loss_sum, correct, seen)
+
+    def _log_step(self, loss: torch.Tensor, bar: tqdm) -> None:
+        value = loss.item()
+        self.metrics.log(
+            {
+                "type": "step",
+                "step": self.step,
+                "epoch": self.step / self.steps_per_epoch,
+                "loss": value,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **self._phase_fields(),
+                "time": self._elapsed(),
+            }
+        )
+        bar.set_postfix_str(f"loss {value:.3f} | {self.sparsifier.phase}")
+
+    def _end_epoch(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> None:
+        test_loss, test_acc = self.evaluate()
+        self.epoch += 1 if self.batch >= self.steps_per_epoch else 0
+        self.batch = 0 if self.batch >= self.steps_per_epoch else self.batch
+        self.metrics.log(
+            {
+                "type": "epoch",
+                "epoch": self.step / self.steps_per_epoch,
+                "step": self.step,
+                "train_loss": float(loss_sum) / max(seen, 1),
+                "train_acc": float(correct) / max(seen, 1),
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "sparsity": sparsity_report(self.model).overall,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **self._phase_fields(),
+                "time": self._elapsed(),
+            }
+        )
+        tqdm.write(
+            f"epoch {self.step / self.steps_per_epoch:5.2f}  test acc {test_acc:.4f}  "
+            f"loss {test_loss:.4f}  {self.sparsifier.phase}"
+        )
+        self.save_checkpoint()
+        # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
+        if self.sparsifier.done and test_acc > self.best_acc:
+            self.best_acc = test_acc
+            self.ckpts.save_named(self._payload(), "best")
+
+    def _finish(self) -> dict[str, Any]:
+        test_loss, test_acc = self.evaluate()
+        report = sparsity_report(self.model)
+        (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
+        total = sum(p.numel() for p in self.model.parameters())
+        final = {
+            "type": "final",
+            "step": self.step,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "sparsity": report.overall,
+            "params_total": total,
+            "params_kept": total - report.zeros,
+            "train_seconds": self._elapsed(),
+            "layers": report.to_dict()["layers"],
+        }
+        self.metrics.log(final)
+        self.ckpts.save_named(self._payload(), "final")
+        self.metrics.close()
+        return final
+
+
+def _builder_of(name: str) -> Callable[..., nn.Module]:
+    from growprune.models.registry import MODELS
+
+    if name not in MODELS:
+        raise RecipeError(f"model.name: unknown model '{name}' (allowed: {', '.join(sorted(MODELS))})")
+    return MODELS[name]
