@@ -15,6 +15,7 @@ import json
 import math
 import random
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,7 +176,9 @@ class Trainer:
         train, test = train.to(self.device), test.to(self.device)
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         augment = Augment(
-            random_crop=data_cfg.random_crop, padding=data_cfg.crop_padding, hflip=data_cfg.hflip
+            crop_padding=data_cfg.crop_padding if data_cfg.random_crop else 0,
+            hflip=data_cfg.hflip,
+            fill=float(getattr(train, "pad_value", 0.0)),
         )
         self.train_loader = TensorLoader.from_dataset(
             train, batch, shuffle=True, drop_last=True, augment=augment, seed=cfg.seed
@@ -232,7 +235,10 @@ class Trainer:
         self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
         self.best_acc, self.elapsed = position["best_acc"], position["elapsed"]
         _set_rng_state(payload["rng"])
-        tqdm.write(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})")
+        tqdm.write(
+            f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
+            file=sys.stderr,
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -399,7 +405,8 @@ class Trainer:
         )
         tqdm.write(
             f"epoch {self.step / self.steps_per_epoch:5.2f}  test acc {test_acc:.4f}  "
-            f"loss {test_loss:.4f}  {self.sparsifier.phase}"
+            f"loss {test_loss:.4f}  {self.sparsifier.phase}",
+            file=sys.stderr,
         )
         self.save_checkpoint()
         # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
@@ -430,8 +437,8 @@ class Trainer:
 
 
 def _builder_of(name: str) -> Callable[..., nn.Module]:
-    from growprune.models.registry import MODELS
+    from growprune.models import registry
 
-    if name not in MODELS:
-        raise RecipeError(f"model.name: unknown model '{name}' (allowed: {', '.join(sorted(MODELS))})")
-    return MODELS[name]
+    if name not in registry.list_models():
+        raise RecipeError(f"model.name: unknown model '{name}' (allowed: {', '.join(registry.list_models())})")
+    return registry._BUILDERS[name]

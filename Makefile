@@ -1,0 +1,42 @@
+# Set-up and the two entry points: `make demo` (a short real C-GaP training on Fashion-MNIST)
+# and `make test` (lint + test suite). Both work on a fresh machine: they create the virtual
+# environment, pin the CPU build of torch, install the package and the Debian dataset package.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data demo test test-slow lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q "$(TORCH)"
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+data:
+	@if [ -f "$(FMNIST)" ] || [ -n "$$GROWPRUNE_DATA" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST not found: place the four *-ubyte.gz files in a directory and set GROWPRUNE_DATA"; exit 1; \
+	fi
+
+demo: setup data
+	$(VENV)/bin/growprune train fmnist/cgap-quick
+
+lint: setup
+	$(VENV)/bin/ruff check growprune tests benchmarks
+
+test: setup data lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-slow: setup data
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,192 @@
+"""End-to-end CLI behaviour: bundled recipes under --smoke, one-line errors, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from growprune.cli import bundled_recipes
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "growprune", *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_recipe(path: Path, **sections: dict) -> Path:
+    recipe = {
+        "name": "test",
+        "data": {"name": "synthetic", "args": {"n_train": 2048, "n_test": 512, "dim": 32}},
+        "model": {"name": "mlp", "args": {"hidden": [64, 64]}},
+        "optimizer": {"name": "sgd", "lr": 0.05},
+        "method": {
+            "name": "cgap",
+            "sparsity": 0.8,
+            "partitions": 3,
+            "epochs_per_phase": 1,
+            "rounds": 1,
+            "finetune_epochs": 1,
+        },
+        "training": {"batch_size": 32, "seed": 0, "deterministic": True, "threads": 1, "log_every": 10},
+        "output": {"tensorboard": False, "report": False, "checkpoint_every_steps": 20, "keep_last": 2},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize("recipe", bundled_recipes(), ids=lambda p: str(p.relative_to(REPO / "recipes")))
+def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli("train", str(recipe), "--smoke", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "report" / "report.md").is_file()
+    assert (out / "checkpoints" / "final.pt").is_file()
+    final = [
+        r
+        for r in map(yaml.safe_load, (out / "metrics.jsonl").read_text().splitlines())
+        if r["type"] == "final"
+    ]
+    target = yaml.safe_load((out / "recipe.yaml").read_text())["method"]["sparsity"]
+    assert final and final[0]["sparsity"] >= target - 1e-3
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"method": {"sparsty": 0.9}}, "did you mean 'sparsity'"),
+        ({"method": {"sparsity": 1.5}}, "method.sparsity"),
+        ({"training": {"batch_size": "big"}}, "training.batch_size"),
+        (
+            {"data": {"data_dir": "/nonexistent/fmnist", "name": "fashion_mnist", "args": {}}},
+            "apt-get install",
+        ),
+        ({"method": {"name": "cgapp"}}, "did you mean 'cgap'"),
+    ],
+)
+def test_invalid_recipes_fail_with_one_line(tmp_path: Path, change: dict, expected: str) -> None:
+    recipe = write_recipe(tmp_path / "bad.yaml", **change)
+    result = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_list_shows_methods_models_and_recipes() -> None:
+    result = run_cli("list")
+    assert result.returncode == 0
+    for word in ("cgap", "rigl", "small_cnn", "fashion_mnist", "fmnist/cgap-quick"):
+        assert word in result.stdout
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["model"]
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        data={"args": {"n_train": 8192, "n_test": 256, "dim": 32}},
+        model={"args": {"hidden": [512, 512]}},
+    )
+    reference = tmp_path / "reference"
+    assert run_cli("train", str(recipe), "--out", str(reference), "--no-progress").returncode == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "growprune", "train", str(recipe), "--out", str(killed), "--no-progress"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((killed / "checkpoints").glob("ckpt-*.pt"))[1:]:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoints" / "final.pt").exists(), "run finished before it could be killed"
+
+    resumed = run_cli("train", "--resume", str(killed), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    expected, got = _final_weights(reference), _final_weights(killed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml")
+    run_dir = tmp_path / "run"
+    assert run_cli("train", str(recipe), "--out", str(run_dir), "--no-progress").returncode == 0
+    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    assert len(checkpoints) == 2
+    (run_dir / "checkpoints" / "final.pt").unlink()
+    data = checkpoints[-1].read_bytes()
+    checkpoints[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    result = run_cli("train", "--resume", str(run_dir), "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert checkpoints[-1].name in result.stderr and "corrupt" in result.stderr
+    assert f"resumed from {checkpoints[-2]}" in result.stderr
+
+
+def test_resume_refuses_incompatible_recipe(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml")
+    run_dir = tmp_path / "run"
+    assert run_cli("train", str(recipe), "--out", str(run_dir), "--no-progress").returncode == 0
+    result = run_cli(
+        "train", str(recipe), "--resume", str(run_dir), "--set", "method.sparsity=0.9", "--no-progress"
+    )
+    assert result.returncode != 0
+    assert "method.sparsity" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        output={"checkpoint_every_steps": 100000},
+        data={"args": {"n_train": 20000, "n_test": 256, "dim": 32}},
+        model={"args": {"hidden": [512, 512]}},
+    )
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "growprune", "train", str(recipe), "--out", str(run_dir), "--no-progress"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run_dir / "metrics.jsonl").is_file():
+        time.sleep(0.01)
+    while time.monotonic() < deadline and '"step"' not in (run_dir / "metrics.jsonl").read_text():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.fail("run finished before SIGINT arrived; make the test run longer")
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
