@@ -1,0 +1,429 @@
+"""``growprune report RUN_DIR``: plots and a Markdown summary of a finished or partial run.
+
+The report is read straight from the files a run leaves behind (``recipe.yaml``,
+``metrics.jsonl``, optionally ``sparsity.json``), with no torch or model import, so it works on
+a laptop for a run trained elsewhere, and on a run that is still going or was killed: a report
+is most wanted exactly when something went wrong. Everything in those files is treated as
+optional except that ``metrics.jsonl`` must hold at least one record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from growprune.train.plots import (
+    Segment,
+    as_float,
+    as_int,
+    best_epoch,
+    phase_segments,
+    plot_curves,
+    plot_layers,
+    plot_schedule,
+)
+
+REPORT_DIR = "report"
+CURVES, SCHEDULE, LAYERS = "curves.png", "schedule.png", "layers.png"
+METHOD_TITLES = {
+    "cgap": "C-GaP",
+    "pgap": "P-GaP",
+    "gmp": "GMP",
+    "set": "SET",
+    "rigl": "RigL",
+    "admm": "ADMM",
+    "oneshot": "one-shot",
+    "dense": "dense",
+}
+
+
+@dataclass
+class RunData:
+    """Everything the report needs from a run directory, already parsed and sorted by kind."""
+
+    run_dir: Path
+    recipe: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    overall: float | None = None
+    skipped_lines: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.final is not None
+
+    @property
+    def last_step(self) -> float | None:
+        final = [self.final] if self.final else []
+        values = [as_float(r.get("step")) for r in (*self.steps, *self.epochs, *self.events, *final)]
+        return max((v for v in values if v is not None and math.isfinite(v)), default=None)
+
+    @property
+    def last_epoch(self) -> float | None:
+        values = [as_float(r.get("epoch")) for r in (*self.steps, *self.epochs)]
+        return max((v for v in values if v is not None and math.isfinite(v)), default=None)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.recipe.get(name)
+        return value if isinstance(value, dict) else {}
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_recipe(path: Path, notes: list[str]) -> dict[str, Any]:
+    """The recipe as a mapping; a missing or unreadable one only costs the report its title."""
+    if not path.is_file():
+        notes.append(f"`{path.name}` not found: method, model and data are unknown.")
+        return {}
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        notes.append(f"`{path.name}` could not be parsed ({type(error).__name__}).")
+        return {}
+    if not isinstance(recipe, dict):
+        notes.append(f"`{path.name}` is not a mapping: method, model and data are unknown.")
+        return {}
+    return recipe
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """The JSON records of ``metrics.jsonl`` and the (1-based) numbers of the lines skipped.
+
+    A killed run can leave a half-written last line, so bad lines are skipped rather than fatal;
+    the report says how many were, since a bad line in the middle means a damaged file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file: {path} (a run directory must contain metrics.jsonl)")
+    records, skipped = [], []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                skipped.append(number)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                skipped.append(number)
+    return records, skipped
+
+
+def read_sparsity(path: Path) -> tuple[list[dict[str, Any]], float | None]:
+    """Per-layer entries and overall sparsity from ``sparsity.json``, or nothing when absent/bad."""
+    if not path.is_file():
+        return [], None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return [], None
+    if not isinstance(data, dict):
+        return [], None
+    layers = [layer for layer in data.get("layers") or [] if isinstance(layer, dict)]
+    return layers, as_float(data.get("overall"))
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Parse a run directory; raises only when there is nothing at all to report on."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    metrics = run_dir / "metrics.jsonl"
+    records, skipped = read_metrics(metrics)
+    if not records:
+        raise ValueError(f"{metrics} holds no metric records: nothing to report (did the run start?)")
+    run = RunData(run_dir=run_dir, skipped_lines=skipped)
+    run.recipe = read_recipe(run_dir / "recipe.yaml", run.notes)
+    kinds = {"step": run.steps, "epoch": run.epochs, "event": run.events}
+    for record in records:
+        kind = record.get("type")
+        if kind in kinds:
+            kinds[kind].append(record)
+        elif kind == "final":
+            run.final = record
+    _attach_layers(run, run_dir / "sparsity.json")
+    return run
+
+
+def _attach_layers(run: RunData, sparsity_json: Path) -> None:
+    """Per-layer sparsity from the final record, else from sparsity.json, and the overall figure."""
+    file_layers, file_overall = read_sparsity(sparsity_json)
+    final = run.final or {}
+    final_layers = [layer for layer in final.get("layers") or [] if isinstance(layer, dict)]
+    run.layers = final_layers or file_layers
+    run.overall = as_float(final.get("sparsity"))
+    if run.overall is None:
+        run.overall = file_overall
+    if run.overall is None and run.layers:
+        numel = sum(as_int(layer.get("numel")) or 0 for layer in run.layers)
+        zeros = sum(as_int(layer.get("zeros")) or 0 for layer in run.layers)
+        run.overall = zeros / numel if numel else None
+
+
+# -- numbers for the summary -----------------------------------------------------------------
+def last_value(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    for record in reversed(records):
+        value = as_float(record.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def num_partitions(run: RunData) -> int | None:
+    """K from the recipe (an int or a list of layer groups), else from the metric records."""
+    value = run.section("method").get("partitions")
+    if isinstance(value, list):
+        return len(value) or None
+    partitions = as_int(value)
+    if partitions:
+        return partitions
+    logged = [as_int(r.get("partitions")) for r in (*run.steps, *run.epochs)]
+    return max((p for p in logged if p), default=None)
+
+
+def planned_epochs(run: RunData) -> float | None:
+    """training.epochs, or for GaP (where it may be left out) the length of its schedule."""
+    epochs = as_float(run.section("training").get("epochs"))
+    method = run.section("method")
+    per_phase, partitions = as_float(method.get("epochs_per_phase")), num_partitions(run)
+    if epochs is None and per_phase is not None and partitions:
+        rounds = as_float(method.get("rounds")) or 1.0
+        epochs = rounds * partitions * per_phase + (as_float(method.get("finetune_epochs")) or 0.0)
+    return epochs
+
+
+def planned_end(run: RunData) -> float | None:
+    """The step an unfinished run would have ended at: planned epochs x steps per epoch so far.
+
+    Only an estimate (the last epoch can be shorter), good enough to show how far a run got.
+    """
+    epochs = planned_epochs(run)
+    pairs = [(as_float(r.get("step")), as_float(r.get("epoch"))) for r in (*run.steps, *run.epochs)]
+    pairs = [(s, e) for s, e in pairs if s is not None and e is not None and e > 0 and math.isfinite(s / e)]
+    if run.finished or not epochs or not pairs:
+        return None
+    step, epoch = max(pairs)
+    return epochs * step / epoch
+
+
+def wall_seconds(run: RunData) -> float | None:
+    if run.final is not None and as_float(run.final.get("train_seconds")) is not None:
+        return as_float(run.final.get("train_seconds"))
+    times = [as_float(r.get("time")) for r in (*run.steps, *run.epochs)]
+    return max((t for t in times if t is not None and math.isfinite(t)), default=None)
+
+
+# -- formatting ------------------------------------------------------------------------------
+def percent(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value * 100:.2f} %"
+
+
+def duration(seconds: float | None) -> str:
+    """'8 min 32 s' rather than '512.3': wall time is read by people comparing runs."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def number(value: Any) -> str:
+    """Integers with thousands separators, floats compactly, anything else as given."""
+    number_ = as_float(value)
+    if number_ is None:
+        return "n/a" if value is None else str(value)
+    return f"{number_:,.0f}" if number_.is_integer() else f"{number_:g}"
+
+
+def cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def title_of(run: RunData) -> str:
+    method = str(run.section("method").get("name", "unknown method"))
+    model = run.section("model").get("name", "unknown model")
+    data = run.section("data").get("name", "unknown data")
+    return f"{METHOD_TITLES.get(method.lower(), method)}: {model} on {data}"
+
+
+# -- Markdown --------------------------------------------------------------------------------
+def status_lines(run: RunData) -> list[str]:
+    """The unfinished-run warning and any data problems, stated before any number is read."""
+    lines: list[str] = []
+    if not run.finished:
+        epoch = run.last_epoch
+        where = f"step {number(run.last_step)}" + (f" (epoch {epoch:.2f})" if epoch is not None else "")
+        lines.append(
+            f"> **Unfinished run:** no final record; metrics stop at {where}. Figures below are "
+            "the last logged values, not final results."
+        )
+    if run.skipped_lines:
+        shown = ", ".join(map(str, run.skipped_lines[:10])) + (" ..." if len(run.skipped_lines) > 10 else "")
+        lines.append(f"> Skipped {len(run.skipped_lines)} unreadable line(s) of metrics.jsonl: {shown}.")
+    lines.extend(f"> {note}" for note in run.notes)
+    return lines
+
+
+def params_text(run: RunData) -> str:
+    final = run.final or {}
+    kept, total = as_int(final.get("params_kept")), as_int(final.get("params_total"))
+    if kept is None or not total:
+        return "n/a"
+    return f"{kept:,} / {total:,} ({kept / total * 100:.2f} % kept)"
+
+
+def events_text(events: Sequence[Mapping[str, Any]]) -> str:
+    counts = Counter(str(e.get("event", "?")) for e in events)
+    detail = ", ".join(f"{name}: {count}" for name, count in counts.items())
+    return f"{len(events)} ({detail})" if events else "0"
+
+
+def best_row(epochs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """Best test accuracy at final masks (see plots.best_epoch), naming its epoch."""
+    best = best_epoch(epochs)
+    if best is None:
+        return "best test accuracy", "n/a"
+    record = epochs[best[0]]
+    name = "best test accuracy" + (" (final masks)" if best[1] else " (any epoch; masks never final)")
+    return name, f"{percent(as_float(record.get('test_acc')))} (epoch {number(record.get('epoch'))})"
+
+
+def summary_table(run: RunData) -> list[str]:
+    final = run.final or {}
+    if run.finished:
+        accuracy, sparsity = as_float(final.get("test_acc")), run.overall
+        suffix = ""
+    else:
+        accuracy = last_value(run.epochs, "test_acc")
+        sparsity = last_value([*run.epochs, *run.events], "sparsity")
+        suffix = " (last logged, unfinished)"
+    rows = [
+        ("final test accuracy" + suffix, percent(accuracy)),
+        best_row(run.epochs),
+        ("final sparsity" + suffix, percent(sparsity)),
+        ("parameters kept / total", params_text(run)),
+        ("wall time", duration(wall_seconds(run)) + ("" if run.finished else " (so far)")),
+        ("mask-change events", events_text(run.events)),
+        ("last step", number(run.last_step)),
+    ]
+    return ["| | |", "|---|---:|", *(f"| {name} | {value} |" for name, value in rows)]
+
+
+def recipe_lines(run: RunData) -> list[str]:
+    """The method's settings on one line each: what a reader needs to tell two reports apart."""
+    method = run.section("method")
+    if not method:
+        return []
+    lines = ["## Method", ""]
+    ordered = sorted(method.items(), key=lambda item: item[0] != "name")  # name first, rest as written
+    lines += [f"- `{key}`: `{json.dumps(value, default=str)}`" for key, value in ordered]
+    epochs = run.section("training").get("epochs")
+    if epochs is not None:
+        lines.append(f"- training epochs: `{epochs}`")
+    return [*lines, ""]
+
+
+def layer_table(layers: Sequence[Mapping[str, Any]], overall: float | None) -> list[str]:
+    lines = ["| layer | shape | numel | zeros | sparsity |", "|---|---|---:|---:|---:|"]
+    for layer in layers:
+        shape = layer.get("shape")
+        shape_text = "x".join(map(str, shape)) if isinstance(shape, list) else cell(shape or "")
+        lines.append(
+            f"| {cell(layer.get('name', '?'))} | {shape_text} | {number(layer.get('numel'))} | "
+            f"{number(layer.get('zeros'))} | {percent(as_float(layer.get('sparsity')))} |"
+        )
+    numel = sum(as_int(layer.get("numel")) or 0 for layer in layers)
+    zeros = sum(as_int(layer.get("zeros")) or 0 for layer in layers)
+    total = zeros / numel if numel else overall  # the row adds up the rows above it
+    lines.append(f"| **overall** | | {numel:,} | {zeros:,} | {percent(total)} |")
+    return lines
+
+
+def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
+    """The report text; ``images`` maps a section to the file name written next to report.md."""
+    status = status_lines(run)
+    lines = [f"# {title_of(run)}", "", f"Run directory: `{run.run_dir.name}`", ""]
+    for line in status:  # separate quotes, or Markdown runs them into one paragraph
+        lines += [line, ""]
+    lines += ["## Summary", "", *summary_table(run), ""]
+    lines += recipe_lines(run)
+    lines += [
+        "## Training curves",
+        "",
+        f"![training curves]({images['curves']})",
+        "",
+        "Shading: the schedule phase (a colour per dense partition, grey hatching for fine-tune); thin "
+        "vertical lines: mask changes.",
+        "",
+    ]
+    lines += ["## Schedule", "", f"![schedule]({images['schedule']})", ""]
+    lines += ["## Per-layer sparsity", ""]
+    if run.layers:
+        source = "final record" if run.finished and (run.final or {}).get("layers") else "sparsity.json"
+        lines += [
+            f"![per-layer sparsity]({images['layers']})",
+            "",
+            f"From the {source}.",
+            "",
+            *layer_table(run.layers, run.overall),
+        ]
+    else:
+        lines.append("No per-layer sparsity yet (it is written when the run finishes).")
+    return "\n".join(lines) + "\n"
+
+
+# -- the entry point -------------------------------------------------------------------------
+def write_figures(run: RunData, out_dir: Path) -> dict[str, str]:
+    """Draw the three figures into ``out_dir``; returns section -> file name (relative links)."""
+    segments: list[Segment] = phase_segments([*run.steps, *run.epochs, *run.events], run.last_step)
+    stop = {"stopped_at": None if run.finished else run.last_step, "planned_end": planned_end(run)}
+    title = title_of(run)
+    plot_curves(out_dir / CURVES, run.steps, run.epochs, run.events, segments, title=title, **stop)
+    plot_schedule(
+        out_dir / SCHEDULE,
+        segments,
+        run.events,
+        partitions=num_partitions(run),
+        title=f"Schedule - {title}",
+        **stop,
+    )
+    images = {"curves": CURVES, "schedule": SCHEDULE}
+    if run.layers:
+        plot_layers(out_dir / LAYERS, run.layers, run.overall, title=f"Per-layer sparsity - {title}")
+        images["layers"] = LAYERS
+    else:
+        (out_dir / LAYERS).unlink(missing_ok=True)  # a stale one from an earlier report would mislead
+    return images
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/report/`` (curves.png, schedule.png, layers.png, report.md); return report.md.
+
+    Raises FileNotFoundError when the directory or its metrics.jsonl is missing, and ValueError
+    when metrics.jsonl holds no records. An unfinished run is reported, not refused.
+    """
+    run = load_run(Path(run_dir))
+    out_dir = run.run_dir / REPORT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = write_figures(run, out_dir)
+    report = out_dir / "report.md"
+    report.write_text(render_markdown(run, images), encoding="utf-8")
+    return report
