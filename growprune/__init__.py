@@ -10,6 +10,7 @@ from growprune.methods import (
     CGaP,
     Dense,
     OneShot,
+    PGaP,
     Phase,
     RigL,
     Sparsifier,
@@ -22,6 +23,7 @@ from growprune.sparsity.targets import find_targets
 __version__ = "0.1.0"
 
 __all__ = [
+    "PGaP",
     "ADMM",
     "CGaP",
     "Dense",

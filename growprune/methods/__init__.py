@@ -8,11 +8,12 @@ from growprune.methods.cgap import CGaP
 from growprune.methods.dense import Dense
 from growprune.methods.gmp import GMP
 from growprune.methods.oneshot import OneShot
+from growprune.methods.pgap import PGaP, merge_worker_states
 from growprune.methods.rigl import RigL
 from growprune.methods.set import SET
 
 METHODS: dict[str, type[Sparsifier]] = {
-    cls.method: cls for cls in (Dense, OneShot, GMP, SET, RigL, ADMM, CGaP)
+    cls.method: cls for cls in (Dense, OneShot, GMP, SET, RigL, ADMM, CGaP, PGaP)
 }
 
 
@@ -30,6 +31,8 @@ def get_method(name: str) -> type[Sparsifier]:
 
 
 __all__ = [
+    "PGaP",
+    "merge_worker_states",
     "ADMM",
     "CGaP",
     "Dense",

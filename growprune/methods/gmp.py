@@ -76,7 +76,13 @@ class GMP(Sparsifier):
         scores = self.magnitude_scores(self.names)
         kept = self.masks
         scores = {n: restrict(s, kept[n]) for n, s in scores.items()}
-        self.change_masks(self.compute_masks(self.names, scores, self.keep_counts_at(fraction)), "prune")
+        keep = self.keep_counts_at(fraction)
+        if self.distribution != "global":
+            # Per-layer counts are rounded per prune, so a layer can get one more weight than at
+            # the previous prune (or one fewer than at the final one): clamp so masks only shrink
+            # and end exact. Global counts only matter in sum, which is already monotone.
+            keep = {n: max(self.keep_counts[n], min(k, self.mask_set.kept(n))) for n, k in keep.items()}
+        self.change_masks(self.compute_masks(self.names, scores, keep), "prune")
 
     def describe_phase(self, step: int) -> Phase:
         if step < self.start_step:

@@ -140,16 +140,33 @@ class GaPMethod(MethodBase):
         return self.partitions if isinstance(self.partitions, int) else len(self.partitions)
 
     @property
+    def gap_phases(self) -> int:
+        """Phases of `epochs_per_phase` one worker trains before fine-tuning."""
+        return self.rounds * self.num_partitions
+
+    @property
     def total_epochs(self) -> float:
-        return self.rounds * self.num_partitions * self.epochs_per_phase + self.finetune_epochs
+        return self.gap_phases * self.epochs_per_phase + self.finetune_epochs
 
 
 class CGaPMethod(GaPMethod):
     name: Literal["cgap"]
 
 
+class PGaPMethod(GaPMethod):
+    """Each round is one phase per worker: K workers train their partition in parallel."""
+
+    name: Literal["pgap"]
+    merge_non_partition: Literal["average", "group0"] = "average"
+    reset_optimizer: Literal["all"] = "all"
+
+    @property
+    def gap_phases(self) -> int:
+        return self.rounds
+
+
 MethodConfig = Annotated[
-    DenseMethod | OneShotMethod | GMPMethod | SETMethod | RigLMethod | ADMMMethod | CGaPMethod,
+    DenseMethod | OneShotMethod | GMPMethod | SETMethod | RigLMethod | ADMMMethod | CGaPMethod | PGaPMethod,
     Field(discriminator="name"),
 ]
 
@@ -200,8 +217,8 @@ class Recipe(Section):
             derived = method.total_epochs
             if self.training.epochs is not None and abs(self.training.epochs - derived) > 1e-9:
                 raise ValueError(
-                    f"training.epochs ({self.training.epochs:g}) != rounds x partitions x "
-                    f"epochs_per_phase + finetune_epochs ({derived:g}); drop training.epochs or fix it"
+                    f"training.epochs ({self.training.epochs:g}) != the GaP schedule's {derived:g} epochs "
+                    "(phases x epochs_per_phase + finetune_epochs); drop training.epochs or fix it"
                 )
             self.training.epochs = derived
         elif self.training.epochs is None:
@@ -268,6 +285,7 @@ METHOD_CONFIGS: dict[str, type[MethodBase]] = {
     "rigl": RigLMethod,
     "admm": ADMMMethod,
     "cgap": CGaPMethod,
+    "pgap": PGaPMethod,
 }
 
 

@@ -16,6 +16,7 @@ from growprune.train.recipe import (
     GMPMethod,
     MethodBase,
     OneShotMethod,
+    PGaPMethod,
     Recipe,
     SETMethod,
 )
@@ -33,7 +34,7 @@ def total_steps(recipe: Recipe, steps_per_epoch: int) -> int:
     if isinstance(method, GaPMethod):
         phase = epochs_to_steps(method.epochs_per_phase, steps_per_epoch, 1)
         finetune = epochs_to_steps(method.finetune_epochs, steps_per_epoch)
-        return method.rounds * method.num_partitions * phase + finetune
+        return method.gap_phases * phase + finetune
     assert recipe.training.epochs is not None  # filled by validation
     return epochs_to_steps(recipe.training.epochs, steps_per_epoch, minimum=1)
 
@@ -80,9 +81,12 @@ def method_kwargs(method: MethodBase, steps_per_epoch: int, total: int, seed: in
             steps_per_phase=steps(method.epochs_per_phase, 1),
             rounds=method.rounds,
             finetune_steps=steps(method.finetune_epochs),
-            reset_optimizer=method.reset_optimizer,
             init=method.init,
         )
+        if isinstance(method, PGaPMethod):
+            kwargs["merge_non_partition"] = method.merge_non_partition
+        else:
+            kwargs["reset_optimizer"] = method.reset_optimizer
     return kwargs
 
 
@@ -132,7 +136,7 @@ def build_lr_schedule(recipe: Recipe, steps_per_epoch: int, total: int) -> LRSch
                 f"schedule.restart_per_phase needs a GaP method (cgap, pgap), not '{method.name}'"
             )
         phase = epochs_to_steps(method.epochs_per_phase, steps_per_epoch, 1)
-        gap_steps = method.rounds * method.num_partitions
+        gap_steps = method.gap_phases
         segments = [(k * phase, (k + 1) * phase) for k in range(gap_steps)]
         if total > gap_steps * phase:
             segments.append((gap_steps * phase, total))

@@ -1,0 +1,200 @@
+"""P-GaP, parallel scheduled grow-and-prune (Ma et al., ICLR 2022, Algorithm 2).
+
+K workers start every round from the same sparse model. Worker k grows partition k to dense and
+trains the whole model for `steps_per_phase` steps; then the workers merge: partition k's weights
+come from worker k, everything outside the partitions (biases, norms, BatchNorm statistics) is
+averaged over the workers (or taken from worker 0, as the authors did), and every partition is
+pruned back to the target by magnitude. After `rounds` rounds the model fine-tunes with fixed
+masks.
+
+This class is the mask schedule of *one* worker. How the workers run -- K processes under
+``torchrun`` or one after another in a single process -- is the engine's business; both end in
+:meth:`PGaP.finish_merge`, and :func:`merge_worker_states` is the merge as a pure function so the
+two modes can be checked against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
+from growprune.sparsity.masks import MASK_SUFFIX
+from growprune.sparsity.optim_state import reset_optimizer_state
+from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec
+
+MERGE_MODES = ("average", "group0")
+Merger = Callable[["PGaP"], None]
+
+
+class PGaP(Sparsifier):
+    """One P-GaP worker: it grows partition `worker` at the start of every round.
+
+    `merger`, when given, is called at the end of each round to exchange weights with the other
+    workers (see :mod:`growprune.train.distributed`); without one the caller merges and calls
+    :meth:`finish_merge` itself.
+    """
+
+    method = "pgap"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        partitions: PartitionSpec = 4,
+        steps_per_phase: int,
+        rounds: int = 1,
+        finetune_steps: int = 0,
+        partition_mode: str = "contiguous",
+        merge_non_partition: str = "average",
+        init: str = "random",
+        worker: int = 0,
+        merger: Merger | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.steps_per_phase = check_steps("steps_per_phase", steps_per_phase, minimum=1)
+        self.rounds = check_steps("rounds", rounds, minimum=1)
+        self.finetune_steps = check_steps("finetune_steps", finetune_steps)
+        self.partition_mode = check_choice("partition_mode", partition_mode, PARTITION_MODES)
+        self.merge_non_partition = check_choice("merge_non_partition", merge_non_partition, MERGE_MODES)
+        self.init = check_choice("init", init, INIT_MODES)
+        self._partition_spec = partitions
+        self.worker = check_steps("worker", worker)
+        self.merger = merger
+        self.merged_rounds = 0
+        super().__init__(model, optimizer, **kwargs)
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def gap_steps(self) -> int:
+        """Optimizer steps of all rounds together (each worker runs these)."""
+        return self.rounds * self.steps_per_phase
+
+    @property
+    def total_steps(self) -> int:
+        return self.gap_steps + self.finetune_steps
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "partitions": self.partitions,
+            "steps_per_phase": self.steps_per_phase,
+            "rounds": self.rounds,
+            "finetune_steps": self.finetune_steps,
+            "merge_non_partition": self.merge_non_partition,
+            "init": self.init,
+        }
+
+    def on_start(self) -> None:
+        self.partitions = self.resolve_partitions(self._partition_spec, self.partition_mode)
+        if self.worker >= self.num_partitions:
+            raise ValueError(
+                f"worker must be in [0, {self.num_partitions}) for {self.num_partitions} partitions"
+            )
+        if self.init == "random":
+            scores = self.random_scores(self.names, "init")
+        else:
+            scores = self.magnitude_scores(self.names)
+        masks = {}
+        for part in self.partitions:
+            masks.update(self.compute_masks(part, {n: scores[n] for n in part}))
+        self.change_masks(masks, "init")
+        self.begin_round(0, self.worker)
+
+    def begin_round(self, round_index: int, worker: int) -> None:
+        """Start round `round_index` as `worker`: grow its partition, fresh optimizer state."""
+        self.worker = worker
+        self.step_count = round_index * self.steps_per_phase
+        grown = {n: torch.ones_like(self.mask_set.mask(n)) for n in self.partitions[worker]}
+        self.change_masks(grown, f"grow-{worker + 1}", reset="all")
+
+    def partition_owner(self) -> dict[str, int]:
+        """State-dict key -> partition index, for every name a pruned weight is reachable under."""
+        by_name = {t.name: t for t in self.targets}
+        return {
+            alias: k for k, part in enumerate(self.partitions) for n in part for alias in by_name[n].aliases
+        }
+
+    def is_round_end(self, step: int) -> bool:
+        return 0 < step <= self.gap_steps and step % self.steps_per_phase == 0
+
+    def on_step(self, step: int) -> None:
+        if self.is_round_end(step) and self.merger is not None:
+            self.merger(self)
+            self.finish_merge()
+
+    def finish_merge(self) -> None:
+        """After the weights are merged: prune every partition back, then grow ours again."""
+        round_index = self.step_count // self.steps_per_phase - 1
+        masks: dict[str, torch.Tensor] = {}
+        for part in self.partitions:
+            masks.update(self.compute_masks(part, self.magnitude_scores(part)))
+        self.change_masks(masks, "merge-prune", reset="all")
+        self.merged_rounds = round_index + 1
+        if self.merged_rounds < self.rounds:
+            self.begin_round(self.merged_rounds, self.worker)
+        else:
+            reset_optimizer_state(self.optimizer)
+
+    def dense_partition_at(self, step: int) -> int | None:
+        return self.worker if step < self.gap_steps else None
+
+    def describe_phase(self, step: int) -> Phase:
+        if step < self.gap_steps:
+            return Phase(
+                "gap",
+                step,
+                round=step // self.steps_per_phase + 1,
+                rounds=self.rounds,
+                dense_partition=self.worker + 1,
+                partitions=self.num_partitions,
+            )
+        return Phase("finetune" if step < self.total_steps else "done", step)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"worker": self.worker, "merged_rounds": self.merged_rounds}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.worker = int(state.get("worker", self.worker))
+        self.merged_rounds = int(state.get("merged_rounds", 0))
+
+
+def _is_mask(key: str) -> bool:
+    return key.endswith(MASK_SUFFIX)
+
+
+def merge_worker_states(
+    worker_states: Sequence[Mapping[str, torch.Tensor]],
+    owner: Mapping[str, int],
+    mode: str = "average",
+) -> dict[str, torch.Tensor]:
+    """The P-GaP merge of K model state dicts (worker k grew partition k).
+
+    `owner` maps each pruned weight's state-dict key to its partition (:meth:`PGaP.partition_owner`).
+    Partition k's weights come from worker k. Other floating-point entries (biases, norms,
+    BatchNorm running statistics) are averaged over the workers, or taken from worker 0 with
+    ``mode="group0"``; integer buffers and masks come from worker 0 (masks are recomputed by
+    the prune that follows).
+    """
+    check_choice("merge_non_partition", mode, MERGE_MODES)
+    if len(worker_states) != max(owner.values()) + 1:
+        raise ValueError(f"merge needs one state per partition: got {len(worker_states)}")
+    merged: dict[str, torch.Tensor] = {}
+    for key, first in worker_states[0].items():
+        if key in owner:
+            merged[key] = worker_states[owner[key]][key].clone()
+        elif mode == "average" and first.is_floating_point() and not _is_mask(key):
+            total = worker_states[0][key].clone()
+            for state in worker_states[1:]:
+                total += state[key]
+            merged[key] = total / len(worker_states)
+        else:
+            merged[key] = first.clone()
+    return merged
