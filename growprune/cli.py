@@ -8,6 +8,7 @@ for bugs in growprune itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ def _default_run_dir(name: str, smoke: bool) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from growprune.train.distributed import cleanup, launched_distributed
     from growprune.train.engine import Trainer
     from growprune.train.recipe import RecipeError, load_recipe
 
@@ -54,17 +56,31 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         recipe_path = resolve_recipe_path(args.recipe)
     recipe = load_recipe(recipe_path, overrides)
-    if not args.resume:
-        run_dir = Path(args.out or recipe.output.dir or _default_run_dir(recipe.name, args.smoke))
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+    resume = bool(args.resume)
+    if not resume:
+        # Under torchrun every rank must agree on the directory, and an elastic restart
+        # (TORCHELASTIC_RESTART_COUNT > 0) continues the run it finds there.
+        distributed = launched_distributed()
+        default = (
+            Path("runs") / f"{recipe.name}{'-smoke' if args.smoke else ''}-dist" if distributed else None
+        )
+        run_dir = Path(args.out or recipe.output.dir or default or _default_run_dir(recipe.name, args.smoke))
+        has_run = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*.pt"))
+        restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+        if has_run and not restarted:
             raise RecipeError(
                 f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --out"
             )
-    trainer = Trainer(
-        recipe, run_dir, smoke=args.smoke, resume=bool(args.resume), progress=not args.no_progress
-    )
-    print(f"run directory: {run_dir}", file=sys.stderr)
-    final = trainer.run()
+        resume = has_run and restarted
+    trainer = Trainer(recipe, run_dir, smoke=args.smoke, resume=resume, progress=not args.no_progress)
+    if trainer.is_main:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    try:
+        final = trainer.run()
+    finally:
+        cleanup()
+    if not trainer.is_main:
+        return 0
     print(
         f"done: test accuracy {final['test_acc']:.4f}, sparsity {final['sparsity']:.4f}, "
         f"{final['params_kept']}/{final['params_total']} parameters kept, {final['train_seconds']:.0f} s",

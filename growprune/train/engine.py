@@ -34,6 +34,12 @@ from growprune.methods import get_method
 from growprune.models.registry import build_model
 from growprune.report import sparsity_report
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
+from growprune.train.distributed import (
+    init_distributed,
+    make_partition_groups,
+    shard_batch,
+    verify_masks_equal,
+)
 from growprune.train.metrics import MetricsLogger
 from growprune.train.recipe import Recipe, RecipeError, recipe_to_dict
 from growprune.train.schedule import build_lr_schedule, method_kwargs, total_steps
@@ -147,6 +153,11 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         self.device = resolve_device(cfg.device)
+        self.dist = init_distributed(self.device.type)
+        if self.dist is not None and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.is_main = self.dist is None or self.dist.is_main
         self.ckpts = CheckpointManager(run_dir / "checkpoints", recipe.output.keep_last)
         resumed = self._find_resume_point() if resume else None
 
@@ -158,11 +169,14 @@ class Trainer:
         if resumed is not None:
             self._restore(*resumed)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-        self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
-        if resumed is None:
-            (run_dir / "metrics.jsonl").write_text("")
+        self.metrics: MetricsLogger | None = None
+        if self.is_main:
+            (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+            if resumed is None:
+                (run_dir / "metrics.jsonl").write_text("")
+            self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
         self._logged_events = len(self.sparsifier.history) if resumed else 0
+        self.bar: tqdm
         self._stop_signal: str | None = None
 
     # -- construction -----------------------------------------------------------------------
@@ -175,13 +189,15 @@ class Trainer:
         train, test = build_datasets(data_cfg.name, **subsets, **data_args)
         train, test = train.to(self.device), test.to(self.device)
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
-        augment = Augment(
+        self._setup_parallel(recipe, batch)
+        self.train_set = train
+        self.augment = Augment(
             crop_padding=data_cfg.crop_padding if data_cfg.random_crop else 0,
             hflip=data_cfg.hflip,
             fill=float(getattr(train, "pad_value", 0.0)),
         )
         self.train_loader = TensorLoader.from_dataset(
-            train, batch, shuffle=True, drop_last=True, augment=augment, seed=cfg.seed
+            train, batch, shuffle=True, drop_last=True, augment=self.augment, seed=cfg.seed
         )
         if len(self.train_loader) == 0:
             raise RecipeError(
@@ -199,11 +215,38 @@ class Trainer:
         self.total_steps = total_steps(recipe, self.steps_per_epoch)
         self.lr_schedule = build_lr_schedule(recipe, self.steps_per_epoch, self.total_steps)
         kwargs = method_kwargs(recipe.method, self.steps_per_epoch, self.total_steps, cfg.seed)
+        if recipe.method.name == "pgap":
+            kwargs["worker"] = self.dist.group_index if self.parallel_pgap else 0
         try:
             self.sparsifier = get_method(recipe.method.name)(self.model, self.optimizer, **kwargs)
         except ValueError as err:
             raise RecipeError(f"method: {err}") from None
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.forward_model: nn.Module = self.model
+        if self.dp_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(
+                self.model, device_ids=ids, process_group=self.dp_group, broadcast_buffers=False
+            )
+
+    def _setup_parallel(self, recipe: Recipe, batch: int) -> None:
+        """Who trains what: P-GaP partition groups, and the data-parallel group of this rank."""
+        ctx = self.dist
+        self.parallel_pgap = ctx is not None and recipe.method.name == "pgap"
+        self.dp_group, self.dp_size, self.dp_rank = None, 1, 0
+        if ctx is None:
+            return
+        if self.parallel_pgap:
+            make_partition_groups(ctx, recipe.method.num_partitions)  # type: ignore[union-attr]
+            self.dp_group, self.dp_size, self.dp_rank = ctx.group_pg, ctx.group_size, ctx.rank_in_group
+        else:
+            self.dp_size, self.dp_rank = ctx.world, ctx.rank
+        if batch % self.dp_size:
+            raise RecipeError(
+                f"training.batch_size {batch} must be divisible by the {self.dp_size} data-parallel processes"
+            )
 
     def _find_resume_point(self) -> tuple[Path, dict[str, Any]] | None:
         found = self.ckpts.latest_good()
@@ -261,9 +304,10 @@ class Trainer:
             },
         }
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes (all ranks hold the same model whenever a checkpoint is taken)."""
         self._last_ckpt_time = time.monotonic()
-        return self.ckpts.save(self._payload(), self.step)
+        return self.ckpts.save(self._payload(), self.step) if self.is_main else None
 
     def _checkpoint_due(self) -> bool:
         out = self.recipe.output
@@ -285,10 +329,18 @@ class Trainer:
             "partitions": phase.partitions,
         }
 
-    def _log_events(self) -> None:
-        for event in self.sparsifier.history[self._logged_events :]:
-            self.metrics.log({"type": "event", **event})
+    def log(self, record: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.log(record)
+
+    def _after_mask_changes(self) -> None:
+        """Log new mask events; under torch.distributed check every rank holds the same masks."""
+        events = self.sparsifier.history[self._logged_events :]
         self._logged_events = len(self.sparsifier.history)
+        for event in events:
+            self.log({"type": "event", **event})
+        if events and self.dp_size > 1:
+            verify_masks_equal(self.sparsifier.masks, self.dp_group, events[-1]["event"])
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -310,68 +362,84 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end of the schedule; returns the final summary record."""
         self._start = self._last_ckpt_time = time.monotonic()
-        self._log_events()
+        self._after_mask_changes()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(
-            total=self.total_steps,
+        self.bar = tqdm(
+            total=self.planned_steps(),
             initial=self.step,
-            disable=not self.progress,
+            disable=not (self.progress and self.is_main),
             unit="step",
             dynamic_ncols=True,
             desc=self.recipe.name,
         )
         try:
+            if self.recipe.method.name == "pgap":
+                from growprune.train.pgap_driver import run_rounds
+
+                run_rounds(self)
             while self.step < self.total_steps:
-                self._train_epoch(bar)
+                self._train_epoch()
         finally:
-            bar.close()
+            self.bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return self._finish()
 
-    def _train_epoch(self, bar: tqdm) -> None:
+    def planned_steps(self) -> int:
+        """Optimizer steps this process runs: single-process P-GaP trains its K workers in turn."""
+        sparsifier = self.sparsifier
+        if self.recipe.method.name == "pgap" and not self.parallel_pgap:
+            return self.total_steps + (sparsifier.num_partitions - 1) * sparsifier.gap_steps  # type: ignore[attr-defined]
+        return self.total_steps
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step on this rank's share of a global batch; returns (loss, logits, labels)."""
+        if self.dp_size > 1:
+            x, y = shard_batch(x, y, self.dp_rank, self.dp_size)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_schedule.lr(self.step)
+        logits = self.forward_model(x)
+        loss = self.loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {self.step + 1} ({self.sparsifier.phase}); the last good "
+                f"checkpoint is in {self.ckpts.directory}; lower optimizer.lr or add warm-up"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.sparsifier.step()
+        self.step += 1
+        self.bar.update(1)
+        self._after_mask_changes()
+        if self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps:
+            self._log_step(loss)
+        return loss.detach(), logits.detach(), y
+
+    def _train_epoch(self) -> None:
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        stats = EpochStats(self.device)
         for x, y in self.train_loader.iter_from(self.epoch, self.batch):
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_schedule.lr(self.step)
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {self.step + 1} ({self.sparsifier.phase}); the last good "
-                    f"checkpoint is in {self.ckpts.directory}; lower optimizer.lr or add warm-up"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.sparsifier.step()
-            self.step += 1
+            loss, logits, labels = self.train_step(x, y)
             self.batch += 1
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            bar.update(1)
-            self._log_events()
-            if self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps:
-                self._log_step(loss, bar)
+            stats.add(loss, logits, labels)
             if self._stop_signal is not None:
                 path = self.save_checkpoint()
                 raise Interrupted(
-                    f"{self._stop_signal} at step {self.step}: checkpoint {path} written; continue with "
-                    f"growprune train --resume {self.run_dir}"
+                    f"{self._stop_signal} at step {self.step}: checkpoint {path or 'on rank 0'} written; "
+                    f"continue with growprune train --resume {self.run_dir}"
                 )
             if self.step >= self.total_steps:
                 break
             if self._checkpoint_due():
                 self.save_checkpoint()
-        self._end_epoch(loss_sum, correct, seen)
+        if self.batch >= self.steps_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        self.end_epoch(stats)
 
-    def _log_step(self, loss: torch.Tensor, bar: tqdm) -> None:
+    def _log_step(self, loss: torch.Tensor) -> None:
         value = loss.item()
-        self.metrics.log(
+        self.log(
             {
                 "type": "step",
                 "step": self.step,
@@ -382,19 +450,17 @@ class Trainer:
                 "time": self._elapsed(),
             }
         )
-        bar.set_postfix_str(f"loss {value:.3f} | {self.sparsifier.phase}")
+        self.bar.set_postfix_str(f"loss {value:.3f} | {self.sparsifier.phase}")
 
-    def _end_epoch(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> None:
+    def end_epoch(self, stats: EpochStats) -> None:
+        """Evaluate, log, checkpoint; keep `best.pt` among models whose masks are final."""
         test_loss, test_acc = self.evaluate()
-        self.epoch += 1 if self.batch >= self.steps_per_epoch else 0
-        self.batch = 0 if self.batch >= self.steps_per_epoch else self.batch
-        self.metrics.log(
+        self.log(
             {
                 "type": "epoch",
                 "epoch": self.step / self.steps_per_epoch,
                 "step": self.step,
-                "train_loss": float(loss_sum) / max(seen, 1),
-                "train_acc": float(correct) / max(seen, 1),
+                **stats.summary(),
                 "test_loss": test_loss,
                 "test_acc": test_acc,
                 "sparsity": sparsity_report(self.model).overall,
@@ -403,21 +469,22 @@ class Trainer:
                 "time": self._elapsed(),
             }
         )
-        tqdm.write(
-            f"epoch {self.step / self.steps_per_epoch:5.2f}  test acc {test_acc:.4f}  "
-            f"loss {test_loss:.4f}  {self.sparsifier.phase}",
-            file=sys.stderr,
-        )
+        if self.is_main:
+            tqdm.write(
+                f"epoch {self.step / self.steps_per_epoch:5.2f}  test acc {test_acc:.4f}  "
+                f"loss {test_loss:.4f}  {self.sparsifier.phase}",
+                file=sys.stderr,
+            )
         self.save_checkpoint()
         # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
         if self.sparsifier.done and test_acc > self.best_acc:
             self.best_acc = test_acc
-            self.ckpts.save_named(self._payload(), "best")
+            if self.is_main:
+                self.ckpts.save_named(self._payload(), "best")
 
     def _finish(self) -> dict[str, Any]:
         test_loss, test_acc = self.evaluate()
         report = sparsity_report(self.model)
-        (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
         total = sum(p.numel() for p in self.model.parameters())
         final = {
             "type": "final",
@@ -430,15 +497,38 @@ class Trainer:
             "train_seconds": self._elapsed(),
             "layers": report.to_dict()["layers"],
         }
-        self.metrics.log(final)
-        self.ckpts.save_named(self._payload(), "final")
-        self.metrics.close()
+        if self.is_main:
+            (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
+            self.log(final)
+            self.ckpts.save_named(self._payload(), "final")
+            assert self.metrics is not None
+            self.metrics.close()
         return final
+
+
+class EpochStats:
+    """Running training loss and accuracy, kept on the device to avoid a sync per step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def summary(self) -> dict[str, float]:
+        seen = max(self.seen, 1)
+        return {"train_loss": float(self.loss) / seen, "train_acc": float(self.correct) / seen}
 
 
 def _builder_of(name: str) -> Callable[..., nn.Module]:
     from growprune.models import registry
 
     if name not in registry.list_models():
-        raise RecipeError(f"model.name: unknown model '{name}' (allowed: {', '.join(registry.list_models())})")
+        raise RecipeError(
+            f"model.name: unknown model '{name}' (allowed: {', '.join(registry.list_models())})"
+        )
     return registry._BUILDERS[name]

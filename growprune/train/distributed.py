@@ -1,0 +1,159 @@
+"""torch.distributed plumbing: process groups, data sharding, mask agreement, the P-GaP merge.
+
+Launch with ``torchrun``; everything is read from its environment variables. gloo is used on
+CPU and NCCL on CUDA. For P-GaP with K partitions and N = K x M processes, ranks
+[k*M, (k+1)*M) form group k: they train one replica with data parallelism and grow partition k.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+MASK_CHECK_PRIME = 2_147_483_629
+
+
+@dataclass
+class DistContext:
+    """This process's place in the job."""
+
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+    groups: int = 1  # P-GaP partition groups (1 for data parallelism over all ranks)
+    group_pgs: list[Any] = field(default_factory=list)
+
+    @property
+    def group_size(self) -> int:
+        return self.world // self.groups
+
+    @property
+    def group_index(self) -> int:
+        return self.rank // self.group_size
+
+    @property
+    def rank_in_group(self) -> int:
+        return self.rank % self.group_size
+
+    @property
+    def group_pg(self) -> Any:
+        return self.group_pgs[self.group_index] if self.group_pgs else None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device_type: str) -> DistContext | None:
+    """Join the job started by torchrun; None when running as a single process."""
+    if not launched_distributed():
+        return None
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return DistContext(
+        dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), backend
+    )
+
+
+def make_partition_groups(ctx: DistContext, partitions: int) -> None:
+    """Split the world into `partitions` groups of equal size (every rank must call this)."""
+    if ctx.world % partitions:
+        raise ValueError(
+            f"P-GaP with {partitions} partitions needs a multiple of {partitions} processes, got "
+            f"{ctx.world}; use torchrun --nproc-per-node {partitions} (or a multiple), or run without "
+            "torchrun to train the workers one after another"
+        )
+    ctx.groups = partitions
+    size = ctx.world // partitions
+    ctx.group_pgs = [dist.new_group(list(range(k * size, (k + 1) * size))) for k in range(partitions)]
+
+
+def shard_batch(
+    x: torch.Tensor, y: torch.Tensor, index: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous share of a global batch (global batch size divisible by `count`)."""
+    size = x.shape[0] // count
+    return x[index * size : (index + 1) * size], y[index * size : (index + 1) * size]
+
+
+def mask_checksum(masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """An order- and position-sensitive fingerprint of the masks (int64, on the masks' device)."""
+    total = None
+    for layer, mask in enumerate(masks.values(), start=1):
+        flat = mask.reshape(-1).to(torch.int64)
+        positions = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.int64)
+        value = ((flat * positions) % MASK_CHECK_PRIME).sum() * layer + flat.sum()
+        total = value if total is None else total + value
+    assert total is not None
+    return total.reshape(1)
+
+
+def verify_masks_equal(masks: dict[str, torch.Tensor], group: Any = None, what: str = "") -> None:
+    """All-reduce min and max of the checksum; any difference is an error, never a divergence."""
+    checksum = mask_checksum(masks)
+    if dist.get_backend(group) == "nccl":
+        checksum = checksum.cuda()
+    low, high = checksum.clone(), checksum.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+    if int(low) != int(high):
+        raise RuntimeError(
+            f"masks differ across ranks{f' after {what}' if what else ''} "
+            f"(checksums {int(low)} vs {int(high)}): every rank must use the same seed, recipe and growprune version"
+        )
+
+
+@dataclass
+class MergeStats:
+    bytes_exchanged: int
+    wait_seconds: float
+    merge_seconds: float
+
+
+@torch.no_grad()
+def merge_across_groups(model: nn.Module, owner: dict[str, int], ctx: DistContext, mode: str) -> MergeStats:
+    """The P-GaP merge over torch.distributed: same result as ``merge_worker_states``.
+
+    Partition k's weights are broadcast from group k's leader; other floating-point entries are
+    averaged over all ranks (replicas inside a group are equal, so this is the mean over groups)
+    or broadcast from rank 0. Masks are skipped: the prune that follows recomputes them.
+    Bytes are counted as the payload each rank sends or receives once.
+    """
+    started = time.monotonic()
+    dist.barrier()
+    waited = time.monotonic() - started
+    sent = 0
+    for key, tensor in model.state_dict().items():
+        if key.endswith("_mask"):
+            continue
+        if key in owner:
+            dist.broadcast(tensor, src=owner[key] * ctx.group_size)
+        elif mode == "average" and tensor.is_floating_point():
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            tensor.div_(ctx.world)
+        else:
+            dist.broadcast(tensor, src=0)
+        sent += tensor.numel() * tensor.element_size()
+    return MergeStats(sent, waited, time.monotonic() - started - waited)
+
+
+def dense_allreduce_bytes(model: nn.Module) -> int:
+    """Bytes one DDP step all-reduces: every gradient, dense."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
