@@ -1,0 +1,202 @@
+"""P-GaP and data parallelism under torchrun (2 gloo processes on localhost) against one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from growprune.train.metrics import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def recipe_file(tmp_path: Path, method: dict, n_train: int = 1024, hidden: int = 64, **extra: dict) -> Path:
+    recipe = {
+        "name": "dist",
+        "data": {"name": "synthetic", "args": {"n_train": n_train, "n_test": 256, "dim": 32}},
+        "model": {"name": "mlp", "args": {"hidden": [hidden, hidden]}},
+        "optimizer": {"name": "sgd", "lr": 0.05},
+        "method": method,
+        "training": {"batch_size": 32, "seed": 0, "threads": 1, "log_every": 10},
+        "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None},
+        **extra,
+    }
+    path = tmp_path / f"{method['name']}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def train(recipe: Path, out: Path, procs: int = 1, *extra: str) -> subprocess.CompletedProcess[str]:
+    if procs == 1:
+        cmd = [sys.executable, "-m", "growprune"]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(procs),
+            "--standalone",
+            *extra,
+            "-m",
+            "growprune",
+        ]
+    result = subprocess.run(
+        [*cmd, "train", str(recipe), "--out", str(out), "--no-progress"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def final_state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
+
+
+PGAP = {
+    "name": "pgap",
+    "sparsity": 0.8,
+    "partitions": 2,
+    "epochs_per_phase": 1,
+    "rounds": 2,
+    "finetune_epochs": 1,
+}
+
+
+def test_pgap_two_processes_equal_single_process(tmp_path: Path) -> None:
+    recipe = recipe_file(tmp_path, PGAP)
+    train(recipe, tmp_path / "single")
+    train(recipe, tmp_path / "multi", 2)
+    single, multi = final_state(tmp_path / "single")["model"], final_state(tmp_path / "multi")["model"]
+    for key in single:
+        assert torch.equal(single[key], multi[key]), key
+    merges = [r for r in read_metrics(tmp_path / "multi") if r["type"] == "merge"]
+    assert [m["round"] for m in merges] == [1, 2]
+    assert all(m["bytes_exchanged"] > 0 and m["wait_seconds"] >= 0 for m in merges)
+
+
+def test_ddp_cgap_matches_single_process(tmp_path: Path) -> None:
+    method = {
+        "name": "cgap",
+        "sparsity": 0.8,
+        "partitions": 3,
+        "epochs_per_phase": 1,
+        "rounds": 1,
+        "finetune_epochs": 1,
+    }
+    recipe = recipe_file(tmp_path, method)
+    train(recipe, tmp_path / "single")
+    train(recipe, tmp_path / "ddp", 2)
+    single, ddp = final_state(tmp_path / "single"), final_state(tmp_path / "ddp")
+    for name, mask in single["sparsifier"]["masks"].items():
+        agree = (mask == ddp["sparsifier"]["masks"][name]).float().mean()
+        assert agree > 0.97, name  # magnitude ties can flip under float reordering; almost all agree
+    for key, value in single["model"].items():
+        if value.is_floating_point() and not key.endswith("_mask"):
+            kept = single["model"].get(f"{key}_mask", torch.ones_like(value, dtype=torch.bool))
+            kept = kept & ddp["model"].get(f"{key}_mask", torch.ones_like(value, dtype=torch.bool))
+            torch.testing.assert_close(value[kept], ddp["model"][key][kept], rtol=1e-3, atol=1e-3)
+
+
+def test_killed_worker_restarts_and_ends_with_same_masks(tmp_path: Path) -> None:
+    recipe = recipe_file(tmp_path, {**PGAP, "rounds": 4}, n_train=8192, hidden=512)
+    train(recipe, tmp_path / "reference")
+    out = tmp_path / "elastic"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "--max-restarts",
+        "1",
+        "-m",
+        "growprune",
+        "train",
+        str(recipe),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and not list((out / "checkpoints").glob("ckpt-*.pt")):
+        time.sleep(0.02)
+    assert list((out / "checkpoints").glob("ckpt-*.pt")), "no merge checkpoint appeared"
+    victims = subprocess.run(["pgrep", "-f", f"growprune train {recipe}"], capture_output=True, text=True)
+    workers = [int(pid) for pid in victims.stdout.split() if int(pid) != proc.pid]
+    assert workers, "no worker process found"
+    os.kill(max(workers), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "resumed from" in stderr, "the restarted workers did not resume from the merge checkpoint"
+    expected, got = final_state(tmp_path / "reference"), final_state(out)
+    for name, mask in expected["sparsifier"]["masks"].items():
+        assert torch.equal(mask, got["sparsifier"]["masks"][name]), name
+
+
+def test_pgap_refuses_process_count_not_multiple_of_k(tmp_path: Path) -> None:
+    recipe = recipe_file(tmp_path, {**PGAP, "partitions": 3})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "-m",
+        "growprune",
+        "train",
+        str(recipe),
+        "--out",
+        str(tmp_path / "bad"),
+        "--no-progress",
+    ]
+    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "multiple of 3 processes" in result.stderr
+
+
+@pytest.mark.parametrize("world", [2])
+def test_mask_mismatch_is_an_error(tmp_path: Path, world: int) -> None:
+    script = tmp_path / "mismatch.py"
+    script.write_text(
+        "import torch, torch.distributed as dist\n"
+        "from growprune.train.distributed import verify_masks_equal\n"
+        "dist.init_process_group('gloo')\n"
+        "mask = torch.ones(10, dtype=torch.bool); mask[dist.get_rank()] = False\n"
+        "try:\n"
+        "    verify_masks_equal({'w': mask}, what='test')\n"
+        "except RuntimeError as err:\n"
+        "    print('MISMATCH', err)\n"
+        "dist.destroy_process_group()\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(world),
+        "--standalone",
+        str(script),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.stdout.count("MISMATCH masks differ across ranks after test") == world, result.stderr[
+        -2000:
+    ]
