@@ -23,7 +23,6 @@ from torch import nn
 
 from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
 from growprune.sparsity.masks import MASK_SUFFIX
-from growprune.sparsity.optim_state import reset_optimizer_state
 from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec
 
 MERGE_MODES = ("average", "group0")
@@ -105,15 +104,19 @@ class PGaP(Sparsifier):
         masks = {}
         for part in self.partitions:
             masks.update(self.compute_masks(part, {n: scores[n] for n in part}))
+        self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.change_masks(masks, "init")
         self.begin_round(0, self.worker)
 
     def begin_round(self, round_index: int, worker: int) -> None:
-        """Start round `round_index` as `worker`: grow its partition, fresh optimizer state."""
+        """Start round `round_index` as `worker`: the merged sparse masks with partition `worker`
+        grown to dense, and fresh optimizer state (the authors build a new optimizer per step)."""
         self.worker = worker
         self.step_count = round_index * self.steps_per_phase
-        grown = {n: torch.ones_like(self.mask_set.mask(n)) for n in self.partitions[worker]}
-        self.change_masks(grown, f"grow-{worker + 1}", reset="all")
+        masks = dict(self._sparse_masks)
+        for name in self.partitions[worker]:
+            masks[name] = torch.ones_like(self.mask_set.mask(name))
+        self.change_masks(masks, f"grow-{worker + 1}", reset="all")
 
     def partition_owner(self) -> dict[str, int]:
         """State-dict key -> partition index, for every name a pruned weight is reachable under."""
@@ -132,16 +135,18 @@ class PGaP(Sparsifier):
 
     def finish_merge(self) -> None:
         """After the weights are merged: prune every partition back, then grow ours again."""
-        round_index = self.step_count // self.steps_per_phase - 1
+        self.prune_after_merge()
+        if self.merged_rounds < self.rounds:
+            self.begin_round(self.merged_rounds, self.worker)
+
+    def prune_after_merge(self) -> None:
+        """Prune every partition back to the target by magnitude; all workers get equal masks."""
         masks: dict[str, torch.Tensor] = {}
         for part in self.partitions:
             masks.update(self.compute_masks(part, self.magnitude_scores(part)))
+        self._sparse_masks = {n: m.clone() for n, m in masks.items()}
+        self.merged_rounds = self.step_count // self.steps_per_phase
         self.change_masks(masks, "merge-prune", reset="all")
-        self.merged_rounds = round_index + 1
-        if self.merged_rounds < self.rounds:
-            self.begin_round(self.merged_rounds, self.worker)
-        else:
-            reset_optimizer_state(self.optimizer)
 
     def dense_partition_at(self, step: int) -> int | None:
         return self.worker if step < self.gap_steps else None
@@ -159,11 +164,17 @@ class PGaP(Sparsifier):
         return Phase("finetune" if step < self.total_steps else "done", step)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"worker": self.worker, "merged_rounds": self.merged_rounds}
+        return {
+            "worker": self.worker,
+            "merged_rounds": self.merged_rounds,
+            "sparse_masks": {n: m.cpu() for n, m in self._sparse_masks.items()},
+        }
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.worker = int(state.get("worker", self.worker))
+        # `worker` is not restored: every rank resumes from one file and keeps its own worker index.
         self.merged_rounds = int(state.get("merged_rounds", 0))
+        devices = {t.name: t.param.device for t in self.targets}
+        self._sparse_masks = {n: m.to(devices[n]) for n, m in state["sparse_masks"].items()}
 
 
 def _is_mask(key: str) -> bool:
