@@ -53,6 +53,7 @@ class RunData:
     steps: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    merges: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     overall: float | None = None
@@ -146,7 +147,7 @@ def load_run(run_dir: Path) -> RunData:
         raise ValueError(f"{metrics} holds no metric records: nothing to report (did the run start?)")
     run = RunData(run_dir=run_dir, skipped_lines=skipped)
     run.recipe = read_recipe(run_dir / "recipe.yaml", run.notes)
-    kinds = {"step": run.steps, "epoch": run.epochs, "event": run.events}
+    kinds = {"step": run.steps, "epoch": run.epochs, "event": run.events, "merge": run.merges}
     for record in records:
         kind = record.get("type")
         if kind in kinds:
@@ -357,6 +358,26 @@ def layer_table(layers: Sequence[Mapping[str, Any]], overall: float | None) -> l
     return lines
 
 
+def merge_table(merges: Sequence[Mapping[str, Any]]) -> list[str]:
+    """P-GaP merges: what each round exchanged and how long ranks waited for the slowest one."""
+    if not merges:
+        return []
+    lines = [
+        "## P-GaP merges",
+        "",
+        "| round | step | bytes exchanged | wait | merge |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for m in merges:
+        lines.append(
+            f"| {m.get('round')} | {m.get('step')} | {int(m.get('bytes_exchanged', 0)):,} | "
+            f"{1000 * (as_float(m.get('wait_seconds')) or 0):.1f} ms | "
+            f"{1000 * (as_float(m.get('merge_seconds')) or 0):.1f} ms |"
+        )
+    total = sum(int(m.get("bytes_exchanged", 0)) for m in merges)
+    return [*lines, "", f"Total exchanged at merges: {total:,} bytes per rank.", ""]
+
+
 def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
     """The report text; ``images`` maps a section to the file name written next to report.md."""
     status = status_lines(run)
@@ -375,6 +396,7 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
         "",
     ]
     lines += ["## Schedule", "", f"![schedule]({images['schedule']})", ""]
+    lines += merge_table(run.merges)
     lines += ["## Per-layer sparsity", ""]
     if run.layers:
         source = "final record" if run.finished and (run.final or {}).get("layers") else "sparsity.json"

@@ -267,3 +267,37 @@ def test_missing_metrics_and_directory(tmp_path: Path) -> None:
         write_report(tmp_path / "nometrics")
     with pytest.raises(FileNotFoundError, match="run directory not found"):
         write_report(tmp_path / "absent")
+
+
+def test_pgap_merges_are_reported(tmp_path: Path) -> None:
+    """Merge records (bytes exchanged, waiting time) of a P-GaP run appear in report.md."""
+    import json
+
+    from growprune.train.run_report import write_report
+
+    records = [
+        {
+            "type": "epoch",
+            "epoch": 1,
+            "step": 10,
+            "train_loss": 1.0,
+            "train_acc": 0.5,
+            "test_loss": 1.0,
+            "test_acc": 0.5,
+            "sparsity": 0.8,
+            "phase": "finetune",
+            "phase_name": "finetune",
+            "time": 1.0,
+        },
+        {
+            "type": "merge",
+            "round": 1,
+            "step": 10,
+            "bytes_exchanged": 123456,
+            "wait_seconds": 0.25,
+            "merge_seconds": 0.01,
+        },
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = write_report(tmp_path).read_text()
+    assert "P-GaP merges" in text and "123,456" in text and "250.0 ms" in text
