@@ -1,0 +1,27 @@
+"""The P-GaP communication benchmark runs end to end (tiny synthetic version)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_pgap_comm_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/pgap_comm.py", "--smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = Path(re.search(r"written to (\S+)", result.stdout).group(1))
+    data = json.loads(written.read_text())
+    assert data["gap_steps"] == 4
+    assert 0 < data["bytes_ratio_pgap_to_ddp"] < 1  # merges exchange far less than per-step all-reduce
+    assert data["pgap_wall_seconds"] > 0 and data["cgap_wall_seconds"] > 0
