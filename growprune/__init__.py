@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from growprune.export import ExportError, export_model, load
+from growprune.inference import accelerate
 from growprune.methods import (
     ADMM,
     GMP,
@@ -27,6 +29,7 @@ __all__ = [
     "ADMM",
     "CGaP",
     "Dense",
+    "ExportError",
     "GMP",
     "METHODS",
     "OneShot",
@@ -36,8 +39,11 @@ __all__ = [
     "Sparsifier",
     "SparsityReport",
     "__version__",
+    "accelerate",
+    "export_model",
     "find_targets",
     "get_method",
+    "load",
     "register_method",
     "sparsity_report",
 ]

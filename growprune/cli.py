@@ -115,6 +115,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from growprune.export import ExportError, export_model
+
+    model_args = {}
+    for item in args.model_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --model-arg {item!r}: expected KEY=VALUE", file=sys.stderr)
+            return EXIT_USAGE
+        model_args[key] = yaml.safe_load(value)
+    try:
+        summary = export_model(
+            args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
+        )
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(summary)
+    return 0
+
+
+def cmd_bench_infer(args: argparse.Namespace) -> int:
+    from growprune.inference.bench import BenchError, describe_command, run_from_args
+
+    try:
+        run_from_args(args, describe_command("growprune bench-infer", args))
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="growprune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     listing = sub.add_parser("list", help="methods, models, datasets and bundled recipes")
     listing.set_defaults(func=cmd_list)
+    export = sub.add_parser("export", help="write a trained sparse model to a compressed safetensors file")
+    export.add_argument(
+        "source", help="run directory (uses final.pt, else best.pt, else the newest) or checkpoint"
+    )
+    export.add_argument("--out", required=True, help="output file, e.g. model.safetensors")
+    export.add_argument(
+        "--format", choices=["sparse", "dense"], default="sparse", help="sparse: bitmask + kept values"
+    )
+    export.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    export.add_argument(
+        "--model-arg", action="append", metavar="KEY=VALUE", help="a model argument the recipe lacks"
+    )
+    export.set_defaults(func=cmd_export)
+    from growprune.inference.bench import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser("bench-infer", help="latency of dense vs sparse-accelerated models (CPU, GPU)")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench_infer)
     return parser
 
 

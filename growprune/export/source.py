@@ -1,0 +1,190 @@
+"""What an export is made from: a run directory, a checkpoint file, or a live model.
+
+A checkpoint keeps the model's state dict with the mask buffers (``fc.weight_mask`` next to
+``fc.weight``) and the resolved recipe, but not every constructor argument: the input size and
+class count come from the data when the run starts. Rather than load a data set at export time,
+those few arguments are read off the weight shapes and the guess is verified by building the
+model and comparing every shape, so an export either names a model that rebuilds exactly or
+fails saying which argument is missing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.export.errors import ExportError
+from growprune.sparsity.masks import MASK_SUFFIX
+
+# Constructor arguments the training engine fills in from the data (see train/engine.py).
+DATA_ARGS = ("in_features", "in_channels", "num_classes")
+RUN_CHECKPOINTS = ("final.pt", "best.pt")
+
+
+@dataclass
+class ExportSource:
+    """A plain state dict (no mask buffers), the masks of its pruned tensors, and provenance."""
+
+    state: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    origin: str
+    model_spec: dict[str, Any] | None = None  # {"name": ..., "args": {...}}
+    recipe: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the best choice inside a run directory: final, best, newest numbered."""
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise ExportError(f"{path}: no such run directory or checkpoint file")
+    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    for name in RUN_CHECKPOINTS:
+        if (directory / name).is_file():
+            return directory / name
+    from growprune.train.checkpoint import CheckpointManager
+
+    numbered = CheckpointManager(directory).numbered()
+    if numbered:
+        return numbered[-1]
+    raise ExportError(f"{path}: no checkpoints found (looked for {', '.join(RUN_CHECKPOINTS)} and ckpt-*.pt)")
+
+
+def split_masks(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """State dict with mask buffers -> (state without masks, {param name: bool mask})."""
+    masks: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        stem = key[: -len(MASK_SUFFIX)]
+        if key.endswith(MASK_SUFFIX) and stem in state and value.dtype == torch.bool:
+            masks[stem] = value
+    plain = {
+        k: v for k, v in state.items() if not (k.endswith(MASK_SUFFIX) and k[: -len(MASK_SUFFIX)] in masks)
+    }
+    return plain, masks
+
+
+def check_masks(source: ExportSource) -> None:
+    """Refuse weights that are nonzero where their mask prunes: such a model is not the sparse one."""
+    for name, mask in source.masks.items():
+        weight = source.state[name]
+        if tuple(mask.shape) != tuple(weight.shape):
+            raise ExportError(
+                f"{source.origin}: mask of '{name}' has shape {tuple(mask.shape)} but the weight "
+                f"{tuple(weight.shape)}"
+            )
+        bad = (weight.detach() != 0) & ~mask.to(weight.device)
+        count = int(bad.sum())
+        if count:
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ExportError(
+                f"{source.origin}: masks and weights disagree in '{name}': {count} weight(s) are nonzero "
+                f"where the mask prunes them (first at index {first}); this is not a consistent sparse "
+                "model, refusing to export it"
+            )
+
+
+def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> ExportSource:
+    """Read a growprune checkpoint (or the right one in a run directory)."""
+    from growprune.train.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = resolve_checkpoint(Path(path))
+    try:
+        payload = load_checkpoint(ckpt)
+    except CheckpointError as err:
+        raise ExportError(str(err)) from None
+    state, masks = split_masks(payload["model"])
+    recipe = payload.get("recipe") or {}
+    model = recipe.get("model") or {}
+    if "name" not in model:
+        raise ExportError(f"checkpoint {ckpt}: its recipe has no model.name, so the model cannot be rebuilt")
+    source = ExportSource(
+        state=state,
+        masks=masks,
+        origin=f"checkpoint {ckpt}",
+        recipe=recipe,
+        info={
+            "checkpoint": str(ckpt),
+            "step": payload.get("position", {}).get("step"),
+            "trained_with": payload.get("version"),
+        },
+    )
+    args = {**dict(model.get("args") or {}), **dict(model_args or {})}
+    source.model_spec = resolve_model_spec(str(model["name"]), args, state, source.origin)
+    return source
+
+
+def from_module(
+    model: nn.Module, model_name: str | None = None, model_args: Mapping[str, Any] | None = None
+) -> ExportSource:
+    """A live model (masks attached or not); the builder is known only if the caller names it."""
+    state, masks = split_masks({k: v.detach() for k, v in model.state_dict().items()})
+    source = ExportSource(state=state, masks=masks, origin=f"model {type(model).__name__}")
+    if model_name is not None:
+        source.model_spec = resolve_model_spec(model_name, dict(model_args or {}), state, source.origin)
+    return source
+
+
+def _guess_data_args(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Input size, input channels and class count as the weight shapes imply them."""
+    weights = [v for k, v in state.items() if v.is_floating_point() and v.dim() >= 2 and k.endswith("weight")]
+    guesses: dict[str, int] = {}
+    if weights:
+        guesses["num_classes"] = int(weights[-1].shape[0])
+        linear = [w for w in weights if w.dim() == 2]
+        conv = [w for w in weights if w.dim() > 2]
+        if linear:
+            guesses["in_features"] = int(linear[0].shape[1])
+        if conv:
+            guesses["in_channels"] = int(conv[0].shape[1])
+    return guesses
+
+
+def resolve_model_spec(
+    name: str, args: dict[str, Any], state: Mapping[str, torch.Tensor], origin: str
+) -> dict[str, Any]:
+    """Complete the builder arguments and prove that they rebuild a model of exactly these shapes."""
+    from growprune.models import registry
+
+    if name not in registry.list_models():
+        raise ExportError(
+            f"{origin}: model {name!r} is not in growprune's model registry (known: "
+            f"{', '.join(registry.list_models())}), so growprune.load could not rebuild it; register the "
+            "builder in growprune.models.registry, or export from Python with export_model(model, out) and "
+            "load with growprune.load(path, model=<your module>)"
+        )
+    accepted = inspect.signature(registry._BUILDERS[name]).parameters
+    guessed = {k: v for k, v in _guess_data_args(state).items() if k in accepted and k in DATA_ARGS}
+    full = {**{k: v for k, v in guessed.items() if k not in args}, **args}
+    filled = sorted(set(full) - set(args))
+    try:
+        built = registry.build_model(name, **full)
+    except (TypeError, ValueError) as err:
+        raise ExportError(f"{origin}: cannot rebuild model {name!r} with arguments {full}: {err}") from None
+    expected = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    problems += [
+        f"{k}: built {expected[k]}, stored {found[k]}"
+        for k in expected
+        if k in found and expected[k] != found[k]
+    ]
+    if problems:
+        hint = (
+            f" (filled in from the weight shapes: {', '.join(f'{k}={full[k]}' for k in filled)})"
+            if filled
+            else ""
+        )
+        raise ExportError(
+            f"{origin}: model {name!r} built with {full}{hint} does not match the stored weights: "
+            f"{'; '.join(problems[:4])}{' ...' if len(problems) > 4 else ''}; supply the missing "
+            "constructor arguments with --model-arg KEY=VALUE (model_args= in Python)"
+        )
+    return {"name": name, "args": full}

@@ -1,0 +1,178 @@
+"""``export_model``: a checkpoint, run directory or live model -> one safetensors file.
+
+The file is written to a temporary name and renamed, as checkpoints are, so an interrupted
+export never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from growprune.export import codec, fileformat
+from growprune.export.errors import ExportError
+from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What was written, and how it compares with the dense file of the same dtype."""
+
+    path: Path
+    format: str
+    dtype: str
+    file_bytes: int
+    tensor_bytes: int
+    dense_tensor_bytes: int
+    pruned_layers: int
+    sparsity: float
+    source: str
+
+    @property
+    def ratio(self) -> float:
+        """Tensor bytes relative to a dense export in the same dtype (header excluded)."""
+        return self.tensor_bytes / self.dense_tensor_bytes if self.dense_tensor_bytes else 1.0
+
+    def __str__(self) -> str:
+        return (
+            f"wrote {self.path} ({self.format}, {self.dtype}): {self.file_bytes / 1e6:.3f} MB, tensors "
+            f"{self.ratio:.3f}x of a dense {self.dtype} export; {self.pruned_layers} pruned layer(s), "
+            f"sparsity {self.sparsity:.4f} (from {self.source})"
+        )
+
+
+def _sparsity_table(source: ExportSource, dtype: torch.dtype) -> dict[str, Any]:
+    layers = {}
+    for name in source.masks:
+        weight = codec.cast(source.state[name], dtype)
+        zeros = int((weight == 0).sum())
+        layers[name] = {
+            "shape": list(weight.shape),
+            "numel": weight.numel(),
+            "zeros": zeros,
+            "kept_by_mask": int(source.masks[name].sum()),
+            "sparsity": zeros / weight.numel() if weight.numel() else 0.0,
+        }
+    numel = sum(v["numel"] for v in layers.values())
+    zeros = sum(v["zeros"] for v in layers.values())
+    return {"layers": layers, "numel": numel, "zeros": zeros, "overall": zeros / numel if numel else 0.0}
+
+
+def build_tensors(
+    source: ExportSource, fmt: str, dtype: torch.dtype
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors of the file and its layout entry per state key."""
+    tensors: dict[str, torch.Tensor] = {}
+    layout: dict[str, Any] = {}
+    for key, value in source.state.items():
+        stored = codec.cast(value, dtype)
+        entry = {
+            "shape": list(value.shape),
+            "dtype": codec.tensor_dtype_name(stored.dtype),
+            "encoding": "dense",
+        }
+        if fmt == "sparse" and key in source.masks:
+            packed, values = codec.encode_sparse(value, source.masks[key], dtype)
+            tensors[fileformat.MASK_KEY.format(key)] = packed
+            tensors[fileformat.VALUES_KEY.format(key)] = values
+            entry.update(encoding="bitmask", kept=values.numel())
+        else:
+            tensors[key] = stored
+        layout[key] = entry
+    return tensors, layout
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_model(
+    source: nn.Module | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    format: str = "sparse",
+    dtype: str | torch.dtype = "fp32",
+    model_name: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+) -> ExportSummary:
+    """Export a run directory, checkpoint file or live model to ``out`` (safetensors).
+
+    Args:
+        source: run directory (uses checkpoints/final.pt, else best.pt, else the newest),
+            checkpoint file, or an ``nn.Module`` (masks attached or already removed).
+        format: ``"sparse"`` (bitmask + kept values for every masked tensor) or ``"dense"``.
+        dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"`` for floating tensors.
+        model_name, model_args: registry builder of a live model, so that :func:`growprune.load`
+            can rebuild it; for checkpoints, ``model_args`` adds or overrides recipe arguments.
+
+    Raises:
+        ExportError: masks and weights disagree, the model cannot be rebuilt, unreadable input.
+    """
+    if format not in fileformat.FORMATS:
+        raise ExportError(f"format must be one of {', '.join(fileformat.FORMATS)}, got {format!r}")
+    try:
+        torch_dtype = codec.dtype_from_name(dtype)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    if isinstance(source, nn.Module):
+        src = from_module(source, model_name, model_args)
+    else:
+        if model_name is not None:
+            raise ExportError("model_name= is for live models; a checkpoint names its model in its recipe")
+        src = from_checkpoint(Path(source), model_args)
+    if format == "sparse" and not src.masks:
+        raise ExportError(
+            f"{src.origin}: no mask buffers, so nothing is known to be pruned; export with format='dense', "
+            "or export while the sparsifier is attached"
+        )
+    check_masks(src)
+    from growprune import __version__
+
+    tensors, layout = build_tensors(src, format, torch_dtype)
+    sparsity = _sparsity_table(src, torch_dtype)
+    meta = {
+        "format": format,
+        "format_version": str(fileformat.FORMAT_VERSION),
+        "version": __version__,
+        "dtype": codec.short_dtype_name(torch_dtype),
+        "model": json.dumps(src.model_spec, default=str),
+        "recipe": json.dumps(src.recipe, default=str),
+        "sparsity": json.dumps(sparsity),
+        "layout": json.dumps(layout),
+        "source": json.dumps({"origin": src.origin, **src.info}),
+        "sha256": fileformat.digest(tensors),
+    }
+    out_path = Path(out)
+    _atomic_save(tensors, {fileformat.PREFIX + k: v for k, v in meta.items()}, out_path)
+    itemsize = torch.empty((), dtype=torch_dtype).element_size()
+    dense_bytes = sum(
+        v.numel() * (itemsize if v.is_floating_point() else v.element_size()) for v in src.state.values()
+    )
+    return ExportSummary(
+        path=out_path,
+        format=format,
+        dtype=meta["dtype"],
+        file_bytes=out_path.stat().st_size,
+        tensor_bytes=sum(t.numel() * t.element_size() for t in tensors.values()),
+        dense_tensor_bytes=dense_bytes,
+        pruned_layers=len(src.masks),
+        sparsity=sparsity["overall"],
+        source=src.origin,
+    )

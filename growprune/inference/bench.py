@@ -1,0 +1,325 @@
+"""Latency of dense vs ``accelerate``-converted sparse models: ``growprune bench-infer``.
+
+For an MLP-heavy model and a Transformer encoder, pruned one-shot by magnitude to 80/90/95%
+unstructured and to 2:4, at batch 1 and 64: the dense model (zeros and all) and the converted
+one are timed side by side in the same run (interleaved rounds, medians), so the ratio holds
+even on a machine that other jobs share. On a CUDA GPU the models run in fp16 and 2:4 is also
+measured forced to semi-structured kernels, which is the kernels' own speed-up on that GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.inference.accelerate import accelerate, relative_error
+from growprune.inference.timing import measure
+
+SPARSITIES = ("0.8", "0.9", "0.95", "2:4")
+QUICK_SPARSITIES = ("0.9", "2:4")
+BATCHES = (1, 64)
+
+
+class BenchError(ValueError):
+    """A benchmark request that cannot run here (e.g. --device cuda without a GPU)."""
+
+
+MARK_START, MARK_END = "<!-- growprune:inference:start -->", "<!-- growprune:inference:end -->"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    description: str
+    build: Callable[[], nn.Module]
+    example: Callable[[int], torch.Tensor]  # batch size -> input
+
+
+def bench_models(quick: bool) -> list[BenchModel]:
+    """The MLP-heavy model and the Transformer encoder (tiny versions with ``quick``)."""
+    from growprune.models import MLP
+
+    hidden, d_model, ff, layers, seq = (
+        ((128, 128), 32, 64, 1, 8) if quick else ((4096, 4096), 256, 1024, 2, 32)
+    )
+
+    def encoder() -> nn.Module:
+        layer = nn.TransformerEncoderLayer(d_model, 4 if not quick else 2, ff, dropout=0.0, batch_first=True)
+        return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    in_features = 64 if quick else 784
+    return [
+        BenchModel(
+            "mlp",
+            f"MLP {in_features}-{'-'.join(map(str, hidden))}-10",
+            lambda: MLP(in_features, hidden, 10),
+            lambda b: torch.randn(b, in_features),
+        ),
+        BenchModel(
+            "transformer",
+            f"TransformerEncoder {layers}x(d_model {d_model}, ff {ff}), sequence {seq}",
+            encoder,
+            lambda b: torch.randn(b, seq, d_model),
+        ),
+    ]
+
+
+def prune(model: nn.Module, spec: str, seed: int = 0) -> nn.Module:
+    """One-shot magnitude pruning of the default targets; masks removed, zeros stay."""
+    from growprune.methods import OneShot
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    if ":" in spec:
+        sparsifier = OneShot(model, optimizer, sparsity=None, pattern=spec, seed=seed)
+    else:
+        sparsifier = OneShot(model, optimizer, sparsity=float(spec), seed=seed)
+    sparsifier.remove()
+    return model.eval()
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "mkl": torch.backends.mkl.is_available(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        root = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        info["git_commit"] = commit.stdout.strip() or None
+        info["git_dirty"] = bool(dirty.stdout.strip()) if commit.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+def _one(
+    model: nn.Module, example: torch.Tensor, device: torch.device, repeats: int, force_semi: bool
+) -> dict[str, Any]:
+    converted = copy.deepcopy(model)
+    report = accelerate(converted, example, repeats=repeats)
+    entry: dict[str, Any] = {"layers_converted": len(report.converted), "layers_total": len(report.layers)}
+    variants = {"dense": lambda: model(example), "converted": lambda: converted(example)}
+    forced = None
+    if force_semi:
+        forced = copy.deepcopy(model)
+        forced_report = accelerate(forced, example, repeats=repeats, methods=("semi_structured",), force=True)
+        entry["forced_semi_structured_layers"] = len(forced_report.converted)
+        if forced_report.converted:
+            variants["forced_semi_structured"] = lambda: forced(example)
+    with torch.inference_mode():
+        reference = model(example)
+        entry["max_relative_error"] = relative_error(reference, converted(example))
+        times = measure(variants, repeats=repeats, device=device)
+    entry["dense_ms"] = times["dense"].median_ms
+    entry["converted_ms"] = times["converted"].median_ms
+    entry["speedup"] = entry["dense_ms"] / entry["converted_ms"]
+    if "forced_semi_structured" in times:
+        entry["forced_semi_structured_ms"] = times["forced_semi_structured"].median_ms
+        entry["forced_semi_structured_speedup"] = entry["dense_ms"] / entry["forced_semi_structured_ms"]
+    entry["report"] = report.to_dict()
+    return entry
+
+
+def run_benchmark(
+    *,
+    quick: bool = False,
+    threads: list[int] | None = None,
+    repeats: int | None = None,
+    devices: list[str] | None = None,
+    sparsities: tuple[str, ...] | None = None,
+    batches: tuple[int, ...] = BATCHES,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every (device, threads, model, sparsity, batch) combination; returns the JSON-ready result."""
+    repeats = repeats or (3 if quick else 15)
+    sparsities = sparsities or (QUICK_SPARSITIES if quick else SPARSITIES)
+    if devices is None:
+        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    threads = threads or [torch.get_num_threads()]
+    saved_threads = torch.get_num_threads()
+    started = time.time()
+    results: list[dict[str, Any]] = []
+    info = machine_info()
+    try:
+        for device_name in devices:
+            device = torch.device(device_name)
+            dtype = torch.float16 if device.type == "cuda" else torch.float32
+            for n_threads in threads if device.type == "cpu" else [saved_threads]:
+                torch.set_num_threads(n_threads)
+                for spec in bench_models(quick):
+                    torch.manual_seed(0)
+                    base = spec.build()
+                    for sparsity in sparsities:
+                        model = prune(copy.deepcopy(base), sparsity).to(device=device, dtype=dtype)
+                        for batch in batches:
+                            torch.manual_seed(1)
+                            example = spec.example(batch).to(device=device, dtype=dtype)
+                            entry = _one(
+                                model, example, device, repeats, device.type == "cuda" and ":" in sparsity
+                            )
+                            row = {
+                                "device": device_name,
+                                "dtype": str(dtype).replace("torch.", ""),
+                                "threads": n_threads if device.type == "cpu" else None,
+                                "model": spec.name,
+                                "model_description": spec.description,
+                                "sparsity": sparsity,
+                                "batch": batch,
+                                **entry,
+                            }
+                            results.append(row)
+                            log(_format_row(row))
+    finally:
+        torch.set_num_threads(saved_threads)
+    info["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {
+        "benchmark": "growprune sparse inference latency",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "repeats": repeats,
+        "seconds": round(time.time() - started, 1),
+        "machine": info,
+        "results": results,
+    }
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    threads = f"{row['threads']}t" if row["threads"] else row["dtype"]
+    line = (
+        f"{row['device']:>4} {threads:>7} {row['model']:<11} {row['sparsity']:>4} batch {row['batch']:>3}: "
+        f"dense {row['dense_ms']:9.3f} ms  converted {row['converted_ms']:9.3f} ms  {row['speedup']:5.2f}x  "
+        f"({row['layers_converted']}/{row['layers_total']} layers)"
+    )
+    if "forced_semi_structured_speedup" in row:
+        line += f"  2:4 kernels forced: {row['forced_semi_structured_speedup']:.2f}x"
+    return line
+
+
+def results_markdown(data: dict[str, Any], command: str) -> str:
+    """The RESULTS.md section for one benchmark run."""
+    info = data["machine"]
+    lines = [
+        "## Sparse inference latency",
+        "",
+        f"`{command}` on {data['date']}: {info['processor']}, {info['cpu_count']} CPUs, torch {info['torch']}"
+        f"{', GPU ' + info['cuda'] if info.get('cuda') else ', no GPU'}; "
+        f"commit {str(info.get('git_commit'))[:10]}"
+        f"{' (uncommitted changes)' if info.get('git_dirty') else ''}; "
+        f"load average {info.get('loadavg_start')} at start.",
+        "Dense = the pruned model run with dense kernels (its zeros multiplied); converted = after "
+        "`growprune.accelerate(model, example)` at that batch size. Medians of interleaved runs "
+        f"({data['repeats']} rounds), measured side by side in one process.",
+        "",
+        "| device | threads | model | sparsity | batch | dense ms | converted ms | speed-up "
+        "| layers converted |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in data["results"]:
+        forced = row.get("forced_semi_structured_speedup")
+        speed = f"{row['speedup']:.2f}x" + (f" (2:4 kernels forced: {forced:.2f}x)" if forced else "")
+        lines.append(
+            f"| {row['device']} ({row['dtype']}) | {row['threads'] or '-'} | {row['model']} "
+            f"| {row['sparsity']} | "
+            f"{row['batch']} | {row['dense_ms']:.3f} | {row['converted_ms']:.3f} | {speed} | "
+            f"{row['layers_converted']}/{row['layers_total']} |"
+        )
+    models = {r["model"]: r["model_description"] for r in data["results"]}
+    lines += ["", "Models: " + "; ".join(f"{k} = {v}" for k, v in models.items()) + "."]
+    return "\n".join(lines)
+
+
+def write_results_section(path: Path, section: str) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
+    block = f"{MARK_START}\n{section}\n{MARK_END}"
+    text = path.read_text() if path.is_file() else "# Benchmark results\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny models, few repeats: a smoke test in seconds"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        help="CPU thread counts to measure (default: torch's current setting)",
+    )
+    parser.add_argument("--repeats", type=int, help="interleaved timing rounds (default 15, quick 3)")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cpu, plus cuda if present"
+    )
+    parser.add_argument("--sparsity", nargs="+", help=f"default: {' '.join(SPARSITIES)} (quick: 0.9 2:4)")
+    parser.add_argument("--batch", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--out", type=Path, help="write the JSON results here")
+    parser.add_argument("--results-md", type=Path, help="write/replace the section in this Markdown file")
+
+
+def describe_command(prefix: str, args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, for the results files."""
+    parts = [prefix]
+    if args.quick:
+        parts.append("--quick")
+    for flag, value in (("--threads", args.threads), ("--sparsity", args.sparsity), ("--batch", args.batch)):
+        if value and (flag != "--batch" or tuple(value) != BATCHES):
+            parts.append(f"{flag} {' '.join(map(str, value))}")
+    if args.repeats:
+        parts.append(f"--repeats {args.repeats}")
+    if args.device != "auto":
+        parts.append(f"--device {args.device}")
+    return " ".join(parts)
+
+
+def run_from_args(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: CUDA is not available on this machine")
+    devices = None if args.device == "auto" else [args.device]
+    data = run_benchmark(
+        quick=args.quick,
+        threads=args.threads,
+        repeats=args.repeats,
+        devices=devices,
+        sparsities=tuple(args.sparsity) if args.sparsity else None,
+        batches=tuple(args.batch),
+        log=lambda line: print(line, flush=True),
+    )
+    data["command"] = command
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"results: {args.out}")
+    if args.results_md:
+        write_results_section(args.results_md, results_markdown(data, command))
+        print(f"section written: {args.results_md}")
+    return data

@@ -1,0 +1,57 @@
+"""Small pruned models and growprune-style checkpoints for the export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import growprune as gp
+from growprune.models import build_model
+from growprune.train.checkpoint import CHECKPOINT_FORMAT, atomic_save
+
+HIDDEN = [300, 100]
+
+
+def pruned_mlp(sparsity: float = 0.9, hidden: list[int] | None = None, seed: int = 0) -> torch.nn.Module:
+    """An MLP with a OneShot sparsifier attached (mask buffers present)."""
+    torch.manual_seed(seed)
+    model = build_model("mlp", in_features=784, hidden=hidden or HIDDEN, num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    gp.OneShot(model, optimizer, sparsity=sparsity)
+    return model
+
+
+def write_run(run_dir: Path, model: torch.nn.Module, model_cfg: dict[str, Any], name: str = "final") -> Path:
+    """A run directory holding one checkpoint in the engine's payload format."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": gp.__version__,
+        "recipe": {"name": "t", "data": {"name": "synthetic", "args": {}}, "model": model_cfg},
+        "smoke": False,
+        "model": model.state_dict(),
+        "optimizer": {},
+        "sparsifier": {},
+        "position": {"step": 7, "epoch": 1, "batch": 0, "best_acc": 0.5, "elapsed": 1.0},
+    }
+    path = run_dir / "checkpoints" / f"{name}.pt"
+    atomic_save(payload, path)
+    return path
+
+
+@pytest.fixture
+def mlp() -> torch.nn.Module:
+    return pruned_mlp()
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, mlp: torch.nn.Module) -> Path:
+    run = tmp_path / "run"
+    write_run(run, mlp, {"name": "mlp", "args": {"hidden": HIDDEN}})
+    return run
+
+
+def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.endswith("_mask")}
