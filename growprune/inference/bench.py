@@ -250,7 +250,36 @@ def results_markdown(data: dict[str, Any], command: str) -> str:
         )
     models = {r["model"]: r["model_description"] for r in data["results"]}
     lines += ["", "Models: " + "; ".join(f"{k} = {v}" for k, v in models.items()) + "."]
+    lines += [
+        "Rows with 0 layers converted time the same computation twice: their distance from 1.00x is "
+        "this run's measurement noise."
+    ]
+    lines += ["", *target_lines(data)]
     return "\n".join(lines)
+
+
+def target_lines(data: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked against this run's rows."""
+    out = []
+    for row in data["results"]:
+        if (row["device"], row["model"], row["sparsity"], row["batch"]) == ("cpu", "mlp", "0.9", 1):
+            verdict = "met" if row["speedup"] >= 2 else "missed"
+            out.append(
+                f"- Target >= 2x on CPU, MLP, 90%, batch 1 ({row['threads']} thread(s)): "
+                f"{row['speedup']:.2f}x, {verdict}."
+            )
+    gpu = [r for r in data["results"] if r["device"] == "cuda" and r["sparsity"] == "2:4"]
+    if gpu:
+        for row in gpu:
+            forced = row.get("forced_semi_structured_speedup")
+            measured = f"{forced:.2f}x" if forced else "not usable (see the per-layer report)"
+            out.append(
+                f"- 2:4 on {data['machine'].get('cuda')}, {row['model']}, batch {row['batch']}: "
+                f"semi-structured kernels {measured}; after accelerate {row['speedup']:.2f}x."
+            )
+    else:
+        out.append("- 2:4 on a GPU: not measured, this run had no GPU.")
+    return out
 
 
 def write_results_section(path: Path, section: str) -> None:
