@@ -1,0 +1,596 @@
+"""Quality benchmark: does GaP beat the baselines at an equal training budget?
+
+    python benchmarks/quality.py --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
+    python benchmarks/quality.py --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
+    python benchmarks/quality.py --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
+    python benchmarks/quality.py --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
+
+Every method runs through the same code users run: a recipe dict -> ``validate_recipe`` ->
+``Trainer(...).run()``, one run per subprocess (isolation: no state, threads or RNG leak from one
+run into the next). The external peer ``rigl-torch`` (PyPI, ``pip install -e .[bench]``) runs in a
+short loop of our own over the very same model, data, augmentation, optimizer and lr schedule,
+built by the same engine. Results are appended, one JSON row per run, to
+``benchmarks/results/quality.jsonl``; runs already there are skipped, so an interrupted
+benchmark continues where it stopped. ``benchmarks/make_results.py`` turns the rows into
+``benchmarks/RESULTS.md``.
+
+Budget rule: every method gets the same number of *training epochs of compute* (optimizer
+steps x batch). GaP steps and fine-tuning count, as do ADMM's dense/ADMM/fine-tune thirds and
+GMP's pruning window. P-GaP trains K workers per round, so its K x rounds x epochs_per_phase +
+fine-tune epochs equals the budget (its wall-clock on K machines would be shorter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = HERE / "results" / "quality.jsonl"
+METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap")
+SPARSITIES = (0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Model, budget and repetitions of one benchmark tier."""
+
+    name: str
+    model: str
+    model_args: dict[str, Any]
+    epochs: float
+    seeds: tuple[int, ...]
+    distributions: tuple[str, ...]
+    dataset: str = "fashion_mnist"
+    data_args: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
+    lr: float = 0.1
+    smoke: bool = False
+
+
+TIERS: dict[str, Tier] = {
+    # Small enough that all 17 runs finish in about an hour on 2 shared CPU cores (2 runs in
+    # parallel, 1 thread each): SmallCNN width 12 trains one Fashion-MNIST epoch in ~45 s there.
+    "quick": Tier("quick", "small_cnn", {"width": 12}, epochs=6, seeds=(0,), distributions=("uniform",)),
+    # The tier meant for a GPU (or days of CPU): CIFAR-style ResNet-20, 3 seeds, uniform and ERK.
+    "full": Tier("full", "resnet20", {}, epochs=30, seeds=(0, 1, 2), distributions=("uniform", "erk")),
+    # The test suite's tier: synthetic images, a 2-epoch budget, seconds per run.
+    "smoke": Tier(
+        "smoke",
+        "small_cnn",
+        {"width": 4},
+        epochs=2,
+        seeds=(0,),
+        distributions=("uniform",),
+        dataset="synthetic_images",
+        data_args={"n_train": 512, "n_test": 256},
+        batch_size=64,
+        smoke=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a cell of the table (or of the ablation study, with a `variant`)."""
+
+    tier: str
+    method: str
+    sparsity: float
+    distribution: str
+    seed: int
+    variant: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple:
+        return (self.tier, self.method, round(self.sparsity, 4), self.distribution, self.seed, self.variant)
+
+
+# -- per-method hyperparameters (each paper's defaults, scaled to the epoch budget) -------------
+def method_section(
+    method: str, sparsity: float, distribution: str, epochs: float, steps_per_epoch: int
+) -> dict:
+    """The recipe's `method:` section for `method` with an `epochs` budget.
+
+    * one-shot (Han et al. 2015): train dense, prune once by magnitude, retrain: prune at 1/3.
+    * GMP (Zhu & Gupta 2017): cubic ramp from 1/12 to 2/3 of training, a prune every 1/48 of
+      it, the rest fine-tunes (the bundled recipes' 2..16 of 24 epochs, every 0.5 epoch).
+    * SET / RigL (Mocanu et al. 2018 / Evci et al. 2020, RigL paper's settings for both):
+      drop fraction 0.3 with cosine decay, an update every 100 steps, updates stop at 75%.
+    * ADMM (Zhang et al. 2018, as the GaP paper's baseline): equal thirds dense / ADMM / fine-tune,
+      rho 1e-3 (the GaP authors' code), 8 Z/U updates in the ADMM third.
+    * C-GaP (Ma et al. 2022): K=4 contiguous partitions, optimizer state reset at every GaP step
+      (the authors' code), 2 rounds, GaP steps 2/3 and fine-tuning 1/3 of the budget (the bundled
+      recipe's 4 x 2 x 2 + 8 epochs of 24).
+    * P-GaP: K=2 (the bundled recipe), 4 rounds, fine-tuning 1/3; K x rounds x epochs_per_phase
+      = 2/3 of the compute budget.
+    """
+    core = {"sparsity": sparsity, "distribution": distribution}
+    if method == "dense":
+        return {"name": "dense"}
+    if method == "oneshot":
+        return {"name": "oneshot", **core, "prune_epoch": epochs / 3}
+    if method == "gmp":
+        return {
+            "name": "gmp",
+            **core,
+            "start_epoch": epochs / 12,
+            "end_epoch": 2 * epochs / 3,
+            "prune_every_epochs": epochs / 48,
+        }
+    if method in ("set", "rigl"):
+        return {
+            "name": method,
+            **core,
+            "end_epoch": 0.75 * epochs,
+            "update_every_epochs": 100 / steps_per_epoch,
+            "drop_fraction": 0.3,
+            "decay": "cosine",
+        }
+    if method == "admm":
+        return {
+            "name": "admm",
+            **core,
+            "pretrain_epochs": epochs / 3,
+            "admm_epochs": epochs / 3,
+            "rho": 1e-3,
+            "update_every_epochs": epochs / 24,
+        }
+    if method == "cgap":
+        return {
+            "name": "cgap",
+            **core,
+            "partitions": 4,
+            "partition_mode": "contiguous",
+            "rounds": 2,
+            "epochs_per_phase": epochs / 12,
+            "finetune_epochs": epochs / 3,
+            "reset_optimizer": "all",
+        }
+    if method == "pgap":
+        return {
+            "name": "pgap",
+            **core,
+            "partitions": 2,
+            "rounds": 4,
+            "epochs_per_phase": epochs / 12,
+            "finetune_epochs": epochs / 3,
+        }
+    raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+
+
+def steps_per_epoch(tier: Tier) -> int:
+    """Loader length with drop_last; known without loading data (the datasets' fixed sizes)."""
+    n_train = tier.data_args.get("n_train", 60000)
+    return n_train // tier.batch_size
+
+
+def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[str, Any]:
+    """The recipe of one run, as a user would write it."""
+    method_name = "rigl" if spec.method == "rigl-torch" else spec.method
+    method = method_section(method_name, spec.sparsity, spec.distribution, tier.epochs, steps_per_epoch(tier))
+    recipe: dict[str, Any] = {
+        "name": f"bench-{spec.tier}-{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}",
+        "data": {
+            "name": tier.dataset,
+            "random_crop": True,
+            "crop_padding": 2,
+            "hflip": True,
+            "args": dict(tier.data_args),
+        },
+        "model": {"name": tier.model, "args": dict(tier.model_args)},
+        "optimizer": {"name": "sgd", "lr": tier.lr, "momentum": 0.9, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine", "warmup_epochs": tier.epochs / 24},
+        "method": method,
+        "training": {"batch_size": tier.batch_size, "seed": spec.seed, "threads": threads, "device": "auto"},
+        "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None, "keep_last": 1},
+    }
+    if method_name not in ("cgap", "pgap"):
+        recipe["training"]["epochs"] = tier.epochs
+    for dotted, value in spec.overrides.items():
+        node = recipe
+        *path, last = dotted.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return recipe
+
+
+# -- one run (in a child process) -------------------------------------------------------------
+def run_engine(recipe_dict: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from growprune.train.engine import Trainer
+    from growprune.train.recipe import validate_recipe
+
+    recipe = validate_recipe(recipe_dict)
+    final = Trainer(recipe, run_dir, progress=False).run()
+    return {
+        "top1": final["test_acc"],
+        "final_sparsity": final["sparsity"],
+        "train_seconds": final["train_seconds"],
+        "epochs": recipe_epochs_of_compute(recipe_dict, recipe),
+    }
+
+
+def recipe_epochs_of_compute(recipe_dict: dict[str, Any], recipe: Any) -> float:
+    """Epochs of compute: P-GaP's single process trains its K workers one after another."""
+    method = recipe.method
+    if method.name == "pgap":
+        return method.num_partitions * method.rounds * method.epochs_per_phase + method.finetune_epochs
+    return float(recipe.training.epochs)
+
+
+def import_rigl_torch() -> Any:
+    """Import rigl-torch, supplying the stand-in `torchvision` when the real one is absent.
+
+    rigl-torch imports torchvision only for two ``isinstance(p, torchvision.models.resnet.
+    Bottleneck / BasicBlock)`` checks whose branches do the same thing as the fallback branch.
+    torchvision from PyPI cannot load beside the CPU torch build here, so
+    ``benchmarks/rigl_torch_compat/torchvision`` provides just those two (never instantiated)
+    classes; with the real torchvision installed, that one is used.
+    """
+    if importlib.util.find_spec("torchvision") is None:
+        sys.path.insert(0, str(HERE / "rigl_torch_compat"))
+    try:
+        from rigl_torch.RigL import RigLScheduler
+    except ImportError as err:
+        raise SystemExit(
+            f"rigl-torch is not installed ({err}); install the benchmark extra: pip install -e '.[bench]'"
+        ) from None
+    return RigLScheduler
+
+
+def make_rigl_torch_scheduler(model: Any, optimizer: Any, sparsity: float, total_steps: int) -> Any:
+    """rigl-torch's RigLScheduler configured to prune the same layers as growprune.
+
+    Its defaults differ: ``ignore_linear_layers=True`` keeps every Linear dense, and the
+    ``uniform`` distribution keeps the first layer dense. We pass ``ignore_linear_layers=False``
+    and, since no argument turns the first-layer rule off, give layer 0 the same sparsity as the
+    others right after construction (new random mask + its gradient-masking hook, exactly what
+    the constructor does for every other layer). Schedule: the RigL paper's (and growprune's)
+    delta=100, alpha=0.3 cosine-decayed, T_end = 75% of training.
+    """
+    rigl_scheduler = import_rigl_torch()
+    from rigl_torch.RigL import IndexMaskHook
+
+    pruner = rigl_scheduler(
+        model,
+        optimizer,
+        dense_allocation=1 - sparsity,
+        T_end=int(0.75 * total_steps),
+        delta=100,
+        alpha=0.3,
+        ignore_linear_layers=False,
+    )
+    if pruner.S[0] == 0 and len(pruner.W) > 1:
+        import torch
+
+        pruner.S[0] = 1 - pruner.dense_allocation
+        weight = pruner.W[0]
+        n = pruner.N[0]
+        flat = torch.ones(n, device=weight.device)
+        flat[torch.randperm(n)[: int(pruner.S[0] * n)]] = 0
+        mask = flat.reshape(weight.shape).bool()
+        with torch.no_grad():
+            weight *= mask
+        pruner.backward_masks[0] = mask
+        hook = IndexMaskHook(0, pruner)
+        pruner.backward_hook_objects[0] = hook
+        weight.register_hook(hook)
+        weight._has_rigl_backward_hook = True
+    return pruner
+
+
+def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) -> dict[str, Any]:
+    """rigl-torch on the engine's own model, data, optimizer and lr schedule, in rigl-torch's loop.
+
+    The engine builds everything (a `dense` recipe of the same budget), then its no-op dense
+    sparsifier is detached and rigl-torch's scheduler is attached as its README says:
+    ``if pruner(): optimizer.step()`` (on a RigL update step the optimizer step is skipped).
+    """
+    import torch
+
+    from growprune.report import sparsity_report
+    from growprune.train.engine import Trainer
+    from growprune.train.recipe import validate_recipe
+
+    dense_dict = json.loads(json.dumps(recipe_dict))
+    dense_dict["method"] = {"name": "dense"}
+    recipe = validate_recipe(dense_dict)
+    trainer = Trainer(recipe, run_dir, progress=False)
+    trainer.sparsifier.remove()
+    model, optimizer = trainer.model, trainer.optimizer
+    pruner = make_rigl_torch_scheduler(model, optimizer, sparsity, trainer.total_steps)
+    loss_fn = trainer.loss_fn
+    step = 0
+    start = time.monotonic()
+    epoch = 0
+    model.train()
+    while step < trainer.total_steps:
+        for x, y in trainer.train_loader.iter_from(epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = trainer.lr_schedule.lr(step)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if pruner():
+                optimizer.step()
+            step += 1
+            if step >= trainer.total_steps:
+                break
+        epoch += 1
+    seconds = time.monotonic() - start
+    _, top1 = trainer.evaluate()
+    with torch.no_grad():
+        report = sparsity_report(model)
+    return {
+        "top1": top1,
+        "final_sparsity": report.overall,
+        "train_seconds": seconds,
+        "epochs": float(recipe.training.epochs),
+    }
+
+
+def child_main(payload: str) -> None:
+    """Entry of the per-run subprocess: run, print the result as the last stdout line."""
+    job = json.loads(payload)
+    threads = job["recipe"]["training"].get("threads")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="gp-quality-") as tmp:
+        run_dir = Path(tmp) / "run"
+        if job["method"] == "rigl-torch":
+            result = run_rigl_torch(job["recipe"], run_dir, job["sparsity"])
+        else:
+            result = run_engine(job["recipe"], run_dir)
+    print(json.dumps(result))
+
+
+# -- the driver -------------------------------------------------------------------------------
+def git_commit() -> tuple[str, bool]:
+    """HEAD and whether library/benchmark sources differ from it (then the row says dirty)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "growprune", "benchmarks/quality.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return head, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def study_specs(tier: Tier, sparsity: float = 0.8) -> list[RunSpec]:
+    """The C-GaP ablation: one change at a time from the benchmark's C-GaP setting.
+
+    K: partitions (the SmallCNN has 5 prunable layers, so K=8 needs a deeper model: K in
+    2, 4, 5 on the quick tier, 2, 4, 8 on ResNet-20); contiguous vs random layer partitions;
+    optimizer state reset at every GaP step vs only pruned entries zeroed; lr restarted per GaP
+    step (the authors' code) vs one global cosine; epochs per GaP step at a fixed GaP budget.
+    """
+    e = tier.epochs
+    k_values = (2, 5) if tier.model == "small_cnn" else (2, 8)
+    variants: dict[str, dict[str, Any]] = {"base": {}}
+    for k in k_values:
+        variants[f"K={k}"] = {"method.partitions": k}
+    variants["partitions=random"] = {"method.partition_mode": "random"}
+    variants["reset_optimizer=changed"] = {"method.reset_optimizer": "changed"}
+    variants["lr=restart-per-step"] = {"schedule.restart_per_phase": True}
+    variants["rounds=1,phase=2x"] = {"method.rounds": 1, "method.epochs_per_phase": e / 6}
+    variants["rounds=4,phase=0.5x"] = {"method.rounds": 4, "method.epochs_per_phase": e / 24}
+    return [
+        RunSpec(tier.name, "cgap", sparsity, "uniform", seed, variant=f"study:{name}", overrides=ov)
+        for name, ov in variants.items()
+        for seed in tier.seeds
+    ]
+
+
+def table_specs(tier: Tier, methods: list[str], sparsities: list[float]) -> list[RunSpec]:
+    """Dense first, then every method at the first sparsity, then the next: a benchmark cut off
+    part-way leaves a whole sparsity level missing rather than whole methods."""
+    specs = []
+    for seed in tier.seeds:
+        if "dense" in methods:
+            specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed))
+        for sparsity in sparsities:
+            for distribution in tier.distributions:
+                for method in methods:
+                    if method == "dense" or (method == "rigl-torch" and distribution != "uniform"):
+                        continue  # rigl-torch supports only its uniform distribution
+                    specs.append(RunSpec(tier.name, method, sparsity, distribution, seed))
+    return specs
+
+
+def existing_keys(path: Path) -> set[tuple]:
+    keys: set[tuple] = set()
+    if not path.exists():
+        return keys
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            keys.add(
+                (
+                    row["tier"],
+                    row["method"],
+                    round(row["sparsity"], 4),
+                    row["distribution"],
+                    row["seed"],
+                    row.get("variant", ""),
+                )
+            )
+    return keys
+
+
+def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
+    recipe = build_recipe_dict(spec, tier, threads)
+    job = {"method": spec.method, "sparsity": spec.sparsity, "recipe": recipe}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if log_dir is not None:
+        variant = spec.variant.replace(":", "-")
+        name = f"{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}{variant}"
+        (log_dir / f"{name}.log").write_text(proc.stderr + proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["method_config"] = recipe["method"]
+    result["schedule"] = recipe["schedule"]
+    return result
+
+
+def run_all(
+    specs: list[RunSpec], tier: Tier, out: Path, jobs: int, threads: int | None, log_dir: Path | None
+) -> list[dict[str, Any]]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = existing_keys(out)
+    todo = [s for s in specs if s.key() not in done]
+    skipped = len(specs) - len(todo)
+    print(f"{len(todo)} runs to do ({skipped} already in {out})", flush=True)
+    commit, dirty = git_commit()
+    info, device = machine(), device_name()
+    lock = threading.Lock()
+    rows: list[dict[str, Any]] = []
+
+    def one(spec: RunSpec) -> None:
+        started = time.monotonic()
+        result = run_child(spec, tier, threads, log_dir)
+        row = {
+            "tier": spec.tier,
+            "model": f"{tier.model}"
+            + (f"(width={tier.model_args['width']})" if "width" in tier.model_args else ""),
+            "method": spec.method,
+            "sparsity": spec.sparsity,
+            "distribution": spec.distribution,
+            "seed": spec.seed,
+            "epochs": result["epochs"],
+            "top1": result["top1"],
+            "final_sparsity": result["final_sparsity"],
+            "train_seconds": result["train_seconds"],
+            "device": device,
+            "commit": commit,
+            "dirty": dirty,
+            "variant": spec.variant,
+            "threads": threads,
+            "parallel_jobs": jobs,
+            "dataset": tier.dataset,
+            "method_config": result["method_config"],
+            "schedule": result["schedule"],
+            "machine": info,
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        with lock:
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            rows.append(row)
+            print(
+                f"{spec.method:<10} {spec.sparsity:<4g} {spec.distribution:<8} seed {spec.seed} "
+                f"{spec.variant:<28}"
+                f" top1 {row['top1']:.4f}  sparsity {row['final_sparsity']:.4f}  {row['train_seconds']:.0f}s",
+                flush=True,
+            )
+
+    failures = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(one, s): s for s in todo}
+        for future in concurrent.futures.as_completed(futures):
+            err = future.exception()
+            if err is not None:
+                failures.append(str(err))
+                print(f"FAILED: {err}", file=sys.stderr, flush=True)
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed; the others are in {out}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_child"]:
+        child_main(argv[1])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", choices=("quick", "full"), default="quick")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny synthetic tier in seconds (tests); needs --out"
+    )
+    parser.add_argument(
+        "--study",
+        choices=("table", "gap"),
+        default="table",
+        help="table: every method; gap: the C-GaP ablation",
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--sparsities", nargs="+", type=float, default=list(SPARSITIES))
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the tier's)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (subprocesses)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--out", type=Path, help=f"JSONL to append to (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--log-dir", type=Path, help="keep each run's log here")
+    args = parser.parse_args(argv)
+
+    tier = TIERS["smoke" if args.smoke else args.tier]
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    if args.seeds:
+        tier = Tier(**{**asdict(tier), "seeds": tuple(range(args.seeds))})
+    out = args.out or RESULTS
+    if args.log_dir:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+    specs = (
+        table_specs(tier, args.methods, args.sparsities)
+        if args.study == "table"
+        else study_specs(tier, args.sparsities[0])
+    )
+    run_all(specs, tier, out, args.jobs, args.threads or None, args.log_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
