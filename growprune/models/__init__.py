@@ -1,1 +1,24 @@
-"""Models written for growprune (torchvision does not run beside the CPU torch build)."""
+"""Models written for growprune (torchvision does not run beside the CPU torch build).
+
+All are plain ``torch.nn`` modules with no device assumptions; build them by name with
+:func:`build_model`.
+"""
+
+from growprune.models.cnn import SmallCNN
+from growprune.models.mlp import MLP
+from growprune.models.registry import build_model, list_models
+from growprune.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
+from growprune.models.resnet_imagenet import ImageNetResNet, resnet50
+
+__all__ = [
+    "MLP",
+    "CifarResNet",
+    "ImageNetResNet",
+    "SmallCNN",
+    "build_model",
+    "list_models",
+    "resnet20",
+    "resnet32",
+    "resnet50",
+    "resnet56",
+]

@@ -1,0 +1,43 @@
+"""build_datasets / list_datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from growprune.data import DatasetNotFoundError, build_datasets, list_datasets
+from growprune.data import fashion_mnist as fm
+
+
+def test_list() -> None:
+    assert list_datasets() == ["fashion_mnist", "synthetic", "synthetic_images"]
+
+
+def test_unknown_name_lists_allowed() -> None:
+    with pytest.raises(ValueError, match="unknown dataset 'cifar10'") as err:
+        build_datasets("cifar10")
+    for name in list_datasets():
+        assert name in str(err.value)
+
+
+def test_bad_kwarg_is_named() -> None:
+    with pytest.raises(TypeError, match="n_trian") as err:
+        build_datasets("synthetic", n_trian=5)
+    assert "n_train" in str(err.value)  # the accepted names are listed too
+
+
+def test_kwargs_and_subsets() -> None:
+    train, test = build_datasets(
+        "synthetic", n_train=50, n_test=40, dim=5, train_subset=10, test_subset=100
+    )
+    assert train.x.shape == (10, 5) and len(test) == 40
+    train, _ = build_datasets("synthetic_images", n_train=8, n_test=4, height=8, width=8)
+    assert train.input_shape == (1, 8, 8)
+
+
+def test_fashion_mnist_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "none")
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        build_datasets("fashion_mnist", data_dir=tmp_path)
