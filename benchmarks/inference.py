@@ -3,6 +3,7 @@
     python benchmarks/inference.py                 # -> benchmarks/results/inference.json, RESULTS.md
     python benchmarks/inference.py --threads 1 2   # several CPU thread counts
     python benchmarks/inference.py --quick         # seconds; smoke test (written only with --out)
+    python benchmarks/inference.py --from-json benchmarks/results/inference.json   # redo the section
 
 The same as ``growprune bench-infer``, with the repository's result files as default outputs.
 """
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.quick:
-        args.out = args.out or HERE / "results" / "inference.json"
+        args.out = args.out or (None if args.from_json else HERE / "results" / "inference.json")
         args.results_md = args.results_md or HERE / "RESULTS.md"
     run_from_args(args, describe_command("python benchmarks/inference.py", args))
     return 0

@@ -230,7 +230,7 @@ def results_markdown(data: dict[str, Any], command: str) -> str:
         f"{', GPU ' + info['cuda'] if info.get('cuda') else ', no GPU'}; "
         f"commit {str(info.get('git_commit'))[:10]}"
         f"{' (uncommitted changes)' if info.get('git_dirty') else ''}; "
-        f"load average {info.get('loadavg_start')} at start.",
+        f"{_load_text(info)}.",
         "Dense = the pruned model run with dense kernels (its zeros multiplied); converted = after "
         "`growprune.accelerate(model, example)` at that batch size. Medians of interleaved runs "
         f"({data['repeats']} rounds), measured side by side in one process.",
@@ -254,8 +254,33 @@ def results_markdown(data: dict[str, Any], command: str) -> str:
         "Rows with 0 layers converted time the same computation twice: their distance from 1.00x is "
         "this run's measurement noise."
     ]
-    lines += ["", *target_lines(data)]
+    lines += ["", *_oversubscribed_note(data), *target_lines(data)]
     return "\n".join(lines)
+
+
+def _load_text(info: dict[str, Any]) -> str:
+    start, end = info.get("loadavg_start"), info.get("loadavg_end")
+    if not start:
+        return "load average unknown"
+    text = f"1-minute load average {start[0]:.1f} at start"
+    return text + (f", {end[0]:.1f} at end" if end else "")
+
+
+def _oversubscribed_note(data: dict[str, Any]) -> list[str]:
+    """Say so when multi-threaded CPU rows ran on a machine busier than its core count."""
+    info = data["machine"]
+    loads = [x[0] for x in (info.get("loadavg_start"), info.get("loadavg_end")) if x]
+    threaded = any(r["device"] == "cpu" and (r["threads"] or 1) > 1 for r in data["results"])
+    if not (threaded and loads and info.get("cpu_count") and max(loads) > info["cpu_count"]):
+        return []
+    return [
+        f"The machine was oversubscribed (load average up to {max(loads):.1f} on {info['cpu_count']} CPUs, "
+        "other jobs running). Rows with more than one thread are dominated by scheduling stalls: "
+        "multi-threaded kernels wait for threads the OS has descheduled, which hit MKL's sparse "
+        "routines hardest, so `accelerate` measured CSR slower and kept layers dense. For sparse "
+        "inference on a shared machine, run with `torch.set_num_threads(1)`.",
+        "",
+    ]
 
 
 def target_lines(data: dict[str, Any]) -> list[str]:
@@ -266,7 +291,8 @@ def target_lines(data: dict[str, Any]) -> list[str]:
             verdict = "met" if row["speedup"] >= 2 else "missed"
             out.append(
                 f"- Target >= 2x on CPU, MLP, 90%, batch 1 ({row['threads']} thread(s)): "
-                f"{row['speedup']:.2f}x, {verdict}."
+                f"{row['speedup']:.2f}x with {row['layers_converted']}/{row['layers_total']} layers "
+                f"converted, {verdict}."
             )
     gpu = [r for r in data["results"] if r["device"] == "cuda" and r["sparsity"] == "2:4"]
     if gpu:
@@ -313,6 +339,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     parser.add_argument("--results-md", type=Path, help="write/replace the section in this Markdown file")
+    parser.add_argument(
+        "--from-json", type=Path, help="do not measure: rewrite the Markdown section from this results file"
+    )
 
 
 def describe_command(prefix: str, args: argparse.Namespace) -> str:
@@ -331,6 +360,13 @@ def describe_command(prefix: str, args: argparse.Namespace) -> str:
 
 
 def run_from_args(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    if args.from_json:
+        if not args.results_md:
+            raise BenchError("--from-json needs --results-md (where to write the section)")
+        data = json.loads(args.from_json.read_text())
+        write_results_section(args.results_md, results_markdown(data, data.get("command", command)))
+        print(f"section written: {args.results_md}")
+        return data
     if args.device == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda: CUDA is not available on this machine")
     devices = None if args.device == "auto" else [args.device]

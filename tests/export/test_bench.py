@@ -44,3 +44,7 @@ def test_cli_bench_infer_quick(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     data = json.loads(out.read_text())
     assert data["command"].startswith("growprune bench-infer --quick --threads 1")
     assert len(data["results"]) == 2 and "2:4" in capsys.readouterr().out
+    md = tmp_path / "RESULTS.md"
+    assert main(["bench-infer", "--from-json", str(out), "--results-md", str(md)]) == 0
+    assert "| cpu (float32) | 1 | mlp | 2:4 | 2 |" in md.read_text()
+    assert main(["bench-infer", "--from-json", str(out)]) == 2  # nowhere to write: a one-line usage error
