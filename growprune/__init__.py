@@ -17,6 +17,7 @@ from growprune.methods import (
     RigL,
     Sparsifier,
     get_method,
+    merge_worker_states,
     register_method,
 )
 from growprune.report import SparsityReport, sparsity_report
@@ -43,6 +44,7 @@ __all__ = [
     "export_model",
     "find_targets",
     "get_method",
+    "merge_worker_states",
     "load",
     "register_method",
     "sparsity_report",
