@@ -118,10 +118,15 @@ class DatasetCorruptError(ValueError):
 
 
 def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The directories searched, in order, without duplicates."""
-    roots: list[Path] = []
+    """The directories searched, in order, without duplicates.
+
+    An explicit `data_dir` is the only place searched: a user who names a directory and silently
+    gets the files from somewhere else would train on data they did not choose.
+    """
     if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
+        root = Path(data_dir).expanduser()
+        return [root, root / SUBDIR]
+    roots: list[Path] = []
     env = os.environ.get(ENV_VAR)
     if env:
         roots.append(Path(env).expanduser())

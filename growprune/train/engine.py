@@ -455,6 +455,7 @@ class Trainer:
     def end_epoch(self, stats: EpochStats) -> None:
         """Evaluate, log, checkpoint; keep `best.pt` among models whose masks are final."""
         test_loss, test_acc = self.evaluate()
+        report = sparsity_report(self.model)
         self.log(
             {
                 "type": "epoch",
@@ -463,7 +464,8 @@ class Trainer:
                 **stats.summary(),
                 "test_loss": test_loss,
                 "test_acc": test_acc,
-                "sparsity": sparsity_report(self.model).overall,
+                "sparsity": report.overall,
+                "layer_sparsity": {layer.name: layer.sparsity for layer in report.layers},
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **self._phase_fields(),
                 "time": self._elapsed(),

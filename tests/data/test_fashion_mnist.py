@@ -46,6 +46,9 @@ def test_missing_files_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(fm.ENV_VAR, str(env))
     with pytest.raises(fm.DatasetNotFoundError) as err:
         fm.load_fashion_mnist(given)
+    assert str(env) not in str(err.value)  # an explicit directory is the only one searched
+    with pytest.raises(fm.DatasetNotFoundError) as err:
+        fm.load_fashion_mnist()
     msg = str(err.value)
     assert isinstance(err.value, FileNotFoundError)
     assert "\n" not in msg
@@ -54,7 +57,7 @@ def test_missing_files_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for name in fm.FILE_NAMES:
         assert name in msg
     # Every searched directory is listed, in search order.
-    positions = [msg.index(str(d)) for d in (given, env, fm.DEFAULT_DIR)]
+    positions = [msg.index(str(d)) for d in (env, fm.DEFAULT_DIR)]
     assert positions == sorted(positions)
 
 
@@ -73,8 +76,9 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "env"))
     assert fm.find_data_dir() == tmp_path / "env" / "fashion-mnist"  # dataset subdir of root
     assert fm.find_data_dir(tmp_path / "explicit") == tmp_path / "explicit"
-    # An explicit directory without the files falls through to the next candidate.
-    assert fm.find_data_dir(tmp_path / "nowhere") == tmp_path / "env" / "fashion-mnist"
+    # An explicit directory without the files is an error, not a fall-through to other data.
+    with pytest.raises(fm.DatasetNotFoundError, match="nowhere"):
+        fm.find_data_dir(tmp_path / "nowhere")
 
 
 def test_checksum_mismatch_is_reported_as_corrupt(tmp_path: Path) -> None:

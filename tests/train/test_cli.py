@@ -190,3 +190,11 @@ def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
+
+
+def test_nan_loss_stops_with_step_and_phase(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", optimizer={"lr": 1.0e12, "momentum": 0.9})
+    result = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss is") and "at step" in last and "partition" in last
