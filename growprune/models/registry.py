@@ -17,7 +17,7 @@ from growprune.models.mlp import MLP
 from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
 
-__all__ = ["build_model", "list_models"]
+__all__ = ["build_model", "list_models", "model_builder"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
@@ -32,6 +32,13 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 def list_models() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
     return sorted(_BUILDERS)
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The constructor behind ``name``, e.g. to read which arguments it accepts."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(list_models())}")
+    return _BUILDERS[name]
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -50,7 +57,6 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError(
-            f"unknown argument(s) {', '.join(unknown)} for model {name!r}; "
-            f"accepted: {', '.join(allowed)}"
+            f"unknown argument(s) {', '.join(unknown)} for model {name!r}; accepted: {', '.join(allowed)}"
         )
     return builder(**kwargs)

@@ -31,7 +31,7 @@ import growprune
 from growprune.data.loader import Augment, TensorLoader
 from growprune.data.registry import build_datasets
 from growprune.methods import get_method
-from growprune.models.registry import build_model
+from growprune.models.registry import build_model, model_builder
 from growprune.report import sparsity_report
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
 from growprune.train.distributed import (
@@ -186,7 +186,10 @@ class Trainer:
         if data_cfg.data_dir is not None:
             data_args["data_dir"] = data_cfg.data_dir
         subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if self.smoke else {}
-        train, test = build_datasets(data_cfg.name, **subsets, **data_args)
+        try:
+            train, test = build_datasets(data_cfg.name, **subsets, **data_args)
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"data: {err}") from None
         train, test = train.to(self.device), test.to(self.device)
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         self._setup_parallel(recipe, batch)
@@ -209,7 +212,10 @@ class Trainer:
             **_model_defaults(_builder_of(recipe.model.name), train.input_shape, classes),
             **recipe.model.args,
         }
-        self.model = build_model(recipe.model.name, **model_args).to(self.device)
+        try:
+            self.model = build_model(recipe.model.name, **model_args).to(self.device)
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"model.args: {err}") from None
         self.optimizer = build_optimizer(self.model, recipe)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = total_steps(recipe, self.steps_per_epoch)
@@ -527,10 +533,7 @@ class EpochStats:
 
 
 def _builder_of(name: str) -> Callable[..., nn.Module]:
-    from growprune.models import registry
-
-    if name not in registry.list_models():
-        raise RecipeError(
-            f"model.name: unknown model '{name}' (allowed: {', '.join(registry.list_models())})"
-        )
-    return registry._BUILDERS[name]
+    try:
+        return model_builder(name)
+    except ValueError as err:
+        raise RecipeError(f"model.name: {err}") from None
