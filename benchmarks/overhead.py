@@ -1,0 +1,420 @@
+"""Overhead benchmark: what does each method's masking cost per training step, and per mask change?
+
+    python benchmarks/overhead.py                  # MLP + ResNet-20 steps, 25M transitions -> results
+    python benchmarks/overhead.py --smoke --out /tmp/o.json   # seconds; what the test suite runs
+
+Step time: one training step (forward, backward, ``optimizer.step()``, ``sparsifier.step()``)
+of every method in its steady sparse phase (between mask updates), as a ratio to the plain
+PyTorch step of the same model without any sparsifier. All methods run side by side in one
+process on the same batch: each repetition visits every method once in a fresh random order,
+runs a few steps of it, and the median over repetitions is kept, so load drifting on a shared
+machine hits every method alike. ``torch.ao.pruning`` runs on the same layers: its
+``WeightNormSparsifier`` on Linear layers and, because that sparsifier raises on 4-D conv
+weights, its ``FakeSparsity`` parametrization (what ``BaseSparsifier.prepare`` installs) with a
+magnitude mask on the conv layers.
+
+Memory: bytes of every tensor a method keeps between steps (parameters, gradients, optimizer
+state, masks and their cached same-dtype copies, method tensors such as ADMM's Z and U), and
+on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps. On CPU there is no reliable
+per-method allocation peak in one process; activations are the same for every method, so the
+kept-state figure is where methods differ.
+
+Transitions: one C-GaP prune + grow (a phase change) and one RigL drop/grow update on a ResNet-50
+(25.6M parameters, 25.5M of them pruned), timed around ``sparsifier.step()`` (plus, for RigL, the
+dense-gradient capture in the optimizer pre-hook), median of several.
+
+Writes ``benchmarks/results/overhead.json`` and a table on stdout; ``make_results.py`` puts it in
+``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import growprune as gp  # noqa: E402
+from growprune.models.registry import build_model  # noqa: E402
+from growprune.sparsity.targets import find_targets  # noqa: E402
+
+RESULTS = HERE / "results" / "overhead.json"
+NEVER = 10**9  # a schedule step that is never reached: keeps a method in its steady phase
+SPARSITY = 0.8
+
+
+def make_model(name: str, smoke: bool) -> tuple[nn.Module, tuple[int, ...]]:
+    """The benchmark models and their input shape (batch excluded)."""
+    if name == "mlp":
+        hidden = (64, 64) if smoke else (2048, 2048)
+        return build_model("mlp", in_features=784, hidden=hidden, num_classes=10), (1, 28, 28)
+    if name == "resnet20":
+        return build_model("resnet20", in_channels=3, num_classes=10, width=0.25 if smoke else 1.0), (
+            3,
+            32,
+            32,
+        )
+    raise ValueError(name)
+
+
+def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+# -- the methods, each in its steady sparse phase ---------------------------------------------
+def growprune_method(name: str) -> Callable[[nn.Module, torch.optim.Optimizer], Any]:
+    kwargs: dict[str, dict[str, Any]] = {
+        "dense": {},
+        "oneshot": {"prune_step": 0},
+        # mid-ramp: masks at half the final sparsity, next prune never reached
+        "gmp": {"start_step": 0, "end_step": NEVER, "frequency": NEVER, "initial_sparsity": SPARSITY / 2},
+        "set": {"end_step": NEVER, "update_interval": NEVER},
+        "rigl": {"end_step": NEVER, "update_interval": NEVER},
+        # the ADMM phase: its penalty gradient is added every step (the algorithm, not masking)
+        "admm": {"pretrain_steps": 0, "admm_steps": NEVER, "update_interval": NEVER},
+        "cgap": {"partitions": 4, "steps_per_phase": NEVER},
+        "pgap": {"partitions": 4, "steps_per_phase": NEVER},
+    }[name]
+
+    def attach(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+        cls = gp.methods.get_method(name)
+        sparsity = 0.0 if name == "dense" else SPARSITY
+        extra = dict(kwargs)
+        if "partitions" in extra:  # K=4, or one partition per layer on the 3-layer MLP
+            extra["partitions"] = min(4, len(find_targets(model)))
+        return cls(model, optimizer, sparsity=sparsity, seed=0, **extra)
+
+    return attach
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    keep = weight.numel() - round(sparsity * weight.numel())
+    flat = weight.detach().abs().reshape(-1)
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.topk(keep).indices] = True
+    return mask.view_as(weight)
+
+
+def attach_torch_ao(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+    """torch.ao.pruning on the same layers growprune prunes (see the module docstring)."""
+    from torch.ao.pruning import WeightNormSparsifier
+    from torch.ao.pruning.sparsifier.utils import FakeSparsity
+    from torch.nn.utils import parametrize
+
+    del optimizer  # built afterwards over the parametrized model: see make_runner
+    targets = find_targets(model)
+    linear = [t for t in targets if isinstance(t.module, nn.Linear)]
+    sparsifier = None
+    if linear:
+        sparsifier = WeightNormSparsifier(
+            sparsity_level=SPARSITY, sparse_block_shape=(1, 1), zeros_per_block=1
+        )
+        sparsifier.prepare(model, [{"tensor_fqn": t.name} for t in linear])
+        sparsifier.step()
+    for t in targets:
+        if isinstance(t.module, nn.Linear):
+            continue
+        parametrize.register_parametrization(
+            t.module, t.leaf, FakeSparsity(magnitude_mask(getattr(t.module, t.leaf), SPARSITY))
+        )
+    return sparsifier
+
+
+class Runner:
+    """One method on its own copy of the model, ready to take training steps."""
+
+    def __init__(self, name: str, template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        import copy
+
+        self.name = name
+        self.model = copy.deepcopy(template).to(x.device)
+        self.x, self.y = x, y
+        self.sparsifier: Any = None
+        if name == "torch.ao":
+            attach_torch_ao(self.model, None)  # type: ignore[arg-type]
+            self.optimizer = optimizer_for(self.model)
+        else:
+            self.optimizer = optimizer_for(self.model)
+            if name != "plain":
+                self.sparsifier = growprune_method(name)(self.model, self.optimizer)
+        self.uses_sparsifier_step = self.sparsifier is not None and name != "torch.ao"
+
+    def step(self) -> None:
+        loss = F.cross_entropy(self.model(self.x), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.uses_sparsifier_step:
+            self.sparsifier.step()
+
+    def state_bytes(self) -> int:
+        """Bytes of the tensors this method keeps between steps, each storage counted once."""
+        seen: set[int] = set()
+        total = 0
+
+        def add(obj: Any, depth: int = 0) -> None:
+            nonlocal total
+            if isinstance(obj, torch.Tensor):
+                storage = obj.untyped_storage()
+                if storage.data_ptr() not in seen and storage.nbytes():
+                    seen.add(storage.data_ptr())
+                    total += storage.nbytes()
+            elif depth < 4 and isinstance(obj, dict):
+                for value in obj.values():
+                    add(value, depth + 1)
+            elif depth < 4 and isinstance(obj, list | tuple):
+                for value in obj:
+                    add(value, depth + 1)
+
+        add(list(self.model.parameters()))
+        add(list(self.model.buffers()))
+        add([p.grad for p in self.model.parameters() if p.grad is not None])
+        add(list(self.optimizer.state.values()))
+        if self.sparsifier is not None and self.uses_sparsifier_step:
+            add(vars(self.sparsifier))
+            add(vars(self.sparsifier.mask_set))
+        return total
+
+
+def time_steps(
+    model_name: str,
+    methods: list[str],
+    batch: int,
+    reps: int,
+    steps: int,
+    warmup: int,
+    smoke: bool,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Median seconds per step of each method, interleaved; ratios to the plain step."""
+    torch.manual_seed(seed)
+    template, shape = make_model(model_name, smoke)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    runners = {name: Runner(name, template, x, y) for name in ["plain", *methods]}
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner.step()
+    per_rep: dict[str, list[float]] = {name: [] for name in runners}
+    peak: dict[str, int] = {}
+    order = list(runners)
+    rng = random.Random(seed)
+    for _ in range(reps):
+        rng.shuffle(order)
+        for name in order:
+            runner = runners[name]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            for _ in range(steps):
+                runner.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                peak[name] = max(peak.get(name, 0), torch.cuda.max_memory_allocated())
+            per_rep[name].append((time.perf_counter() - start) / steps)
+    medians = {name: statistics.median(times) for name, times in per_rep.items()}
+    base = medians["plain"]
+    rows = {}
+    for name in runners:
+        # ratio of medians, and the median of per-repetition ratios (same rep, same load)
+        rep_ratios = [t / b for t, b in zip(per_rep[name], per_rep["plain"])]
+        rows[name] = {
+            "ms_per_step": 1000 * medians[name],
+            "ratio_to_dense": medians[name] / base,
+            "median_rep_ratio": statistics.median(rep_ratios),
+            "state_mib": runners[name].state_bytes() / 2**20,
+            "cuda_peak_mib": peak[name] / 2**20 if name in peak else None,
+        }
+    params = sum(p.numel() for p in template.parameters())
+    return {"params": params, "batch": batch, "reps": reps, "steps_per_rep": steps, "methods": rows}
+
+
+# -- transitions on a 25M-parameter model -----------------------------------------------------
+def fill_grads(model: nn.Module, generator: torch.Generator) -> None:
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=generator, device="cpu").to(p.device)
+
+
+def time_transitions(repeats: int, smoke: bool) -> dict[str, Any]:
+    """Seconds of one C-GaP prune+grow and one RigL (and SET) update on ResNet-50."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if smoke:
+        model_factory = lambda: build_model("resnet20", width=0.25)  # noqa: E731
+    else:
+        model_factory = lambda: build_model("resnet50", num_classes=1000)  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    out: dict[str, Any] = {}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # C-GaP: steps_per_phase=1 makes every sparsifier.step() a phase change.
+    model = model_factory().to(device)
+    out["params"] = sum(p.numel() for p in model.parameters())
+    optimizer = optimizer_for(model)
+    cgap = gp.CGaP(
+        model, optimizer, sparsity=SPARSITY, partitions=4, steps_per_phase=1, rounds=repeats + 1, seed=0
+    )
+    out["pruned_params"] = sum(cgap.numels.values())
+    times = []
+    for _ in range(repeats):
+        fill_grads(model, generator)
+        optimizer.step()  # momentum buffers exist, as in training (reset_optimizer="all" drops them)
+        sync()
+        start = time.perf_counter()
+        cgap.step()
+        sync()
+        times.append(time.perf_counter() - start)
+    out["cgap_transition_seconds"] = statistics.median(times)
+    out["cgap_transition_all"] = times
+    cgap.remove()
+    del model, optimizer, cgap
+
+    for name, cls in (("rigl", gp.RigL), ("set", gp.SET)):
+        model = model_factory().to(device)
+        optimizer = optimizer_for(model)
+        sparsifier = cls(model, optimizer, sparsity=SPARSITY, end_step=NEVER, update_interval=1, seed=0)
+        hook_seconds: list[float] = []
+        original = sparsifier.before_optimizer_step
+
+        def timed_hook(
+            step: int, _original: Callable[[int], None] = original, _seconds: list[float] = hook_seconds
+        ) -> None:
+            sync()
+            start = time.perf_counter()
+            _original(step)
+            sync()
+            _seconds.append(time.perf_counter() - start)
+
+        sparsifier.before_optimizer_step = timed_hook  # type: ignore[method-assign]
+        times = []
+        for _ in range(repeats):
+            fill_grads(model, generator)
+            optimizer.step()
+            sync()
+            start = time.perf_counter()
+            sparsifier.step()
+            sync()
+            times.append(time.perf_counter() - start + hook_seconds[-1])
+        out[f"{name}_update_seconds"] = statistics.median(times)
+        out[f"{name}_update_all"] = times
+        sparsifier.remove()
+        del model, optimizer, sparsifier
+    return out
+
+
+# -- the record -------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_at_start": load,
+    }
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    for model, data in result["steps"].items():
+        print(
+            f"\n{model} ({data['params'] / 1e6:.2f}M params, batch {data['batch']}, "
+            f"median of {data['reps']} interleaved repetitions x {data['steps_per_rep']} steps)"
+        )
+        print(f"{'method':<10} {'ms/step':>9} {'x plain':>8} {'rep-median':>11} {'state MiB':>10}")
+        for name, row in data["methods"].items():
+            print(
+                f"{name:<10} {row['ms_per_step']:9.2f} {row['ratio_to_dense']:8.3f} "
+                f"{row['median_rep_ratio']:11.3f} {row['state_mib']:10.1f}"
+            )
+    t = result["transitions"]
+    print(
+        f"\n25M transitions ({t['params'] / 1e6:.1f}M params): C-GaP prune+grow "
+        f"{t['cgap_transition_seconds']:.3f} s, RigL update {t['rigl_update_seconds']:.3f} s, "
+        f"SET update {t['set_update_seconds']:.3f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models, seconds (tests); needs --out")
+    parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    if args.threads or args.smoke:
+        torch.set_num_threads(args.threads or 1)
+    methods = ["dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap", "torch.ao"]
+    reps = 1 if args.smoke else args.reps
+    started = time.time()
+    result: dict[str, Any] = {"machine": machine(), "commit": git_commit(), "sparsity": SPARSITY, "steps": {}}
+    for model, steps in (("mlp", 10), ("resnet20", 4)):
+        result["steps"][model] = time_steps(
+            model,
+            methods,
+            128 if not args.smoke else 16,
+            reps,
+            2 if args.smoke else steps,
+            1 if args.smoke else 3,
+            args.smoke,
+        )
+        # the summary shape the issue asks for: {"model": {"method": ratio_to_dense}}
+        result[model] = {m: row["ratio_to_dense"] for m, row in result["steps"][model]["methods"].items()}
+    result["transitions"] = time_transitions(2 if args.smoke else 5, args.smoke)
+    result["transition_seconds_25M"] = result["transitions"]["cgap_transition_seconds"]
+    result["rigl_update_seconds_25M"] = result["transitions"]["rigl_update_seconds"]
+    result["seconds"] = time.time() - started
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out = args.out or RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The quality benchmark runs end to end on its smoke tier and writes well-formed rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FIELDS = {
+    "tier",
+    "model",
+    "method",
+    "sparsity",
+    "distribution",
+    "seed",
+    "epochs",
+    "top1",
+    "final_sparsity",
+    "train_seconds",
+    "device",
+    "commit",
+}
+
+
+def test_quality_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "quality.jsonl"
+    methods = ["dense", "cgap", "pgap", "rigl"]
+    if importlib.util.find_spec("rigl_torch") is not None:  # the `bench` extra is installed
+        methods.append("rigl-torch")
+    cmd = [
+        sys.executable,
+        "benchmarks/quality.py",
+        "--smoke",
+        "--out",
+        str(out),
+        "--sparsities",
+        "0.8",
+        "--methods",
+        *methods,
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["method"] for r in rows) == sorted(methods)
+    for row in rows:
+        assert set(row) >= FIELDS, FIELDS - set(row)
+        assert row["tier"] == "smoke" and 0.0 <= row["top1"] <= 1.0
+        assert row["epochs"] == 2  # equal compute budget, P-GaP's K workers included
+        expected = 0.0 if row["method"] == "dense" else 0.8
+        assert abs(row["final_sparsity"] - expected) < 0.01, row
+    # a second invocation skips what is already there (append-only, resumable)
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "0 runs to do" in again.stdout
+    assert len(out.read_text().splitlines()) == len(rows)
+
+
+def test_rigl_torch_prunes_the_same_layers() -> None:
+    """Configured like growprune: Linear layers and the first layer are pruned too."""
+    if importlib.util.find_spec("rigl_torch") is None:
+        import pytest
+
+        pytest.skip("rigl-torch (the `bench` extra) is not installed")
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from benchmarks.quality import make_rigl_torch_scheduler
+    from growprune.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", width=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    pruner = make_rigl_torch_scheduler(model, optimizer, 0.8, total_steps=1000)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(pruner.W) == len(layers)
+
+    def pruned_as_asked(layer: torch.nn.Module) -> bool:  # rigl-torch rounds down: int(0.8 * n) zeros
+        zeros, n = int((layer.weight == 0).sum()), layer.weight.numel()
+        return abs(zeros - int(0.8 * n)) <= 1
+
+    assert all(pruned_as_asked(layer) for layer in layers)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert pruner()  # not an update step: the optimizer steps
+    optimizer.step()
+    assert all(pruned_as_asked(layer) for layer in layers)
