@@ -114,7 +114,13 @@ class Sparsifier:
         self.step_count = 0
         self.history: list[dict[str, Any]] = []
         self._hook = optimizer.register_step_pre_hook(self._optimizer_pre_hook)
-        self.on_start()
+        try:
+            self.on_start()
+        except BaseException:
+            # Leave model and optimizer as they were, so that a retry with corrected arguments
+            # does not fail on the mask buffers of this half-built sparsifier.
+            self.remove()
+            raise
         self.mask_set.apply_to_weights()
 
     def _resolve_sparsity(self, sparsity: float | None) -> float:

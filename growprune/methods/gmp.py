@@ -38,10 +38,6 @@ class GMP(Sparsifier):
         self.frequency = check_steps("frequency", frequency, minimum=1)
         self.initial_sparsity = validate_sparsity(initial_sparsity, "initial_sparsity")
         super().__init__(model, optimizer, **kwargs)
-        if self.initial_sparsity > self.sparsity:
-            raise ValueError(
-                f"initial_sparsity ({self.initial_sparsity}) must not exceed sparsity ({self.sparsity})"
-            )
 
     def config(self) -> dict[str, Any]:
         return {
@@ -65,6 +61,11 @@ class GMP(Sparsifier):
         return in_window and ((step - self.start_step) % self.frequency == 0 or step == self.end_step)
 
     def on_start(self) -> None:
+        # Checked here, once `sparsity` is resolved but before the first prune touches weights.
+        if self.initial_sparsity > self.sparsity:
+            raise ValueError(
+                f"initial_sparsity ({self.initial_sparsity}) must not exceed sparsity ({self.sparsity})"
+            )
         self.on_step(0)
 
     def on_step(self, step: int) -> None:

@@ -98,6 +98,13 @@ def layer_sparsities(
                 break
         result.append(float(value))
     unused = [p for p in distribution if p not in used]
+    shadowed = [p for p in unused if any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if shadowed:
+        # First match wins, so a specific pattern listed after a broader one never applies.
+        raise ValueError(
+            f"distribution pattern '{shadowed[0]}' is shadowed: every layer it matches is already "
+            "matched by an earlier pattern (the first matching pattern wins); list it first"
+        )
     if unused:
         raise ValueError(
             f"distribution pattern '{unused[0]}' matches no pruned layer; known layers: "

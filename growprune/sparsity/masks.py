@@ -31,13 +31,15 @@ class MaskSet:
         self.by_name = {t.name: t for t in self.targets}
         self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
         self._active: tuple[list[nn.Parameter], list[torch.Tensor]] = ([], [])
-        for target in self.targets:
+        for target in self.targets:  # check all before registering any: fail without side effects
             buffer = f"{target.leaf}{MASK_SUFFIX}"
             if hasattr(target.module, buffer):
                 raise ValueError(
                     f"'{target.name}' already has a mask buffer '{buffer}': another sparsifier "
                     "owns this model; call .remove() on it first"
                 )
+        for target in self.targets:
+            buffer = f"{target.leaf}{MASK_SUFFIX}"
             mask = torch.ones_like(target.param, dtype=torch.bool)
             target.module.register_buffer(buffer, mask, persistent=True)
             masked = getattr(target.module, MASKED_MODULE_ATTR, {})
