@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from growprune.sparsity.masks import masked_parameters
-from growprune.sparsity.targets import find_targets
+from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,11 @@ class LayerSparsity:
 
 @dataclass
 class SparsityReport:
+    """Pruned layers (`layers`, which the overall figure covers) and weight matrices left dense
+    (`dense`: not targeted, e.g. embeddings excluded by design or LSTM weights by default)."""
+
     layers: list[LayerSparsity] = field(default_factory=list)
+    dense: list[LayerSparsity] = field(default_factory=list)
 
     @property
     def numel(self) -> int:
@@ -46,6 +50,7 @@ class SparsityReport:
     def to_dict(self) -> dict:
         return {
             "layers": [{**asdict(layer), "sparsity": layer.sparsity} for layer in self.layers],
+            "not_pruned": [{**asdict(layer), "sparsity": layer.sparsity} for layer in self.dense],
             "numel": self.numel,
             "zeros": self.zeros,
             "overall": self.overall,
@@ -57,10 +62,16 @@ class SparsityReport:
             shape = "x".join(map(str, layer.shape))
             lines.append(f"| {layer.name} | {shape} | {layer.numel} | {layer.zeros} | {layer.sparsity:.4f} |")
         lines.append(f"| **overall** | | {self.numel} | {self.zeros} | {self.overall:.4f} |")
+        for layer in self.dense:
+            shape = "x".join(map(str, layer.shape))
+            lines.append(
+                f"| {layer.name} (not pruned) | {shape} | {layer.numel} | {layer.zeros} | "
+                f"{layer.sparsity:.4f} |"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        width = max([len(layer.name) for layer in self.layers] + [7])
+        width = max([len(layer.name) for layer in [*self.layers, *self.dense]] + [7])
         rows = [f"{'layer':<{width}}  {'shape':>18}  {'numel':>10}  {'zeros':>10}  sparsity"]
         for layer in self.layers:
             shape = "x".join(map(str, layer.shape))
@@ -71,6 +82,11 @@ class SparsityReport:
         rows.append(
             f"{'overall':<{width}}  {'':>18}  {self.numel:>10}  {self.zeros:>10}  {self.overall:8.4f}"
         )
+        for layer in self.dense:
+            shape = "x".join(map(str, layer.shape))
+            rows.append(
+                f"{layer.name:<{width}}  {shape:>18}  {layer.numel:>10}  {layer.zeros:>10}  not pruned"
+            )
         return "\n".join(rows)
 
 
@@ -84,6 +100,12 @@ def sparsity_report(model: nn.Module) -> SparsityReport:
     params = [(name, param) for name, param, _ in masked_parameters(model)]
     if not params:
         params = [(t.name, t.param) for t in find_targets(model)]
-    return SparsityReport(
-        [LayerSparsity(n, tuple(p.shape), p.numel(), int((p == 0).sum())) for n, p in params]
-    )
+    pruned = {n for n, _ in params}
+    by_name = dict(model.named_parameters(remove_duplicate=False))
+    taken = {alias for alias, p in by_name.items() for n in pruned if by_name[n] is p}
+    dense = [(n, by_name[n]) for n in untargeted_matrices(model, taken)]
+
+    def rows(pairs: list[tuple[str, torch.Tensor]]) -> list[LayerSparsity]:
+        return [LayerSparsity(n, tuple(p.shape), p.numel(), int((p == 0).sum())) for n, p in pairs]
+
+    return SparsityReport(rows(params), rows(dense))

@@ -18,6 +18,7 @@ the step so non-element-wise optimizers cannot break invariant 1 either.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,7 +38,7 @@ from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
 from growprune.sparsity.scoring import magnitude, random_scores
-from growprune.sparsity.targets import find_targets
+from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 RESET_MODES = ("all", "changed")
 INIT_MODES = ("random", "magnitude")
@@ -102,6 +103,14 @@ class Sparsifier:
         self.seed = int(seed)
         self.targets = find_targets(model, targets, exclude)
         self.names = [t.name for t in self.targets]
+        left_dense = untargeted_matrices(model, [a for t in self.targets for a in t.aliases], exclude)
+        if left_dense and targets is None:
+            warnings.warn(
+                f"{len(left_dense)} weight matrices are not pruned by default and stay dense: "
+                f"{', '.join(left_dense[:4])}{' ...' if len(left_dense) > 4 else ''}; name them in "
+                "`targets` to prune them or in `exclude` to silence this",
+                stacklevel=3,
+            )
         if self.pattern.is_nm:
             for t in self.targets:
                 check_nm_shape(t.name, t.shape, self.pattern)
@@ -112,6 +121,7 @@ class Sparsifier:
         self.keep_counts = self.keep_counts_at(1.0)
         self.mask_set = MaskSet(self.targets)
         self.step_count = 0
+        self._removed = False
         self.history: list[dict[str, Any]] = []
         self._hook = optimizer.register_step_pre_hook(self._optimizer_pre_hook)
         try:
@@ -175,6 +185,8 @@ class Sparsifier:
     # -- the training-loop API --------------------------------------------------------------
     def step(self) -> None:
         """Call right after ``optimizer.step()``: keeps masks applied and runs the schedule."""
+        if self._removed:
+            raise RuntimeError(f"{type(self).__name__}.step() after remove(): build a new sparsifier")
         self.step_count += 1
         self.mask_set.apply_to_weights()
         self.on_step(self.step_count)
@@ -206,6 +218,7 @@ class Sparsifier:
         """Detach from model and optimizer: drop the mask buffers and the optimizer hook."""
         self._hook.remove()
         self.mask_set.remove()
+        self._removed = True
 
     # -- mask arithmetic shared by methods --------------------------------------------------
     def keep_counts_at(self, fraction: float) -> dict[str, int]:
@@ -278,7 +291,8 @@ class Sparsifier:
         """Restore masks and schedule position; refuses a state from another schedule."""
         saved, ours = dict(state["config"]), self.config()
         if saved != ours:
-            diffs = [k for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
+            keys = sorted(set(saved) | set(ours), key=lambda k: (k != "method", k))  # method first
+            diffs = [k for k in keys if saved.get(k) != ours.get(k)]
             details = ", ".join(f"{k}: saved {saved.get(k)!r} != now {ours.get(k)!r}" for k in diffs[:3])
             raise ValueError(f"sparsifier state does not match this sparsifier ({details})")
         self.mask_set.update(state["masks"])

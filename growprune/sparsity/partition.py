@@ -19,18 +19,39 @@ PARTITION_MODES = ("contiguous", "random")
 
 
 def _balanced_split(numels: Sequence[int], k: int) -> list[list[int]]:
-    """Cut a sequence into k non-empty contiguous runs with sums close to total/k."""
-    prefix = [0]
-    for n in numels:
-        prefix.append(prefix[-1] + n)
-    total, count = prefix[-1], len(numels)
-    cuts = [0]
-    for j in range(1, k):
-        lo, hi = cuts[-1] + 1, count - (k - j)
-        ideal = total * j / k
-        cuts.append(min(range(lo, hi + 1), key=lambda b: (abs(prefix[b] - ideal), b)))
-    cuts.append(count)
-    return [list(range(cuts[j], cuts[j + 1])) for j in range(k)]
+    """Cut a sequence into k non-empty contiguous runs whose largest sum is as small as possible.
+
+    The smallest feasible largest-run size is found by bisection (a greedy packing decides
+    feasibility); the runs are then packed left to right, opening a new run early when the
+    remaining layers are needed to keep every run non-empty.
+    """
+
+    def runs_needed(limit: int) -> int:
+        count, current = 1, 0
+        for size in numels:
+            if current + size > limit:
+                count, current = count + 1, size
+            else:
+                current += size
+        return count
+
+    low, high = max(numels), sum(numels)
+    while low < high:
+        middle = (low + high) // 2
+        if runs_needed(middle) <= k:
+            high = middle
+        else:
+            low = middle + 1
+    runs: list[list[int]] = [[]]
+    current = 0
+    for i, size in enumerate(numels):
+        must_open = len(numels) - i == k - len(runs)
+        if runs[-1] and (current + size > low or must_open):
+            runs.append([])
+            current = 0
+        runs[-1].append(i)
+        current += size
+    return runs
 
 
 def partition_layers(

@@ -60,6 +60,45 @@ def _is_default_target(module: nn.Module, leaf: str) -> bool:
     return isinstance(module, nn.MultiheadAttention) and leaf in ATTENTION_PARAM_NAMES
 
 
+def _parametrized_defaults(model: nn.Module) -> list[str]:
+    """Linear/Conv layers whose weight is computed by a parametrization (weight_norm, ...).
+
+    Their `weight` is not a tensor growprune can mask in place, so by default they are an error
+    that names them rather than a layer left dense without a word.
+    """
+    from torch.nn.utils import parametrize
+
+    return [
+        f"{name}.weight" if name else "weight"
+        for name, module in model.named_modules()
+        if isinstance(module, DEFAULT_MODULE_TYPES) and parametrize.is_parametrized(module, "weight")
+    ]
+
+
+def untargeted_matrices(
+    model: nn.Module, taken: Iterable[str], exclude: str | Sequence[str] | None = None
+) -> list[str]:
+    """Weight matrices (>= 2-D, floating point) that are not pruned, not embeddings, not excluded.
+
+    Embeddings stay dense by design; anything else here (LSTM/GRU weights, ConvTranspose, custom
+    modules' raw parameters) is reported so that it is never dense without anyone noticing.
+    `taken` holds the pruned parameters' names (any alias).
+    """
+    taken = set(taken)
+    excluded = _as_patterns(exclude)
+    embeddings = (nn.Embedding, nn.EmbeddingBag)
+    found = []
+    for name, param in model.named_parameters():
+        if name in taken or param.dim() < 2 or not param.is_floating_point():
+            continue
+        if isinstance(_owner(model, name)[0], embeddings) or any(
+            fnmatch.fnmatchcase(name, p) for p in excluded
+        ):
+            continue
+        found.append(name)
+    return found
+
+
 def _as_patterns(patterns: str | Iterable[str] | None) -> list[str]:
     if patterns is None:
         return []
@@ -113,6 +152,16 @@ def find_targets(
             extra = f"; did you mean '{hint[0]}'?" if hint else ""
             raise ValueError(f"pattern '{pattern}' matches no parameter of the model{extra}")
 
+    if not include:
+        blocked = [
+            n for n in _parametrized_defaults(model) if not any(fnmatch.fnmatchcase(n, p) for p in excluded)
+        ]
+        if blocked:
+            raise ValueError(
+                f"cannot prune '{blocked[0]}': its weight is computed by a parametrization (e.g. "
+                "weight_norm); remove the parametrization, name its tensor in `targets` (e.g. "
+                f"'{blocked[0].rsplit('.', 1)[0]}.parametrizations.weight.original*'), or exclude it"
+            )
     chosen: list[Target] = []
     for key, names in aliases.items():
         canonical = first[key]

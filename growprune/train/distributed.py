@@ -111,7 +111,8 @@ def verify_masks_equal(masks: dict[str, torch.Tensor], group: Any = None, what: 
     if int(low) != int(high):
         raise RuntimeError(
             f"masks differ across ranks{f' after {what}' if what else ''} "
-            f"(checksums {int(low)} vs {int(high)}): every rank must use the same seed, recipe and growprune version"
+            f"(checksums {int(low)} vs {int(high)}): every rank must use the same seed, recipe "
+            "and growprune version"
         )
 
 

@@ -101,11 +101,9 @@ def test_other_weight_kinds_can_be_requested_by_name() -> None:
     assert names(model, ["0.weight", "1.weight"]) == ["0.weight", "1.weight"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: default targets skip a parametrized Linear silently")
 def test_parametrized_linear_is_not_skipped_silently() -> None:
     """Invariant 7: a Linear under weight_norm keeps its weight as parametrizations.weight.original*,
-    which the default rule does not recognise: the layer stays dense and nothing says so. It should be
-    a target or an error naming it (ConvTranspose and RNN weights are skipped the same way)."""
+    which growprune cannot mask in place: by default it is an error naming the layer."""
     model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 4)), nn.Linear(4, 2))
     try:
         found = names(model)
@@ -113,3 +111,34 @@ def test_parametrized_linear_is_not_skipped_silently() -> None:
         assert "0." in str(err)
         return
     assert any(name.startswith("0.") for name in found)
+
+
+def test_untargeted_matrices_are_warned_about_and_reported() -> None:
+    """LSTM and ConvTranspose weights are not default targets: construction warns, the report lists them."""
+    import warnings
+
+    import torch
+
+    import growprune as gp
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.lstm = nn.LSTM(8, 8)
+            self.up = nn.ConvTranspose1d(4, 4, 3)
+            self.fc = nn.Linear(8, 4)
+
+    model = Mixed()
+    with pytest.warns(UserWarning, match="lstm.weight_ih_l0") as record:
+        gp.OneShot(model, torch.optim.SGD(model.parameters(), lr=0.1), sparsity=0.5)
+    assert "emb.weight" not in str(record[0].message)  # embeddings stay dense by design
+    report = gp.sparsity_report(model)
+    assert [layer.name for layer in report.layers] == ["fc.weight"]
+    assert {layer.name for layer in report.dense} == {"lstm.weight_ih_l0", "lstm.weight_hh_l0", "up.weight"}
+    other = Mixed()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gp.OneShot(
+            other, torch.optim.SGD(other.parameters(), lr=0.1), sparsity=0.5, exclude=["lstm.*", "up.*"]
+        )
