@@ -315,13 +315,25 @@ def overhead_section(data: dict[str, Any] | None) -> str:
             )
         lines.append("")
     t = data["transitions"]
+    by_threads = data.get("transitions_by_threads", {})
+    thread_lines = [
+        f"- {k} torch thread(s): C-GaP {v['cgap_transition_seconds']:.3f} s (selecting the weights to prune, "
+        "i.e. exact per-layer magnitude thresholds of the "
+        f"{statistics.median(v['cgap_pruned_partition_params']) / 1e6:.1f}M-weight partition, "
+        f"{v['cgap_select_seconds']:.3f} s of it), RigL {v['rigl_update_seconds']:.3f} s, "
+        f"SET {v['set_update_seconds']:.3f} s"
+        for k, v in by_threads.items()
+    ]
     lines += [
         f"**Mask changes on ResNet-50** ({t['params'] / 1e6:.1f}M parameters, "
         f"{t['pruned_params'] / 1e6:.1f}M pruned), median of "
         f"{len(t['cgap_transition_all'])}: C-GaP prune + grow (one phase change, optimizer state reset) "
         f"**{t['cgap_transition_seconds']:.3f} s**; RigL drop + grow update (dense-gradient capture "
         "included) "
-        f"**{t['rigl_update_seconds']:.3f} s**; SET update {t['set_update_seconds']:.3f} s.",
+        f"**{t['rigl_update_seconds']:.3f} s**; SET update {t['set_update_seconds']:.3f} s "
+        f"(at {t.get('threads', '?')} torch thread(s), the faster setting here). By thread count:",
+        "",
+        *thread_lines,
         "",
         "Reproduce: `python benchmarks/overhead.py` (writes `benchmarks/results/overhead.json`), then "
         "`python benchmarks/make_results.py`.",
@@ -394,9 +406,11 @@ def targets_section(rows: list[dict[str, Any]], over: dict[str, Any] | None) -> 
             )
         t = over["transition_seconds_25M"]
         cores = over["machine"]["cpu_count"]
+        tr = over["transitions"]
         lines.append(
             f"- C-GaP transition on 25M parameters under 0.3 s ({cores} CPU cores here): {verdict(t < 0.3)} "
-            f"({t:.3f} s; RigL update {over['rigl_update_seconds_25M']:.3f} s)."
+            f"({t:.3f} s at {tr.get('threads', '?')} thread(s), of which {tr['cgap_select_seconds']:.3f} s "
+            f"selecting the weights to prune; RigL update {over['rigl_update_seconds_25M']:.3f} s)."
         )
     return "\n".join(lines)
 
