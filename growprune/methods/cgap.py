@@ -15,25 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.methods.base import (
-    INIT_MODES,
-    RESET_MODES,
-    Phase,
-    Sparsifier,
-    check_choice,
-    check_steps,
-)
-from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec
+from growprune.methods.base import RESET_MODES, Phase, check_choice
+from growprune.methods.gap import GaPSchedule
 
 
-class CGaP(Sparsifier):
-    """Cyclic grow-and-prune.
+class CGaP(GaPSchedule):
+    """Cyclic grow-and-prune: one partition dense at a time, in turn.
 
-    `partitions` is K (split by `partition_mode`: balanced `contiguous` runs or seeded
-    `random`) or a list of name-pattern groups. `reset_optimizer="all"` forgets all optimizer
-    state at every GaP step, as the authors' code does by building a new optimizer;
-    `"changed"` only zeroes the state of the pruned entries. `init` chooses the first sparse
-    masks: `random` (the paper) or `magnitude`.
+    `reset_optimizer="all"` forgets all optimizer state at every GaP step, as the authors' code
+    does by building a new optimizer; `"changed"` only zeroes the state of the pruned entries.
+    See :class:`GaPSchedule` for the shared arguments.
     """
 
     method = "cgap"
@@ -43,87 +34,51 @@ class CGaP(Sparsifier):
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         *,
-        partitions: PartitionSpec = 4,
-        steps_per_phase: int,
-        rounds: int = 1,
-        finetune_steps: int = 0,
-        partition_mode: str = "contiguous",
         reset_optimizer: str = "all",
-        init: str = "random",
         **kwargs: Any,
     ) -> None:
-        self.steps_per_phase = check_steps("steps_per_phase", steps_per_phase, minimum=1)
-        self.rounds = check_steps("rounds", rounds, minimum=1)
-        self.finetune_steps = check_steps("finetune_steps", finetune_steps)
-        self.partition_mode = check_choice("partition_mode", partition_mode, PARTITION_MODES)
         self.reset_optimizer = check_choice("reset_optimizer", reset_optimizer, RESET_MODES)
-        self.init = check_choice("init", init, INIT_MODES)
-        self._partition_spec = partitions
         super().__init__(model, optimizer, **kwargs)
 
     @property
-    def num_partitions(self) -> int:
-        return len(self.partitions)
-
-    @property
-    def gap_steps(self) -> int:
-        """Number of GaP steps (rounds x K)."""
-        return self.rounds * self.num_partitions
-
-    @property
-    def total_steps(self) -> int:
-        return self.gap_steps * self.steps_per_phase + self.finetune_steps
+    def phases(self) -> int:
+        return self.gap_steps
 
     def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "partitions": self.partitions,
-            "steps_per_phase": self.steps_per_phase,
-            "rounds": self.rounds,
-            "finetune_steps": self.finetune_steps,
-            "reset_optimizer": self.reset_optimizer,
-            "init": self.init,
-        }
+        return {**super().config(), "reset_optimizer": self.reset_optimizer}
 
     def on_start(self) -> None:
-        self.partitions = self.resolve_partitions(self._partition_spec, self.partition_mode)
+        self.resolve_gap_partitions()
         sparse = [n for part in self.partitions[1:] for n in part]
         if sparse:
-            if self.init == "random":
-                scores = self.random_scores(sparse, "init")
-            else:
-                scores = self.magnitude_scores(sparse)
-            self.change_masks(self.compute_masks(sparse, scores), "init")
+            self.change_masks(self.initial_masks(sparse), "init")
 
     def dense_partition_at(self, step: int) -> int | None:
         """0-based index of the dense partition after `step` optimizer steps, None after GaP."""
-        gap_step = step // self.steps_per_phase
-        return gap_step % self.num_partitions if gap_step < self.gap_steps else None
+        phase = step // self.steps_per_phase
+        return phase % self.num_partitions if phase < self.phases else None
 
     def on_step(self, step: int) -> None:
-        if step % self.steps_per_phase or step > self.gap_steps * self.steps_per_phase:
+        if step % self.steps_per_phase or step > self.gap_end:
             return
         finished = step // self.steps_per_phase - 1
-        pruned = self.partitions[finished % self.num_partitions]
-        new_masks = self.compute_masks(pruned, self.magnitude_scores(pruned))
+        new_masks = self.prune_partitions([self.partitions[finished % self.num_partitions]])
         grown = self.dense_partition_at(step)
         if grown is not None:
             for name in self.partitions[grown]:
                 new_masks[name] = torch.ones_like(self.mask_set.mask(name))
-        self.change_masks(
-            new_masks, "prune-grow" if grown is not None else "final-prune", self.reset_optimizer
-        )
+        event = "prune-grow" if grown is not None else "final-prune"
+        self.change_masks(new_masks, event, self.reset_optimizer)
 
     def describe_phase(self, step: int) -> Phase:
         dense = self.dense_partition_at(step)
-        if dense is not None:
-            return Phase(
-                "gap",
-                step,
-                round=step // self.steps_per_phase // self.num_partitions + 1,
-                rounds=self.rounds,
-                dense_partition=dense + 1,
-                partitions=self.num_partitions,
-            )
-        gap_end = self.gap_steps * self.steps_per_phase
-        return Phase("finetune" if step < gap_end + self.finetune_steps else "done", step)
+        if dense is None:
+            return self.after_gap_phase(step)
+        return Phase(
+            "gap",
+            step,
+            round=step // self.steps_per_phase // self.num_partitions + 1,
+            rounds=self.rounds,
+            dense_partition=dense + 1,
+            partitions=self.num_partitions,
+        )

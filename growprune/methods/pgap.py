@@ -21,20 +21,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
+from growprune.methods.base import Phase, check_choice, check_steps
+from growprune.methods.gap import GaPSchedule
 from growprune.sparsity.masks import MASK_SUFFIX
-from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec
 
 MERGE_MODES = ("average", "group0")
 Merger = Callable[["PGaP"], None]
 
 
-class PGaP(Sparsifier):
+class PGaP(GaPSchedule):
     """One P-GaP worker: it grows partition `worker` at the start of every round.
 
     `merger`, when given, is called at the end of each round to exchange weights with the other
     workers (see :mod:`growprune.train.distributed`); without one the caller merges and calls
-    :meth:`finish_merge` itself.
+    :meth:`finish_merge` itself. See :class:`GaPSchedule` for the shared arguments.
     """
 
     method = "pgap"
@@ -44,66 +44,31 @@ class PGaP(Sparsifier):
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         *,
-        partitions: PartitionSpec = 4,
-        steps_per_phase: int,
-        rounds: int = 1,
-        finetune_steps: int = 0,
-        partition_mode: str = "contiguous",
         merge_non_partition: str = "average",
-        init: str = "random",
         worker: int = 0,
         merger: Merger | None = None,
         **kwargs: Any,
     ) -> None:
-        self.steps_per_phase = check_steps("steps_per_phase", steps_per_phase, minimum=1)
-        self.rounds = check_steps("rounds", rounds, minimum=1)
-        self.finetune_steps = check_steps("finetune_steps", finetune_steps)
-        self.partition_mode = check_choice("partition_mode", partition_mode, PARTITION_MODES)
         self.merge_non_partition = check_choice("merge_non_partition", merge_non_partition, MERGE_MODES)
-        self.init = check_choice("init", init, INIT_MODES)
-        self._partition_spec = partitions
         self.worker = check_steps("worker", worker)
         self.merger = merger
         self.merged_rounds = 0
         super().__init__(model, optimizer, **kwargs)
 
     @property
-    def num_partitions(self) -> int:
-        return len(self.partitions)
-
-    @property
-    def gap_steps(self) -> int:
-        """Optimizer steps of all rounds together (each worker runs these)."""
-        return self.rounds * self.steps_per_phase
-
-    @property
-    def total_steps(self) -> int:
-        return self.gap_steps + self.finetune_steps
+    def phases(self) -> int:
+        return self.rounds
 
     def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "partitions": self.partitions,
-            "steps_per_phase": self.steps_per_phase,
-            "rounds": self.rounds,
-            "finetune_steps": self.finetune_steps,
-            "merge_non_partition": self.merge_non_partition,
-            "init": self.init,
-        }
+        return {**super().config(), "merge_non_partition": self.merge_non_partition}
 
     def on_start(self) -> None:
-        self.partitions = self.resolve_partitions(self._partition_spec, self.partition_mode)
+        self.resolve_gap_partitions()
         if self.worker >= self.num_partitions:
             raise ValueError(
                 f"worker must be in [0, {self.num_partitions}) for {self.num_partitions} partitions"
             )
-        if self.init == "random":
-            scores = self.random_scores(self.names, "init")
-        else:
-            scores = self.magnitude_scores(self.names)
-        masks = {}
-        for part in self.partitions:
-            masks.update(self.compute_masks(part, {n: scores[n] for n in part}))
+        masks = self.initial_masks(self.names)
         self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.change_masks(masks, "init")
         self.begin_round(0, self.worker)
@@ -126,7 +91,7 @@ class PGaP(Sparsifier):
         }
 
     def is_round_end(self, step: int) -> bool:
-        return 0 < step <= self.gap_steps and step % self.steps_per_phase == 0
+        return 0 < step <= self.gap_end and step % self.steps_per_phase == 0
 
     def on_step(self, step: int) -> None:
         if self.is_round_end(step) and self.merger is not None:
@@ -141,18 +106,16 @@ class PGaP(Sparsifier):
 
     def prune_after_merge(self) -> None:
         """Prune every partition back to the target by magnitude; all workers get equal masks."""
-        masks: dict[str, torch.Tensor] = {}
-        for part in self.partitions:
-            masks.update(self.compute_masks(part, self.magnitude_scores(part)))
+        masks = self.prune_partitions(self.partitions)
         self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.merged_rounds = self.step_count // self.steps_per_phase
         self.change_masks(masks, "merge-prune", reset="all")
 
     def dense_partition_at(self, step: int) -> int | None:
-        return self.worker if step < self.gap_steps else None
+        return self.worker if step < self.gap_end else None
 
     def describe_phase(self, step: int) -> Phase:
-        if step < self.gap_steps:
+        if step < self.gap_end:
             return Phase(
                 "gap",
                 step,
@@ -161,7 +124,7 @@ class PGaP(Sparsifier):
                 dense_partition=self.worker + 1,
                 partitions=self.num_partitions,
             )
-        return Phase("finetune" if step < self.total_steps else "done", step)
+        return self.after_gap_phase(step)
 
     def extra_state(self) -> dict[str, Any]:
         return {

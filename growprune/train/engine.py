@@ -395,7 +395,7 @@ class Trainer:
         """Optimizer steps this process runs: single-process P-GaP trains its K workers in turn."""
         sparsifier = self.sparsifier
         if self.recipe.method.name == "pgap" and not self.parallel_pgap:
-            return self.total_steps + (sparsifier.num_partitions - 1) * sparsifier.gap_steps  # type: ignore[attr-defined]
+            return self.total_steps + (sparsifier.num_partitions - 1) * sparsifier.gap_end  # type: ignore[attr-defined]
         return self.total_steps
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
