@@ -72,7 +72,8 @@ def test_make_results_keeps_other_sections(tmp_path: Path) -> None:
     text = md.read_text()
     assert "INFERENCE" in text and "Hand-written notes." in text
     assert text.count("<!-- growprune:quality:start -->") == 1
-    assert "| C-GaP | 89.90 |" in text
+    assert "| C-GaP | 89.90 | - |" in text  # 90% not run: shown as missing, not dropped
+    assert "cgap 90% uniform (0/1 seeds)" in text
     assert "within 0.3 points of dense or better: **met**" in text
     assert "Our RigL at least as accurate as rigl-torch at 80%: **met** (88.00 vs 87.00)" in text
     assert (tmp_path / "results" / "quality_quick.png").exists()
