@@ -178,6 +178,8 @@ class Trainer:
         self._logged_events = len(self.sparsifier.history) if resumed else 0
         self.bar: tqdm
         self._stop_signal: str | None = None
+        # Single-process P-GaP replays the same steps once per worker; only worker 0's are logged.
+        self.log_steps = True
 
     # -- construction -----------------------------------------------------------------------
     def _build(self, recipe: Recipe) -> None:
@@ -418,7 +420,8 @@ class Trainer:
         self.step += 1
         self.bar.update(1)
         self._after_mask_changes()
-        if self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps:
+        due = self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps
+        if due and self.log_steps:
             self._log_step(loss)
         return loss.detach(), logits.detach(), y
 

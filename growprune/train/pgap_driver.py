@@ -49,6 +49,7 @@ def _train_worker(
 ) -> None:
     sparsifier.begin_round(round_index, worker)
     trainer.step = round_index * sparsifier.steps_per_phase
+    trainer.log_steps = trainer.parallel_pgap or worker == 0
     trainer._after_mask_changes()
     torch.manual_seed(derived_seed(trainer.recipe.training.seed, "pgap-rng", round_index, worker) % (1 << 62))
     trainer.model.train()
@@ -106,4 +107,5 @@ def run_rounds(trainer: Trainer) -> None:
                 "merge_seconds": merge.merge_seconds,
             }
         )
+        trainer.log_steps = True
         trainer.end_epoch(stats)

@@ -485,17 +485,21 @@ def _round_marks(ax: Axes, segments: Sequence[Segment]) -> None:
             )
 
 
-def _schedule_partitions(ax: Axes, segments: Sequence[Segment], partitions: int, total: float) -> None:
+def _schedule_partitions(
+    ax: Axes, segments: Sequence[Segment], partitions: int, total: float, parallel: bool = False
+) -> None:
+    """One row per partition; with `parallel` (P-GaP) every partition is dense on its own worker."""
     names = _phase_names(segments)
     for segment in segments:
         width = segment.end - segment.start
         if segment.partition is not None:
-            ax.broken_barh(
-                [(segment.start, width)],
-                (segment.partition - 0.4, 0.8),
-                facecolors=partition_colour(segment.partition),
-                edgecolor="white",
-            )
+            for row in range(1, partitions + 1) if parallel else [segment.partition]:
+                ax.broken_barh(
+                    [(segment.start, width)],
+                    (row - 0.4, 0.8),
+                    facecolors=partition_colour(row),
+                    edgecolor="white",
+                )
         elif (style := _span_style(segment, names, 0.35)) is not None:
             ax.axvspan(segment.start, segment.end, zorder=0, **style)
             _label_span(ax, segment, (partitions + 1) / 2, total)
@@ -537,11 +541,15 @@ def plot_schedule(
     events: Sequence[Record],
     *,
     partitions: int | None = None,
+    parallel: bool = False,
     title: str = "",
     stopped_at: float | None = None,
     planned_end: float | None = None,
 ) -> Path:
-    """Which partition is dense when (one row per partition), or the phase names for other methods."""
+    """Which partition is dense when (one row per partition), or the phase names for other methods.
+
+    `parallel` marks P-GaP, where worker k holds partition k dense throughout every round.
+    """
     partitions = max([partitions or 0] + [s.partition or 0 for s in segments]) or None
     height = 1.6 + 0.42 * partitions if partitions else 2.6
     figure = _new_figure(11, height)
@@ -550,7 +558,7 @@ def plot_schedule(
     if not segments:
         _no_data(ax, "no phase information logged")
     elif partitions:
-        _schedule_partitions(ax, segments, partitions, total)
+        _schedule_partitions(ax, segments, partitions, total, parallel)
     else:
         _schedule_phases(ax, segments, total)
     draw_events([ax], [s for s in (as_float(r.get("step")) for r in events) if s is not None])
@@ -560,7 +568,8 @@ def plot_schedule(
     ax.set_xlabel("step")
     ax.grid(axis="x", alpha=0.3)
     if title:
-        ax.set_title(title, pad=16)  # room for the round labels above the axes
+        suffix = " (worker k grows partition k, in parallel)" if parallel and partitions else ""
+        ax.set_title(title + suffix, pad=16)  # room for the round labels above the axes
     return _save(figure, path)
 
 

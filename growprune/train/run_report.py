@@ -424,6 +424,7 @@ def write_figures(run: RunData, out_dir: Path) -> dict[str, str]:
         segments,
         run.events,
         partitions=num_partitions(run),
+        parallel=run.section("method").get("name") == "pgap",
         title=f"Schedule - {title}",
         **stop,
     )
