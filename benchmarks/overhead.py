@@ -232,6 +232,21 @@ def time_steps(
             per_rep[name].append((time.perf_counter() - start) / steps)
     medians = {name: statistics.median(times) for name, times in per_rep.items()}
     base = medians["plain"]
+    # The masking work itself, timed alone (gradients are still there from the last step): the
+    # optimizer pre-hook (gradient masking, RigL's check, ADMM's penalty) plus sparsifier.step()
+    # (weight masking, schedule). Far less noisy on a shared machine than a difference of steps.
+    masking: dict[str, float] = {}
+    for name, runner in runners.items():
+        if runner.uses_sparsifier_step:
+            samples = []
+            for _ in range(max(3, 5 * steps)):
+                start = time.perf_counter()
+                runner.sparsifier._optimizer_pre_hook(runner.optimizer, (), {})
+                runner.sparsifier.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                samples.append(time.perf_counter() - start)
+            masking[name] = statistics.median(samples)
     rows = {}
     for name in runners:
         # ratio of medians, and the median of per-repetition ratios (same rep, same load)
@@ -242,6 +257,8 @@ def time_steps(
             "median_rep_ratio": statistics.median(rep_ratios),
             "state_mib": runners[name].state_bytes() / 2**20,
             "cuda_peak_mib": peak[name] / 2**20 if name in peak else None,
+            "masking_ms": 1000 * masking[name] if name in masking else None,
+            "component_ratio": (base + masking[name]) / base if name in masking else None,
         }
     params = sum(p.numel() for p in template.parameters())
     return {"params": params, "batch": batch, "reps": reps, "steps_per_rep": steps, "methods": rows}
@@ -374,11 +391,14 @@ def print_table(result: dict[str, Any]) -> None:
             f"\n{model} ({data['params'] / 1e6:.2f}M params, batch {data['batch']}, "
             f"median of {data['reps']} interleaved repetitions x {data['steps_per_rep']} steps)"
         )
-        print(f"{'method':<10} {'ms/step':>9} {'x plain':>8} {'rep-median':>11} {'state MiB':>10}")
+        print(
+            f"{'method':<10} {'ms/step':>9} {'x plain':>8} {'rep-median':>11} {'state MiB':>10} {'mask':>8}"
+        )
         for name, row in data["methods"].items():
             print(
                 f"{name:<10} {row['ms_per_step']:9.2f} {row['ratio_to_dense']:8.3f} "
-                f"{row['median_rep_ratio']:11.3f} {row['state_mib']:10.1f}"
+                f"{row['median_rep_ratio']:11.3f} {row['state_mib']:10.1f} "
+                + (f"{row['masking_ms']:8.2f}" if row.get("masking_ms") is not None else f"{'':>8}")
             )
     t = result["transitions"]
     print(
@@ -401,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("steps", "transitions"),
+        default=["steps", "transitions"],
+        help="what to measure; the other part is kept from an existing --out file",
+    )
     args = parser.parse_args(argv)
     if args.smoke and args.out is None:
         parser.error("--smoke writes only where --out says (never the committed results)")
@@ -409,35 +436,49 @@ def main(argv: list[str] | None = None) -> int:
     methods = ["dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap", "torch.ao"]
     reps = 1 if args.smoke else args.reps
     started = time.time()
-    result: dict[str, Any] = {"machine": machine(), "commit": git_commit(), "sparsity": SPARSITY, "steps": {}}
-    for model, steps in (("mlp", 10), ("resnet20", 4)):
-        result["steps"][model] = time_steps(
-            model,
-            methods,
-            128 if not args.smoke else 16,
-            reps,
-            2 if args.smoke else steps,
-            1 if args.smoke else 3,
-            args.smoke,
-        )
-        # the summary shape the issue asks for: {"model": {"method": ratio_to_dense}}
-        result[model] = {m: row["ratio_to_dense"] for m, row in result["steps"][model]["methods"].items()}
-    # Transitions at each thread count: on a shared 2-core machine, 2 OpenMP threads can be much
-    # slower than 1 when the other core is busy, so both are recorded; the headline is the faster.
-    default_threads = torch.get_num_threads()
-    by_threads = {}
-    for threads in [1] if args.smoke else sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        by_threads[str(threads)] = time_transitions(2 if args.smoke else 5, args.smoke)
-    torch.set_num_threads(default_threads)
-    best = min(by_threads, key=lambda k: by_threads[k]["cgap_transition_seconds"])
-    result["transitions_by_threads"] = by_threads
-    result["transitions"] = {**by_threads[best], "threads": int(best)}
-    result["transition_seconds_25M"] = result["transitions"]["cgap_transition_seconds"]
-    result["rigl_update_seconds_25M"] = result["transitions"]["rigl_update_seconds"]
+    out = args.out or RESULTS
+    previous = (
+        json.loads(out.read_text()) if out.exists() and set(args.parts) != {"steps", "transitions"} else {}
+    )
+    result: dict[str, Any] = {**previous, "commit": git_commit(), "sparsity": SPARSITY}
+    result.setdefault("history", [])
+    if "steps" in args.parts:
+        if "steps" in previous:  # keep the earlier measurement on record, with its settings
+            result["history"].append(
+                {k: previous.get(k) for k in ("steps", "steps_machine", "date", "commit", "mlp", "resnet20")}
+            )
+        result["steps"] = {}
+        result["steps_machine"] = machine()
+        for model, steps in (("mlp", 10), ("resnet20", 4)):
+            result["steps"][model] = time_steps(
+                model,
+                methods,
+                128 if not args.smoke else 16,
+                reps,
+                2 if args.smoke else steps,
+                1 if args.smoke else 3,
+                args.smoke,
+            )
+            # the summary shape the issue asks for: {"model": {"method": ratio_to_dense}}
+            result[model] = {m: row["ratio_to_dense"] for m, row in result["steps"][model]["methods"].items()}
+    if "transitions" in args.parts:
+        # Transitions at each thread count: on a shared 2-core machine, 2 OpenMP threads can be much
+        # slower than 1 when the other core is busy, so both are recorded; the headline is the faster.
+        result["transitions_machine"] = machine()
+        default_threads = torch.get_num_threads()
+        by_threads = {}
+        for threads in [1] if args.smoke else sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            by_threads[str(threads)] = time_transitions(2 if args.smoke else 5, args.smoke)
+        torch.set_num_threads(default_threads)
+        best = min(by_threads, key=lambda k: by_threads[k]["cgap_transition_seconds"])
+        result["transitions_by_threads"] = by_threads
+        result["transitions"] = {**by_threads[best], "threads": int(best)}
+        result["transition_seconds_25M"] = result["transitions"]["cgap_transition_seconds"]
+        result["rigl_update_seconds_25M"] = result["transitions"]["rigl_update_seconds"]
+    result["machine"] = result.get("steps_machine") or machine()
     result["seconds"] = time.time() - started
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
