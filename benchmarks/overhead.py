@@ -445,7 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     if "steps" in args.parts:
         if "steps" in previous:  # keep the earlier measurement on record, with its settings
             result["history"].append(
-                {k: previous.get(k) for k in ("steps", "steps_machine", "date", "commit", "mlp", "resnet20")}
+                {
+                    **{k: previous.get(k) for k in ("steps", "date", "commit", "mlp", "resnet20")},
+                    "steps_machine": previous.get("steps_machine") or previous.get("machine"),
+                }
             )
         result["steps"] = {}
         result["steps_machine"] = machine()
