@@ -50,7 +50,7 @@ def recipe(method: str, args: argparse.Namespace) -> dict:
             "rounds": args.rounds,
             "finetune_epochs": 0,
         },
-        "training": {"batch_size": 128, "seed": 0, "threads": 1 if method == "pgap" else args.partitions},
+        "training": {"batch_size": 128, "seed": 0, "threads": 1 if method == "pgap" else args.cgap_threads},
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None},
     }
 
@@ -70,8 +70,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs-per-phase", type=float, default=1.0)
     parser.add_argument("--model", default="mlp")
+    parser.add_argument(
+        "--cgap-threads",
+        type=int,
+        default=None,
+        help="torch threads of the C-GaP process (default: K, all cores)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pgap.json")
     args = parser.parse_args()
+    args.cgap_threads = args.cgap_threads or args.partitions
     work = Path(tempfile.mkdtemp(prefix="growprune-pgap-bench-"))
     out = work / "pgap.json" if args.smoke else args.out
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -117,6 +124,7 @@ def main() -> None:
         "epochs_per_phase": args.epochs_per_phase,
         "gap_steps": args.rounds * args.partitions,
         "model": "mlp" if args.smoke else args.model,
+        "cgap_threads": args.cgap_threads,
         "cgap_wall_seconds": walls["cgap"],
         "pgap_wall_seconds": walls["pgap"],
         "pgap_speedup": walls["cgap"] / walls["pgap"],
@@ -125,7 +133,12 @@ def main() -> None:
         "bytes_ratio_pgap_to_ddp": pgap_bytes / ddp_bytes,
         "merge_wait_seconds": sum(m["wait_seconds"] for m in merges),
         "merge_seconds": sum(m["merge_seconds"] for m in merges),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "load_average_at_end": os.getloadavg()[0],
+        },
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip(),
