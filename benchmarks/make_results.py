@@ -170,8 +170,22 @@ def study_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     groups: dict[str, list[float]] = defaultdict(list)
     for r in study:
         groups[r["variant"].removeprefix("study:")].append(r["top1"])
-    base = statistics.fmean(groups["base"]) if "base" in groups else None
     sparsity = study[0]["sparsity"]
+    if "base" not in groups:  # `base` is the table's C-GaP setting: its row there serves
+        seeds = {r["seed"] for r in study}
+        table_base = [
+            r["top1"]
+            for r in rows
+            if r["tier"] == tier
+            and r["method"] == "cgap"
+            and not r.get("variant")
+            and abs(r["sparsity"] - sparsity) < 1e-9
+            and r["distribution"] == "uniform"
+            and r["seed"] in seeds
+        ]
+        if table_base:
+            groups["base"] = table_base
+    base = statistics.fmean(groups["base"]) if "base" in groups else None
     lines = [
         f"**C-GaP ablation, tier `{tier}`, {sparsity:.0%} uniform** (one change at a time from the table's "
         "C-GaP setting `base`; same epoch budget):",

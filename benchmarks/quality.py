@@ -399,13 +399,14 @@ def device_name() -> str:
     return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
 
 
-def study_specs(tier: Tier, sparsity: float = 0.8) -> list[RunSpec]:
+def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None) -> list[RunSpec]:
     """The C-GaP ablation: one change at a time from the benchmark's C-GaP setting.
 
     K: partitions (the SmallCNN has 5 prunable layers, so K=8 needs a deeper model: K in
     2, 4, 5 on the quick tier, 2, 4, 8 on ResNet-20); contiguous vs random layer partitions;
     optimizer state reset at every GaP step vs only pruned entries zeroed; lr restarted per GaP
     step (the authors' code) vs one global cosine; epochs per GaP step at a fixed GaP budget.
+    `base` repeats the table's C-GaP run; `only` picks variants by name (a reduced study).
     """
     e = tier.epochs
     k_values = (2, 5) if tier.model == "small_cnn" else (2, 8)
@@ -417,9 +418,13 @@ def study_specs(tier: Tier, sparsity: float = 0.8) -> list[RunSpec]:
     variants["lr=restart-per-step"] = {"schedule.restart_per_phase": True}
     variants["rounds=1,phase=2x"] = {"method.rounds": 1, "method.epochs_per_phase": e / 6}
     variants["rounds=4,phase=0.5x"] = {"method.rounds": 4, "method.epochs_per_phase": e / 24}
+    chosen = variants if not only else {k: v for k, v in variants.items() if k in only}
+    unknown = set(only or ()) - set(variants)
+    if unknown:
+        raise SystemExit(f"unknown --variants {sorted(unknown)}; choose from {', '.join(variants)}")
     return [
         RunSpec(tier.name, "cgap", sparsity, "uniform", seed, variant=f"study:{name}", overrides=ov)
-        for name, ov in variants.items()
+        for name, ov in chosen.items()
         for seed in tier.seeds
     ]
 
@@ -573,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
     parser.add_argument("--out", type=Path, help=f"JSONL to append to (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--log-dir", type=Path, help="keep each run's log here")
+    parser.add_argument("--variants", nargs="+", help="with --study gap: only these variants (e.g. K=2 base)")
     args = parser.parse_args(argv)
 
     tier = TIERS["smoke" if args.smoke else args.tier]
@@ -586,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = (
         table_specs(tier, args.methods, args.sparsities)
         if args.study == "table"
-        else study_specs(tier, args.sparsities[0])
+        else study_specs(tier, args.sparsities[0], args.variants)
     )
     run_all(specs, tier, out, args.jobs, args.threads or None, args.log_dir)
     return 0
