@@ -61,10 +61,30 @@ def init_distributed(device_type: str) -> DistContext | None:
         return None
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(backend, store=_attempt_store(rank, world), rank=rank, world_size=world)
     return DistContext(
         dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), backend
     )
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store, with keys private to this restart attempt.
+
+    After an elastic restart torchrun's agent store still holds the previous attempt's keys; a
+    new rank that reads a dead peer's gloo address from them fails with "connection refused".
+    Prefixing every key with the restart count makes each attempt meet only its own ranks.
+    """
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=not agent_store and rank == 0,
+        multi_tenant=not agent_store,
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"growprune/attempt_{attempt}", store)
 
 
 def make_partition_groups(ctx: DistContext, partitions: int) -> None:
