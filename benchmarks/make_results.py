@@ -366,7 +366,11 @@ def overhead_section(data: dict[str, Any] | None) -> str:
         f"**{t['cgap_transition_seconds']:.3f} s**; RigL drop + grow update (dense-gradient capture "
         "included) "
         f"**{t['rigl_update_seconds']:.3f} s**; SET update {t['set_update_seconds']:.3f} s "
-        f"(at {t.get('threads', '?')} torch thread(s), the faster setting here). By thread count:",
+        f"(at {t.get('threads', '?')} torch thread(s), the faster setting here; load average at start "
+        + ", ".join(
+            f"{v:.1f}" for v in (data.get("transitions_machine") or {}).get("load_average_at_start") or []
+        )
+        + "). By thread count:",
         "",
         *thread_lines,
         "",
