@@ -315,16 +315,15 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     trainer.sparsifier.remove()
     model, optimizer = trainer.model, trainer.optimizer
     pruner = make_rigl_torch_scheduler(model, optimizer, sparsity, trainer.total_steps)
-    loss_fn = trainer.loss_fn
     step = 0
     start = time.monotonic()
     epoch = 0
     model.train()
     while step < trainer.total_steps:
-        for x, y in trainer.train_loader.iter_from(epoch):
+        for batch in trainer.train_loader.iter_from(epoch):
             for group in optimizer.param_groups:
                 group["lr"] = trainer.lr_schedule.lr(step)
-            loss = loss_fn(model(x), y)
+            loss = trainer.task.loss(model, batch)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if pruner():
@@ -334,7 +333,7 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
                 break
         epoch += 1
     seconds = time.monotonic() - start
-    _, top1 = trainer.evaluate()
+    top1 = trainer.evaluate()["test_acc"]
     with torch.no_grad():
         report = sparsity_report(model)
     return {

@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not trainer.is_main:
         return 0
     print(
-        f"done: test accuracy {final['test_acc']:.4f}, sparsity {final['sparsity']:.4f}, "
+        f"done: {_score_text(final)}, sparsity {final['sparsity']:.4f}, "
         f"{final['params_kept']}/{final['params_total']} parameters kept, {final['train_seconds']:.0f} s",
         file=sys.stderr,
     )
@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _score_text(final: dict) -> str:
+    """The number a run is judged by: test accuracy, or test BLEU (with chrF) for translation."""
+    if final["score_name"] == "test_acc":
+        return f"test accuracy {final['test_acc']:.4f}"
+    return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from growprune.data.fashion_mnist import DatasetCorruptError, DatasetNotFoundError
@@ -215,3 +222,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

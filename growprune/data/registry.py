@@ -30,7 +30,7 @@ def list_datasets() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def _check_kwargs(kind: str, name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+def check_kwargs(kind: str, name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     params = inspect.signature(fn).parameters
     allowed = [
         p
@@ -67,7 +67,7 @@ def build_datasets(
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}")
     builder = _BUILDERS[name]
-    _check_kwargs("dataset", name, builder, kwargs)
+    check_kwargs("dataset", name, builder, kwargs)
     train, test = builder(**kwargs)
     if train_subset is not None:
         train = train.subset(train_subset)

@@ -115,7 +115,10 @@ def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> 
             "trained_with": payload.get("version"),
         },
     )
-    args = {**dict(model.get("args") or {}), **dict(model_args or {})}
+    # The engine records the constructor arguments it resolved from the data (e.g. a translation
+    # model's vocabulary size); older checkpoints have only the recipe's.
+    resolved = (payload.get("model_spec") or {}).get("args") or {}
+    args = {**dict(model.get("args") or {}), **dict(resolved), **dict(model_args or {})}
     source.model_spec = resolve_model_spec(str(model["name"]), args, state, source.origin)
     return source
 

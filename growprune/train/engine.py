@@ -10,7 +10,6 @@ of the step, and every RNG state is saved, so a resumed run repeats the uninterr
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import random
@@ -28,11 +27,10 @@ from torch import nn
 from tqdm import tqdm
 
 import growprune
-from growprune.data.loader import Augment, TensorLoader
-from growprune.data.registry import build_datasets
 from growprune.methods import get_method
 from growprune.models.registry import build_model, model_builder
 from growprune.report import sparsity_report
+from growprune.tasks import Batch, Task, accepted_defaults, build_task
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
 from growprune.train.distributed import (
     init_distributed,
@@ -44,11 +42,17 @@ from growprune.train.metrics import MetricsLogger
 from growprune.train.recipe import Recipe, RecipeError, recipe_to_dict
 from growprune.train.schedule import build_lr_schedule, method_kwargs, total_steps
 
-SMOKE_TRAIN_ITEMS = 256
-SMOKE_TEST_ITEMS = 256
 SMOKE_BATCH = 64
 # Keys that may change between a run and its resume without changing what is computed.
-RESUME_MUTABLE = ("output", "training.device", "training.log_every", "training.threads", "description")
+RESUME_MUTABLE = (
+    "output",
+    "training.device",
+    "training.log_every",
+    "training.threads",
+    "training.eval_batch_size",
+    "evaluation",
+    "description",
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,17 +70,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RecipeError(f"training.device is '{name}' but CUDA is not available; use device: auto or cpu")
     return device
-
-
-def _model_defaults(builder: Callable[..., nn.Module], input_shape: tuple[int, ...], classes: int) -> dict:
-    """Input size and class count the model needs, taken from the data unless the recipe set them."""
-    accepted = inspect.signature(builder).parameters
-    candidates = {
-        "in_features": math.prod(input_shape),
-        "in_channels": input_shape[0],
-        "num_classes": classes,
-    }
-    return {k: v for k, v in candidates.items() if k in accepted}
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -165,7 +158,7 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self._build(recipe)
-        self.step, self.epoch, self.batch, self.best_acc, self.elapsed = 0, 0, 0, -1.0, 0.0
+        self.step, self.epoch, self.batch, self.best_score, self.elapsed = 0, 0, 0, -math.inf, 0.0
         if resumed is not None:
             self._restore(*resumed)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,39 +176,20 @@ class Trainer:
 
     # -- construction -----------------------------------------------------------------------
     def _build(self, recipe: Recipe) -> None:
-        data_cfg, cfg = recipe.data, recipe.training
-        data_args = dict(data_cfg.args)
-        if data_cfg.data_dir is not None:
-            data_args["data_dir"] = data_cfg.data_dir
-        subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if self.smoke else {}
-        try:
-            train, test = build_datasets(data_cfg.name, **subsets, **data_args)
-        except (TypeError, ValueError) as err:
-            raise RecipeError(f"data: {err}") from None
-        train, test = train.to(self.device), test.to(self.device)
+        cfg = recipe.training
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         self._setup_parallel(recipe, batch)
-        self.train_set = train
-        self.augment = Augment(
-            crop_padding=data_cfg.crop_padding if data_cfg.random_crop else 0,
-            hflip=data_cfg.hflip,
-            fill=float(getattr(train, "pad_value", 0.0)),
-        )
-        self.train_loader = TensorLoader.from_dataset(
-            train, batch, shuffle=True, drop_last=True, augment=self.augment, seed=cfg.seed
-        )
-        if len(self.train_loader) == 0:
-            raise RecipeError(
-                f"training.batch_size {batch} is larger than the training set ({len(train)} items)"
-            )
-        self.test_loader = TensorLoader.from_dataset(test, cfg.eval_batch_size)
-        classes = int(max(train.y.max(), test.y.max()).item()) + 1
-        model_args = {
-            **_model_defaults(_builder_of(recipe.model.name), train.input_shape, classes),
-            **recipe.model.args,
-        }
         try:
-            self.model = build_model(recipe.model.name, **model_args).to(self.device)
+            self.task: Task = build_task(recipe, self.device, batch, smoke=self.smoke)
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"data: {err}") from None
+        self.train_loader = self.task.train_loader
+        if len(self.train_loader) == 0:
+            raise RecipeError(f"training.batch_size {batch} is larger than the training set")
+        builder = _builder_of(recipe.model.name)
+        self.model_args = {**accepted_defaults(builder, self.task.model_defaults()), **recipe.model.args}
+        try:
+            self.model = build_model(recipe.model.name, **self.model_args).to(self.device)
         except (TypeError, ValueError) as err:
             raise RecipeError(f"model.args: {err}") from None
         self.optimizer = build_optimizer(self.model, recipe)
@@ -229,7 +203,6 @@ class Trainer:
             self.sparsifier = get_method(recipe.method.name)(self.model, self.optimizer, **kwargs)
         except ValueError as err:
             raise RecipeError(f"method: {err}") from None
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.forward_model: nn.Module = self.model
         if self.dp_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -284,7 +257,8 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {err}") from None
         position = payload["position"]
         self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
-        self.best_acc, self.elapsed = position["best_acc"], position["elapsed"]
+        self.best_score = position.get("best_score", position.get("best_acc", -math.inf))
+        self.elapsed = position["elapsed"]
         _set_rng_state(payload["rng"])
         tqdm.write(
             f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
@@ -299,6 +273,7 @@ class Trainer:
             "recipe": recipe_to_dict(self.recipe),
             "smoke": self.smoke,
             "model": self.model.state_dict(),
+            "model_spec": {"name": self.recipe.model.name, "args": self.model_args},
             "optimizer": self.optimizer.state_dict(),
             "sparsifier": self.sparsifier.state_dict(),
             "lr_schedule": {"step": self.step, "lr": self.lr_schedule.lr(max(0, self.step - 1))},
@@ -307,7 +282,7 @@ class Trainer:
                 "step": self.step,
                 "epoch": self.epoch,
                 "batch": self.batch,
-                "best_acc": self.best_acc,
+                "best_score": self.best_score,
                 "elapsed": self._elapsed(),
             },
         }
@@ -350,17 +325,9 @@ class Trainer:
         if events and self.dp_size > 1:
             verify_masks_equal(self.sparsifier.masks, self.dp_group, events[-1]["event"])
 
-    @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        self.model.eval()
-        loss_sum, correct, count = 0.0, 0, 0
-        for x, y in self.test_loader:
-            logits = self.model(x)
-            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            count += len(y)
-        self.model.train()
-        return loss_sum / count, correct / count
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        """The task's held-out scores of the current model (``final``: the full end-of-run ones)."""
+        return self.task.evaluate(self.model, final=final)
 
     # -- the loop ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -400,14 +367,13 @@ class Trainer:
             return self.total_steps + (sparsifier.num_partitions - 1) * sparsifier.gap_end  # type: ignore[attr-defined]
         return self.total_steps
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on this rank's share of a global batch; returns (loss, logits, labels)."""
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step on this rank's share of a global batch; returns (loss, correct, count)."""
         if self.dp_size > 1:
-            x, y = shard_batch(x, y, self.dp_rank, self.dp_size)
+            batch = shard_batch(*batch, self.dp_rank, self.dp_size)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_schedule.lr(self.step)
-        logits = self.forward_model(x)
-        loss = self.loss_fn(logits, y)
+        loss, correct, count = self.task.loss(self.forward_model, batch)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss is {loss.item()} at step {self.step + 1} ({self.sparsifier.phase}); the last good "
@@ -423,15 +389,14 @@ class Trainer:
         due = self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps
         if due and self.log_steps:
             self._log_step(loss)
-        return loss.detach(), logits.detach(), y
+        return loss.detach(), correct, count
 
     def _train_epoch(self) -> None:
         self.model.train()
         stats = EpochStats(self.device)
-        for x, y in self.train_loader.iter_from(self.epoch, self.batch):
-            loss, logits, labels = self.train_step(x, y)
+        for batch in self.train_loader.iter_from(self.epoch, self.batch):
+            stats.add(*self.train_step(batch))
             self.batch += 1
-            stats.add(loss, logits, labels)
             if self._stop_signal is not None:
                 path = self.save_checkpoint()
                 raise Interrupted(
@@ -463,7 +428,7 @@ class Trainer:
 
     def end_epoch(self, stats: EpochStats) -> None:
         """Evaluate, log, checkpoint; keep `best.pt` among models whose masks are final."""
-        test_loss, test_acc = self.evaluate()
+        scores = self.evaluate()
         report = sparsity_report(self.model)
         self.log(
             {
@@ -471,8 +436,7 @@ class Trainer:
                 "epoch": self.step / self.steps_per_epoch,
                 "step": self.step,
                 **stats.summary(),
-                "test_loss": test_loss,
-                "test_acc": test_acc,
+                **scores,
                 "sparsity": report.overall,
                 "layer_sparsity": {layer.name: layer.sparsity for layer in report.layers},
                 "lr": self.optimizer.param_groups[0]["lr"],
@@ -482,26 +446,28 @@ class Trainer:
         )
         if self.is_main:
             tqdm.write(
-                f"epoch {self.step / self.steps_per_epoch:5.2f}  test acc {test_acc:.4f}  "
-                f"loss {test_loss:.4f}  {self.sparsifier.phase}",
+                f"epoch {self.step / self.steps_per_epoch:5.2f}  {self.task.describe(scores)}  "
+                f"{self.sparsifier.phase}",
                 file=sys.stderr,
             )
         self.save_checkpoint()
         # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
-        if self.sparsifier.done and test_acc > self.best_acc:
-            self.best_acc = test_acc
+        score = scores[self.task.primary_metric]
+        if self.sparsifier.done and score > self.best_score:
+            self.best_score = score
             if self.is_main:
                 self.ckpts.save_named(self._payload(), "best")
 
     def _finish(self) -> dict[str, Any]:
-        test_loss, test_acc = self.evaluate()
+        scores = self.evaluate(final=True)
         report = sparsity_report(self.model)
         total = sum(p.numel() for p in self.model.parameters())
         final = {
             "type": "final",
             "step": self.step,
-            "test_acc": test_acc,
-            "test_loss": test_loss,
+            **scores,
+            "score_name": self.task.final_metric,
+            "score": scores[self.task.final_metric],
             "sparsity": report.overall,
             "params_total": total,
             "params_kept": total - report.zeros,
@@ -510,6 +476,7 @@ class Trainer:
         }
         if self.is_main:
             (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
+            self.task.write_artifacts(self.model, self.run_dir)
             self.log(final)
             self.ckpts.save_named(self._payload(), "final")
             assert self.metrics is not None
@@ -525,10 +492,11 @@ class EpochStats:
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.seen = 0
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.loss += loss * len(y)
-        self.correct += (logits.argmax(1) == y).sum()
-        self.seen += len(y)
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        """One batch: its mean loss, correct predictions (items or tokens) and predictions made."""
+        self.loss += loss * count
+        self.correct += correct
+        self.seen += count
 
     def summary(self) -> dict[str, float]:
         seen = max(self.seen, 1)

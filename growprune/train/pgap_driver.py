@@ -15,29 +15,19 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from growprune.data.loader import TensorLoader
 from growprune.methods.pgap import PGaP, merge_worker_states
 from growprune.sparsity.scoring import derived_seed
+from growprune.tasks.base import Batch
 from growprune.train.distributed import MergeStats, merge_across_groups, verify_masks_equal
 
 if TYPE_CHECKING:
     from growprune.train.engine import EpochStats, Trainer
 
 
-def worker_batches(
-    trainer: Trainer, round_index: int, worker: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def worker_batches(trainer: Trainer, round_index: int, worker: int) -> Iterator[Batch]:
     """The global batches worker `worker` trains on in round `round_index` (its own order)."""
     seed = derived_seed(trainer.recipe.training.seed, "pgap-data", round_index, worker) % (1 << 62)
-    loader = TensorLoader(
-        trainer.train_set.x,
-        trainer.train_set.y,
-        trainer.train_loader.batch_size,
-        shuffle=True,
-        drop_last=True,
-        augment=trainer.augment,
-        seed=seed,
-    )
+    loader = trainer.task.worker_loader(seed)
     epoch = 0
     while True:
         yield from loader.iter_from(epoch)
@@ -55,8 +45,7 @@ def _train_worker(
     trainer.model.train()
     batches = worker_batches(trainer, round_index, worker)
     for _ in range(sparsifier.steps_per_phase):
-        x, y = next(batches)
-        stats.add(*trainer.train_step(x, y))
+        stats.add(*trainer.train_step(next(batches)))
         if trainer._stop_signal is not None:
             from growprune.train.engine import Interrupted
 

@@ -190,6 +190,15 @@ class TrainingConfig(Section):
         return value
 
 
+class EvaluationConfig(Section):
+    """How a translation model is decoded and scored (classification ignores this section)."""
+
+    beam_size: int = Field(4, ge=1, description="beam width of the final test evaluation")
+    length_penalty: float = Field(0.6, ge=0, description="GNMT length penalty alpha")
+    epoch_sentences: int | None = Field(500, ge=1, description="validation sentences decoded each epoch")
+    examples: int = Field(5, ge=0, description="test translations shown in the report")
+
+
 class OutputConfig(Section):
     dir: str | None = None
     checkpoint_every_steps: int | None = Field(None, ge=1)
@@ -208,6 +217,7 @@ class Recipe(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     method: MethodConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")

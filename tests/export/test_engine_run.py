@@ -49,7 +49,7 @@ def test_export_a_trained_run(tmp_path: Path, model: dict, data: dict) -> None:
     assert set(loaded.state_dict()) == set(trained)
     for key, value in trained.items():
         assert torch.equal(loaded.state_dict()[key], value), key
-    x = next(iter(trainer.test_loader))[0]
+    x = next(iter(trainer.task.test_loader))[0]
     trainer.model.eval()
     with torch.no_grad():
         assert torch.equal(loaded(x), trainer.model(x))

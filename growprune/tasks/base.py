@@ -1,0 +1,73 @@
+"""What the training engine needs to know about a kind of problem.
+
+The engine (:mod:`growprune.train.engine`) is the same loop for every task: batches in, loss,
+optimizer step, sparsifier step, evaluation at epoch ends, checkpoints. A :class:`Task` supplies
+the parts that differ between image classification and translation -- the data, the loss of a
+batch, how a model is scored, and which constructor arguments the data implies -- so the loop,
+the checkpoints, P-GaP and the resume guarantees are written once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BatchLoader(Protocol):
+    """A deterministic loader: the batches of epoch ``e`` are a pure function of (seed, e)."""
+
+    batch_size: int
+
+    def __len__(self) -> int: ...
+
+    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]: ...
+
+
+class Task(ABC):
+    """Data, loss and evaluation of one problem; built once per run by :func:`build_task`.
+
+    Attributes:
+        train_loader: the training batches (shuffled, deterministic).
+        primary_metric: key of :meth:`evaluate`'s result that selects ``best.pt`` (higher is better).
+        final_metric: key of ``evaluate(final=True)``'s result that a run is reported by.
+    """
+
+    train_loader: BatchLoader
+    primary_metric: str
+    final_metric: str
+
+    @abstractmethod
+    def model_defaults(self) -> dict[str, Any]:
+        """Constructor arguments the data implies (input size, classes, vocabulary size)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(mean loss, correct predictions, predictions) of one batch; counts stay on the device."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        """Held-out scores. ``final`` asks for the full, slower evaluation at the end of a run."""
+
+    @abstractmethod
+    def worker_loader(self, seed: int) -> BatchLoader:
+        """The training batches in another order (each P-GaP worker reads its own)."""
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        """A short human summary of :meth:`evaluate`'s result for the progress log."""
+        return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+    def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:  # noqa: B027 - optional hook
+        """Write task-specific files (e.g. example translations) at the end of a run."""
+
+
+def accepted_defaults(builder: Callable[..., nn.Module], candidates: dict[str, Any]) -> dict[str, Any]:
+    """The subset of data-implied arguments that the model's constructor takes."""
+    accepted = inspect.signature(builder).parameters
+    return {k: v for k, v in candidates.items() if k in accepted}

@@ -1,0 +1,74 @@
+"""Image (or feature-vector) classification: Fashion-MNIST and the synthetic sets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.data.dataset import InMemoryDataset
+from growprune.data.loader import Augment, TensorLoader
+from growprune.tasks.base import Batch, Task
+
+
+class ClassificationTask(Task):
+    """Cross-entropy on labelled tensors; scored by top-1 accuracy on the test split."""
+
+    primary_metric = "test_acc"
+    final_metric = "test_acc"
+
+    def __init__(
+        self,
+        train: InMemoryDataset,
+        test: InMemoryDataset,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        augment: Augment,
+        seed: int,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        self.train_set, self.test_set = train, test
+        self.augment = augment
+        self.seed = seed
+        self.train_loader = self._loader(seed, batch_size)
+        self.test_loader = TensorLoader.from_dataset(test, eval_batch_size)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.num_classes = int(max(train.y.max(), test.y.max()).item()) + 1
+
+    def _loader(self, seed: int, batch_size: int) -> TensorLoader:
+        return TensorLoader.from_dataset(
+            self.train_set, batch_size, shuffle=True, drop_last=True, augment=self.augment, seed=seed
+        )
+
+    def model_defaults(self) -> dict[str, Any]:
+        shape = self.train_set.input_shape
+        return {"in_features": math.prod(shape), "in_channels": shape[0], "num_classes": self.num_classes}
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x, y = batch
+        logits = model(x)
+        loss = self.loss_fn(logits, y)
+        return loss, (logits.detach().argmax(1) == y).sum(), len(y)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        del final  # the per-epoch evaluation is already the full one
+        was_training = model.training
+        model.eval()
+        loss_sum, correct, count = 0.0, 0, 0
+        for x, y in self.test_loader:
+            logits = model(x)
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            count += len(y)
+        model.train(was_training)
+        return {"test_loss": loss_sum / count, "test_acc": correct / count}
+
+    def worker_loader(self, seed: int) -> TensorLoader:
+        return self._loader(seed, self.train_loader.batch_size)
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return f"test acc {metrics['test_acc']:.4f}  loss {metrics['test_loss']:.4f}"
