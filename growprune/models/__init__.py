@@ -9,11 +9,13 @@ from growprune.models.mlp import MLP
 from growprune.models.registry import build_model, list_models
 from growprune.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import ImageNetResNet, resnet50
+from growprune.models.transformer import Seq2SeqTransformer
 
 __all__ = [
     "MLP",
     "CifarResNet",
     "ImageNetResNet",
+    "Seq2SeqTransformer",
     "SmallCNN",
     "build_model",
     "list_models",

@@ -16,6 +16,7 @@ from growprune.models.cnn import SmallCNN
 from growprune.models.mlp import MLP
 from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
+from growprune.models.transformer import Seq2SeqTransformer
 
 __all__ = ["build_model", "list_models", "model_builder"]
 
@@ -26,6 +27,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet32": resnet32,
     "resnet56": resnet56,
     "resnet50": resnet50,
+    "transformer": Seq2SeqTransformer,
 }
 
 

@@ -107,7 +107,7 @@ def test_small_cnn_channels_last_matches_default() -> None:
 
 def test_list_models() -> None:
     assert list_models() == sorted(
-        ["mlp", "small_cnn", "resnet20", "resnet32", "resnet56", "resnet50"]
+        ["mlp", "small_cnn", "resnet20", "resnet32", "resnet56", "resnet50", "transformer"]
     )
 
 
