@@ -31,6 +31,9 @@ class MaskSet:
         self.by_name = {t.name: t for t in self.targets}
         self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
         self._active: tuple[list[nn.Parameter], list[torch.Tensor]] = ([], [])
+        # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
+        # place): lets the sparsifier notice mask changes it did not make.
+        self.revision = 0
         for target in self.targets:  # check all before registering any: fail without side effects
             buffer = f"{target.leaf}{MASK_SUFFIX}"
             if hasattr(target.module, buffer):
@@ -80,6 +83,7 @@ class MaskSet:
             active = [(p, m.to(p.dtype)) for p, m in zip(params, masks) if not bool(m.all())]
             self._active = ([p for p, _ in active], [m for _, m in active])
             self._cache_key = key
+            self.revision += 1
         return self._active
 
     @torch.no_grad()
