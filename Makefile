@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+# The translation corpus: diatheke reads the two Bible modules (see growprune/data/bible.py).
+BIBLE_PACKAGES := diatheke sword-text-web sword-text-sparv
 
 .PHONY: setup data demo test test-slow lint clean
 
@@ -19,11 +21,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 data:
-	@if [ -f "$(FMNIST)" ] || [ -n "$$GROWPRUNE_DATA" ]; then exit 0; fi; \
+	@missing=""; \
+	if [ ! -f "$(FMNIST)" ] && [ -z "$$GROWPRUNE_DATA" ]; then missing="dataset-fashion-mnist"; fi; \
+	if ! command -v diatheke >/dev/null 2>&1 || ! diatheke -b system -k modulelist 2>/dev/null | grep -q spaRV1909eb \
+		|| ! diatheke -b system -k modulelist 2>/dev/null | grep -q engWEB2015eb; then \
+		missing="$$missing $(BIBLE_PACKAGES)"; fi; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	else \
-		echo "Fashion-MNIST not found: place the four *-ubyte.gz files in a directory and set GROWPRUNE_DATA"; exit 1; \
+		echo "missing data packages:$$missing (Debian); Fashion-MNIST can also be placed in a directory named by GROWPRUNE_DATA"; exit 1; \
 	fi
 
 demo: setup data
