@@ -466,10 +466,86 @@ def targets_section(rows: list[dict[str, Any]], over: dict[str, Any] | None) -> 
     return "\n".join(lines)
 
 
+# -- translation ------------------------------------------------------------------------------
+TRANSLATION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+
+
+def translation_section(rows: list[dict[str, Any]]) -> str:
+    """BLEU (chrF) per method and sparsity and tier, mean +- std over seeds, with the commands."""
+    lines = [
+        "## Translation (es -> en, Transformer, BLEU)",
+        "",
+        "Test BLEU / chrF (sacrebleu, beam search over the whole test split: the books Ruth, Job, "
+        "Daniel, Haggai, II Corinthians, Philemon, never seen in training). Equal epochs of compute "
+        "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
+        "",
+    ]
+    rows = [r for r in rows if r.get("tier") != "smoke"]
+    if not rows:
+        return "\n".join([*lines, "No runs recorded yet: `python benchmarks/translation.py --tier quick`."])
+    for tier in sorted({r["tier"] for r in rows}):
+        tier_rows = [r for r in rows if r["tier"] == tier]
+        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
+        lines += [
+            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0]['epochs']:g} epochs",
+            "",
+            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
+            "|---|" + "---:|" * len(sparsities),
+        ]
+        for method in TRANSLATION_METHODS:
+            cells = []
+            for sparsity in sparsities:
+                found = [
+                    r
+                    for r in tier_rows
+                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
+                ]
+                cells.append(_bleu_cell(found))
+            if any(c != "" for c in cells):
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
+        devices = sorted({r["device"] for r in tier_rows})
+        threads = sorted({str(r.get("threads")) for r in tier_rows})
+        jobs = sorted({str(r.get("parallel_jobs")) for r in tier_rows})
+        seconds = ", ".join(f"{r['method']} {r['train_seconds'] / 60:.0f} min" for r in tier_rows)
+        lines += [
+            "",
+            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
+            f"{', '.join(devices)}; {', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in "
+            f"parallel; training time: {seconds}.",
+            "",
+            f"Reproduce: `python benchmarks/translation.py --tier {tier} --methods "
+            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
+            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python benchmarks/make_results.py`.",
+            "",
+        ]
+        example = next((r for r in tier_rows if r["method"] == "cgap" and r.get("examples")), None)
+        if example:
+            lines += [f"C-GaP at {example['sparsity']:.0%}, first test verses:", ""]
+            lines += ["| verse | reference | model |", "|---|---|---|"]
+            for ex in example["examples"]:
+                ref, hyp = ex["reference"].replace("|", "/"), ex["hypothesis"].replace("|", "/")
+                lines.append(f"| {ex['ref']} | {ref} | {hyp} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _bleu_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    bleu = [r["test_bleu"] for r in rows]
+    chrf = [r["test_chrf"] for r in rows]
+    if len(rows) == 1:
+        return f"{bleu[0]:.2f} ({chrf[0]:.1f})"
+    (bm, bs), (cm, _) = mean_std(bleu), mean_std(chrf)
+    return f"{bm:.2f} +- {bs:.2f} ({cm:.1f}, {len(rows)} seeds)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=Path, default=RESULTS_DIR / "quality.jsonl")
     parser.add_argument("--overhead", type=Path, default=RESULTS_DIR / "overhead.json")
+    parser.add_argument("--translation", type=Path, default=RESULTS_DIR / "translation.jsonl")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     rows = load_rows(args.quality)
@@ -478,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     text = replace_section(text, "targets", targets_section(rows, over))
     text = replace_section(text, "quality", quality_section(rows, args.out.parent / "results"))
     text = replace_section(text, "overhead", overhead_section(over))
+    text = replace_section(text, "translation", translation_section(load_rows(args.translation)))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0

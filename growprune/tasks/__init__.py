@@ -32,7 +32,10 @@ __all__ = [
 TRANSLATION_DATASETS = ("bible",)
 SMOKE_TRAIN_ITEMS = 256
 SMOKE_TEST_ITEMS = 256
-SMOKE_SENTENCES = 16
+# Translation smoke runs keep the recipe's model and schedule but train on the shortest pairs,
+# one batch per epoch, and decode a handful of sentences: the point is that every part runs.
+SMOKE_TRAIN_PAIRS = 64
+SMOKE_SENTENCES = 8
 
 
 def build_task(recipe: Recipe, device: torch.device, batch_size: int, smoke: bool = False) -> Task:
@@ -74,13 +77,13 @@ def _translation_task(
     from growprune.tasks.translation import TranslationTask
 
     if recipe.data.random_crop or recipe.data.hflip:
-        raise ValueError("random_crop and hflip are image augmentations; remove them for a translation corpus")
+        raise ValueError("random_crop and hflip are image augmentations; remove them for translation")
     check_kwargs("dataset", recipe.data.name, load_bible_translation, args)
     data = load_bible_translation(**args)
     if smoke:
-        data.train = data.train.subset(SMOKE_TRAIN_ITEMS)
-        data.valid = data.valid.subset(SMOKE_SENTENCES)
-        data.test = data.test.subset(SMOKE_SENTENCES)
+        data.train = data.train.shortest(max(SMOKE_TRAIN_PAIRS, batch_size))
+        data.valid = data.valid.shortest(SMOKE_SENTENCES)
+        data.test = data.test.shortest(SMOKE_SENTENCES)
     data.train, data.valid, data.test = (s.to(device) for s in (data.train, data.valid, data.test))
     ev = recipe.evaluation
     return TranslationTask(

@@ -29,6 +29,7 @@ from growprune.train.plots import (
     plot_layers,
     plot_schedule,
 )
+from growprune.train.translation_report import translation_lines
 
 REPORT_DIR = "report"
 CURVES, SCHEDULE, LAYERS = "curves.png", "schedule.png", "layers.png"
@@ -316,9 +317,17 @@ def summary_table(run: RunData) -> list[str]:
         accuracy = last_value(run.epochs, "test_acc")
         sparsity = last_value([*run.epochs, *run.events], "sparsity")
         suffix = " (last logged, unfinished)"
+    if any("valid_bleu" in e for e in run.epochs):  # translation: judged by BLEU, not accuracy
+        bleu = final.get("test_bleu") if run.finished else None
+        best = max((e["valid_bleu"] for e in run.epochs if "valid_bleu" in e), default=None)
+        head = [
+            ("final test BLEU (beam)", f"{bleu:.2f}" if bleu is not None else "n/a (unfinished)"),
+            ("best validation BLEU (greedy, any epoch)", f"{best:.2f}" if best is not None else "n/a"),
+        ]
+    else:
+        head = [("final test accuracy" + suffix, percent(accuracy)), best_row(run.epochs)]
     rows = [
-        ("final test accuracy" + suffix, percent(accuracy)),
-        best_row(run.epochs),
+        *head,
         ("final sparsity" + suffix, percent(sparsity)),
         ("parameters kept / total", params_text(run)),
         ("wall time", duration(wall_seconds(run)) + ("" if run.finished else " (so far)")),
@@ -385,6 +394,7 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
     for line in status:  # separate quotes, or Markdown runs them into one paragraph
         lines += [line, ""]
     lines += ["## Summary", "", *summary_table(run), ""]
+    lines += translation_lines(run.run_dir, run.epochs, run.final)
     lines += recipe_lines(run)
     lines += [
         "## Training curves",

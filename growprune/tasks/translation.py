@@ -1,0 +1,181 @@
+"""Sequence-to-sequence translation: the setting of the GaP authors' Transformer experiments.
+
+Scored by corpus BLEU (and chrF) of decoded hypotheses against the detokenized references.
+Every epoch decodes the first sentences of the validation books greedily (cheap enough to
+watch progress and pick ``best.pt``); the end of a run decodes the whole test split with beam
+search, which is the number a results table reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from growprune.data.subword import BOS, EOS, PAD
+from growprune.data.translation import TranslationData, TranslationLoader, TranslationSplit
+from growprune.evaluation.decode import beam_search, greedy_decode
+from growprune.evaluation.scores import translation_scores
+from growprune.tasks.base import Batch, Task
+
+
+class TranslationTask(Task):
+    """Label-smoothed cross-entropy with teacher forcing; BLEU on held-out books."""
+
+    primary_metric = "valid_bleu"
+    final_metric = "test_bleu"
+
+    def __init__(
+        self,
+        data: TranslationData,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        label_smoothing: float = 0.1,
+        beam_size: int = 4,
+        length_penalty: float = 0.6,
+        epoch_sentences: int | None = 500,
+        examples: int = 5,
+    ) -> None:
+        self.data = data
+        self.tokenizer = data.tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = label_smoothing
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
+        self.epoch_sentences = epoch_sentences
+        self.examples = examples
+        self.train_loader = self.worker_loader(seed)
+        self.last_final: dict[str, Any] = {}
+
+    def worker_loader(self, seed: int) -> TranslationLoader:
+        return TranslationLoader(self.data.train, self.batch_size, shuffle=True, drop_last=True, seed=seed)
+
+    def model_defaults(self) -> dict[str, Any]:
+        return {"vocab_size": self.tokenizer.vocab_size, "pad_id": PAD}
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        src, tgt = batch
+        logits = model(src, tgt[:, :-1])
+        labels = tgt[:, 1:]
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=PAD,
+            label_smoothing=self.label_smoothing,
+        )
+        keep = labels != PAD
+        correct = ((logits.detach().argmax(-1) == labels) & keep).sum()
+        return loss, correct, int(keep.sum())
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        try:
+            scores = self._split_scores(model, self.data.valid, "valid", self.epoch_sentences, beam=1)
+            if final:
+                scores.update(self._split_scores(model, self.data.test, "test", None, beam=self.beam_size))
+        finally:
+            model.train(was_training)
+        return scores
+
+    def _split_scores(
+        self, model: nn.Module, split: TranslationSplit, prefix: str, limit: int | None, beam: int
+    ) -> dict[str, float]:
+        loss, acc = self._teacher_forced(model, split)
+        count = len(split) if limit is None else min(limit, len(split))
+        hypotheses = self.translate(model, split.src[:count], split.src_lengths[:count], beam)
+        scores = translation_scores(hypotheses, list(split.references[:count]))
+        if prefix == "test":
+            self.last_final = {
+                "hypotheses": hypotheses,
+                "sources": list(split.sources[:count]),
+                "references": list(split.references[:count]),
+                "refs": list(split.refs[:count]),
+                "beam_size": beam,
+            }
+        return {
+            f"{prefix}_loss": loss,
+            f"{prefix}_acc": acc,
+            f"{prefix}_bleu": scores["bleu"],
+            f"{prefix}_chrf": scores["chrf"],
+        }
+
+    @torch.no_grad()
+    def _teacher_forced(self, model: nn.Module, split: TranslationSplit) -> tuple[float, float]:
+        """Mean token cross-entropy (no smoothing) and token accuracy over a whole split."""
+        loss_sum, correct, count = 0.0, 0, 0
+        for idx in _length_sorted_chunks(split.src_lengths, self.eval_batch_size):
+            src = _trim(split.src[idx], split.src_lengths[idx])
+            tgt = _trim(split.tgt[idx], split.tgt_lengths[idx])
+            logits = model(src, tgt[:, :-1])
+            labels = tgt[:, 1:]
+            keep = labels != PAD
+            loss_sum += float(
+                F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum",
+                                ignore_index=PAD)
+            )
+            correct += int(((logits.argmax(-1) == labels) & keep).sum())
+            count += int(keep.sum())
+        return loss_sum / max(count, 1), correct / max(count, 1)
+
+    def translate(
+        self, model: nn.Module, src: torch.Tensor, lengths: torch.Tensor, beam: int = 1
+    ) -> list[str]:
+        """Decoded strings in the input order (batches are formed by length to cut padding)."""
+        out: list[str] = [""] * len(src)
+        for idx in _length_sorted_chunks(lengths, self.eval_batch_size):
+            batch = _trim(src[idx], lengths[idx])
+            if beam == 1:
+                ids = greedy_decode(model, batch, bos_id=BOS, eos_id=EOS)
+            else:
+                ids = beam_search(
+                    model, batch, beam_size=beam, length_penalty=self.length_penalty, bos_id=BOS, eos_id=EOS
+                )
+            for row, tokens in zip(idx.tolist(), ids):
+                out[row] = self.tokenizer.decode(tokens)
+        return out
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        text = (
+            f"valid BLEU {metrics['valid_bleu']:.2f}  chrF {metrics['valid_chrf']:.2f}  "
+            f"loss {metrics['valid_loss']:.4f}"
+        )
+        if "test_bleu" in metrics:
+            text += f"  | test BLEU {metrics['test_bleu']:.2f} (beam {self.beam_size})"
+        return text
+
+    def write_artifacts(self, model: nn.Module, run_dir: Path) -> None:
+        """``translations.tsv`` (every test hypothesis) for inspection and re-scoring."""
+        final = self.last_final
+        if not final:
+            return
+        lines = ["ref\tsource\treference\thypothesis"]
+        for row in zip(final["refs"], final["sources"], final["references"], final["hypotheses"]):
+            lines.append("\t".join(text.replace("\t", " ") for text in row))
+        (Path(run_dir) / "translations.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def example_rows(self) -> list[dict[str, str]]:
+        """The first few test translations (for the run report)."""
+        final = self.last_final
+        keys = ("refs", "sources", "references", "hypotheses")
+        rows = list(zip(*(final.get(k, []) for k in keys)))[: self.examples]
+        return [dict(zip(("ref", "source", "reference", "hypothesis"), row)) for row in rows]
+
+
+def _length_sorted_chunks(lengths: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
+    """Index batches of similar length (longest first, so a memory problem shows at once)."""
+    order = torch.argsort(lengths.cpu(), descending=True, stable=True)
+    for start in range(0, len(order), size):
+        yield order[start : start + size].to(lengths.device)
+
+
+def _trim(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return tokens[:, : int(lengths.max())]
