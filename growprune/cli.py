@@ -108,7 +108,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(sorted(METHODS)))
     print("models:   " + ", ".join(list_models()))
-    print("datasets: " + ", ".join(list_datasets()))
+    from growprune.tasks import TRANSLATION_DATASETS
+
+    print("datasets: " + ", ".join(list_datasets()) + " (classification)")
+    print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
     print("recipes:")
     for path in bundled_recipes():
         print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")

@@ -64,8 +64,13 @@ def build_datasets(
         ValueError: unknown ``name`` (the message lists the allowed names).
         TypeError: a keyword the builder does not take (the message names it).
     """
+    if name == "bible":
+        raise ValueError(
+            "'bible' is a translation corpus, not (x, y) tensors: use "
+            "growprune.data.translation.load_bible_translation, or data.name: bible in a recipe"
+        )
     if name not in _BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}")
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}, bible")
     builder = _BUILDERS[name]
     check_kwargs("dataset", name, builder, kwargs)
     train, test = builder(**kwargs)

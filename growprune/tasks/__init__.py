@@ -13,7 +13,7 @@ import torch
 
 from growprune.data.loader import Augment
 from growprune.data.registry import build_datasets
-from growprune.tasks.base import Batch, BatchLoader, Task, accepted_defaults
+from growprune.tasks.base import Batch, BatchLoader, Task, accepted_defaults, check_model_fits
 from growprune.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ __all__ = [
     "Task",
     "accepted_defaults",
     "build_task",
+    "check_model_fits",
 ]
 
 TRANSLATION_DATASETS = ("bible",)

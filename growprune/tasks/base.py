@@ -67,6 +67,25 @@ class Task(ABC):
         """Write task-specific files (e.g. example translations) at the end of a run."""
 
 
+def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Module]) -> None:
+    """A translation model needs token ids and a classifier needs tensors: refuse a mismatch early.
+
+    Without this the first forward pass fails deep inside the model with a shape or dtype error.
+    """
+    takes_tokens = "vocab_size" in inspect.signature(builder).parameters
+    wants_tokens = "vocab_size" in task.model_defaults()
+    if takes_tokens and not wants_tokens:
+        raise ValueError(
+            f"model '{model_name}' is a sequence-to-sequence model but the data is a classification "
+            "set; use a translation corpus (data.name: bible) or a classifier (mlp, small_cnn, resnet20)"
+        )
+    if wants_tokens and not takes_tokens:
+        raise ValueError(
+            f"model '{model_name}' is a classifier but the data is a translation corpus; "
+            "use model.name: transformer"
+        )
+
+
 def accepted_defaults(builder: Callable[..., nn.Module], candidates: dict[str, Any]) -> dict[str, Any]:
     """The subset of data-implied arguments that the model's constructor takes."""
     accepted = inspect.signature(builder).parameters

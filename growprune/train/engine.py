@@ -30,7 +30,7 @@ import growprune
 from growprune.methods import get_method
 from growprune.models.registry import build_model, model_builder
 from growprune.report import sparsity_report
-from growprune.tasks import Batch, Task, accepted_defaults, build_task
+from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
 from growprune.train.distributed import (
     init_distributed,
@@ -187,6 +187,10 @@ class Trainer:
         if len(self.train_loader) == 0:
             raise RecipeError(f"training.batch_size {batch} is larger than the training set")
         builder = _builder_of(recipe.model.name)
+        try:
+            check_model_fits(self.task, recipe.model.name, builder)
+        except ValueError as err:
+            raise RecipeError(f"model.name: {err}") from None
         self.model_args = {**accepted_defaults(builder, self.task.model_defaults()), **recipe.model.args}
         try:
             self.model = build_model(recipe.model.name, **self.model_args).to(self.device)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import growprune
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer
 from growprune.data.translation import TranslationData, TranslationSplit
+from growprune.export import export_model
 from growprune.models.transformer import Seq2SeqTransformer
 from growprune.tasks.translation import TranslationTask
 from growprune.train.engine import Trainer
@@ -128,6 +130,11 @@ def test_engine_trains_translation_and_resumes_exactly(corpus_cache: Path, tmp_p
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert again["test_bleu"] == final["test_bleu"]
+    # the run exports and reloads without naming the vocabulary size: the checkpoint recorded it
+    export_model(tmp_path / "straight", tmp_path / "model.safetensors")
+    loaded = growprune.load(tmp_path / "model.safetensors")
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, straight.model.state_dict()[name]), name
     epochs = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert all("valid_bleu" in r for r in epochs if r["type"] == "epoch")
 
@@ -148,3 +155,17 @@ def test_unknown_corpus_argument_is_named(corpus_cache: Path, tmp_path: Path) ->
 
 def test_special_ids_match_the_model_convention() -> None:
     assert (PAD, BOS, EOS) == (0, 1, 2)
+
+
+def test_classifier_on_a_corpus_is_refused_by_name(corpus_cache: Path, tmp_path: Path) -> None:
+    data = _recipe(corpus_cache)
+    data["model"] = {"name": "mlp", "args": {}}
+    with pytest.raises(RecipeError, match="model.name: model 'mlp' is a classifier"):
+        Trainer(validate_recipe(data), tmp_path / "run", smoke=True, progress=False)
+
+
+def test_transformer_on_images_is_refused_by_name(tmp_path: Path) -> None:
+    data = _recipe(tmp_path)
+    data["data"] = {"name": "synthetic", "args": {"n_train": 64, "n_test": 32, "dim": 8}}
+    with pytest.raises(RecipeError, match="sequence-to-sequence model but the data is a classification"):
+        Trainer(validate_recipe(data), tmp_path / "run", smoke=True, progress=False)
