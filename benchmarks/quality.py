@@ -411,9 +411,11 @@ def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None
     k_values = (2, 5) if tier.model == "small_cnn" else (2, 8)
     variants: dict[str, dict[str, Any]] = {"base": {}}
     for k in k_values:
-        variants[f"K={k}"] = {"method.partitions": k}
+        # Same GaP budget as the base (2 rounds x 4 steps x e/12 = 2e/3 epochs): only K changes.
+        variants[f"K={k}"] = {"method.partitions": k, "method.epochs_per_phase": e / (3 * k)}
     variants["partitions=random"] = {"method.partition_mode": "random"}
     variants["reset_optimizer=changed"] = {"method.reset_optimizer": "changed"}
+    variants["init=magnitude"] = {"method.init": "magnitude"}
     variants["lr=restart-per-step"] = {"schedule.restart_per_phase": True}
     variants["rounds=1,phase=2x"] = {"method.rounds": 1, "method.epochs_per_phase": e / 6}
     variants["rounds=4,phase=0.5x"] = {"method.rounds": 4, "method.epochs_per_phase": e / 24}
