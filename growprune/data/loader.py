@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from growprune.data.dataset import InMemoryDataset
 
-__all__ = ["Augment", "TensorLoader", "derive_seed"]
+__all__ = ["Augment", "EpochLoader", "TensorLoader", "derive_seed"]
 
 # Independent random streams derived from one user seed.
 _STREAM_SHUFFLE = 0
@@ -101,7 +101,36 @@ def _random_crop(x: torch.Tensor, offsets: torch.Tensor, pad: int, fill: float) 
     return x.gather(3, col_idx)
 
 
-class TensorLoader:
+class EpochLoader:
+    """What every deterministic loader here shares: a batch count that is the same every epoch,
+    and an epoch cursor for plain ``iter()`` (as with ``DistributedSampler.set_epoch``)."""
+
+    batch_size: int
+    drop_last: bool
+    _epoch: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select which epoch's order (and augmentation) the next ``iter()`` produces."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch = int(epoch)
+
+
+class TensorLoader(EpochLoader):
     """Iterate ``(x_batch, y_batch)`` over in-memory tensors, reproducibly.
 
     The batch sequence of epoch ``e`` depends only on ``(seed, e)``: call :meth:`set_epoch`
@@ -151,22 +180,6 @@ class TensorLoader:
     @property
     def num_samples(self) -> int:
         return int(self.x.shape[0])
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
-    def __len__(self) -> int:
-        """Number of batches per epoch."""
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select which epoch's shuffle and augmentation the next ``iter()`` produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch = int(epoch)
 
     def order(self, epoch: int) -> torch.Tensor:
         """Item indices (CPU, int64) in the order epoch ``epoch`` visits them."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import os
 import pickle
 import tempfile
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, cache_root, load_aligned, split_by_book
-from growprune.data.loader import derive_seed
+from growprune.data.loader import EpochLoader, derive_seed
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
 
 __all__ = [
@@ -299,7 +298,7 @@ def load_bible_translation(
     return TranslationData(tokenizer, splits["train"], splits["valid"], splits["test"], direction, stats)
 
 
-class TranslationLoader:
+class TranslationLoader(EpochLoader):
     """Reproducible ``(src, tgt)`` batches over a :class:`TranslationSplit`, each trimmed to its
     own longest source and target.
 
@@ -351,22 +350,6 @@ class TranslationLoader:
     @property
     def num_samples(self) -> int:
         return len(self.split)
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
-    def __len__(self) -> int:
-        """Number of batches per epoch."""
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select which epoch the next ``iter(loader)`` produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch = int(epoch)
 
     def _by_length(self, idx: torch.Tensor) -> torch.Tensor:
         return idx[torch.sort(self._sort_key[idx], descending=True, stable=True).indices]
