@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -11,15 +9,7 @@ from torch import nn
 import growprune as gp
 from tests.methods import zoo
 from tests.methods.harness import make_optimizer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from tests.single_thread import single_thread  # noqa: F401 - autouse fixture
 
 
 def test_plain_model_reports_default_targets() -> None:
