@@ -3,6 +3,7 @@
     python benchmarks/quality.py --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
     python benchmarks/quality.py --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
     python benchmarks/quality.py --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
+    python benchmarks/quality.py --tier quick --epochs 24     # the same table at another budget
     python benchmarks/quality.py --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
 
 Every method runs through the same code users run: a recipe dict -> ``validate_recipe`` ->
@@ -430,19 +431,39 @@ def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None
     ]
 
 
-def table_specs(tier: Tier, methods: list[str], sparsities: list[float]) -> list[RunSpec]:
+def budget_variant(tier: Tier, epochs: float | None) -> str:
+    """Variant name of a run at a budget other than the tier's own (`budget:24`), else "".
+
+    The tier's table compares methods at its own budget; rows at other budgets answer a different
+    question (does a method's standing change with more training?) and are tabled apart.
+    """
+    if epochs is None or epochs == TIERS[tier.name].epochs:
+        return ""
+    return f"budget:{epochs:g}"
+
+
+def with_budget(tier: Tier, epochs: float | None) -> Tier:
+    """The tier with its epoch budget replaced (every method's schedule scales with it)."""
+    if epochs is None:
+        return tier
+    if not epochs > 0:
+        raise SystemExit(f"--epochs must be > 0, got {epochs:g}")
+    return Tier(**{**asdict(tier), "epochs": epochs})
+
+
+def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant: str = "") -> list[RunSpec]:
     """Dense first, then every method at the first sparsity, then the next: a benchmark cut off
     part-way leaves a whole sparsity level missing rather than whole methods."""
     specs = []
     for seed in tier.seeds:
         if "dense" in methods:
-            specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed))
+            specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed, variant=variant))
         for sparsity in sparsities:
             for distribution in tier.distributions:
                 for method in methods:
                     if method == "dense" or (method == "rigl-torch" and distribution != "uniform"):
                         continue  # rigl-torch supports only its uniform distribution
-                    specs.append(RunSpec(tier.name, method, sparsity, distribution, seed))
+                    specs.append(RunSpec(tier.name, method, sparsity, distribution, seed, variant=variant))
     return specs
 
 
@@ -575,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--sparsities", nargs="+", type=float, default=list(SPARSITIES))
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the tier's)")
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help="epoch budget for every method (default: the tier's); rows at another budget are "
+        "recorded as variant budget:E and tabled apart (table study only)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (subprocesses)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
     parser.add_argument("--out", type=Path, help=f"JSONL to append to (default {RESULTS.relative_to(ROOT)})")
@@ -587,11 +614,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--smoke writes only where --out says (never the committed results)")
     if args.seeds:
         tier = Tier(**{**asdict(tier), "seeds": tuple(range(args.seeds))})
+    if args.epochs is not None and args.study != "table":
+        parser.error("--epochs applies to the table study only (the ablation keeps the tier's budget)")
+    variant = budget_variant(tier, args.epochs)
+    tier = with_budget(tier, args.epochs)
     out = args.out or RESULTS
     if args.log_dir:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     specs = (
-        table_specs(tier, args.methods, args.sparsities)
+        table_specs(tier, args.methods, args.sparsities, variant)
         if args.study == "table"
         else study_specs(tier, args.sparsities[0], args.variants)
     )
