@@ -199,6 +199,67 @@ def study_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     return lines
 
 
+def budget_of(row: dict[str, Any]) -> float | None:
+    """Epoch budget of a table row (the tier's own or a `budget:E` sweep), None for ablation rows."""
+    variant = str(row.get("variant", ""))
+    if variant and not variant.startswith("budget:"):
+        return None
+    return float(row["epochs"])
+
+
+def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
+    """Accuracy against the epoch budget for the methods run at more than the tier's budget.
+
+    It answers whether a method's standing is a property of the method or of the budget: the
+    quick tier's 6 epochs are far below the GaP paper's (~1000 on ImageNet).
+    """
+    swept = [r for r in rows if r["tier"] == tier and str(r.get("variant", "")).startswith("budget:")]
+    if not swept:
+        return []
+    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in swept)]
+    table = [r for r in rows if r["tier"] == tier and r["method"] in methods and budget_of(r) is not None]
+    budgets = sorted({budget_of(r) for r in table})
+    sparsities = sorted({r["sparsity"] for r in swept if r["method"] != "dense"})
+    cells: dict[tuple, list[float]] = defaultdict(list)
+    for r in table:
+        if r["method"] == "dense" or r["distribution"] == "uniform":
+            cells[(r["method"], r["sparsity"], budget_of(r))].append(100 * r["top1"])
+    lines = [
+        f"**Accuracy against the epoch budget, tier `{tier}`, uniform** (the table's setting with every "
+        "method's schedule scaled to the budget; top-1 %):",
+        "",
+        "| method | sparsity | " + " | ".join(f"{b:g} epochs" for b in budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
+
+    def cell(values: list[float]) -> str:
+        return fmt_acc([v / 100 for v in values]) if values else "-"
+
+    def mean(key: tuple) -> float | None:
+        return statistics.fmean(cells[key]) if cells.get(key) else None
+
+    if "dense" in methods:
+        lines.append(
+            "| dense | 0% | " + " | ".join(cell(cells.get(("dense", 0.0, b), [])) for b in budgets) + " |"
+        )
+    for s in sparsities:
+        for m in methods:
+            if m != "dense":
+                row = " | ".join(cell(cells.get((m, s, b), [])) for b in budgets)
+                lines.append(f"| {METHOD_LABEL[m]} | {s:.0%} | {row} |")
+        for other in ("gmp", "dense"):
+            if "cgap" in methods and other in methods and other != "cgap":
+                diffs = []
+                for b in budgets:
+                    a = mean(("cgap", s, b))
+                    o = mean((other, 0.0 if other == "dense" else s, b))
+                    diffs.append("-" if a is None or o is None else f"{a - o:+.2f}")
+                lines.append(f"| C-GaP minus {METHOD_LABEL[other]} | {s:.0%} | " + " | ".join(diffs) + " |")
+    commits = sorted({r["commit"][:10] + (" (dirty)" if r.get("dirty") else "") for r in swept})
+    lines += ["", f"Budget rows measured at commit(s) {', '.join(commits)}."]
+    return lines
+
+
 def plot_quality(rows: list[dict[str, Any]], tier: str, path: Path) -> bool:
     table = [r for r in rows if r["tier"] == tier and not r.get("variant")]
     if not table:
@@ -272,9 +333,9 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         lines += quality_table(rows, tier)
         if plot_quality(rows, tier, plot_dir / f"quality_{tier}.png"):
             lines += ["", f"![accuracy vs sparsity, tier {tier}](results/quality_{tier}.png)"]
-        study = study_table(rows, tier)
-        if study:
-            lines += [""] + study
+        for extra in (study_table(rows, tier), budget_table(rows, tier)):
+            if extra:
+                lines += [""] + extra
         lines.append("")
     lines += [
         "Reproduce (rows are appended to `benchmarks/results/quality.jsonl`; runs already there are skipped, "
@@ -284,6 +345,8 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "pip install -e '.[bench]'                                    # rigl-torch==0.5.2 for the peer rows",
         "python benchmarks/quality.py --tier quick --jobs 2 --threads 1   # ~17 runs, 1 seed",
         "python benchmarks/quality.py --tier quick --study gap --jobs 2 --threads 1   # C-GaP ablation",
+        "python benchmarks/quality.py --tier quick --methods dense gmp cgap --epochs 24 --jobs 2 --threads 1"
+        "   # budget sweep",
         "python benchmarks/quality.py --tier full --jobs 1 --threads 0    # ResNet-20, 3 seeds, uniform+ERK",
         "python benchmarks/make_results.py                           # regenerate this file's tables",
         "```",

@@ -1,0 +1,65 @@
+"""The budget sweep: runs at another epoch budget are tagged apart and tabled against budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.make_results import budget_table, quality_table
+from benchmarks.quality import TIERS, budget_variant, table_specs, with_budget
+
+
+def row(method: str, sparsity: float, epochs: float, top1: float, variant: str = "") -> dict[str, Any]:
+    return {
+        "tier": "quick",
+        "model": "small_cnn(width=12)",
+        "method": method,
+        "sparsity": sparsity,
+        "distribution": "dense" if method == "dense" else "uniform",
+        "seed": 0,
+        "epochs": epochs,
+        "top1": top1,
+        "final_sparsity": sparsity,
+        "train_seconds": 1.0,
+        "device": "cpu",
+        "commit": "abcdef1234567",
+        "variant": variant,
+    }
+
+
+def test_budget_variant_only_for_other_budgets() -> None:
+    quick = TIERS["quick"]
+    assert budget_variant(quick, None) == ""
+    assert budget_variant(quick, quick.epochs) == ""
+    assert budget_variant(quick, 24) == "budget:24"
+    assert with_budget(quick, 24).epochs == 24 and with_budget(quick, None) is quick
+    with pytest.raises(SystemExit, match="--epochs must be > 0"):
+        with_budget(quick, 0)
+    specs = table_specs(with_budget(quick, 24), ["dense", "cgap"], [0.8], budget_variant(quick, 24))
+    assert {s.variant for s in specs} == {"budget:24"}
+    plain = table_specs(quick, ["dense", "cgap"], [0.8])
+    assert {s.key() for s in specs}.isdisjoint({s.key() for s in plain})  # both kept, neither skipped
+
+
+def test_budget_table_columns_and_differences() -> None:
+    rows = [
+        row("dense", 0.0, 6, 0.90),
+        row("gmp", 0.8, 6, 0.89),
+        row("cgap", 0.8, 6, 0.88),
+        row("oneshot", 0.8, 6, 0.70),  # not swept: stays out of the budget table
+        row("dense", 0.0, 24, 0.92, "budget:24"),
+        row("gmp", 0.8, 24, 0.905, "budget:24"),
+        row("cgap", 0.8, 24, 0.915, "budget:24"),
+        row("cgap", 0.8, 6, 0.50, "study:K=2"),  # ablation rows never enter it
+    ]
+    text = "\n".join(budget_table(rows, "quick"))
+    assert "| 6 epochs | 24 epochs |" in text
+    assert "| C-GaP | 80% | 88.00 | 91.50 |" in text
+    assert "| C-GaP minus GMP (Zhu & Gupta) | 80% | -1.00 | +1.00 |" in text
+    assert "| C-GaP minus dense | 80% | -2.00 | -0.50 |" in text
+    assert "one-shot" not in text and "50.00" not in text
+    # the main table keeps to the tier's own budget
+    main = "\n".join(quality_table(rows, "quick"))
+    assert "91.50" not in main and "88.00" in main
+    assert budget_table([r for r in rows if not r["variant"].startswith("budget")], "quick") == []
