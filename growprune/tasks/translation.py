@@ -8,7 +8,6 @@ search, which is the number a results table reports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ class TranslationTask(Task):
     ) -> dict[str, float]:
         loss, acc = self._teacher_forced(model, split)
         count = len(split) if limit is None else min(limit, len(split))
-        hypotheses = self.translate(model, split.src[:count], split.src_lengths[:count], beam)
+        hypotheses = self.translate(model, split.subset(count), beam)
         scores = translation_scores(hypotheses, list(split.references[:count]))
         if prefix == "test":
             self.last_final = {
@@ -112,27 +111,26 @@ class TranslationTask(Task):
     def _teacher_forced(self, model: nn.Module, split: TranslationSplit) -> tuple[float, float]:
         """Mean token cross-entropy (no smoothing) and token accuracy over a whole split."""
         loss_sum, correct, count = 0.0, 0, 0
-        for idx in _length_sorted_chunks(split.src_lengths, self.eval_batch_size):
-            src = _trim(split.src[idx], split.src_lengths[idx])
-            tgt = _trim(split.tgt[idx], split.tgt_lengths[idx])
+        for src, tgt in TranslationLoader(split, self.eval_batch_size):
             logits = model(src, tgt[:, :-1])
             labels = tgt[:, 1:]
             keep = labels != PAD
             loss_sum += float(
-                F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum",
-                                ignore_index=PAD)
+                F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    labels.reshape(-1),
+                    reduction="sum",
+                    ignore_index=PAD,
+                )
             )
             correct += int(((logits.argmax(-1) == labels) & keep).sum())
             count += int(keep.sum())
         return loss_sum / max(count, 1), correct / max(count, 1)
 
-    def translate(
-        self, model: nn.Module, src: torch.Tensor, lengths: torch.Tensor, beam: int = 1
-    ) -> list[str]:
-        """Decoded strings in the input order (batches are formed by length to cut padding)."""
-        out: list[str] = [""] * len(src)
-        for idx in _length_sorted_chunks(lengths, self.eval_batch_size):
-            batch = _trim(src[idx], lengths[idx])
+    def translate(self, model: nn.Module, split: TranslationSplit, beam: int = 1) -> list[str]:
+        """Decoded source sentences of `split`, in its order (batched by length to cut padding)."""
+        out: list[str] = [""] * len(split)
+        for idx, batch, _ in TranslationLoader(split, self.eval_batch_size).iter_with_indices():
             if beam == 1:
                 ids = greedy_decode(model, batch, bos_id=BOS, eos_id=EOS)
             else:
@@ -168,14 +166,3 @@ class TranslationTask(Task):
         keys = ("refs", "sources", "references", "hypotheses")
         rows = list(zip(*(final.get(k, []) for k in keys)))[: self.examples]
         return [dict(zip(("ref", "source", "reference", "hypothesis"), row)) for row in rows]
-
-
-def _length_sorted_chunks(lengths: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
-    """Index batches of similar length (longest first, so a memory problem shows at once)."""
-    order = torch.argsort(lengths.cpu(), descending=True, stable=True)
-    for start in range(0, len(order), size):
-        yield order[start : start + size].to(lengths.device)
-
-
-def _trim(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    return tokens[:, : int(lengths.max())]

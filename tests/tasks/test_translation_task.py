@@ -70,12 +70,9 @@ def test_translations_come_back_in_input_order(tiny_task: TranslationTask) -> No
         opt.zero_grad()
         loss.backward()
         opt.step()
-    together = tiny_task.translate(model, split.src, split.src_lengths, beam=2)
+    together = tiny_task.translate(model, split, beam=2)
     alone = [
-        tiny_task.translate(
-            model, split.src[i : i + 1, : int(split.src_lengths[i])], split.src_lengths[i : i + 1], beam=2
-        )[0]
-        for i in range(len(split))
+        tiny_task.translate(model, split.select(torch.tensor([i])), beam=2)[0] for i in range(len(split))
     ]
     assert together == alone
     assert together == [t for _, t in SENTENCES]
