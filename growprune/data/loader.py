@@ -123,6 +123,19 @@ class EpochLoader:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
+    def _init_batching(self, batch_size: int, shuffle: bool, drop_last: bool, seed: int) -> None:
+        """Validate and store the batching settings every loader takes, so both reject bad
+        values with the same message."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self._epoch = 0
+
     def set_epoch(self, epoch: int) -> None:
         """Select which epoch's order (and augmentation) the next ``iter()`` produces."""
         if epoch < 0:
@@ -159,18 +172,10 @@ class TensorLoader(EpochLoader):
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} items but y has {y.shape[0]}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        self._init_batching(batch_size, shuffle, drop_last, seed)
         self.x = x
         self.y = y
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
         self.augment = None if augment is None or augment.is_identity else augment
-        self.seed = int(seed)
-        self._epoch = 0
 
     @classmethod
     def from_dataset(cls, dataset: InMemoryDataset, batch_size: int, **kwargs) -> TensorLoader:

@@ -327,19 +327,11 @@ class TranslationLoader(EpochLoader):
         seed: int = 0,
         chunk_batches: int = 50,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        self._init_batching(batch_size, shuffle, drop_last, seed)
         if chunk_batches < 1:
             raise ValueError(f"chunk_batches must be >= 1, got {chunk_batches}")
         self.split = split
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = int(seed)
         self.chunk_batches = int(chunk_batches)
-        self._epoch = 0
         self._src_len = split.src_lengths.detach().cpu()
         self._tgt_len = split.tgt_lengths.detach().cpu()
         # One sort key for both sides: by source length, ties by target length.
