@@ -1,0 +1,172 @@
+"""Why C-GaP trails at small budgets: what every mask change costs, and how much of it comes back.
+
+Trains the quality benchmark's C-GaP run (same model, data, optimizer and schedule, see
+``benchmarks/quality.py``) at one or more epoch budgets and evaluates the test set just before
+and just after every mask change. For each change it records the accuracy drop, the accuracy
+recovered by the next change, and the churn of the partition it pruned: the share of the weights
+kept now that were not in that partition's mask before it was grown (how much the dense phase
+actually explored).
+
+    python benchmarks/gap_trace.py --sparsity 0.9 --epochs 6 24 --jobs 2   # writes results/gap_trace.json
+    python benchmarks/gap_trace.py --smoke --out /tmp/trace.json           # seconds (the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, git_commit, machine, with_budget  # noqa: E402
+
+RESULTS = HERE / "results" / "gap_trace.json"
+
+
+def trace_run(tier_name: str, epochs: float, sparsity: float, seed: int, threads: int) -> dict[str, Any]:
+    """One C-GaP run with the test accuracy around every mask change."""
+    import torch
+
+    from growprune.train.engine import Trainer
+    from growprune.train.recipe import validate_recipe
+
+    torch.set_num_threads(threads)
+    tier = with_budget(TIERS[tier_name], epochs)
+    spec = RunSpec(tier.name, "cgap", sparsity, "uniform", seed)
+    recipe = validate_recipe(build_recipe_dict(spec, tier, threads))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(recipe, Path(run_dir), progress=False)
+        sparsifier = trainer.sparsifier
+        install = sparsifier.change_masks
+        before_growth: dict[str, torch.Tensor] = {}
+        events: list[dict[str, Any]] = []
+
+        def accuracy() -> float:
+            was_training = trainer.model.training
+            score = trainer.evaluate()["test_acc"]
+            trainer.model.train(was_training)
+            return score
+
+        def traced(new_masks: dict[str, torch.Tensor], event: str, *args: Any, **kwargs: Any) -> None:
+            kept_new = kept_old = 0
+            for name, mask in new_masks.items():
+                current = sparsifier.mask_set.mask(name)
+                if bool(mask.all()) and not bool(current.all()):
+                    before_growth[name] = current.detach().clone()
+                elif not bool(mask.all()) and bool(current.all()) and name in before_growth:
+                    kept = mask.bool()
+                    kept_new += int(kept.sum())
+                    kept_old += int((kept & before_growth.pop(name).bool()).sum())
+            acc_before = accuracy()
+            install(new_masks, event, *args, **kwargs)
+            events.append(
+                {
+                    "step": trainer.step,
+                    "epoch": round(trainer.step / trainer.steps_per_epoch, 3),
+                    "event": event,
+                    "acc_before": acc_before,
+                    "acc_after": accuracy(),
+                    "churn": (1 - kept_old / kept_new) if kept_new else None,
+                }
+            )
+
+        sparsifier.change_masks = traced  # type: ignore[method-assign]
+        started = time.monotonic()
+        final = trainer.run()
+    for event, following in zip(events, events[1:] + [{"acc_before": final["test_acc"]}]):
+        event["acc_recovered"] = following["acc_before"]
+    return {
+        "tier": tier_name,
+        "model": tier.model,
+        "epochs": epochs,
+        "sparsity": sparsity,
+        "seed": seed,
+        "epochs_per_phase": recipe.method.epochs_per_phase,
+        "top1": final["test_acc"],
+        "events": events,
+        "summary": summarize(events),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def summarize(events: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean accuracy drop at a prune-and-grow, what the next phase recovers, and mean churn."""
+    changes = [e for e in events if e["event"] != "init"]
+    churn = [e["churn"] for e in changes if e["churn"] is not None]
+
+    def mean(values: list[float]) -> float | None:
+        return statistics.fmean(values) if values else None
+
+    return {
+        "mean_drop": mean([e["acc_before"] - e["acc_after"] for e in changes]),
+        "mean_acc_before": mean([e["acc_before"] for e in changes]),
+        "mean_recovered_minus_before": mean([e["acc_recovered"] - e["acc_before"] for e in changes]),
+        "mean_churn": mean(churn),
+        "final_prune_drop": next(
+            (e["acc_before"] - e["acc_after"] for e in changes if e["event"] == "final-prune"), None
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--epochs", type=float, nargs="+", default=[6.0, 24.0], help="epoch budgets")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help="budgets traced in parallel (processes)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the quality benchmark's smoke tier; needs --out"
+    )
+    parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    tier = "smoke" if args.smoke else "quick"
+    runs: list[dict[str, Any]] = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [
+            pool.submit(trace_run, tier, e, args.sparsity, args.seed, args.threads) for e in args.epochs
+        ]
+        for future in futures:
+            run = future.result()
+            runs.append(run)
+            s = run["summary"]
+            print(
+                f"{run['epochs']:g} epochs ({run['epochs_per_phase']:g} per GaP step): "
+                f"top1 {run['top1']:.4f}; "
+                f"per change: acc before {s['mean_acc_before']:.4f}, drop {s['mean_drop']:.4f}, "
+                f"recovered by the next change {s['mean_recovered_minus_before']:+.4f}, "
+                f"churn {s['mean_churn'] if s['mean_churn'] is not None else float('nan'):.3f}; "
+                f"final prune drop {s['final_prune_drop']:.4f}",
+                flush=True,
+            )
+    commit, dirty = git_commit()
+    out = args.out or RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": "python benchmarks/gap_trace.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit,
+        "dirty": dirty,
+        "machine": machine(),
+        "threads": args.threads,
+        "parallel_jobs": args.jobs,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "runs": runs,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
