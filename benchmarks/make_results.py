@@ -164,14 +164,23 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
 
 
 def study_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
+    """One ablation table per sparsity the study ran at."""
     study = [r for r in rows if r["tier"] == tier and str(r.get("variant", "")).startswith("study:")]
-    if not study:
-        return []
+    lines: list[str] = []
+    for sparsity in sorted({r["sparsity"] for r in study}):
+        if lines:
+            lines.append("")
+        lines += _study_table_at(rows, [r for r in study if r["sparsity"] == sparsity], tier, sparsity)
+    return lines
+
+
+def _study_table_at(
+    rows: list[dict[str, Any]], study: list[dict[str, Any]], tier: str, sparsity: float
+) -> list[str]:
     groups: dict[str, list[float]] = defaultdict(list)
     for r in study:
         groups[r["variant"].removeprefix("study:")].append(r["top1"])
-    sparsity = study[0]["sparsity"]
-    if "base" not in groups:  # `base` is the table's C-GaP setting: its row there serves
+    if "base" not in groups:  # `base` is the table's C-GaP setting: its rows there serve
         seeds = {r["seed"] for r in study}
         table_base = [
             r["top1"]
@@ -188,14 +197,14 @@ def study_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     base = statistics.fmean(groups["base"]) if "base" in groups else None
     lines = [
         f"**C-GaP ablation, tier `{tier}`, {sparsity:.0%} uniform** (one change at a time from the table's "
-        "C-GaP setting `base`; same epoch budget):",
+        "C-GaP setting `base`; same epoch budget; seeds per row in brackets):",
         "",
         "| variant | top-1 % | vs base |",
         "|---|---|---|",
     ]
     for name, values in sorted(groups.items(), key=lambda kv: (kv[0] != "base", -statistics.fmean(kv[1]))):
         delta = "" if base is None or name == "base" else f"{100 * (statistics.fmean(values) - base):+.2f}"
-        lines.append(f"| {name} | {fmt_acc(values)} | {delta} |")
+        lines.append(f"| {name} | {fmt_acc(values)} ({len(values)}) | {delta} |")
     return lines
 
 

@@ -417,6 +417,11 @@ def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None
     variants["partitions=random"] = {"method.partition_mode": "random"}
     variants["reset_optimizer=changed"] = {"method.reset_optimizer": "changed"}
     variants["init=magnitude"] = {"method.init": "magnitude"}
+    # the two single changes that helped at one seed, together
+    variants["reset_optimizer=changed,init=magnitude"] = {
+        "method.reset_optimizer": "changed",
+        "method.init": "magnitude",
+    }
     variants["lr=restart-per-step"] = {"schedule.restart_per_phase": True}
     variants["rounds=1,phase=2x"] = {"method.rounds": 1, "method.epochs_per_phase": e / 6}
     variants["rounds=4,phase=0.5x"] = {"method.rounds": 4, "method.epochs_per_phase": e / 24}

@@ -1,4 +1,5 @@
-"""The budget sweep: runs at another epoch budget are tagged apart and tabled against budget."""
+"""Quality tables: budget-sweep rows are tagged apart and tabled against budget; the ablation is
+tabled per sparsity."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.make_results import budget_table, quality_table
+from benchmarks.make_results import budget_table, quality_table, study_table
 from benchmarks.quality import TIERS, budget_variant, table_specs, with_budget
 
 
@@ -63,3 +64,20 @@ def test_budget_table_columns_and_differences() -> None:
     main = "\n".join(quality_table(rows, "quick"))
     assert "91.50" not in main and "88.00" in main
     assert budget_table([r for r in rows if not r["variant"].startswith("budget")], "quick") == []
+
+
+def test_study_table_one_per_sparsity_with_table_base() -> None:
+    rows = [
+        row("cgap", 0.8, 6, 0.88),
+        row("cgap", 0.9, 6, 0.82),
+        row("cgap", 0.8, 6, 0.89, "study:init=magnitude"),
+        row("cgap", 0.9, 6, 0.85, "study:init=magnitude"),
+        {**row("cgap", 0.9, 6, 0.86, "study:init=magnitude"), "seed": 1},
+        {**row("cgap", 0.9, 6, 0.84), "seed": 1},
+    ]
+    text = "\n".join(study_table(rows, "quick"))
+    assert "80% uniform" in text and "90% uniform" in text
+    at_80, at_90 = text.split("90% uniform")
+    assert "| base | 88.00 (1) |" in at_80 and "| init=magnitude | 89.00 (1) | +1.00 |" in at_80
+    # base at 90% is the table's C-GaP over the study's seeds 0 and 1: (82 + 84) / 2 = 83
+    assert "| init=magnitude | 85.50 +- 0.71 (2) | +2.50 |" in at_90
