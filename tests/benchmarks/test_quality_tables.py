@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.make_results import budget_table, quality_table, study_table
+from benchmarks.make_results import budget_table, budget_target_lines, quality_table, study_table
 from benchmarks.quality import TIERS, budget_variant, table_specs, with_budget
 
 
@@ -81,3 +81,18 @@ def test_study_table_one_per_sparsity_with_table_base() -> None:
     assert "| base | 88.00 (1) |" in at_80 and "| init=magnitude | 89.00 (1) | +1.00 |" in at_80
     # base at 90% is the table's C-GaP over the study's seeds 0 and 1: (82 + 84) / 2 = 83
     assert "| init=magnitude | 85.50 +- 0.71 (2) | +2.50 |" in at_90
+
+
+def test_budget_target_lines_per_budget() -> None:
+    rows = [
+        row("dense", 0.0, 6, 0.90),
+        row("cgap", 0.8, 6, 0.88),
+        row("dense", 0.0, 24, 0.92, "budget:24"),
+        row("gmp", 0.9, 24, 0.86, "budget:24"),
+        row("cgap", 0.8, 24, 0.915, "budget:24"),
+        row("cgap", 0.9, 24, 0.87, "budget:24"),
+    ]
+    (line,) = budget_target_lines(rows, "quick")
+    assert line.startswith("- At a 24-epoch budget")
+    assert "80%: C-GaP 91.50, -0.50 vs dense" in line
+    assert "90%: C-GaP 87.00, +1.00 vs GMP (Zhu & Gupta)" in line
