@@ -75,13 +75,21 @@ def grouped(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     return groups
 
 
-def accuracy(rows: list[dict[str, Any]], tier: str, method: str, sparsity: float, dist: str) -> float | None:
+def accuracy(
+    rows: list[dict[str, Any]],
+    tier: str,
+    method: str,
+    sparsity: float,
+    dist: str,
+    budget: float | None = None,
+) -> float | None:
+    """Mean top-1 over seeds of a table cell: the tier's own budget, or a swept `budget`."""
     hits = [
         r["top1"]
         for r in rows
         if r["tier"] == tier
         and r["method"] == method
-        and not r.get("variant")
+        and (not r.get("variant") if budget is None else budget_of(r) == budget)
         and (method == "dense" or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == dist))
     ]
     return statistics.fmean(hits) if hits else None
@@ -244,9 +252,6 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     def cell(values: list[float]) -> str:
         return fmt_acc([v / 100 for v in values]) if values else "-"
 
-    def mean(key: tuple) -> float | None:
-        return statistics.fmean(cells[key]) if cells.get(key) else None
-
     if "dense" in methods:
         lines.append(
             "| dense | 0% | " + " | ".join(cell(cells.get(("dense", 0.0, b), [])) for b in budgets) + " |"
@@ -260,9 +265,9 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
             if "cgap" in methods and other in methods and other != "cgap":
                 diffs = []
                 for b in budgets:
-                    a = mean(("cgap", s, b))
-                    o = mean((other, 0.0 if other == "dense" else s, b))
-                    diffs.append("-" if a is None or o is None else f"{a - o:+.2f}")
+                    a = accuracy(rows, tier, "cgap", s, "uniform", b)
+                    o = accuracy(rows, tier, other, s, "uniform", b)
+                    diffs.append("-" if a is None or o is None else f"{100 * (a - o):+.2f}")
                 lines.append(f"| C-GaP minus {METHOD_LABEL[other]} | {s:.0%} | " + " | ".join(diffs) + " |")
     commits = sorted({r["commit"][:10] + (" (dirty)" if r.get("dirty") else "") for r in swept})
     lines += ["", f"Budget rows measured at commit(s) {', '.join(commits)}."]
@@ -460,19 +465,6 @@ def verdict(ok: bool | None) -> str:
 def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
     """The C-GaP quality targets again at each swept budget, against the baselines run there."""
 
-    def mean_at(method: str, sparsity: float, budget: float) -> float | None:
-        hits = [
-            r["top1"]
-            for r in rows
-            if r["tier"] == tier
-            and r["method"] == method
-            and budget_of(r) == budget
-            and (
-                method == "dense" or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == "uniform")
-            )
-        ]
-        return statistics.fmean(hits) if hits else None
-
     budgets = sorted(
         {budget_of(r) for r in rows if r["tier"] == tier and str(r.get("variant", "")).startswith("budget:")}
     )
@@ -480,11 +472,12 @@ def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
     for budget in budgets:
         parts = []
         for s in (0.8, 0.9):
-            cgap = mean_at("cgap", s, budget)
+            cgap = accuracy(rows, tier, "cgap", s, "uniform", budget)
             if cgap is None:
                 continue
-            dense = mean_at("dense", 0.0, budget)
-            others = {m: v for m in BASELINES if (v := mean_at(m, s, budget)) is not None}
+            dense = accuracy(rows, tier, "dense", 0.0, "dense", budget)
+            at_budget = {m: accuracy(rows, tier, m, s, "uniform", budget) for m in BASELINES}
+            others = {m: v for m, v in at_budget.items() if v is not None}
             text = f"{s:.0%}: C-GaP {100 * cgap:.2f}"
             if dense is not None and s == 0.8:
                 text += f", {100 * (cgap - dense):+.2f} vs dense"
