@@ -50,19 +50,17 @@ def trace_run(tier_name: str, epochs: float, sparsity: float, seed: int, threads
         before_growth: dict[str, torch.Tensor] = {}
         events: list[dict[str, Any]] = []
 
-        def accuracy() -> float:
-            was_training = trainer.model.training
-            score = trainer.evaluate()["test_acc"]
-            trainer.model.train(was_training)
-            return score
+        def accuracy() -> float:  # the task's evaluate() restores train mode itself
+            return trainer.evaluate()["test_acc"]
 
         def traced(new_masks: dict[str, torch.Tensor], event: str, *args: Any, **kwargs: Any) -> None:
             kept_new = kept_old = 0
             for name, mask in new_masks.items():
                 current = sparsifier.mask_set.mask(name)
-                if bool(mask.all()) and not bool(current.all()):
+                grows, was_dense = bool(mask.all()), bool(current.all())
+                if grows and not was_dense:
                     before_growth[name] = current.detach().clone()
-                elif not bool(mask.all()) and bool(current.all()) and name in before_growth:
+                elif not grows and was_dense and name in before_growth:
                     kept = mask.bool()
                     kept_new += int(kept.sum())
                     kept_old += int((kept & before_growth.pop(name).bool()).sum())
@@ -99,20 +97,23 @@ def trace_run(tier_name: str, epochs: float, sparsity: float, seed: int, threads
 
 
 def summarize(events: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Mean accuracy drop at a prune-and-grow, what the next phase recovers, and mean churn."""
-    changes = [e for e in events if e["event"] != "init"]
-    churn = [e["churn"] for e in changes if e["churn"] is not None]
+    """Mean accuracy drop at a mask change, what the next phase recovers, and mean churn.
+
+    Every event is a phase change: the initial masks are set inside the sparsifier's constructor,
+    before the trace is attached.
+    """
+    churn = [e["churn"] for e in events if e["churn"] is not None]
 
     def mean(values: list[float]) -> float | None:
         return statistics.fmean(values) if values else None
 
     return {
-        "mean_drop": mean([e["acc_before"] - e["acc_after"] for e in changes]),
-        "mean_acc_before": mean([e["acc_before"] for e in changes]),
-        "mean_recovered_minus_before": mean([e["acc_recovered"] - e["acc_before"] for e in changes]),
+        "mean_drop": mean([e["acc_before"] - e["acc_after"] for e in events]),
+        "mean_acc_before": mean([e["acc_before"] for e in events]),
+        "mean_recovered_minus_before": mean([e["acc_recovered"] - e["acc_before"] for e in events]),
         "mean_churn": mean(churn),
         "final_prune_drop": next(
-            (e["acc_before"] - e["acc_after"] for e in changes if e["event"] == "final-prune"), None
+            (e["acc_before"] - e["acc_after"] for e in events if e["event"] == "final-prune"), None
         ),
     }
 
