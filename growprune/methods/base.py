@@ -124,7 +124,7 @@ class Sparsifier:
             )
         if self.pattern.is_nm:
             for t in self.targets:
-                check_nm_shape(t.name, t.shape, self.pattern)
+                check_nm_shape(t.name, t.shape, self.pattern, t.input_first)
         shapes = [tuple(t.shape) for t in self.targets]
         self.numels = {t.name: t.numel for t in self.targets}
         sparsities = layer_sparsities(self.names, shapes, self.sparsity, self.distribution)
@@ -263,7 +263,8 @@ class Sparsifier:
         """
         keep = self.keep_counts if keep is None else keep
         if self.pattern.is_nm:
-            return {n: nm_mask(scores[n], self.pattern) for n in names}
+            by_name = self.mask_set.by_name
+            return {n: nm_mask(scores[n], self.pattern, by_name[n].input_first) for n in names}
         if self.distribution == "global" and len(names) > 1:
             pooled = torch.cat([scores[n].reshape(-1) for n in names])
             flat = topk_mask(pooled, sum(keep[n] for n in names))

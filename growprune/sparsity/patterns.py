@@ -48,10 +48,11 @@ def parse_pattern(pattern: str | Pattern) -> Pattern:
     return Pattern(n, m)
 
 
-def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern) -> None:
-    """N:M groups run along the input dimension (all dims but the first, flattened)."""
+def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern, input_first: bool = False) -> None:
+    """N:M groups run along the input dimension: all dims but the first, flattened (Linear, Conv),
+    or the first dim when the weight is stored input-first (transformers' ``Conv1D``, ``[in, out]``)."""
     fan_in = 1
-    for d in shape[1:]:
+    for d in shape[:1] if input_first else shape[1:]:
         fan_in *= d
     if fan_in % pattern.m:
         raise ValueError(
@@ -79,8 +80,15 @@ def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
     return mask.view_as(scores)
 
 
-def nm_mask(scores: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-    """Keep the N highest scores in every group of M consecutive input weights."""
+def nm_mask(scores: torch.Tensor, pattern: Pattern, input_first: bool = False) -> torch.Tensor:
+    """Keep the N highest scores in every group of M consecutive input weights.
+
+    With `input_first` (a ``[in, out]`` weight) the groups run down the first dimension, so the
+    mask is computed on the transpose: the groups a sparse kernel sees are the same either way.
+    """
+    if input_first:
+        flat = scores.reshape(scores.shape[0], -1)
+        return nm_mask(flat.t(), pattern).t().reshape(scores.shape)
     groups = scores.reshape(-1, pattern.m)
     # A stable sort on the negated scores keeps the lowest index first among ties.
     order = torch.sort(-groups, dim=1, stable=True).indices[:, : pattern.n]

@@ -35,6 +35,9 @@ class Target:
     module: nn.Module  # module that owns the parameter under `leaf`
     leaf: str  # attribute name of the parameter on `module`
     aliases: tuple[str, ...]  # every dotted name the parameter is reachable under (tied weights)
+    # True when the weight is stored [in, out] (transformers' Conv1D): N:M groups and sparse
+    # kernels must then run along the first dimension instead of the last ones.
+    input_first: bool = False
 
     @property
     def param(self) -> nn.Parameter:
