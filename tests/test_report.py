@@ -61,11 +61,11 @@ def test_report_after_remove_falls_back_to_defaults() -> None:
     sparsifier = gp.OneShot(model, make_optimizer("sgd", model), sparsity=0.5, targets=["proj1.weight"])
     assert [layer.name for layer in gp.sparsity_report(model).layers] == ["proj1.weight"]
     sparsifier.remove()
-    assert [layer.name for layer in gp.sparsity_report(model).layers] == [
-        "emb.weight",
-        "mix_a.weight",
-        "proj1.weight",
-        "proj2.weight",
+    report = gp.sparsity_report(model)
+    # the embedding and the Linear head tied to it stay dense by default
+    assert [layer.name for layer in report.layers] == ["mix_a.weight", "proj1.weight", "proj2.weight"]
+    assert [(d.name, d.kind, d.aliases) for d in report.left_dense] == [
+        ("emb.weight", "embedding", ("emb.weight", "out.weight"))
     ]
 
 

@@ -1,18 +1,23 @@
-"""Which parameters are pruned.
+"""Which parameters are pruned, and why every other weight matrix stays dense.
 
 The default follows the GaP paper and every sparse-training library users compare with: the
-weight matrices of convolutions, linear layers and attention projections. Biases, norms and
-embeddings stay dense because they are a tiny share of the parameters and pruning them hurts
-accuracy far more than it saves. Anything else can be requested by name pattern; a request
-the library cannot serve is an error, never a silent skip.
+weight matrices of convolutions, linear layers (also transformers' ``Conv1D``, GPT-2's linear
+layer stored ``[in, out]``) and attention projections. Biases, norms and embeddings stay dense
+because they are a tiny share of the parameters and pruning them hurts accuracy far more than it
+saves. A weight tied to an embedding (a language model's output head) is the embedding, so it
+stays dense too, even though one of its names belongs to an ``nn.Linear``. Anything else can be
+requested by name pattern; a request the library cannot serve is an error, never a silent skip.
+:func:`dense_matrices` says, for each weight matrix left dense, why.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -25,6 +30,28 @@ DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (
 )
 # MultiheadAttention keeps its input projection as raw parameters; out_proj is an nn.Linear.
 ATTENTION_PARAM_NAMES = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+DEFAULT_KINDS = "Linear/Conv/Conv1D/attention"
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2 and relatives): a linear layer whose weight is ``[in, out]``.
+
+    Recognised without importing transformers (it is an optional dependency and slow to import):
+    by isinstance when the model's code already imported it, else by class name plus its ``nf``
+    (output features) attribute and a 2-D weight, which is the whole of its interface we rely on.
+    """
+    loaded = sys.modules.get("transformers.pytorch_utils")
+    conv1d_type = getattr(loaded, "Conv1D", None)
+    if conv1d_type is not None and isinstance(module, conv1d_type):
+        return True
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and hasattr(module, "nf")
+        and isinstance(weight, torch.Tensor)
+        and weight.dim() == 2
+    )
 
 
 @dataclass(frozen=True)
@@ -57,10 +84,41 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(module_path) if module_path else model), leaf
 
 
-def _is_default_target(module: nn.Module, leaf: str) -> bool:
-    if isinstance(module, DEFAULT_MODULE_TYPES) and leaf == "weight":
+def _is_default_kind(module: nn.Module, leaf: str) -> bool:
+    """A Linear/Conv/Conv1D weight or an attention projection (embedding ties are checked apart)."""
+    if leaf == "weight" and (isinstance(module, DEFAULT_MODULE_TYPES) or is_conv1d(module)):
         return True
     return isinstance(module, nn.MultiheadAttention) and leaf in ATTENTION_PARAM_NAMES
+
+
+def _embedding_alias(model: nn.Module, names: Iterable[str]) -> str | None:
+    """The first of `names` (aliases of one parameter) that is an embedding's weight, if any."""
+    return next((n for n in names if isinstance(_owner(model, n)[0], EMBEDDING_TYPES)), None)
+
+
+def _is_default_target(model: nn.Module, names: Sequence[str]) -> bool:
+    """Some alias is a default kind and no alias is an embedding: a head tied to the token
+    embedding is the embedding table itself, and pruning it prunes the input vocabulary."""
+    if _embedding_alias(model, names) is not None:
+        return False
+    return any(_is_default_kind(*_owner(model, n)) for n in names)
+
+
+def _input_first(model: nn.Module, names: Sequence[str]) -> bool:
+    """True when the parameter is stored ``[in, out]`` (a Conv1D weight) under all its names.
+
+    A tensor that a Conv1D reads as ``[in, out]`` and another module as ``[out, in]`` has no one
+    input dimension for N:M groups, so that is an error rather than a guess.
+    """
+    layouts = {n: is_conv1d(_owner(model, n)[0]) for n in names}
+    if len(set(layouts.values())) > 1:
+        conv = next(n for n, first in layouts.items() if first)
+        other = next(n for n, first in layouts.items() if not first)
+        raise ValueError(
+            f"cannot prune '{names[0]}': it is read as [in, out] by Conv1D ('{conv}') and as [out, in] "
+            f"by another module ('{other}'), so its input dimension is ambiguous; exclude it"
+        )
+    return any(layouts.values())
 
 
 def _parametrized_defaults(model: nn.Module) -> list[str]:
@@ -74,32 +132,111 @@ def _parametrized_defaults(model: nn.Module) -> list[str]:
     return [
         f"{name}.weight" if name else "weight"
         for name, module in model.named_modules()
-        if isinstance(module, DEFAULT_MODULE_TYPES) and parametrize.is_parametrized(module, "weight")
+        if (isinstance(module, DEFAULT_MODULE_TYPES) or is_conv1d(module))
+        and parametrize.is_parametrized(module, "weight")
     ]
+
+
+DenseKind = Literal["excluded", "not_named", "embedding", "tied_to_embedding", "not_selected", "other"]
+# Kinds that are dense by design or by the user's choice; the others are warned about.
+DENSE_BY_DESIGN: frozenset[str] = frozenset({"excluded", "not_named", "embedding", "tied_to_embedding"})
+
+
+@dataclass(frozen=True)
+class DenseMatrix:
+    """A weight matrix (>= 2-D, floating point) that is not pruned, and why.
+
+    `kind` is machine-readable: ``excluded`` (an `exclude` pattern), ``not_named`` (explicit
+    `targets` do not name it), ``embedding``, ``tied_to_embedding`` (one of its names is an
+    embedding's weight), ``not_selected`` (a default kind that the attached sparsifier does not
+    prune, i.e. its own `targets`/`exclude` left it out) or ``other`` (not a default kind: LSTM,
+    ConvTranspose, raw parameters). `reason` says the same for a person. One entry per tensor,
+    under its first name; `aliases` are all the names it is reachable under (tied weights).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: DenseKind
+    reason: str
+    aliases: tuple[str, ...]
+
+    @property
+    def numel(self) -> int:
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        return numel
+
+
+def _aliases(model: nn.Module) -> list[list[str]]:
+    """Every parameter's names in registration order, one list per tensor (tied weights share)."""
+    by_id: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(param), []).append(name)
+    return list(by_id.values())
+
+
+def _matching(names: Sequence[str], patterns: Sequence[str]) -> str | None:
+    return next((p for p in patterns for n in names if fnmatch.fnmatchcase(n, p)), None)
+
+
+def _dense_reason(
+    model: nn.Module, names: Sequence[str], include: Sequence[str], excluded: Sequence[str]
+) -> tuple[DenseKind, str]:
+    """Why the parameter reachable as `names` is not pruned: the first rule that keeps it dense."""
+    pattern = _matching(names, excluded)
+    if pattern is not None:
+        return "excluded", f"excluded by pattern '{pattern}'"
+    if include:
+        return "not_named", "not named in `targets`"
+    embedding = _embedding_alias(model, names)
+    others = [n for n in names if n != embedding]
+    if embedding == names[0]:
+        tied = f" (tied to {', '.join(repr(n) for n in others)})" if others else ""
+        return "embedding", f"embedding{tied}"
+    if embedding is not None:
+        return "tied_to_embedding", f"tied to embedding '{embedding}'"
+    module = _owner(model, names[0])[0]
+    if any(_is_default_kind(*_owner(model, n)) for n in names):
+        return "not_selected", "a default target the attached sparsifier leaves out (its targets/exclude)"
+    return "other", f"not a {DEFAULT_KINDS} weight ({type(module).__name__})"
+
+
+def dense_matrices(
+    model: nn.Module,
+    taken: Iterable[str],
+    targets: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+) -> list[DenseMatrix]:
+    """Every weight matrix (>= 2-D, floating point) of `model` not in `taken`, with the reason.
+
+    `taken` holds the pruned parameters' names (any alias). `targets` and `exclude` are the
+    patterns the pruned set was chosen with (as for :func:`find_targets`); they only make the
+    reasons precise, they do not choose anything here.
+    """
+    taken = set(taken)
+    include, excluded = _as_patterns(targets), _as_patterns(exclude)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    found = []
+    for names in _aliases(model):
+        param = params[names[0]]
+        if taken.intersection(names) or param.dim() < 2 or not param.is_floating_point():
+            continue
+        kind, reason = _dense_reason(model, names, include, excluded)
+        found.append(DenseMatrix(names[0], tuple(param.shape), kind, reason, tuple(names)))
+    return found
 
 
 def untargeted_matrices(
     model: nn.Module, taken: Iterable[str], exclude: str | Sequence[str] | None = None
 ) -> list[str]:
-    """Weight matrices (>= 2-D, floating point) that are not pruned, not embeddings, not excluded.
+    """Names of weight matrices left dense that are neither embeddings (nor tied to one) nor excluded.
 
     Embeddings stay dense by design; anything else here (LSTM/GRU weights, ConvTranspose, custom
-    modules' raw parameters) is reported so that it is never dense without anyone noticing.
+    modules' raw parameters) is warned about so that it is never dense without anyone noticing.
     `taken` holds the pruned parameters' names (any alias).
     """
-    taken = set(taken)
-    excluded = _as_patterns(exclude)
-    embeddings = (nn.Embedding, nn.EmbeddingBag)
-    found = []
-    for name, param in model.named_parameters():
-        if name in taken or param.dim() < 2 or not param.is_floating_point():
-            continue
-        if isinstance(_owner(model, name)[0], embeddings) or any(
-            fnmatch.fnmatchcase(name, p) for p in excluded
-        ):
-            continue
-        found.append(name)
-    return found
+    return [d.name for d in dense_matrices(model, taken, None, exclude) if d.kind not in DENSE_BY_DESIGN]
 
 
 def _as_patterns(patterns: str | Iterable[str] | None) -> list[str]:
@@ -135,19 +272,15 @@ def find_targets(
     """Resolve the prunable parameters of `model`, in registration order.
 
     `targets` are fnmatch patterns over parameter names (e.g. ``"encoder.*.weight"``); ``None``
-    means the default set (Linear/Conv weights and attention projections). `exclude` patterns
-    are removed afterwards. Every pattern must match something, so that a typo cannot leave a
-    layer dense without anyone noticing.
+    means the default set: Linear/Conv/Conv1D weights and attention projections, minus embeddings
+    and anything tied to one. `exclude` patterns are removed afterwards. Every pattern must match
+    something, so that a typo cannot leave a layer dense without anyone noticing. A Conv1D weight
+    (default or named) gets ``input_first=True``, so N:M groups run along its input dimension.
     """
     include = _as_patterns(targets)
     excluded = _as_patterns(exclude)
-    aliases: dict[int, list[str]] = {}
-    first: dict[int, str] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        key = id(param)
-        aliases.setdefault(key, []).append(name)
-        first.setdefault(key, name)
-    all_names = [n for names in aliases.values() for n in names]
+    aliases = _aliases(model)
+    all_names = [n for names in aliases for n in names]
 
     for pattern in include + excluded:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in all_names):
@@ -166,20 +299,21 @@ def find_targets(
                 f"'{blocked[0].rsplit('.', 1)[0]}.parametrizations.weight.original*'), or exclude it"
             )
     chosen: list[Target] = []
-    for key, names in aliases.items():
-        canonical = first[key]
+    for names in aliases:
+        canonical = names[0]
         module, leaf = _owner(model, canonical)
         if include:
             wanted = any(fnmatch.fnmatchcase(n, p) for n in names for p in include)
         else:
-            wanted = any(_is_default_target(*_owner(model, n)) for n in names)
+            wanted = _is_default_target(model, names)
         if not wanted or any(fnmatch.fnmatchcase(n, p) for n in names for p in excluded):
             continue
         _check_can_handle(canonical, getattr(module, leaf))
-        chosen.append(Target(canonical, module, leaf, tuple(names)))
+        chosen.append(Target(canonical, module, leaf, tuple(names), _input_first(model, names)))
     if not chosen:
         raise ValueError(
-            "no prunable parameters found: the model has no Linear/Conv/attention weights left "
-            "after `exclude`; pass `targets=[...]` name patterns to choose some"
+            f"no prunable parameters found: the model has no {DEFAULT_KINDS} weights left after "
+            "`exclude` (embeddings and weights tied to them stay dense by default); pass "
+            "`targets=[...]` name patterns to choose some"
         )
     return chosen

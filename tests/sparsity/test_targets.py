@@ -47,8 +47,8 @@ def test_tied_parameters_are_one_target_under_their_first_name() -> None:
     assert set(by_name["emb.weight"].aliases) == {"emb.weight", "out.weight"}
     assert set(by_name["mix_a.weight"].aliases) == {"mix_a.weight", "mix_b.weight"}
     assert by_name["emb.weight"].param is model.out.weight
-    # default targets reach the tied embedding through the Linear that shares it
-    assert names(model) == ["emb.weight", "mix_a.weight", "proj1.weight", "proj2.weight"]
+    # a head tied to the embedding is the embedding: dense by default, although `out` is a Linear
+    assert names(model) == ["mix_a.weight", "proj1.weight", "proj2.weight"]
 
 
 def test_explicit_patterns_and_exclude() -> None:
