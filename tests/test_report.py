@@ -72,3 +72,72 @@ def test_report_after_remove_falls_back_to_defaults() -> None:
 def test_model_without_prunable_layers_is_an_error() -> None:
     with pytest.raises(ValueError, match="no prunable parameters"):
         gp.sparsity_report(nn.Sequential(nn.LayerNorm(4)))
+
+
+class Mixed(nn.Module):
+    """One weight matrix for each reason a matrix stays dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.lstm = nn.LSTM(8, 8)
+        self.up = nn.ConvTranspose1d(4, 4, 3)
+        self.fc = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 4)
+
+
+def reasons(report: gp.SparsityReport) -> dict[str, tuple[str, str]]:
+    return {d.name: (d.kind, d.reason) for d in report.left_dense}
+
+
+def test_every_dense_matrix_has_its_reason() -> None:
+    other = "not a Linear/Conv/Conv1D/attention weight"
+    report = gp.sparsity_report(Mixed(), exclude="fc2.*")
+    assert [layer.name for layer in report.layers] == ["fc.weight"]
+    assert reasons(report) == {
+        "emb.weight": ("embedding", "embedding"),
+        "lstm.weight_ih_l0": ("other", f"{other} (LSTM)"),
+        "lstm.weight_hh_l0": ("other", f"{other} (LSTM)"),
+        "up.weight": ("other", f"{other} (ConvTranspose1d)"),
+        "fc2.weight": ("excluded", "excluded by pattern 'fc2.*'"),
+    }
+    assert {layer.name for layer in report.dense} == {"lstm.weight_ih_l0", "lstm.weight_hh_l0", "up.weight"}
+    named = gp.sparsity_report(Mixed(), targets=["fc.weight", "lstm.weight_hh_l0"])
+    assert [layer.name for layer in named.layers] == ["lstm.weight_hh_l0", "fc.weight"]
+    assert {kind for kind, _ in reasons(named).values()} == {"not_named"} and named.dense == []
+    assert len(named.left_dense) == 4
+
+
+def test_attached_sparsifier_leaving_a_default_layer_out_is_reported() -> None:
+    model = Mixed()
+    gp.OneShot(model, make_optimizer("sgd", model), sparsity=0.5, targets=["fc.weight"])
+    report = gp.sparsity_report(model)
+    assert [layer.name for layer in report.layers] == ["fc.weight"]
+    kind, reason = reasons(report)["fc2.weight"]
+    assert kind == "not_selected" and "sparsifier" in reason
+    assert "fc2.weight" in {layer.name for layer in report.dense}  # dense, not by design: listed
+    precise = gp.sparsity_report(model, targets=["fc.weight"])  # the sparsifier's patterns
+    assert reasons(precise)["fc2.weight"] == ("not_named", "not named in `targets`")
+
+
+def test_dense_reasons_in_text_markdown_and_dict() -> None:
+    report = gp.sparsity_report(Mixed(), exclude="fc2.*")
+    text = str(report).splitlines()
+    start = text.index(next(line for line in text if line.startswith("not pruned")))
+    assert text[start - 1] == "" and text[start - 2].startswith("overall")
+    assert len(text) == start + 1 + len(report.left_dense)
+    fc2 = next(line for line in text if line.startswith("fc2.weight"))
+    assert fc2.split()[1:3] == ["4x8", "32"] and fc2.endswith("excluded by pattern 'fc2.*'")
+    markdown = report.to_markdown()
+    assert "| not pruned | shape | numel | reason |" in markdown
+    other = "not a Linear/Conv/Conv1D/attention weight"
+    assert f"| up.weight | 4x4x3 | 48 | {other} (ConvTranspose1d) |" in markdown
+    rows = {row["name"]: row for row in report.to_dict()["left_dense"]}
+    assert rows["emb.weight"] == {
+        "name": "emb.weight",
+        "shape": (10, 8),
+        "kind": "embedding",
+        "reason": "embedding",
+        "aliases": ("emb.weight",),
+        "numel": 80,
+    }

@@ -120,3 +120,32 @@ def test_check_nm_shape_names_the_layer_and_m(shape: tuple[int, ...]) -> None:
 def test_check_nm_shape_accepts_fan_in_multiple() -> None:
     check_nm_shape("w", torch.Size((3, 8)), Pattern(2, 4))
     check_nm_shape("w", torch.Size((3, 4, 3, 3)), Pattern(2, 4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pattern=nm_patterns, data=st.data())
+def test_nm_mask_input_first_groups_run_down_the_first_dimension(
+    pattern: tuple[int, int], data: st.DataObject
+) -> None:
+    """A weight stored [in, out] (transformers' Conv1D): its mask is the [out, in] mask transposed,
+    so exactly N of every M consecutive entries of each column are kept."""
+    n, m = pattern
+    fan_in, out = m * data.draw(st.integers(1, 6)), data.draw(st.integers(1, 8))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    levels = data.draw(st.sampled_from([2, 1000]))
+    scores = torch.randint(0, levels, (fan_in, out), generator=torch.Generator().manual_seed(seed)).float()
+    check_nm_shape("w", scores.shape, Pattern(n, m), input_first=True)
+    mask = nm_mask(scores, Pattern(n, m), input_first=True)
+    assert mask.shape == scores.shape and mask.dtype == torch.bool
+    assert torch.equal(mask, nm_mask(scores.t().contiguous(), Pattern(n, m)).t())
+    columns = mask.t().reshape(out, -1, m)
+    assert (columns.sum(dim=2) == n).all()
+    for g, s in zip(columns.reshape(-1, m), scores.t().reshape(out, -1, m).reshape(-1, m)):
+        assert torch.equal(g, reference_topk(s, n))
+
+
+def test_check_nm_shape_input_first_uses_the_first_dimension() -> None:
+    check_nm_shape("w", torch.Size((8, 6)), Pattern(2, 4), input_first=True)
+    with pytest.raises(ValueError, match=r"'w'.*input dimension 6.*M=4"):
+        check_nm_shape("w", torch.Size((6, 8)), Pattern(2, 4), input_first=True)
+    check_nm_shape("w", torch.Size((6, 8)), Pattern(2, 4))
