@@ -4,19 +4,31 @@ A method is a schedule of mask changes. Everything else -- finding targets, spre
 over layers, scoring, masking weights/gradients/optimizer state, saving and restoring -- lives
 here once, so a method is a short subclass that overrides a few hooks:
 
-* ``on_start()``: set the initial masks (called at the end of ``__init__``);
+* ``prepare()``: derive structure from the model (partitions), validate; no side effects;
+* ``on_start()``: set the initial masks (skipped when the sparsifier is built from a saved state);
 * ``on_step(step)``: change masks when the schedule says so (``step`` counts optimizer steps);
 * ``before_optimizer_step(step)``: touch gradients before the optimizer uses them (RigL
   records dense gradients, ADMM adds its penalty);
+* ``check_can_step(step)``: refuse a step the schedule cannot take (P-GaP without a merge);
 * ``describe_phase(step)``: what the schedule is doing, for progress bars and reports;
 * ``extra_state()`` / ``load_extra_state()``: method tensors such as ADMM's Z and U.
 
-Gradients of pruned weights are masked in an optimizer step pre-hook, so any element-wise
-optimizer leaves pruned weights and their state at exactly zero; weights are masked again after
-the step so non-element-wise optimizers cannot break invariant 1 either. For SGD, Adam and
-AdamW that second pass is provably a no-op (their update of an entry whose gradient, weight and
-state are zero is exactly zero, weight decay included) and it cost ~5% of an MLP step, so it
-is skipped for them once their state on pruned entries has been zeroed.
+Who drives the schedule: the optimizer. Everything happens in hooks on the (unwrapped) torch
+optimizer, because a user's loop, Lightning's closure step, the Hugging Face Trainer's wrapped
+optimizer and AMP's GradScaler all end in ``torch.optim.Optimizer.step`` -- and only a step that
+really ran reaches its hooks (GradScaler skips the call on inf gradients, accelerate skips it
+between accumulation steps). So the schedule counts optimizer steps that happened, and
+``sparsifier.step()`` is optional: the README's loop calls it, framework callbacks do not, both
+are correct.
+
+* Pre-step hook: weights, masks or optimizer state changed outside the optimizer since the last
+  step (a partial ``load_state_dict``, an in-place edit, ``optimizer.load_state_dict``) are
+  found by version counters and masked again; then the gradients of pruned weights are masked.
+  With a closure (Lightning, LBFGS) the gradients do not exist yet, so the hook wraps the
+  closure and masks right after it has run backward.
+* Post-step hook: weights are masked again (skipped for SGD, Adam and AdamW, whose update of an
+  entry with zero gradient, weight and state is exactly zero, weight decay included -- the pass
+  cost ~5% of an MLP step), the step is counted and the schedule runs.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from growprune.sparsity.distribution import (
     validate_sparsity,
 )
 from growprune.sparsity.masks import MaskSet
-from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state
+from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
 from growprune.sparsity.scoring import magnitude, random_scores
@@ -86,6 +98,51 @@ def check_steps(name: str, value: int, minimum: int = 0) -> int:
     return value
 
 
+class _Undo:
+    """What building a sparsifier changed: target weights and their optimizer state.
+
+    Kept only until the first optimizer step, so that a framework's order -- restore model and
+    optimizer, build the sparsifier, load its saved state -- ends exactly at the saved run.
+    A weight or state tensor written again after construction (the other order: model loaded
+    after the sparsifier was built) is newer than this copy and is left alone. Costs one copy
+    of the pruned weights (and of their optimizer state, if any) for that time.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, targets: Sequence[Any]) -> None:
+        self.optimizer = optimizer
+        self.saved: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
+        with torch.no_grad():
+            for t in targets:
+                state = optimizer.state.get(t.param, {})
+                tensors = {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+                self.saved.append((t.param, t.param.detach().clone(), tensors))
+        self.stamps: list[Any] = []
+
+    @staticmethod
+    def _stamp(tensor: torch.Tensor) -> tuple[int, int, int]:
+        return (id(tensor), tensor._version, tensor.data_ptr())
+
+    def seal(self) -> None:
+        """Remember the tensors as construction left them; only those are rolled back."""
+        self.stamps = [
+            (self._stamp(param), {k: self._stamp(v) for k, v in self._state(param).items()})
+            for param, _, _ in self.saved
+        ]
+
+    def _state(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = self.optimizer.state.get(param, {})
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for (param, value, tensors), (param_stamp, state_stamps) in zip(self.saved, self.stamps):
+            if self._stamp(param) == param_stamp:
+                param.copy_(value)
+            for key, tensor in self._state(param).items():
+                if key in tensors and state_stamps.get(key) == self._stamp(tensor):
+                    tensor.copy_(tensors[key])
+
+
 class Sparsifier:
     """Base class: masks, their application, and the bookkeeping shared by all methods."""
 
@@ -95,7 +152,7 @@ class Sparsifier:
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | Any,
         *,
         sparsity: float | None = 0.8,
         distribution: DistributionSpec = "uniform",
@@ -103,11 +160,17 @@ class Sparsifier:
         exclude: str | Sequence[str] | None = None,
         pattern: str | Pattern = "unstructured",
         seed: int = 0,
+        state: Mapping[str, Any] | None = None,
+        persistent_masks: bool = True,
     ) -> None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        """`optimizer` may wrap a torch optimizer (accelerate, Lightning, DeepSpeed-style
+        ``.optimizer``). `state` (from :meth:`state_dict`) resumes a saved run: the saved masks
+        and schedule position are installed instead of initial masks, so a model and optimizer
+        restored first (as frameworks do) are left as they were. `persistent_masks=False` keeps
+        the mask buffers out of ``model.state_dict()`` (the masks still travel in this
+        sparsifier's state), for frameworks that load model checkpoints into fresh models."""
         self.model = model
-        self.optimizer = optimizer
+        self.optimizer = unwrap_optimizer(optimizer)
         self.pattern = parse_pattern(pattern)
         self.distribution = validate_distribution(distribution)
         self.sparsity = self._resolve_sparsity(sparsity)
@@ -125,28 +188,56 @@ class Sparsifier:
         if self.pattern.is_nm:
             for t in self.targets:
                 check_nm_shape(t.name, t.shape, self.pattern, t.input_first)
+        self._check_optimizer_holds_targets()
         shapes = [tuple(t.shape) for t in self.targets]
         self.numels = {t.name: t.numel for t in self.targets}
         sparsities = layer_sparsities(self.names, shapes, self.sparsity, self.distribution)
         self.layer_sparsity = dict(zip(self.names, sparsities))
         self.keep_counts = self.keep_counts_at(1.0)
-        self.mask_set = MaskSet(self.targets)
         self.step_count = 0
-        self._removed = False
         self.history: list[dict[str, Any]] = []
-        self._hook = optimizer.register_step_pre_hook(self._optimizer_pre_hook)
-        self._skip_weight_pass = type(optimizer) in ZERO_PRESERVING_OPTIMIZERS
-        self._grads_masked = False
+        self._removed = False
+        self._stamp: list[tuple[int, int]] = []  # weight versions after the last step we saw
+        self._state_dirty = False  # optimizer state was loaded from outside
+        self._undo: _Undo | None = None
+        self.prepare()  # structure and validation: nothing has been touched yet
+        self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
         self._synced_revision = -1  # mask revision at which weights and state were last masked
+        self._skip_weight_pass = type(self.optimizer) in ZERO_PRESERVING_OPTIMIZERS
+        self._hooks: list[Any] = []
         try:
-            self.on_start()
+            if state is not None:
+                self.load_state_dict(state)
+            else:
+                # Construction zeroes weights and optimizer state; keep what it zeroes until the
+                # first step so that a load_state_dict() that follows can undo it exactly.
+                self._undo = _Undo(self.optimizer, self.targets)
+                self.on_start()
+                self._sync_weights_and_state()
+                self._undo.seal()
+            self._hooks = [
+                self.optimizer.register_step_pre_hook(self._before_optimizer_step),
+                self.optimizer.register_step_post_hook(self._after_optimizer_step),
+                self.optimizer.register_load_state_dict_post_hook(self._after_optimizer_load),
+            ]
         except BaseException:
-            # Leave model and optimizer as they were, so that a retry with corrected arguments
-            # does not fail on the mask buffers of this half-built sparsifier.
+            # Leave model and optimizer as they were: no buffers, no hooks, no zeroed weights.
+            if self._undo is not None:
+                self._undo.seal()
+                self._undo.restore()
             self.remove()
             raise
-        self.mask_set.apply_to_weights()
-        self._zero_pruned_state()  # state from training before the sparsifier was attached
+        self._stamp = self.mask_set.weight_stamp()
+
+    def _check_optimizer_holds_targets(self) -> None:
+        """An optimizer over another model's parameters would leave this model untrained and its
+        schedule driven by someone else's steps. (Some frozen targets are fine: they stay masked.)"""
+        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        if not any(id(t.param) in held for t in self.targets):
+            raise ValueError(
+                f"the optimizer holds none of the {len(self.targets)} pruned weights (e.g. "
+                f"'{self.targets[0].name}'): build it over this model's parameters"
+            )
 
     def _resolve_sparsity(self, sparsity: float | None) -> float:
         if self.pattern.is_nm:
@@ -168,14 +259,20 @@ class Sparsifier:
         return validate_sparsity(sparsity)
 
     # -- hooks for subclasses ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """Derive structure (partitions) and validate, before anything is changed."""
+
     def on_start(self) -> None:
-        """Set initial masks. Default: everything kept."""
+        """Set initial masks. Default: everything kept. Not called when resuming from a state."""
 
     def on_step(self, step: int) -> None:
         """Change masks if the schedule says so at optimizer step `step` (1-based)."""
 
     def before_optimizer_step(self, step: int) -> None:
         """Called before optimizer step `step` runs, with the dense gradients in `.grad`."""
+
+    def check_can_step(self, step: int) -> None:
+        """Raise if optimizer step `step` must not run (called before it touches anything)."""
 
     def describe_phase(self, step: int) -> Phase:
         return Phase("done", step)
@@ -199,25 +296,72 @@ class Sparsifier:
 
     # -- the training-loop API --------------------------------------------------------------
     def step(self) -> None:
-        """Call right after ``optimizer.step()``: keeps masks applied and runs the schedule."""
-        if self._removed:
-            raise RuntimeError(f"{type(self).__name__}.step() after remove(): build a new sparsifier")
-        self.step_count += 1
-        if not (self._skip_weight_pass and self._grads_masked):
-            self.mask_set.apply_to_weights()
-        self._grads_masked = False
-        self.on_step(self.step_count)
+        """Optional: the optimizer's hooks already did the work of this step.
 
-    def _optimizer_pre_hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        del optimizer, args, kwargs
+        Calling it after ``optimizer.step()`` (the README's loop) is harmless and masks at once
+        any weight edited since the step; it never advances the schedule, so a step that
+        GradScaler skipped is not counted twice or at all.
+        """
+        self._check_attached()
+        self._sync_if_changed()
+
+    def _check_attached(self) -> None:
+        if self._removed:
+            raise RuntimeError(f"{type(self).__name__} was removed: build a new sparsifier")
+
+    def _before_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
+        del optimizer
+        self._check_attached()
+        self.check_can_step(self.step_count + 1)
+        self._sync_if_changed()
+        # torch passes `args` with the optimizer itself first: (self, closure?)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._prepare_gradients()
+            return None
+
+        def closure_then_mask() -> Any:
+            loss = closure()
+            self._prepare_gradients()
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": closure_then_mask}
+        return (args[0], closure_then_mask, *args[2:]), kwargs
+
+    def _prepare_gradients(self) -> None:
         self.before_optimizer_step(self.step_count + 1)
         self.mask_set.apply_to_grads()
-        if self._skip_weight_pass and self.mask_set.revision != self._synced_revision:
-            # A mask changed behind our back (in-place edit, model.load_state_dict): the skipped
-            # post-step pass can only be trusted once weights and state match the masks again.
+
+    def _after_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
+        del optimizer, args, kwargs
+        if not self._skip_weight_pass:
             self.mask_set.apply_to_weights()
-            self._zero_pruned_state()
-        self._grads_masked = True
+        self._undo = None  # training has moved on: construction can no longer be undone
+        self.step_count += 1
+        self.on_step(self.step_count)
+        self._stamp = self.mask_set.weight_stamp()
+
+    def _after_optimizer_load(self, optimizer: Any) -> None:
+        del optimizer
+        self._state_dirty = True  # loaded state may hold momentum of pruned weights
+
+    def _sync_if_changed(self) -> None:
+        """Mask again whatever changed outside the optimizer since the last step we saw."""
+        stamp = self.mask_set.weight_stamp()  # also notices mask buffers changed from outside
+        if self.mask_set.revision != self._synced_revision or self._state_dirty:
+            self._sync_weights_and_state()
+        elif stamp != self._stamp:
+            self.mask_set.apply_to_weights()
+        else:
+            return
+        self._stamp = self.mask_set.weight_stamp()
+
+    def _sync_weights_and_state(self) -> None:
+        self.mask_set.apply_to_weights()
+        mask_optimizer_state(self.optimizer, [(t.param, self.mask_set.mask(t.name)) for t in self.targets])
+        self._synced_revision = self.mask_set.revision
+        self._state_dirty = False
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -238,9 +382,12 @@ class Sparsifier:
         return 1.0 - kept / sum(self.numels.values())
 
     def remove(self) -> None:
-        """Detach from model and optimizer: drop the mask buffers and the optimizer hook."""
-        self._hook.remove()
-        self.mask_set.remove()
+        """Detach from model and optimizer: drop the mask buffers and the optimizer hooks."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        if hasattr(self, "mask_set"):
+            self.mask_set.remove()
         self._removed = True
 
     # -- mask arithmetic shared by methods --------------------------------------------------
@@ -313,26 +460,34 @@ class Sparsifier:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore masks and schedule position; refuses a state from another schedule."""
+        """Restore masks and schedule position; refuses a state from another schedule.
+
+        Works in either order: before the model and optimizer are restored, or after (as
+        frameworks do). In the second case, if no optimizer step has run since construction,
+        the weights and optimizer state that construction zeroed are put back first, so the
+        result is the saved run exactly.
+        """
+        for key in ("config", "step", "masks", "history"):
+            if key not in state:
+                raise ValueError(f"sparsifier state has no '{key}': it was not made by state_dict()")
         saved, ours = dict(state["config"]), self.config()
         if saved != ours:
             keys = sorted(set(saved) | set(ours), key=lambda k: (k != "method", k))  # method first
             diffs = [k for k in keys if saved.get(k) != ours.get(k)]
             details = ", ".join(f"{k}: saved {saved.get(k)!r} != now {ours.get(k)!r}" for k in diffs[:3])
             raise ValueError(f"sparsifier state does not match this sparsifier ({details})")
-        self.mask_set.update(state["masks"])
+        missing = [n for n in self.names if n not in state["masks"]]
+        if missing:
+            raise ValueError(f"sparsifier state has no mask for '{missing[0]}'")
+        if self._undo is not None:
+            self._undo.restore()
+            self._undo = None
+        self.mask_set.update({n: state["masks"][n] for n in self.names})
         self.step_count = int(state["step"])
         self.history = [dict(h) for h in state["history"]]
         self.load_extra_state(state.get("extra", {}))
-        self.mask_set.apply_to_weights()
-        self._zero_pruned_state()
-
-    def _zero_pruned_state(self) -> None:
-        """Make skipping the post-step weight pass safe: no stale state may move a pruned weight."""
-        if self._skip_weight_pass:
-            pairs = [(t.param, self.mask_set.mask(t.name)) for t in self.targets]
-            mask_optimizer_state(self.optimizer, pairs)
-            self._synced_revision = self.mask_set.revision
+        self._sync_weights_and_state()
+        self._stamp = self.mask_set.weight_stamp()
 
     def __repr__(self) -> str:
         return (

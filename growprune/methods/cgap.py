@@ -48,7 +48,6 @@ class CGaP(GaPSchedule):
         return {**super().config(), "reset_optimizer": self.reset_optimizer}
 
     def on_start(self) -> None:
-        self.resolve_gap_partitions()
         sparse = [n for part in self.partitions[1:] for n in part]
         if sparse:
             self.change_masks(self.initial_masks(sparse), "init")

@@ -78,7 +78,7 @@ class GaPSchedule(Sparsifier):
             "init": self.init,
         }
 
-    def resolve_gap_partitions(self) -> None:
+    def prepare(self) -> None:
         self.partitions = self.resolve_partitions(self._partition_spec, self.partition_mode)
 
     def initial_masks(self, names: list[str]) -> dict[str, torch.Tensor]:

@@ -62,12 +62,15 @@ class PGaP(GaPSchedule):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "merge_non_partition": self.merge_non_partition}
 
-    def on_start(self) -> None:
-        self.resolve_gap_partitions()
+    def prepare(self) -> None:
+        super().prepare()
         if self.worker >= self.num_partitions:
             raise ValueError(
                 f"worker must be in [0, {self.num_partitions}) for {self.num_partitions} partitions"
             )
+        self._sparse_masks: dict[str, torch.Tensor] = {}
+
+    def on_start(self) -> None:
         masks = self.initial_masks(self.names)
         self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.change_masks(masks, "init")
@@ -97,6 +100,18 @@ class PGaP(GaPSchedule):
         if self.is_round_end(step) and self.merger is not None:
             self.merger(self)
             self.finish_merge()
+
+    def check_can_step(self, step: int) -> None:
+        """Training on past a round's end without its merge would never prune (sparsity stuck
+        above the target while `phase` moves on), so it is refused before the step runs."""
+        ended = step - 1
+        if self.is_round_end(ended) and self.merged_rounds < ended // self.steps_per_phase:
+            raise RuntimeError(
+                f"P-GaP round {ended // self.steps_per_phase} ended at step {ended} without a merge: "
+                "pass merger=... to PGaP, or merge the K workers' model states with "
+                "growprune.merge_worker_states(...), load the result and call finish_merge() "
+                "before the next optimizer step"
+            )
 
     def finish_merge(self) -> None:
         """After the weights are merged: prune every partition back, then grow ours again."""

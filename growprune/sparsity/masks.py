@@ -26,7 +26,7 @@ MASKED_MODULE_ATTR = "_growprune_masked"  # module attribute: {leaf: buffer name
 class MaskSet:
     """The masks of a set of targets, and the cheap operations done with them every step."""
 
-    def __init__(self, targets: Sequence[Target]) -> None:
+    def __init__(self, targets: Sequence[Target], persistent: bool = True) -> None:
         self.targets = list(targets)
         self.by_name = {t.name: t for t in self.targets}
         self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
@@ -44,7 +44,7 @@ class MaskSet:
         for target in self.targets:
             buffer = f"{target.leaf}{MASK_SUFFIX}"
             mask = torch.ones_like(target.param, dtype=torch.bool)
-            target.module.register_buffer(buffer, mask, persistent=True)
+            target.module.register_buffer(buffer, mask, persistent=persistent)
             masked = getattr(target.module, MASKED_MODULE_ATTR, {})
             masked[target.leaf] = buffer
             setattr(target.module, MASKED_MODULE_ATTR, masked)
@@ -85,6 +85,12 @@ class MaskSet:
             self._cache_key = key
             self.revision += 1
         return self._active
+
+    def weight_stamp(self) -> list[tuple[int, int]]:
+        """Version counter and storage of every masked parameter: any in-place write
+        (``load_state_dict``, ``copy_``, an optimizer step) or a swapped ``.data`` changes it."""
+        params, _ = self._active_lists()
+        return [(p._version, p.data_ptr()) for p in params]
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:

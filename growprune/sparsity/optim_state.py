@@ -10,6 +10,7 @@ one function below. It refuses optimizer state it does not know instead of guess
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -50,6 +51,29 @@ def mask_optimizer_state(
                     "AdamW, RMSprop, Adagrad or Adadelta, or reset_optimizer='all'"
                 )
             value.mul_(mask.to(value.dtype))
+
+
+def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside a framework's wrapper.
+
+    accelerate's ``AcceleratedOptimizer`` and DeepSpeed-style wrappers expose it as
+    ``.optimizer``, Lightning's ``LightningOptimizer`` as ``._optimizer``. Hooks must go on the
+    torch optimizer itself: every wrapper ends in its ``step``, and only when the step really runs.
+    """
+    current = optimizer
+    for _ in range(8):  # wrappers of wrappers, but never an endless chain
+        if isinstance(current, torch.optim.Optimizer):
+            return current
+        inner = getattr(current, "optimizer", None)
+        if inner is None or inner is current:
+            inner = getattr(current, "_optimizer", None)
+        if inner is None or inner is current:
+            break
+        current = inner
+    raise TypeError(
+        f"optimizer must be a torch.optim.Optimizer or wrap one as `.optimizer`, got "
+        f"{type(optimizer).__name__}"
+    )
 
 
 def reset_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

@@ -32,8 +32,8 @@ def random_scores(shape: torch.Size, device: torch.device, *keys: object) -> tor
 def gradient_magnitude(grad: torch.Tensor | None, name: str) -> torch.Tensor:
     if grad is None:
         raise RuntimeError(
-            f"no gradient for '{name}' at a gradient-based mask update: call "
-            "sparsifier.step() right after optimizer.step(), with loss.backward() before it"
+            f"no gradient for '{name}' at a gradient-based mask update: run loss.backward() "
+            "before optimizer.step() (or pass a closure that does)"
         )
     return grad.detach().abs().float()
 

@@ -88,11 +88,15 @@ def test_set_grows_differently_from_rigl() -> None:
     assert any(not torch.equal(masks["set"][n], masks["rigl"][n]) for n in masks["set"])
 
 
-def test_rigl_needs_optimizer_step_before_sparsifier_step() -> None:
+def test_sparsifier_step_alone_never_advances_the_schedule() -> None:
+    """The optimizer drives the schedule: calling sparsifier.step() without an optimizer step (or
+    twice per step) must not count a step that did not happen."""
     model = zoo.build("mlp")
-    sparsifier = gp.RigL(model, make_optimizer("sgd", model), sparsity=0.8, end_step=20, update_interval=1)
-    with pytest.raises(RuntimeError, match=r"optimizer\.step\(\) before"):
+    optimizer = make_optimizer("sgd", model)
+    sparsifier = gp.RigL(model, optimizer, sparsity=0.8, end_step=20, update_interval=1)
+    for _ in range(3):
         sparsifier.step()
+    assert sparsifier.step_count == 0 and [h["event"] for h in sparsifier.history] == ["init"]
 
 
 @pytest.mark.parametrize(
@@ -115,18 +119,25 @@ def test_bad_arguments(cls: type[gp.SET], kwargs: dict, message: str) -> None:
 
 def test_rigl_survives_a_step_skipped_by_grad_scaler() -> None:
     """With AMP, GradScaler skips optimizer.step() on inf/nan gradients; the user's loop still calls
-    sparsifier.step(). An update that lands on such a step is skipped: there is no gradient to
-    grow by."""
+    sparsifier.step(). The skipped step is not counted, so the update of counted step 4 happens one
+    iteration later, on real gradients, and the masks do not move on the skipped iteration."""
     model = zoo.build("mlp")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     rigl = gp.RigL(model, optimizer, sparsity=0.8, end_step=20, update_interval=4)
     scaler = torch.amp.GradScaler("cpu")
+    counted = []
     for step, (x, y) in enumerate(zoo.batches("mlp", 6), start=1):
+        before = {n: m.clone() for n, m in rigl.masks.items()}
         loss = F.cross_entropy(model(x), y) * (float("inf") if step == 4 else 1.0)
         optimizer.zero_grad()
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         rigl.step()
-    assert rigl.step_count == 6
-    assert [h["event"] for h in rigl.history] == ["init"]  # the update at step 4 was skipped
+        counted.append(rigl.step_count)
+        if step == 4:
+            assert all(torch.equal(before[n], m) for n, m in rigl.masks.items())
+    assert counted == [1, 2, 3, 3, 4, 5]
+    assert [(h["event"], h["step"]) for h in rigl.history] == [("init", 0), ("drop-grow", 4)]
+    for t in rigl.targets:
+        assert (t.param.detach()[~rigl.masks[t.name]] == 0).all()
