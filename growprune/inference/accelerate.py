@@ -3,7 +3,9 @@
 Sparse kernels win only in a narrow band (high sparsity, memory-bound shapes, the right
 hardware) and lose badly outside it, so nothing is converted on faith: each candidate layer is
 timed dense and sparse on the very input it sees when the model runs the example, and keeps
-the dense form unless the sparse one is faster by ``min_speedup``. Layers that run inside a
+the dense form unless the sparse one is faster by ``min_speedup``. transformers' ``Conv1D``
+(GPT-2; ``x @ W + b`` with ``W`` stored ``[in, out]``) is a Linear with weight ``W.T`` and takes
+the same path. Layers that run inside a
 fused kernel are judged as a whole: converting the feed-forward Linears of an
 ``nn.TransformerEncoderLayer`` takes that layer off torch's fused "fast path", so the layer is
 timed both ways and reverted if the fused dense layer was quicker. Finally the whole model is
@@ -27,12 +29,29 @@ from growprune.inference.modules import (
 )
 from growprune.inference.report import AccelerationReport, LayerDecision
 from growprune.inference.timing import Variant, measure
+from growprune.sparsity.targets import is_conv1d
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-FACTORIES: dict[str, Callable[[nn.Linear], nn.Module]] = {
-    "csr": SparseLinear.from_linear,
-    "semi_structured": SemiStructuredLinear.from_linear,
+FACTORIES: dict[str, type[SparseLinear] | type[SemiStructuredLinear]] = {
+    "csr": SparseLinear,
+    "semi_structured": SemiStructuredLinear,
 }
+
+
+def _is_linear(module: nn.Module) -> bool:
+    """An ``nn.Linear`` or a transformers ``Conv1D``: both are converted to the sparse Linears."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def _out_in_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as an ``nn.Linear`` stores it, ``[out, in]`` (a Conv1D's is ``[in, out]``)."""
+    weight = module.weight.detach()
+    return weight.t() if is_conv1d(module) else weight
+
+
+def _convert(kind: str, module: nn.Module) -> nn.Module:
+    factory = FACTORIES[kind]
+    return factory.from_conv1d(module) if is_conv1d(module) else factory.from_linear(module)
 
 
 def _tolerance(dtype: torch.dtype) -> float:
@@ -181,9 +200,12 @@ class _Accelerator:
         return {k: t.median_ms for k, t in timings.items()}
 
     # -- per layer ---------------------------------------------------------------------------
-    def decide_linear(self, name: str, linear: nn.Linear, captured: Any) -> LayerDecision:
-        weight = linear.weight.detach()
-        decision = LayerDecision(name, type(linear).__name__, tuple(weight.shape), _sparsity([weight]))
+    def decide_linear(self, name: str, linear: nn.Module, captured: Any) -> LayerDecision:
+        """An ``nn.Linear`` or ``Conv1D`` (reported with its stored weight shape)."""
+        weight = _out_in_weight(linear)
+        decision = LayerDecision(
+            name, type(linear).__name__, tuple(linear.weight.shape), _sparsity([weight])
+        )
         two_four = is_n_m(weight)
         notes = []
         if two_four and "semi_structured" in self.methods:
@@ -196,13 +218,13 @@ class _Accelerator:
         candidates: dict[str, nn.Module] = {}
         if "semi_structured" in self.methods and two_four and not semi_structured_unsupported(weight):
             try:
-                candidates["semi_structured"] = SemiStructuredLinear.from_linear(linear)
+                candidates["semi_structured"] = _convert("semi_structured", linear)
             except Exception as err:  # shape/dtype limits of the kernels surface as various errors
                 notes.append(f"semi-structured conversion failed ({type(err).__name__}: {err})")
         if "csr" in self.methods:
             if decision.sparsity >= self.min_sparsity:
                 try:
-                    candidates["csr"] = SparseLinear.from_linear(linear)
+                    candidates["csr"] = _convert("csr", linear)
                 except Exception as err:
                     notes.append(f"CSR conversion failed ({type(err).__name__}: {err})")
             else:
@@ -310,7 +332,7 @@ class _Accelerator:
             if c
         }
         linears = {
-            n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in inside_attention
+            n: m for n, m in model.named_modules() if _is_linear(m) and n not in inside_attention
         }
         encoder_layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.TransformerEncoderLayer)}
         captured, reference = _capture_inputs(model, {**linears, **encoder_layers}, self.example)

@@ -1,4 +1,7 @@
-"""Drop-in replacements for ``nn.Linear`` that compute with a sparse weight.
+"""Drop-in replacements for ``nn.Linear`` (and transformers' ``Conv1D``) that compute with a sparse weight.
+
+A ``Conv1D`` computes ``x @ W + b`` with ``W`` stored ``[in, out]``: that is the Linear whose
+weight is ``W.T``, so ``from_conv1d`` builds the same modules from the transpose.
 
 ``SparseLinear`` keeps the weight as CSR with int32 indices: on CPU, torch hands CSR x dense
 products to MKL's sparse BLAS, which takes int32 indices natively; with torch's default int64
@@ -51,6 +54,11 @@ class SparseLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> SparseLinear:
         return cls(linear.weight, linear.bias)
+
+    @classmethod
+    def from_conv1d(cls, conv: nn.Module) -> SparseLinear:
+        """transformers' ``Conv1D`` (weight ``[in, out]``): the Linear with weight ``W.T``."""
+        return cls(conv.weight.detach().t(), conv.bias)
 
     @property
     def nnz(self) -> int:
@@ -127,6 +135,11 @@ class SemiStructuredLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> SemiStructuredLinear:
         return cls(linear.weight, linear.bias)
+
+    @classmethod
+    def from_conv1d(cls, conv: nn.Module) -> SemiStructuredLinear:
+        """transformers' ``Conv1D`` (weight ``[in, out]``): the Linear with weight ``W.T``."""
+        return cls(conv.weight.detach().t().contiguous(), conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
