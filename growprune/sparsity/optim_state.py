@@ -56,20 +56,26 @@ def mask_optimizer_state(
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """The torch optimizer inside a framework's wrapper.
 
-    accelerate's ``AcceleratedOptimizer`` and DeepSpeed-style wrappers expose it as
-    ``.optimizer``, Lightning's ``LightningOptimizer`` as ``._optimizer``. Hooks must go on the
-    torch optimizer itself: every wrapper ends in its ``step``, and only when the step really runs.
+    accelerate's ``AcceleratedOptimizer`` (itself an ``Optimizer`` subclass, without the hook
+    registry) and DeepSpeed-style wrappers expose it as ``.optimizer``, Lightning's
+    ``LightningOptimizer`` as ``._optimizer``. Hooks must go on the innermost torch optimizer:
+    every wrapper ends in its ``step``, and only when the step really runs.
     """
     current = optimizer
     for _ in range(8):  # wrappers of wrappers, but never an endless chain
-        if isinstance(current, torch.optim.Optimizer):
-            return current
-        inner = getattr(current, "optimizer", None)
-        if inner is None or inner is current:
-            inner = getattr(current, "_optimizer", None)
-        if inner is None or inner is current:
+        inner = next(
+            (
+                getattr(current, name)
+                for name in ("optimizer", "_optimizer")
+                if getattr(current, name, None) is not None and getattr(current, name) is not current
+            ),
+            None,
+        )
+        if inner is None:
             break
         current = inner
+    if isinstance(current, torch.optim.Optimizer) and hasattr(current, "_optimizer_step_pre_hooks"):
+        return current
     raise TypeError(
         f"optimizer must be a torch.optim.Optimizer or wrap one as `.optimizer`, got "
         f"{type(optimizer).__name__}"
