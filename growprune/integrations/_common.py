@@ -1,0 +1,65 @@
+"""What the framework callbacks share: argument checks at construction, building the sparsifier
+when the run's length is known, and a cheap sparsity value for logging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from growprune.integrations.schedule import check_arguments, schedule_kwargs
+from growprune.methods import get_method
+from growprune.methods.base import Sparsifier
+
+
+def check_callback_arguments(method: str, method_args: Mapping[str, Any]) -> None:
+    """Everything that can be checked before the model and the run's length are known."""
+    check_arguments(method, method_args)
+    if get_method(method).method == "pgap" and method_args.get("merger") is None:
+        raise ValueError(
+            "pgap trains K workers that merge after every round, which one trainer process cannot do "
+            "alone: pass merger=... (called at each round's end, see growprune.PGaP), or use 'cgap'"
+        )
+
+
+def build_sparsifier(
+    method: str,
+    method_args: Mapping[str, Any],
+    model: Any,
+    optimizer: Any,
+    total_steps: Any,
+    state: Mapping[str, Any] | None,
+    length_source: str,
+) -> Sparsifier:
+    """The sparsifier for a run of `total_steps` optimizer steps, resumed from `state` if given.
+
+    Masks are not persistent: the framework's model checkpoints then load into fresh models
+    (no unexpected ``*_mask`` keys) and ``save_pretrained`` writes only real weights; the masks
+    travel in the sparsifier state the callback stores beside the checkpoint.
+    """
+    kwargs = schedule_kwargs(method, method_args, total_steps)
+    cls = get_method(method)
+    try:
+        return cls(model, optimizer, state=state, persistent_masks=False, **kwargs)
+    except ValueError as error:
+        if state is not None and "does not match" in str(error):
+            raise ValueError(
+                f"{error}; the checkpoint was saved by a run with another schedule: the schedule is "
+                f"derived from {length_source} ({total_steps} optimizer steps now) and the callback's "
+                "arguments, so resume with the same ones"
+            ) from None
+        raise
+
+
+class SparsityProbe:
+    """`current_sparsity()` recomputed only when a mask buffer changed (it sums every mask)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[tuple[int, int], ...] | None = None
+        self._value = 0.0
+
+    def __call__(self, sparsifier: Sparsifier) -> float:
+        key = tuple((id(m), m._version) for m in sparsifier.masks.values())
+        if key != self._key:
+            self._value = sparsifier.current_sparsity()
+            self._key = key
+        return self._value
