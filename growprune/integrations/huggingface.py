@@ -67,13 +67,15 @@ class SparsityCallback(TrainerCallback):
         self.sparsifier: Sparsifier | None = None
         self._probe = SparsityProbe()
         self._warned_save = False
+        self._run_dir: str | None = None  # where the Trainer writes checkpoint-<step> folders
 
     # -- building ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
         if model is None or optimizer is None:
             raise RuntimeError("SparsityCallback: the Trainer passed no model or optimizer to on_train_begin")
-        trainer, resumed_path = _find_trainer()
+        trainer, resumed_path, trial = _find_trainer()
+        self._run_dir = _run_dir(trainer, trial, args)
         saved = None
         if state.global_step > 0:  # the Trainer restored a checkpoint's TrainerState
             folder = self._resume_folder(args, state.global_step, resumed_path)
@@ -106,12 +108,11 @@ class SparsityCallback(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.sparsifier is None or not args.should_save:
             return
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        folder = os.path.join(self._run_dir or args.output_dir, f"checkpoint-{state.global_step}")
         if not os.path.isdir(folder):
             if not self._warned_save:
                 warnings.warn(
-                    f"SparsityCallback: no checkpoint folder {folder} to store the sparsifier state in "
-                    "(custom output directories, e.g. hyperparameter search, are not supported); "
+                    f"SparsityCallback: no checkpoint folder {folder} to store the sparsifier state in; "
                     "resuming from these checkpoints will fail",
                     stacklevel=2,
                 )
@@ -137,13 +138,14 @@ class SparsityCallback(TrainerCallback):
             state.log_history[-1].update(extra)
 
 
-def _find_trainer() -> tuple[Any, Any]:
-    """The Trainer running this callback and the checkpoint it resumes from (None if not resuming).
+def _find_trainer() -> tuple[Any, Any, Any]:
+    """The Trainer running this callback, the checkpoint it resumes from (None if not resuming)
+    and its hyperparameter-search trial (None outside a search).
 
-    Callbacks are not given either; both are locals of ``Trainer._inner_training_loop``, which
+    Callbacks are given none of them; all are locals of ``Trainer._inner_training_loop``, which
     calls ``on_train_begin`` (``train(resume_from_checkpoint=True)`` is already resolved to a
-    folder there). Returns (None, None) if that frame is not found (a Trainer subclass that
-    replaces the loop): then the resumed folder is ``<output_dir>/checkpoint-<global_step>``.
+    folder there). Returns Nones if that frame is not found (a Trainer subclass that replaces the
+    loop): then the resumed folder is ``<output_dir>/checkpoint-<global_step>``.
     """
     from transformers import Trainer
 
@@ -153,11 +155,20 @@ def _find_trainer() -> tuple[Any, Any]:
             if frame.f_code.co_name == "_inner_training_loop":
                 local = frame.f_locals
                 if isinstance(local.get("self"), Trainer) and "resume_from_checkpoint" in local:
-                    return local["self"], local["resume_from_checkpoint"]
+                    return local["self"], local["resume_from_checkpoint"], local.get("trial")
             frame = frame.f_back
-        return None, None
+        return None, None, None
     finally:
         del frame
+
+
+def _run_dir(trainer: Any, trial: Any, args: Any) -> str:
+    """The folder the Trainer puts ``checkpoint-<step>`` in: ``output_dir``, or a per-trial
+    folder under it in a hyperparameter search (``Trainer._save_checkpoint`` does the same)."""
+    try:
+        return str(trainer._get_output_dir(trial=trial))
+    except Exception:  # no Trainer found, or a version without this method
+        return str(args.output_dir)
 
 
 def _load_saved_state(folder: str, global_step: int) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def test_resume_refuses_missing_or_mismatched_state(tmp_path: Path, monkeypatch:
 
     # The Trainer's loop not found (a Trainer subclass with its own loop): output_dir is guessed,
     # and when it holds no state the error names the escape hatch.
-    monkeypatch.setattr(huggingface, "_find_trainer", lambda: (None, None))
+    monkeypatch.setattr(huggingface, "_find_trainer", lambda: (None, None, None))
     with pytest.raises(FileNotFoundError, match=r"holds no growprune sparsifier state .* resume_from="):
         run(tmp_path / "c", resume=str(checkpoint), **common)
     _, callback, _, _ = run(
