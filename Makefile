@@ -37,7 +37,7 @@ demo: setup data
 	$(VENV)/bin/growprune train fmnist/cgap-quick
 
 lint: setup
-	$(VENV)/bin/ruff check growprune tests benchmarks
+	$(VENV)/bin/ruff check growprune tests benchmarks examples
 
 test: setup data lint
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -21,11 +21,15 @@ between accumulation steps). So the schedule counts optimizer steps that happene
 ``sparsifier.step()`` is optional: the README's loop calls it, framework callbacks do not, both
 are correct.
 
+* Gradient hooks (``register_post_accumulate_grad_hook`` on every pruned weight): a gradient is
+  masked as soon as backward has accumulated it -- inside a closure too -- so clipping and
+  gradient-norm logging see the sparse gradient (RigL's update steps excepted: it reads them).
 * Pre-step hook: weights, masks or optimizer state changed outside the optimizer since the last
   step (a partial ``load_state_dict``, an in-place edit, ``optimizer.load_state_dict``) are
-  found by version counters and masked again; then the gradients of pruned weights are masked.
-  With a closure (Lightning, LBFGS) the gradients do not exist yet, so the hook wraps the
-  closure and masks right after it has run backward.
+  found by version counters and masked again; gradients that changed since their hook masked
+  them (manual ones, in-place rescaling, data-parallel write-backs) are masked again. With a
+  closure (Lightning, LBFGS) the gradients do not exist yet, so the hook wraps the closure and
+  does this right after it has run backward.
 * Post-step hook: weights are masked again (skipped for SGD, Adam and AdamW, whose update of an
   entry with zero gradient, weight and state is exactly zero, weight decay included -- the pass
   cost ~5% of an MLP step), the step is counted and the schedule runs.
@@ -36,6 +40,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -200,6 +205,7 @@ class Sparsifier:
         self._stamp: list[tuple[int, int]] = []  # weight versions after the last step we saw
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
+        self._dense_grads_wanted = False
         self.prepare()  # structure and validation: nothing has been touched yet
         self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
         self._synced_revision = -1  # mask revision at which weights and state were last masked
@@ -219,7 +225,13 @@ class Sparsifier:
                 self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                 self.optimizer.register_step_post_hook(self._after_optimizer_step),
                 self.optimizer.register_load_state_dict_post_hook(self._after_optimizer_load),
+                *(
+                    t.param.register_post_accumulate_grad_hook(partial(self._after_grad_accumulated, t.name))
+                    for t in self.targets
+                    if t.param.requires_grad
+                ),
             ]
+            self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         except BaseException:
             # Leave model and optimizer as they were: no buffers, no hooks, no zeroed weights.
             if self._undo is not None:
@@ -270,6 +282,15 @@ class Sparsifier:
 
     def before_optimizer_step(self, step: int) -> None:
         """Called before optimizer step `step` runs, with the dense gradients in `.grad`."""
+
+    def wants_dense_gradients(self, step: int) -> bool:
+        """True if `before_optimizer_step(step)` must see the gradients of pruned weights.
+
+        Gradients are otherwise masked as backward accumulates them (so clipping sees the
+        sparse gradient); on such a step they are masked only after the method has read them.
+        """
+        del step
+        return False
 
     def check_can_step(self, step: int) -> None:
         """Raise if optimizer step `step` must not run (called before it touches anything)."""
@@ -329,6 +350,11 @@ class Sparsifier:
             return args, {**kwargs, "closure": closure_then_mask}
         return (args[0], closure_then_mask, *args[2:]), kwargs
 
+    def _after_grad_accumulated(self, name: str, param: torch.Tensor) -> None:
+        del param
+        if not self._dense_grads_wanted:  # RigL's update steps read dense gradients first
+            self.mask_set.mask_grad(name)
+
     def _prepare_gradients(self) -> None:
         self.before_optimizer_step(self.step_count + 1)
         self.mask_set.apply_to_grads()
@@ -340,6 +366,7 @@ class Sparsifier:
         self._undo = None  # training has moved on: construction can no longer be undone
         self.step_count += 1
         self.on_step(self.step_count)
+        self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         self._stamp = self.mask_set.weight_stamp()
 
     def _after_optimizer_load(self, optimizer: Any) -> None:
@@ -486,6 +513,7 @@ class Sparsifier:
         self.step_count = int(state["step"])
         self.history = [dict(h) for h in state["history"]]
         self.load_extra_state(state.get("extra", {}))
+        self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         self._sync_weights_and_state()
         self._stamp = self.mask_set.weight_stamp()
 

@@ -19,6 +19,9 @@ class RigL(SET):
     _grads: dict[str, torch.Tensor] | None = None
     method = "rigl"
 
+    def wants_dense_gradients(self, step: int) -> bool:
+        return self.is_update_step(step)
+
     def before_optimizer_step(self, step: int) -> None:
         if self.is_update_step(step):
             self._grads = {t.name: gradient_magnitude(t.param.grad, t.name) for t in self.targets}

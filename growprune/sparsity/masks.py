@@ -20,6 +20,7 @@ from torch import nn
 from growprune.sparsity.targets import Target
 
 MASK_SUFFIX = "_mask"
+GradMaskKey = tuple[int, int, torch.dtype, torch.device]  # mask identity and version, param dtype/device
 MASKED_MODULE_ATTR = "_growprune_masked"  # module attribute: {leaf: buffer name}
 
 
@@ -31,6 +32,12 @@ class MaskSet:
         self.by_name = {t.name: t for t in self.targets}
         self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
         self._active: tuple[list[nn.Parameter], list[torch.Tensor]] = ([], [])
+        self._active_names: list[str] = []
+        # Per-layer same-dtype masks for masking one gradient as it is accumulated, and the
+        # (identity, version) of each gradient right after it was masked: a gradient still
+        # carrying that stamp needs no second pass before the optimizer step.
+        self._grad_masks: dict[str, tuple[GradMaskKey, torch.Tensor | None]] = {}
+        self._grad_stamps: dict[str, tuple[int, int]] = {}
         # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
         # place): lets the sparsifier notice mask changes it did not make.
         self.revision = 0
@@ -80,8 +87,13 @@ class MaskSet:
         params = [t.param for t in self.targets]
         key = [(id(m), m._version, p.dtype, p.device) for m, p in zip(masks, params)]
         if key != self._cache_key:
-            active = [(p, m.to(p.dtype)) for p, m in zip(params, masks) if not bool(m.all())]
-            self._active = ([p for p, _ in active], [m for _, m in active])
+            active = [
+                (t.name, p, m.to(p.dtype))
+                for t, p, m in zip(self.targets, params, masks)
+                if not bool(m.all())
+            ]
+            self._active_names = [n for n, _, _ in active]
+            self._active = ([p for _, p, _ in active], [m for _, _, m in active])
             self._cache_key = key
             self.revision += 1
         return self._active
@@ -99,16 +111,47 @@ class MaskSet:
             torch._foreach_mul_(params, masks)
 
     @torch.no_grad()
+    def mask_grad(self, name: str) -> None:
+        """Mask one layer's gradient as soon as backward has accumulated it.
+
+        Runs from a ``post_accumulate_grad`` hook, so gradient clipping, logging of gradient
+        norms and any other code between backward and the optimizer step see the sparse
+        gradient, whoever drives the loop.
+        """
+        target = self.by_name[name]
+        param = target.param
+        grad = param.grad
+        if grad is None or grad.layout != torch.strided:
+            return  # sparse gradients are refused by apply_to_grads before the step
+        mask = self.mask(name)
+        key = (id(mask), mask._version, param.dtype, param.device)
+        cached = self._grad_masks.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, None if bool(mask.all()) else mask.to(param.dtype))
+            self._grad_masks[name] = cached
+        if cached[1] is not None:
+            grad.mul_(cached[1])
+            self._grad_stamps[name] = (id(grad), grad._version)
+
+    @torch.no_grad()
     def apply_to_grads(self) -> None:
+        """Mask every gradient not already masked since it last changed (manual gradients,
+        in-place rescaling by GradScaler or clipping, data-parallel write-backs)."""
         params, masks = self._active_lists()
-        pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
-        for grad, _ in pairs:
+        stamps = self._grad_stamps
+        pairs = []
+        for name, p, m in zip(self._active_names, params, masks):
+            grad = p.grad
+            if grad is None or stamps.get(name) == (id(grad), grad._version):
+                continue
             if grad.layout != torch.strided:
                 raise ValueError(
                     "growprune cannot mask sparse gradients; use dense gradients for pruned layers"
                 )
+            pairs.append((grad, m))
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+        stamps.clear()
 
     def remove(self) -> None:
         """Drop the mask buffers from the model (weights keep their zeros)."""

@@ -130,6 +130,30 @@ def test_lbfgs_closure_called_many_times_per_step() -> None:
     assert abs(sparsifier.current_sparsity() - 0.6) < 0.01
 
 
+@pytest.mark.parametrize("variant", ["oneshot", "cgap", "rigl"])
+def test_gradient_clipping_sees_the_sparse_gradient(variant: str) -> None:
+    """Frameworks clip between backward and step (HF Trainer: max_grad_norm=1.0 by default):
+    the norm must be that of the gradients the optimizer will use, pruned entries excluded."""
+    model = zoo.build("mlp")
+    optimizer = make_optimizer("sgd", model)
+    sparsifier = make_sparsifier(variant, model, optimizer)
+    checked = 0
+    for step, (x, y) in enumerate(zoo.batches("mlp", STEPS), start=1):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        masks = {n: m.clone() for n, m in sparsifier.masks.items()}
+        grads = {t.name: t.param.grad.clone() for t in sparsifier.targets}
+        dense_step = variant == "rigl" and sparsifier.is_update_step(step)  # type: ignore[attr-defined]
+        if not dense_step:
+            for name, grad in grads.items():
+                assert (grad[~masks[name]] == 0).all(), f"step {step}: {name} gradient not masked"
+            checked += 1
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        optimizer.step()
+        assert pruned_nonzero(sparsifier) == 0
+    assert checked > STEPS // 2
+
+
 # -- 2. weights changed outside the optimizer ---------------------------------------------------
 def partial_dense_load(model: nn.Module) -> None:
     dense = {k: torch.randn_like(v) for k, v in model.state_dict().items() if k.endswith(".weight")}
