@@ -3,13 +3,14 @@
 Sparse kernels win only in a narrow band (high sparsity, memory-bound shapes, the right
 hardware) and lose badly outside it, so nothing is converted on faith: each candidate layer is
 timed dense and sparse on the very input it sees when the model runs the example, and keeps
-the dense form unless the sparse one is faster by ``min_speedup``. transformers' ``Conv1D``
-(GPT-2; ``x @ W + b`` with ``W`` stored ``[in, out]``) is a Linear with weight ``W.T`` and takes
-the same path. Layers that run inside a
+the dense form unless the sparse one is faster by ``min_speedup``. Layers that run inside a
 fused kernel are judged as a whole: converting the feed-forward Linears of an
 ``nn.TransformerEncoderLayer`` takes that layer off torch's fused "fast path", so the layer is
 timed both ways and reverted if the fused dense layer was quicker. Finally the whole model is
 timed both ways and checked against the dense output; if it lost, everything is reverted.
+
+transformers' ``Conv1D`` (GPT-2: ``x @ W + b`` with ``W`` stored ``[in, out]``) is the Linear
+with weight ``W.T``, so it takes the Linear path and is reported under its own type and shape.
 """
 
 from __future__ import annotations
@@ -203,9 +204,7 @@ class _Accelerator:
     def decide_linear(self, name: str, linear: nn.Module, captured: Any) -> LayerDecision:
         """An ``nn.Linear`` or ``Conv1D`` (reported with its stored weight shape)."""
         weight = _out_in_weight(linear)
-        decision = LayerDecision(
-            name, type(linear).__name__, tuple(linear.weight.shape), _sparsity([weight])
-        )
+        decision = LayerDecision(name, type(linear).__name__, tuple(linear.weight.shape), _sparsity([weight]))
         two_four = is_n_m(weight)
         notes = []
         if two_four and "semi_structured" in self.methods:
@@ -331,9 +330,7 @@ class _Accelerator:
             for c, _ in m.named_modules()
             if c
         }
-        linears = {
-            n: m for n, m in model.named_modules() if _is_linear(m) and n not in inside_attention
-        }
+        linears = {n: m for n, m in model.named_modules() if _is_linear(m) and n not in inside_attention}
         encoder_layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.TransformerEncoderLayer)}
         captured, reference = _capture_inputs(model, {**linears, **encoder_layers}, self.example)
         decisions: dict[str, LayerDecision] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -162,10 +163,7 @@ class DenseMatrix:
 
     @property
     def numel(self) -> int:
-        numel = 1
-        for d in self.shape:
-            numel *= d
-        return numel
+        return math.prod(self.shape)
 
 
 def _aliases(model: nn.Module) -> list[list[str]]:
@@ -196,10 +194,9 @@ def _dense_reason(
         return "embedding", f"embedding{tied}"
     if embedding is not None:
         return "tied_to_embedding", f"tied to embedding '{embedding}'"
-    module = _owner(model, names[0])[0]
     if any(_is_default_kind(*_owner(model, n)) for n in names):
-        return "not_selected", "a default target the attached sparsifier leaves out (its targets/exclude)"
-    return "other", f"not a {DEFAULT_KINDS} weight ({type(module).__name__})"
+        return "not_selected", f"a {DEFAULT_KINDS} weight the sparsifier's `targets`/`exclude` left out"
+    return "other", f"not a {DEFAULT_KINDS} weight ({type(_owner(model, names[0])[0]).__name__})"
 
 
 def dense_matrices(
