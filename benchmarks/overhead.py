@@ -3,7 +3,8 @@
     python benchmarks/overhead.py                  # MLP + ResNet-20 steps, 25M transitions -> results
     python benchmarks/overhead.py --smoke --out /tmp/o.json   # seconds; what the test suite runs
 
-Step time: one training step (forward, backward, ``optimizer.step()``, ``sparsifier.step()``)
+Step time: one training step (forward, backward, ``optimizer.step()`` -- whose hooks do all of a
+sparsifier's per-step work -- and the optional ``sparsifier.step()``)
 of every method in its steady sparse phase (between mask updates), as a ratio to the plain
 PyTorch step of the same model without any sparsifier. All methods run side by side in one
 process on the same batch: each repetition visits every method once in a fresh random order,
@@ -20,8 +21,9 @@ per-method allocation peak in one process; activations are the same for every me
 kept-state figure is where methods differ.
 
 Transitions: one C-GaP prune + grow (a phase change) and one RigL drop/grow update on a ResNet-50
-(25.6M parameters, 25.5M of them pruned), timed around ``sparsifier.step()`` (plus, for RigL, the
-dense-gradient capture in the optimizer pre-hook), median of several.
+(25.6M parameters, 25.5M of them pruned). Mask changes run in the optimizer's post-step hook, so
+a transition is timed as ``optimizer.step()`` on a transition step minus the plain SGD step of the
+same model (median of several).
 
 Writes ``benchmarks/results/overhead.json`` and a table on stdout; ``make_results.py`` puts it in
 ``RESULTS.md``.
@@ -232,21 +234,27 @@ def time_steps(
             per_rep[name].append((time.perf_counter() - start) / steps)
     medians = {name: statistics.median(times) for name, times in per_rep.items()}
     base = medians["plain"]
-    # The masking work itself, timed alone (gradients are still there from the last step): the
-    # optimizer pre-hook (gradient masking, RigL's check, ADMM's penalty) plus sparsifier.step()
-    # (weight masking, schedule). Far less noisy on a shared machine than a difference of steps.
-    masking: dict[str, float] = {}
-    for name, runner in runners.items():
-        if runner.uses_sparsifier_step:
-            samples = []
-            for _ in range(max(3, 5 * steps)):
-                start = time.perf_counter()
-                runner.sparsifier._optimizer_pre_hook(runner.optimizer, (), {})
+    # The masking work itself: optimizer.step() alone (gradients are still there from the last
+    # step), whose hooks hold all of a sparsifier's per-step work, minus the plain optimizer step,
+    # interleaved so that load drifts hit both alike.
+    opt_times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(max(3, 5 * steps)):
+        rng.shuffle(order)
+        for name in order:
+            runner = runners[name]
+            start = time.perf_counter()
+            runner.optimizer.step()
+            if runner.uses_sparsifier_step:
                 runner.sparsifier.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                samples.append(time.perf_counter() - start)
-            masking[name] = statistics.median(samples)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            opt_times[name].append(time.perf_counter() - start)
+    plain_opt = statistics.median(opt_times["plain"])
+    masking = {
+        name: max(0.0, statistics.median(opt_times[name]) - plain_opt)
+        for name, runner in runners.items()
+        if runner.uses_sparsifier_step
+    }
     rows = {}
     for name in runners:
         # ratio of medians, and the median of per-repetition ratios (same rep, same load)
@@ -284,18 +292,34 @@ def time_transitions(repeats: int, smoke: bool) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    # C-GaP: steps_per_phase=1 makes every sparsifier.step() a phase change.
+    # The plain SGD step of this model: subtracted from the hooked steps below.
     model = model_factory().to(device)
     out["params"] = sum(p.numel() for p in model.parameters())
+    optimizer = optimizer_for(model)
+    plain = []
+    for _ in range(repeats):
+        fill_grads(model, generator)
+        sync()
+        start = time.perf_counter()
+        optimizer.step()
+        sync()
+        plain.append(time.perf_counter() - start)
+    plain_step = statistics.median(plain)
+    out["plain_sgd_step_seconds"] = plain_step
+    del model, optimizer
+
+    # C-GaP: steps_per_phase=1 makes every optimizer step a phase change.
+    model = model_factory().to(device)
     optimizer = optimizer_for(model)
     cgap = gp.CGaP(
         model, optimizer, sparsity=SPARSITY, partitions=4, steps_per_phase=1, rounds=repeats + 1, seed=0
     )
     out["pruned_params"] = sum(cgap.numels.values())
     times, select, partition_sizes = [], [], []
+    fill_grads(model, generator)
+    optimizer.step()  # momentum buffers exist, as in training (reset_optimizer="all" drops them)
     for _ in range(repeats):
         fill_grads(model, generator)
-        optimizer.step()  # momentum buffers exist, as in training (reset_optimizer="all" drops them)
         # The part of a transition that is the prune decision itself: exact per-layer magnitude
         # thresholds of the partition about to be pruned (computed, not installed).
         part = cgap.partitions[cgap.dense_partition_at(cgap.step_count)]
@@ -306,9 +330,9 @@ def time_transitions(repeats: int, smoke: bool) -> dict[str, Any]:
         sync()
         select.append(time.perf_counter() - start)
         start = time.perf_counter()
-        cgap.step()
+        optimizer.step()  # the transition runs in its post-step hook
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start - plain_step)
     out["cgap_transition_seconds"] = statistics.median(times)
     out["cgap_transition_all"] = times
     out["cgap_select_seconds"] = statistics.median(select)
@@ -322,28 +346,14 @@ def time_transitions(repeats: int, smoke: bool) -> dict[str, Any]:
         model = model_factory().to(device)
         optimizer = optimizer_for(model)
         sparsifier = cls(model, optimizer, sparsity=SPARSITY, end_step=NEVER, update_interval=1, seed=0)
-        hook_seconds: list[float] = []
-        original = sparsifier.before_optimizer_step
-
-        def timed_hook(
-            step: int, _original: Callable[[int], None] = original, _seconds: list[float] = hook_seconds
-        ) -> None:
-            sync()
-            start = time.perf_counter()
-            _original(step)
-            sync()
-            _seconds.append(time.perf_counter() - start)
-
-        sparsifier.before_optimizer_step = timed_hook  # type: ignore[method-assign]
         times = []
         for _ in range(update_repeats):
             fill_grads(model, generator)
-            optimizer.step()
             sync()
             start = time.perf_counter()
-            sparsifier.step()
+            optimizer.step()  # gradient capture in the pre-step hook, the update in the post-step one
             sync()
-            times.append(time.perf_counter() - start + hook_seconds[-1])
+            times.append(time.perf_counter() - start - plain_step)
         out[f"{name}_update_seconds"] = statistics.median(times)
         out[f"{name}_update_all"] = times
         sparsifier.remove()
