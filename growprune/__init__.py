@@ -21,7 +21,7 @@ from growprune.methods import (
     register_method,
 )
 from growprune.report import SparsityReport, sparsity_report
-from growprune.sparsity.targets import find_targets
+from growprune.sparsity.targets import DenseMatrix, find_targets
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "ADMM",
     "CGaP",
     "Dense",
+    "DenseMatrix",
     "ExportError",
     "GMP",
     "METHODS",
