@@ -410,6 +410,8 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{row['median_rep_ratio']:11.3f} {row['state_mib']:10.1f} "
                 + (f"{row['masking_ms']:8.2f}" if row.get("masking_ms") is not None else f"{'':>8}")
             )
+    if "transitions" not in result:
+        return
     t = result["transitions"]
     print(
         f"\n25M transitions ({t['params'] / 1e6:.1f}M params, best of the thread counts: {t['threads']}): "

@@ -76,25 +76,34 @@ def test_memory_never_exceeds_one_partition_dense(case: str) -> None:
 def test_prune_keeps_largest_and_surviving_weights_keep_their_values() -> None:
     model = zoo.build("mlp")
     optimizer = make_optimizer("sgd", model)
+    updated: dict[str, torch.Tensor] = {}
+    # Registered before the sparsifier's own hook, so it sees the weights the update produced,
+    # before the schedule (which runs in the sparsifier's post-step hook) prunes or grows.
+    optimizer.register_step_post_hook(
+        lambda *_: updated.update({n: p.detach().clone() for n, p in model.named_parameters()})
+    )
     cgap = gp.CGaP(model, optimizer, sparsity=0.7, partitions=3, steps_per_phase=2, rounds=1)
     params = params_by_name(cgap)
+    pruned_seen = grown_seen = 0
     for step, (x, y) in enumerate(zoo.batches("mlp", 6), start=1):
+        before = snapshot_masks(cgap)
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-        weights = {n: p.detach().clone() for n, p in params.items()}
-        before = snapshot_masks(cgap)
         cgap.step()
         for n, p in params.items():
             mask = cgap.masks[n]
-            assert torch.equal(p.detach(), weights[n] * mask)  # masking only: no other change
+            assert torch.equal(p.detach(), updated[n] * mask)  # masking only: no other change
             if before[n].all() and not mask.all():  # the partition pruned back at this step
-                assert weights[n].abs()[mask].min() >= weights[n].abs()[~mask].max()
+                assert updated[n].abs()[mask].min() >= updated[n].abs()[~mask].max()
                 assert int(mask.sum()) == cgap.keep_counts[n]
+                pruned_seen += 1
             if mask.all() and not before[n].all():  # the partition grown at this step
                 assert (p.detach()[~before[n]] == 0).all()
+                grown_seen += 1
         if step % 2 == 0:
             assert sum(1 for n in cgap.names if cgap.masks[n].all()) == (1 if step < 6 else 0)
+    assert pruned_seen == 3 and grown_seen == 2
 
 
 def test_magnitude_init_and_pattern_partitions() -> None:
