@@ -20,7 +20,7 @@ from torch import nn
 from growprune.sparsity.targets import Target
 
 MASK_SUFFIX = "_mask"
-GradMaskKey = tuple[int, int, torch.dtype, torch.device]  # mask identity and version, param dtype/device
+LayerKey = tuple[int, int, torch.dtype, torch.device]  # mask identity and version, param dtype/device
 MASKED_MODULE_ATTR = "_growprune_masked"  # module attribute: {leaf: buffer name}
 
 
@@ -33,10 +33,11 @@ class MaskSet:
         self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
         self._active: tuple[list[nn.Parameter], list[torch.Tensor]] = ([], [])
         self._active_names: list[str] = []
-        # Per-layer same-dtype masks for masking one gradient as it is accumulated, and the
-        # (identity, version) of each gradient right after it was masked: a gradient still
-        # carrying that stamp needs no second pass before the optimizer step.
-        self._grad_masks: dict[str, tuple[GradMaskKey, torch.Tensor | None]] = {}
+        # The same cached masks by layer (None: keeps everything), with the key each was built
+        # for, so one gradient can be masked as it is accumulated without rebuilding the lists;
+        # and the (identity, version) of each gradient right after it was masked: a gradient
+        # still carrying that stamp needs no second pass before the optimizer step.
+        self._layer_masks: dict[str, tuple[LayerKey, torch.Tensor | None]] = {}
         self._grad_stamps: dict[str, tuple[int, int]] = {}
         # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
         # place): lets the sparsifier notice mask changes it did not make.
@@ -94,6 +95,8 @@ class MaskSet:
             ]
             self._active_names = [n for n, _, _ in active]
             self._active = ([p for _, p, _ in active], [m for _, _, m in active])
+            cached = {n: m for n, _, m in active}
+            self._layer_masks = {t.name: (k, cached.get(t.name)) for t, k in zip(self.targets, key)}
             self._cache_key = key
             self.revision += 1
         return self._active
@@ -125,10 +128,10 @@ class MaskSet:
             return  # sparse gradients are refused by apply_to_grads before the step
         mask = self.mask(name)
         key = (id(mask), mask._version, param.dtype, param.device)
-        cached = self._grad_masks.get(name)
+        cached = self._layer_masks.get(name)
         if cached is None or cached[0] != key:
-            cached = (key, None if bool(mask.all()) else mask.to(param.dtype))
-            self._grad_masks[name] = cached
+            self._active_lists()  # a mask changed: rebuild the shared cache
+            cached = self._layer_masks[name]
         if cached[1] is not None:
             grad.mul_(cached[1])
             self._grad_stamps[name] = (id(grad), grad._version)
@@ -164,6 +167,7 @@ class MaskSet:
             if not masked and hasattr(target.module, MASKED_MODULE_ATTR):
                 delattr(target.module, MASKED_MODULE_ATTR)
         self._cache_key = None
+        self._layer_masks = {}
 
 
 def masked_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, torch.Tensor]]:
