@@ -103,6 +103,10 @@ def check_steps(name: str, value: int, minimum: int = 0) -> int:
     return value
 
 
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to("cpu", copy=True)
+
+
 class _Undo:
     """What building a sparsifier changed: target weights and their optimizer state.
 
@@ -110,17 +114,19 @@ class _Undo:
     optimizer, build the sparsifier, load its saved state -- ends exactly at the saved run.
     A weight or state tensor written again after construction (the other order: model loaded
     after the sparsifier was built) is newer than this copy and is left alone. Costs one copy
-    of the pruned weights (and of their optimizer state, if any) for that time.
+    of the pruned weights (and of their optimizer state, if any), in host memory, for that time.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, targets: Sequence[Any]) -> None:
         self.optimizer = optimizer
         self.saved: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
+        # Host memory, not the accelerator's: a GPU that just fits the model must not run out
+        # because of a copy that is almost never used.
         with torch.no_grad():
             for t in targets:
                 state = optimizer.state.get(t.param, {})
-                tensors = {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
-                self.saved.append((t.param, t.param.detach().clone(), tensors))
+                tensors = {k: _host_copy(v) for k, v in state.items() if isinstance(v, torch.Tensor)}
+                self.saved.append((t.param, _host_copy(t.param.detach()), tensors))
         self.stamps: list[Any] = []
 
     @staticmethod
