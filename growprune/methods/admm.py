@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, Sparsifier, check_steps
+from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
 
 
 class ADMM(Sparsifier):
@@ -89,9 +89,12 @@ class ADMM(Sparsifier):
     def before_optimizer_step(self, step: int) -> None:
         if not self.pretrain_steps < step <= self.prune_step or not self.z:
             return
+        scale = gradient_scale(self.optimizer)  # gradients may still carry GradScaler's scale
         for t in self.targets:
             if t.param.grad is not None:
                 penalty = t.param.detach() - self.z[t.name] + self.u[t.name]
+                if isinstance(scale, torch.Tensor):
+                    penalty = penalty * scale.to(penalty.dtype)
                 t.param.grad.add_(penalty.to(t.param.grad.dtype), alpha=self.rho)
 
     def describe_phase(self, step: int) -> Phase:

@@ -37,6 +37,7 @@ are correct.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,8 +104,22 @@ def check_steps(name: str, value: int, minimum: int = 0) -> int:
     return value
 
 
-def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to("cpu", copy=True)
+def _skipped_inside(optimizer: torch.optim.Optimizer) -> bool:
+    """True when GradScaler ran a fused optimizer's step that skipped itself on inf gradients.
+
+    GradScaler does not call ``step`` for other optimizers when it finds inf/NaN gradients, so
+    their hooks never see such a step; optimizers that do their own unscaling (``fused=True``)
+    are always called, with ``found_inf`` set on them for the duration of the step.
+    """
+    found_inf = getattr(optimizer, "found_inf", None)
+    return isinstance(found_inf, torch.Tensor) and bool(found_inf.item())
+
+
+def gradient_scale(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
+    """The loss scale still in ``.grad`` during a step (GradScaler with a fused optimizer
+    unscales inside the kernel), so a method adding to gradients can scale what it adds."""
+    scale = getattr(optimizer, "grad_scale", None)
+    return scale if isinstance(scale, torch.Tensor) else 1.0
 
 
 class _Undo:
@@ -112,46 +127,79 @@ class _Undo:
 
     Kept only until the first optimizer step, so that a framework's order -- restore model and
     optimizer, build the sparsifier, load its saved state -- ends exactly at the saved run.
-    A weight or state tensor written again after construction (the other order: model loaded
-    after the sparsifier was built) is newer than this copy and is left alone. Costs one copy
-    of the pruned weights (and of their optimizer state, if any), in host memory, for that time.
+    A weight or state entry written again after construction (the other order: model or
+    optimizer loaded after the sparsifier was built) is newer than this copy and is left alone.
+    A state entry is restored whole, so state that construction cleared (P-GaP's and C-GaP's
+    optimizer reset) comes back too. Costs one copy of the pruned weights and of their optimizer
+    state, in host memory, for that time.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, targets: Sequence[Any]) -> None:
         self.optimizer = optimizer
-        self.saved: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
         # Host memory, not the accelerator's: a GPU that just fits the model must not run out
         # because of a copy that is almost never used.
         with torch.no_grad():
-            for t in targets:
-                state = optimizer.state.get(t.param, {})
-                tensors = {k: _host_copy(v) for k, v in state.items() if isinstance(v, torch.Tensor)}
-                self.saved.append((t.param, _host_copy(t.param.detach()), tensors))
-        self.stamps: list[Any] = []
+            self.weights = [(t.param, _host_copy(t.param.detach())) for t in targets]
+        # Every parameter's state entry (None: it had none): a reset clears biases' state too.
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.states: list[dict[str, tuple[Any, torch.device | None]] | None] = []
+        for param in self.params:
+            state = optimizer.state.get(param)
+            self.states.append(
+                None if state is None else {k: (_host_copy(v), _device_of(v)) for k, v in state.items()}
+            )
+        self.weight_stamps: list[tuple[int, int, int]] = []
+        self.state_stamps: list[Any] = []
 
     @staticmethod
     def _stamp(tensor: torch.Tensor) -> tuple[int, int, int]:
         return (id(tensor), tensor._version, tensor.data_ptr())
 
-    def seal(self) -> None:
-        """Remember the tensors as construction left them; only those are rolled back."""
-        self.stamps = [
-            (self._stamp(param), {k: self._stamp(v) for k, v in self._state(param).items()})
-            for param, _, _ in self.saved
-        ]
+    def _state_stamp(self, param: torch.Tensor) -> Any:
+        state = self.optimizer.state.get(param)
+        if state is None:
+            return None
+        return {
+            k: self._stamp(v) if isinstance(v, torch.Tensor) else ("value", repr(v)) for k, v in state.items()
+        }
 
-    def _state(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
-        state = self.optimizer.state.get(param, {})
-        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    def seal(self) -> None:
+        """Remember weights and state as construction left them; only those are rolled back."""
+        self.weight_stamps = [self._stamp(param) for param, _ in self.weights]
+        self.state_stamps = [self._state_stamp(param) for param in self.params]
 
     @torch.no_grad()
     def restore(self) -> None:
-        for (param, value, tensors), (param_stamp, state_stamps) in zip(self.saved, self.stamps):
-            if self._stamp(param) == param_stamp:
+        for (param, value), stamp in zip(self.weights, self.weight_stamps):
+            if self._stamp(param) == stamp:
                 param.copy_(value)
-            for key, tensor in self._state(param).items():
-                if key in tensors and state_stamps.get(key) == self._stamp(tensor):
-                    tensor.copy_(tensors[key])
+        for param, entry, stamp in zip(self.params, self.states, self.state_stamps):
+            if self._state_stamp(param) != stamp:
+                continue  # the optimizer state was loaded or changed since: it is newer
+            current = self.optimizer.state.get(param, {})
+            if entry is None:
+                self.optimizer.state.pop(param, None)
+            else:
+                self.optimizer.state[param] = {
+                    k: _put_back(value, device, current.get(k)) for k, (value, device) in entry.items()
+                }
+
+
+def _host_copy(value: Any) -> Any:
+    return value.to("cpu", copy=True) if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+
+
+def _device_of(value: Any) -> torch.device | None:
+    return value.device if isinstance(value, torch.Tensor) else None
+
+
+def _put_back(saved: Any, device: torch.device | None, current: Any) -> Any:
+    """A saved state value back where the optimizer kept it, into the same tensor if it is still there."""
+    if not isinstance(saved, torch.Tensor):
+        return copy.deepcopy(saved)
+    if isinstance(current, torch.Tensor) and current.shape == saved.shape and current.device == device:
+        return current.copy_(saved)
+    return saved.to(device, copy=True)
 
 
 class Sparsifier:
@@ -159,6 +207,9 @@ class Sparsifier:
 
     method: ClassVar[str] = "base"
     supports_nm: ClassVar[bool] = True
+    # Methods that grow pruned weights back need every target to be trained: a frozen weight
+    # regrown at 0 stays 0, so the real sparsity would drift above what the masks say.
+    regrows: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -249,13 +300,22 @@ class Sparsifier:
 
     def _check_optimizer_holds_targets(self) -> None:
         """An optimizer over another model's parameters would leave this model untrained and its
-        schedule driven by someone else's steps. (Some frozen targets are fine: they stay masked.)"""
+        schedule driven by someone else's steps. (Frozen targets are fine for methods that only
+        prune: they stay masked.)"""
         held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
         if not any(id(t.param) in held for t in self.targets):
             raise ValueError(
                 f"the optimizer holds none of the {len(self.targets)} pruned weights (e.g. "
                 f"'{self.targets[0].name}'): build it over this model's parameters"
             )
+        if self.regrows:
+            frozen = [t.name for t in self.targets if id(t.param) not in held or not t.param.requires_grad]
+            if frozen:
+                raise ValueError(
+                    f"'{frozen[0]}' is not trained (frozen or not in the optimizer), but {self.method} "
+                    "regrows pruned weights at 0 and a frozen one would stay 0; exclude it "
+                    f"(exclude=['{frozen[0]}']) or train it"
+                )
 
     def _resolve_sparsity(self, sparsity: float | None) -> float:
         if self.pattern.is_nm:
@@ -366,9 +426,12 @@ class Sparsifier:
         self.mask_set.apply_to_grads()
 
     def _after_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
-        del optimizer, args, kwargs
+        del args, kwargs
         if not self._skip_weight_pass:
             self.mask_set.apply_to_weights()
+        if _skipped_inside(optimizer):
+            self._stamp = self.mask_set.weight_stamp()
+            return  # GradScaler + fused optimizer: the kernel skipped the update, so do we
         self._undo = None  # training has moved on: construction can no longer be undone
         self.step_count += 1
         self.on_step(self.step_count)

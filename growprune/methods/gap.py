@@ -24,6 +24,8 @@ class GaPSchedule(Sparsifier):
     trains before the final prune (`phases`).
     """
 
+    regrows = True
+
     def __init__(
         self,
         model: nn.Module,

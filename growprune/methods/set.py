@@ -23,6 +23,7 @@ class SET(Sparsifier):
     """
 
     method = "set"
+    regrows = True
     supports_nm = False
 
     def __init__(

@@ -47,7 +47,8 @@ class MaskSet:
             if hasattr(target.module, buffer):
                 raise ValueError(
                     f"'{target.name}' already has a mask buffer '{buffer}': another sparsifier "
-                    "owns this model; call .remove() on it first"
+                    "owns this model (call .remove() on it first), or the model is a copy of one "
+                    "that had a sparsifier (drop its masks with growprune.sparsity.masks.strip_masks(model))"
                 )
         for target in self.targets:
             buffer = f"{target.leaf}{MASK_SUFFIX}"
@@ -96,6 +97,7 @@ class MaskSet:
             self._active_names = [n for n, _, _ in active]
             self._active = ([p for _, p, _ in active], [m for _, _, m in active])
             cached = {n: m for n, _, m in active}
+            self._grad_stamps.clear()  # gradients masked with the old masks must be masked again
             self._layer_masks = {t.name: (k, cached.get(t.name)) for t, k in zip(self.targets, key)}
             self._cache_key = key
             self.revision += 1
@@ -168,6 +170,23 @@ class MaskSet:
                 delattr(target.module, MASKED_MODULE_ATTR)
         self._cache_key = None
         self._layer_masks = {}
+
+
+def strip_masks(model: nn.Module) -> int:
+    """Drop every growprune mask buffer from `model` (weights keep their zeros).
+
+    For a model that carries masks without a live sparsifier, e.g. a ``copy.deepcopy`` of a
+    sparsified model. Returns the number of buffers removed.
+    """
+    removed = 0
+    for module in model.modules():
+        for buffer in getattr(module, MASKED_MODULE_ATTR, {}).values():
+            if buffer in module._buffers:
+                del module._buffers[buffer]
+                removed += 1
+        if hasattr(module, MASKED_MODULE_ATTR):
+            delattr(module, MASKED_MODULE_ATTR)
+    return removed
 
 
 def masked_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, torch.Tensor]]:

@@ -36,7 +36,14 @@ ZEROABLE_STATE = frozenset(
 def mask_optimizer_state(
     optimizer: torch.optim.Optimizer, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> None:
-    """Zero the state of every masked-out entry of the given (parameter, bool mask) pairs."""
+    """Zero the state of every masked-out entry of the given (parameter, bool mask) pairs.
+
+    LBFGS keeps a curvature history of flat vectors over all parameters, which no per-entry
+    zeroing can fix: a mask change forgets it (the next step restarts from the gradient).
+    """
+    if isinstance(optimizer, torch.optim.LBFGS):
+        optimizer.state.clear()
+        return
     for param, mask in pairs:
         state = optimizer.state.get(param)
         if not state:

@@ -420,3 +420,153 @@ def test_pgap_without_a_merge_is_an_error_at_the_round_end() -> None:
         plain_step(model, optimizer, batches[2])
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())  # step refused
     assert sparsifier.step_count == 2
+
+
+# -- found by review: P-GaP resume, fused optimizers under GradScaler, LBFGS, frozen targets --
+def test_pgap_resume_in_framework_order_restores_the_cleared_optimizer_state() -> None:
+    """P-GaP's construction resets the whole optimizer state (biases' too); building it after the
+    optimizer was restored and then loading its state must bring all of it back."""
+
+    def run(save_at: int | None) -> nn.Module:
+        data = zoo.batches("mlp", 10)
+        kwargs = {"sparsity": 0.75, "partitions": 3, "steps_per_phase": 4, "rounds": 2, "finetune_steps": 2}
+        model = zoo.build("mlp", seed=0)
+        optimizer = make_optimizer("sgd", model)
+        sparsifier = gp.PGaP(model, optimizer, merger=lambda s: None, **kwargs)
+        for batch in data[: save_at or len(data)]:
+            plain_step(model, optimizer, batch)
+        if save_at is None:
+            return model
+        saved = roundtrip(
+            {"model": model.state_dict(), "opt": optimizer.state_dict(), "sp": sparsifier.state_dict()}
+        )
+        model = zoo.build("mlp", seed=1)
+        optimizer = make_optimizer("sgd", model)
+        model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["opt"])
+        sparsifier = gp.PGaP(model, optimizer, merger=lambda s: None, **kwargs)
+        sparsifier.load_state_dict(saved["sp"])
+        assert len(optimizer.state) == len(list(model.parameters()))  # biases' momentum is back
+        for batch in data[save_at:]:
+            plain_step(model, optimizer, batch)
+        return model
+
+    straight_model = run(None)
+    for save_at in (3, 6):
+        resumed = run(save_at)
+        for (name, a), b in zip(straight_model.named_parameters(), resumed.parameters()):
+            assert torch.equal(a, b), f"{name} differs after resume at {save_at}"
+
+
+def fused_adamw(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+
+
+def test_fused_optimizer_step_skipped_by_grad_scaler_is_not_counted() -> None:
+    """GradScaler always calls a fused optimizer's step and lets the kernel skip on inf."""
+    model = zoo.build("mlp")
+    optimizer = fused_adamw(model)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75, prune_step=3)
+    scaler = torch.amp.GradScaler("cpu")
+    sparsity_after = []
+    for i, (x, y) in enumerate(zoo.batches("mlp", 5), start=1):
+        loss = F.cross_entropy(model(x), y) * (float("inf") if i == 2 else 1.0)
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        sparsity_after.append(round(sparsifier.current_sparsity(), 2))
+    assert sparsity_after == [0.0, 0.0, 0.0, 0.75, 0.75]
+    assert sparsifier.step_count == 4
+
+
+def test_admm_penalty_is_not_shrunk_by_the_loss_scale_of_a_fused_step() -> None:
+    updates = []
+    for use_scaler in (False, True):
+        model = zoo.build("mlp")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, fused=True)
+        admm = gp.ADMM(model, optimizer, sparsity=0.75, admm_steps=5, rho=0.5)
+        before = {t.name: t.param.detach().clone() for t in admm.targets}
+        x, y = zoo.batches("mlp", 1)[0]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        if use_scaler:
+            scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        updates.append({t.name: t.param.detach() - before[t.name] for t in admm.targets})
+    for name, delta in updates[0].items():
+        assert torch.allclose(delta, updates[1][name], atol=1e-6), name
+
+
+def test_lbfgs_history_is_forgotten_at_a_mask_change() -> None:
+    """Every closure evaluation inside LBFGS's step must see the sparse model."""
+    model = zoo.build("mlp")
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=4)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75, prune_step=2)
+    seen = []
+    for x, y in zoo.batches("mlp", 4):
+
+        def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+            if sparsifier.step_count >= 2:
+                seen.append(pruned_nonzero(sparsifier))
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    assert seen and max(seen) == 0
+
+
+@pytest.mark.parametrize("variant", ["set", "rigl", "cgap"])
+def test_methods_that_regrow_refuse_frozen_targets(variant: str) -> None:
+    model = zoo.build("mlp")
+    model.net[0].weight.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"'net\.0\.weight' is not trained"):
+        make_sparsifier(variant, model, make_optimizer("sgd", model))
+    assert not any(k.endswith("_mask") for k in model.state_dict())
+    overrides = {"partitions": 2} if variant == "cgap" else {}
+    make_sparsifier(variant, model, make_optimizer("sgd", model), exclude=["net.0.weight"], **overrides)
+
+
+def test_pruning_only_methods_accept_frozen_targets() -> None:
+    model = zoo.build("mlp")
+    model.net[0].weight.requires_grad_(False)
+    optimizer = make_optimizer("sgd", model)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75)
+    for batch in zoo.batches("mlp", 3):
+        plain_step(model, optimizer, batch)
+    assert pruned_nonzero(sparsifier) == 0
+
+
+def test_masks_changed_between_backward_and_step_apply_to_the_gradients() -> None:
+    model = zoo.build("mlp")
+    optimizer = make_optimizer("adam", model)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.5)
+    x, y = zoo.batches("mlp", 1)[0]
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()  # gradients masked with the current masks
+    with torch.no_grad():
+        for mask in sparsifier.masks.values():
+            mask[: mask.shape[0] // 2] = False  # a user's own mask edit after backward
+    optimizer.step()
+    assert pruned_nonzero(sparsifier) == 0
+    assert pruned_state_nonzero(sparsifier, optimizer) == 0
+
+
+def test_a_copied_model_can_drop_its_masks() -> None:
+    import copy
+
+    from growprune.sparsity.masks import strip_masks
+
+    model = zoo.build("mlp")
+    gp.OneShot(model, make_optimizer("sgd", model), sparsity=0.5)
+    clone = copy.deepcopy(model)
+    with pytest.raises(ValueError, match="strip_masks"):
+        gp.OneShot(clone, make_optimizer("sgd", clone), sparsity=0.5)
+    assert strip_masks(clone) == 3
+    gp.OneShot(clone, make_optimizer("sgd", clone), sparsity=0.5)
