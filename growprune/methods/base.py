@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
     DistributionSpec,
     allocate_keep_counts,
@@ -210,6 +211,8 @@ class Sparsifier:
     # Methods that grow pruned weights back need every target to be trained: a frozen weight
     # regrown at 0 stays 0, so the real sparsity would drift above what the masks say.
     regrows: ClassVar[bool] = False
+    # Whether every data-parallel rank holds the same masks (P-GaP's workers differ by design).
+    ranks_share_masks: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -224,19 +227,25 @@ class Sparsifier:
         seed: int = 0,
         state: Mapping[str, Any] | None = None,
         persistent_masks: bool = True,
+        process_group: Any = "auto",
     ) -> None:
         """`optimizer` may wrap a torch optimizer (accelerate, Lightning, DeepSpeed-style
         ``.optimizer``). `state` (from :meth:`state_dict`) resumes a saved run: the saved masks
         and schedule position are installed instead of initial masks, so a model and optimizer
         restored first (as frameworks do) are left as they were. `persistent_masks=False` keeps
         the mask buffers out of ``model.state_dict()`` (the masks still travel in this
-        sparsifier's state), for frameworks that load model checkpoints into fresh models."""
+        sparsifier's state), for frameworks that load model checkpoints into fresh models.
+        `process_group`: after every mask change the ranks of this group compare mask checksums
+        and a difference is an error (invariant 6); ``"auto"`` is all ranks when
+        torch.distributed runs with more than one (none for P-GaP), ``None`` turns it off."""
         self.model = model
         self.optimizer = unwrap_optimizer(optimizer)
         self.pattern = parse_pattern(pattern)
         self.distribution = validate_distribution(distribution)
         self.sparsity = self._resolve_sparsity(sparsity)
         self.seed = int(seed)
+        shared = process_group != "auto" or self.ranks_share_masks
+        self._rank_group = default_group(process_group) if shared else None
         self.targets = find_targets(model, targets, exclude)
         self.names = [t.name for t in self.targets]
         left_dense = untargeted_matrices(model, [a for t in self.targets for a in t.aliases], exclude)
@@ -544,6 +553,8 @@ class Sparsifier:
                 "sparsity": self.current_sparsity(),
             }
         )
+        if self._rank_group is not None:
+            verify_masks_equal(self.masks, self._rank_group, f"'{event}' at optimizer step {self.step_count}")
 
     # -- persistence ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class PGaP(GaPSchedule):
     """
 
     method = "pgap"
+    ranks_share_masks = False  # worker k holds partition k dense until the merge
 
     def __init__(
         self,

@@ -16,8 +16,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-MASK_CHECK_PRIME = 2_147_483_629
-
 
 @dataclass
 class DistContext:
@@ -106,34 +104,6 @@ def shard_batch(
     """This rank's contiguous share of a global batch (global batch size divisible by `count`)."""
     size = x.shape[0] // count
     return x[index * size : (index + 1) * size], y[index * size : (index + 1) * size]
-
-
-def mask_checksum(masks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """An order- and position-sensitive fingerprint of the masks (int64, on the masks' device)."""
-    total = None
-    for layer, mask in enumerate(masks.values(), start=1):
-        flat = mask.reshape(-1).to(torch.int64)
-        positions = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.int64)
-        value = ((flat * positions) % MASK_CHECK_PRIME).sum() * layer + flat.sum()
-        total = value if total is None else total + value
-    assert total is not None
-    return total.reshape(1)
-
-
-def verify_masks_equal(masks: dict[str, torch.Tensor], group: Any = None, what: str = "") -> None:
-    """All-reduce min and max of the checksum; any difference is an error, never a divergence."""
-    checksum = mask_checksum(masks)
-    if dist.get_backend(group) == "nccl":
-        checksum = checksum.cuda()
-    low, high = checksum.clone(), checksum.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
-    if int(low) != int(high):
-        raise RuntimeError(
-            f"masks differ across ranks{f' after {what}' if what else ''} "
-            f"(checksums {int(low)} vs {int(high)}): every rank must use the same seed, recipe "
-            "and growprune version"
-        )
 
 
 @dataclass

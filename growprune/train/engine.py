@@ -30,14 +30,10 @@ import growprune
 from growprune.methods import get_method
 from growprune.models.registry import build_model, model_builder
 from growprune.report import sparsity_report
+from growprune.sparsity.consensus import verify_masks_equal
 from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
-from growprune.train.distributed import (
-    init_distributed,
-    make_partition_groups,
-    shard_batch,
-    verify_masks_equal,
-)
+from growprune.train.distributed import init_distributed, make_partition_groups, shard_batch
 from growprune.train.metrics import MetricsLogger
 from growprune.train.recipe import Recipe, RecipeError, recipe_to_dict
 from growprune.train.schedule import build_lr_schedule, method_kwargs, total_steps
@@ -204,7 +200,11 @@ class Trainer:
         if recipe.method.name == "pgap":
             kwargs["worker"] = self.dist.group_index if self.parallel_pgap else 0
         try:
-            self.sparsifier = get_method(recipe.method.name)(self.model, self.optimizer, **kwargs)
+            # The engine checks masks across ranks itself, per data-parallel group (P-GaP's
+            # partition groups differ by design), so the sparsifier's own check is off.
+            self.sparsifier = get_method(recipe.method.name)(
+                self.model, self.optimizer, process_group=None, **kwargs
+            )
         except ValueError as err:
             raise RecipeError(f"method: {err}") from None
         self.forward_model: nn.Module = self.model

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from growprune.methods.pgap import PGaP, merge_worker_states
+from growprune.sparsity.consensus import verify_masks_equal
 from growprune.sparsity.scoring import derived_seed
 from growprune.tasks.base import Batch
-from growprune.train.distributed import MergeStats, merge_across_groups, verify_masks_equal
+from growprune.train.distributed import MergeStats, merge_across_groups
 
 if TYPE_CHECKING:
     from growprune.train.engine import EpochStats, Trainer

@@ -178,7 +178,7 @@ def test_mask_mismatch_is_an_error(tmp_path: Path, world: int) -> None:
     script = tmp_path / "mismatch.py"
     script.write_text(
         "import torch, torch.distributed as dist\n"
-        "from growprune.train.distributed import verify_masks_equal\n"
+        "from growprune.sparsity.consensus import verify_masks_equal\n"
         "dist.init_process_group('gloo')\n"
         "mask = torch.ones(10, dtype=torch.bool); mask[dist.get_rank()] = False\n"
         "try:\n"
