@@ -272,6 +272,7 @@ class Sparsifier:
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
         self._dense_grads_wanted = False
+        self._unhooked: list[Any] = []  # targets without a gradient hook yet (frozen so far)
         self.prepare()  # structure and validation: nothing has been touched yet
         self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
         self._synced_revision = -1  # mask revision at which weights and state were last masked
@@ -291,12 +292,9 @@ class Sparsifier:
                 self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                 self.optimizer.register_step_post_hook(self._after_optimizer_step),
                 self.optimizer.register_load_state_dict_post_hook(self._after_optimizer_load),
-                *(
-                    t.param.register_post_accumulate_grad_hook(partial(self._after_grad_accumulated, t.name))
-                    for t in self.targets
-                    if t.param.requires_grad
-                ),
             ]
+            self._unhooked = list(self.targets)
+            self._hook_gradients()
             self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         except BaseException:
             # Leave model and optimizer as they were: no buffers, no hooks, no zeroed weights.
@@ -409,6 +407,8 @@ class Sparsifier:
         del optimizer
         self._check_attached()
         self.check_can_step(self.step_count + 1)
+        if self._unhooked:
+            self._hook_gradients()
         self._sync_if_changed()
         # torch passes `args` with the optimizer itself first: (self, closure?)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
@@ -424,6 +424,14 @@ class Sparsifier:
         if "closure" in kwargs:
             return args, {**kwargs, "closure": closure_then_mask}
         return (args[0], closure_then_mask, *args[2:]), kwargs
+
+    def _hook_gradients(self) -> None:
+        """Gradient hooks on every trainable target; a frozen one gets its hook once it is
+        unfrozen (gradual unfreezing), checked before each step."""
+        for t in [t for t in self._unhooked if t.param.requires_grad]:
+            hook = t.param.register_post_accumulate_grad_hook(partial(self._after_grad_accumulated, t.name))
+            self._hooks.append(hook)
+            self._unhooked.remove(t)
 
     def _after_grad_accumulated(self, name: str, param: torch.Tensor) -> None:
         del param

@@ -570,3 +570,20 @@ def test_a_copied_model_can_drop_its_masks() -> None:
         gp.OneShot(clone, make_optimizer("sgd", clone), sparsity=0.5)
     assert strip_masks(clone) == 3
     gp.OneShot(clone, make_optimizer("sgd", clone), sparsity=0.5)
+
+
+def test_a_target_unfrozen_later_gets_its_gradient_masked_after_backward() -> None:
+    """Gradual unfreezing: the layer frozen at construction is hooked once it trains."""
+    model = zoo.build("mlp")
+    model.net[0].weight.requires_grad_(False)
+    optimizer = make_optimizer("sgd", model)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75)
+    batches = zoo.batches("mlp", 4)
+    plain_step(model, optimizer, batches[0])
+    model.net[0].weight.requires_grad_(True)
+    plain_step(model, optimizer, batches[1])  # the pre-step hook notices and hooks it
+    x, y = batches[2]
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    grad, mask = model.net[0].weight.grad, sparsifier.masks["net.0.weight"]
+    assert grad is not None and (grad[~mask] == 0).all()
