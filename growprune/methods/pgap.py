@@ -27,14 +27,19 @@ from growprune.sparsity.masks import MASK_SUFFIX
 
 MERGE_MODES = ("average", "group0")
 Merger = Callable[["PGaP"], None]
+# merger=EXTERNAL_MERGE: the caller merges the K workers' states itself and calls finish_merge()
+# before the next optimizer step (growprune's engine, which trains the workers one after another).
+EXTERNAL_MERGE = "external"
 
 
 class PGaP(GaPSchedule):
     """One P-GaP worker: it grows partition `worker` at the start of every round.
 
-    `merger`, when given, is called at the end of each round to exchange weights with the other
-    workers (see :mod:`growprune.train.distributed`); without one the caller merges and calls
-    :meth:`finish_merge` itself. See :class:`GaPSchedule` for the shared arguments.
+    `merger` is called by the optimizer step that ends a round, to exchange weights with the
+    other workers (see :func:`merge_worker_states`). ``merger=EXTERNAL_MERGE`` ("external") says
+    the caller merges and calls :meth:`finish_merge` itself before the next step. Without either,
+    the round's end is an error: a P-GaP that never merges never prunes. See
+    :class:`GaPSchedule` for the shared arguments.
     """
 
     method = "pgap"
@@ -47,11 +52,13 @@ class PGaP(GaPSchedule):
         *,
         merge_non_partition: str = "average",
         worker: int = 0,
-        merger: Merger | None = None,
+        merger: Merger | str | None = None,
         **kwargs: Any,
     ) -> None:
         self.merge_non_partition = check_choice("merge_non_partition", merge_non_partition, MERGE_MODES)
         self.worker = check_steps("worker", worker)
+        if isinstance(merger, str) and merger != EXTERNAL_MERGE:
+            raise ValueError(f"merger must be a callable, '{EXTERNAL_MERGE}' or None, got {merger!r}")
         self.merger = merger
         self.merged_rounds = 0
         super().__init__(model, optimizer, **kwargs)
@@ -98,21 +105,28 @@ class PGaP(GaPSchedule):
         return 0 < step <= self.gap_end and step % self.steps_per_phase == 0
 
     def on_step(self, step: int) -> None:
-        if self.is_round_end(step) and self.merger is not None:
-            self.merger(self)
-            self.finish_merge()
+        if not self.is_round_end(step) or self.merger == EXTERNAL_MERGE:
+            return
+        if self.merger is None:
+            raise RuntimeError(self._unmerged_message(step))
+        self.merger(self)
+        self.finish_merge()
+
+    def _unmerged_message(self, ended: int) -> str:
+        return (
+            f"P-GaP round {ended // self.steps_per_phase} ended at step {ended} without a merge, so it "
+            "would never prune: pass merger=callable to PGaP (called here, e.g. exchanging states and "
+            "merging them with growprune.merge_worker_states), or merger='external' and merge the K "
+            "workers' states with growprune.merge_worker_states(...), load the result and call "
+            "finish_merge() before the next optimizer step"
+        )
 
     def check_can_step(self, step: int) -> None:
         """Training on past a round's end without its merge would never prune (sparsity stuck
         above the target while `phase` moves on), so it is refused before the step runs."""
         ended = step - 1
         if self.is_round_end(ended) and self.merged_rounds < ended // self.steps_per_phase:
-            raise RuntimeError(
-                f"P-GaP round {ended // self.steps_per_phase} ended at step {ended} without a merge: "
-                "pass merger=... to PGaP, or merge the K workers' model states with "
-                "growprune.merge_worker_states(...), load the result and call finish_merge() "
-                "before the next optimizer step"
-            )
+            raise RuntimeError(self._unmerged_message(ended))
 
     def finish_merge(self) -> None:
         """After the weights are merged: prune every partition back, then grow ours again."""

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import growprune
 from growprune.methods import get_method
+from growprune.methods.pgap import EXTERNAL_MERGE
 from growprune.models.registry import build_model, model_builder
 from growprune.report import sparsity_report
 from growprune.sparsity.consensus import verify_masks_equal
@@ -199,6 +200,7 @@ class Trainer:
         kwargs = method_kwargs(recipe.method, self.steps_per_epoch, self.total_steps, cfg.seed)
         if recipe.method.name == "pgap":
             kwargs["worker"] = self.dist.group_index if self.parallel_pgap else 0
+            kwargs["merger"] = EXTERNAL_MERGE  # pgap_driver merges the workers after each round
         try:
             # The engine checks masks across ranks itself, per data-parallel group (P-GaP's
             # partition groups differ by design), so the sparsifier's own check is off.

@@ -420,17 +420,39 @@ def test_a_skipped_step_does_not_advance_the_schedule(
 
 # -- 7. P-GaP without a merge -------------------------------------------------------------------
 def test_pgap_without_a_merge_is_an_error_at_the_round_end() -> None:
+    """The issue's case: gp.PGaP used from Python without a merger never pruned, silently."""
     model = zoo.build("mlp")
     optimizer = make_optimizer("sgd", model)
-    sparsifier = gp.PGaP(model, optimizer, sparsity=0.75, partitions=3, steps_per_phase=2, rounds=2)
-    batches = zoo.batches("mlp", 3)
+    sparsifier = gp.PGaP(model, optimizer, sparsity=0.75, partitions=3, steps_per_phase=2, rounds=1)
+    batches = zoo.batches("mlp", 2)
+    plain_step(model, optimizer, batches[0])
+    assert sparsifier.phase.name == "gap"
+    with pytest.raises(RuntimeError, match=r"round 1 ended at step 2 without a merge.*merge_worker_states"):
+        plain_step(model, optimizer, batches[1])  # the step that ends the round
+
+
+def test_pgap_with_an_external_merge_refuses_the_next_step_until_merged() -> None:
+    model = zoo.build("mlp")
+    optimizer = make_optimizer("sgd", model)
+    sparsifier = gp.PGaP(
+        model, optimizer, sparsity=0.75, partitions=3, steps_per_phase=2, rounds=2, merger="external"
+    )
+    batches = zoo.batches("mlp", 5)
     for batch in batches[:2]:
-        plain_step(model, optimizer, batch)
+        plain_step(model, optimizer, batch)  # the round ends: the caller merges now
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(RuntimeError, match="merge_worker_states"):
         plain_step(model, optimizer, batches[2])
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())  # step refused
     assert sparsifier.step_count == 2
+    state = model.state_dict()
+    merged = gp.merge_worker_states([state, state, state], sparsifier.partition_owner())
+    model.load_state_dict(merged)
+    sparsifier.finish_merge()
+    plain_step(model, optimizer, batches[2])  # now allowed
+    assert sparsifier.merged_rounds == 1 and sparsifier.step_count == 3
+    with pytest.raises(ValueError, match="merger must be"):
+        gp.PGaP(model, optimizer, sparsity=0.75, partitions=3, steps_per_phase=2, merger="later")
 
 
 # -- found by review: P-GaP resume, fused optimizers under GradScaler, LBFGS, frozen targets --
