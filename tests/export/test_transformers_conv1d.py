@@ -15,25 +15,15 @@ from torch import nn
 import growprune as gp
 from growprune.export import export_model, load, read_metadata
 from growprune.inference import SparseLinear, accelerate
+from tests import tiny_transformers
 from tests.export.conftest import plain_state
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 pytorch_utils = pytest.importorskip("transformers.pytorch_utils")
 
 
 def gpt2() -> nn.Module:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=100,
-        n_positions=32,
-        bos_token_id=0,
-        eos_token_id=0,
-        use_cache=False,
-    )
-    return transformers.GPT2LMHeadModel(config)
+    return tiny_transformers.gpt2(seed=0, use_cache=False)
 
 
 def conv1d_names(model: nn.Module) -> list[str]:

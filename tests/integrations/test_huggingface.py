@@ -19,8 +19,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E4
 
 from growprune.integrations import huggingface  # noqa: E402
 from growprune.integrations.huggingface import STATE_FILE, SparsityCallback  # noqa: E402
-from tests.integrations.hf_models import Tokens, bert, gpt2, llama  # noqa: E402
 from tests.integrations.sparse_checks import assert_at_target, assert_masked_zero, assert_same_state  # noqa: E402
+from tests.tiny_transformers import Tokens, bert, gpt2, llama  # noqa: E402
 
 
 class ZeroAtEveryStep(TrainerCallback):

@@ -13,8 +13,8 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 
 from growprune.integrations.lightning import SparsityCallback  # noqa: E402
-from tests.integrations.hf_models import Tokens, llama  # noqa: E402
 from tests.integrations.sparse_checks import assert_at_target, assert_masked_zero, assert_same_state  # noqa: E402
+from tests.tiny_transformers import Tokens, llama  # noqa: E402
 
 
 class CausalLM(pl.LightningModule):

@@ -17,46 +17,24 @@ from torch import nn
 
 import growprune as gp
 from growprune.sparsity.targets import find_targets, is_conv1d
+from tests import tiny_transformers
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 pytorch_utils = pytest.importorskip("transformers.pytorch_utils")
 
 GPT2_LAYERS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 def gpt2() -> nn.Module:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=32, bos_token_id=0, eos_token_id=0
-    )
-    return transformers.GPT2LMHeadModel(config)
+    return tiny_transformers.gpt2(seed=0)
 
 
 def bert() -> nn.Module:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    return transformers.BertForMaskedLM(config)
+    return tiny_transformers.bert(masked_lm=True, seed=0, max_position_embeddings=32)
 
 
 def llama(tie: bool) -> nn.Module:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=100,
-        tie_word_embeddings=tie,
-    )
-    return transformers.LlamaForCausalLM(config)
+    return tiny_transformers.llama(seed=0, tie_word_embeddings=tie)
 
 
 def linear_weights(model: nn.Module, *, besides: torch.Tensor | None = None) -> list[str]:
