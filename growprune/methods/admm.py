@@ -93,7 +93,7 @@ class ADMM(Sparsifier):
         for t in self.targets:
             if t.param.grad is not None:
                 penalty = t.param.detach() - self.z[t.name] + self.u[t.name]
-                if isinstance(scale, torch.Tensor):
+                if scale is not None:
                     penalty = penalty * scale.to(penalty.dtype)
                 t.param.grad.add_(penalty.to(t.param.grad.dtype), alpha=self.rho)
 

@@ -55,7 +55,7 @@ from growprune.sparsity.distribution import (
     validate_distribution,
     validate_sparsity,
 )
-from growprune.sparsity.masks import MaskSet
+from growprune.sparsity.masks import MaskSet, tensor_stamp
 from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
@@ -116,11 +116,12 @@ def _skipped_inside(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(found_inf, torch.Tensor) and bool(found_inf.item())
 
 
-def gradient_scale(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
+def gradient_scale(optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
     """The loss scale still in ``.grad`` during a step (GradScaler with a fused optimizer
-    unscales inside the kernel), so a method adding to gradients can scale what it adds."""
+    unscales inside the kernel), so a method adding to gradients can scale what it adds; None
+    when the gradients are unscaled."""
     scale = getattr(optimizer, "grad_scale", None)
-    return scale if isinstance(scale, torch.Tensor) else 1.0
+    return scale if isinstance(scale, torch.Tensor) else None
 
 
 class _Undo:
@@ -152,27 +153,21 @@ class _Undo:
         self.weight_stamps: list[tuple[int, int, int]] = []
         self.state_stamps: list[Any] = []
 
-    @staticmethod
-    def _stamp(tensor: torch.Tensor) -> tuple[int, int, int]:
-        return (id(tensor), tensor._version, tensor.data_ptr())
-
     def _state_stamp(self, param: torch.Tensor) -> Any:
         state = self.optimizer.state.get(param)
         if state is None:
             return None
-        return {
-            k: self._stamp(v) if isinstance(v, torch.Tensor) else ("value", repr(v)) for k, v in state.items()
-        }
+        return {k: tensor_stamp(v) if isinstance(v, torch.Tensor) else repr(v) for k, v in state.items()}
 
     def seal(self) -> None:
         """Remember weights and state as construction left them; only those are rolled back."""
-        self.weight_stamps = [self._stamp(param) for param, _ in self.weights]
+        self.weight_stamps = [tensor_stamp(param) for param, _ in self.weights]
         self.state_stamps = [self._state_stamp(param) for param in self.params]
 
     @torch.no_grad()
     def restore(self) -> None:
         for (param, value), stamp in zip(self.weights, self.weight_stamps):
-            if self._stamp(param) == stamp:
+            if tensor_stamp(param) == stamp:
                 param.copy_(value)
         for param, entry, stamp in zip(self.params, self.states, self.state_stamps):
             if self._state_stamp(param) != stamp:
@@ -271,7 +266,6 @@ class Sparsifier:
         self._stamp: list[tuple[int, int]] = []  # weight versions after the last step we saw
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
-        self._dense_grads_wanted = False
         self._unhooked: list[Any] = []  # targets without a gradient hook yet (frozen so far)
         self.prepare()  # structure and validation: nothing has been touched yet
         self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
@@ -295,7 +289,6 @@ class Sparsifier:
             ]
             self._unhooked = list(self.targets)
             self._hook_gradients()
-            self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         except BaseException:
             # Leave model and optimizer as they were: no buffers, no hooks, no zeroed weights.
             if self._undo is not None:
@@ -303,7 +296,6 @@ class Sparsifier:
                 self._undo.restore()
             self.remove()
             raise
-        self._stamp = self.mask_set.weight_stamp()
 
     def _check_optimizer_holds_targets(self) -> None:
         """An optimizer over another model's parameters would leave this model untrained and its
@@ -405,7 +397,6 @@ class Sparsifier:
 
     def _before_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
         del optimizer
-        self._check_attached()
         self.check_can_step(self.step_count + 1)
         if self._unhooked:
             self._hook_gradients()
@@ -435,7 +426,7 @@ class Sparsifier:
 
     def _after_grad_accumulated(self, name: str, param: torch.Tensor) -> None:
         del param
-        if not self._dense_grads_wanted:  # RigL's update steps read dense gradients first
+        if not self.wants_dense_gradients(self.step_count + 1):  # RigL's update steps read them first
             self.mask_set.mask_grad(name)
 
     def _prepare_gradients(self) -> None:
@@ -452,7 +443,6 @@ class Sparsifier:
         self._undo = None  # training has moved on: construction can no longer be undone
         self.step_count += 1
         self.on_step(self.step_count)
-        self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         self._stamp = self.mask_set.weight_stamp()
 
     def _after_optimizer_load(self, optimizer: Any) -> None:
@@ -466,15 +456,15 @@ class Sparsifier:
             self._sync_weights_and_state()
         elif stamp != self._stamp:
             self.mask_set.apply_to_weights()
-        else:
-            return
-        self._stamp = self.mask_set.weight_stamp()
+            self._stamp = self.mask_set.weight_stamp()
 
     def _sync_weights_and_state(self) -> None:
+        """Weights and optimizer state masked to the current masks; remembered as seen."""
         self.mask_set.apply_to_weights()
         mask_optimizer_state(self.optimizer, [(t.param, self.mask_set.mask(t.name)) for t in self.targets])
         self._synced_revision = self.mask_set.revision
         self._state_dirty = False
+        self._stamp = self.mask_set.weight_stamp()
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -499,8 +489,7 @@ class Sparsifier:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        if hasattr(self, "mask_set"):
-            self.mask_set.remove()
+        self.mask_set.remove()
         self._removed = True
 
     # -- mask arithmetic shared by methods --------------------------------------------------
@@ -601,9 +590,7 @@ class Sparsifier:
         self.step_count = int(state["step"])
         self.history = [dict(h) for h in state["history"]]
         self.load_extra_state(state.get("extra", {}))
-        self._dense_grads_wanted = self.wants_dense_gradients(self.step_count + 1)
         self._sync_weights_and_state()
-        self._stamp = self.mask_set.weight_stamp()
 
     def __repr__(self) -> str:
         return (

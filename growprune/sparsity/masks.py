@@ -24,6 +24,13 @@ LayerKey = tuple[int, int, torch.dtype, torch.device]  # mask identity and versi
 MASKED_MODULE_ATTR = "_growprune_masked"  # module attribute: {leaf: buffer name}
 
 
+def tensor_stamp(tensor: torch.Tensor) -> tuple[int, int, int]:
+    """Identity, version counter and storage of a tensor: any in-place write (``copy_``,
+    ``load_state_dict``, an optimizer step, GradScaler's unscale), a new tensor in its place or a
+    swapped ``.data`` changes it. How growprune notices changes it did not make."""
+    return (id(tensor), tensor._version, tensor.data_ptr())
+
+
 class MaskSet:
     """The masks of a set of targets, and the cheap operations done with them every step."""
 
@@ -35,10 +42,10 @@ class MaskSet:
         self._active_names: list[str] = []
         # The same cached masks by layer (None: keeps everything), with the key each was built
         # for, so one gradient can be masked as it is accumulated without rebuilding the lists;
-        # and the (identity, version) of each gradient right after it was masked: a gradient
+        # and the stamp of each gradient right after it was masked: a gradient
         # still carrying that stamp needs no second pass before the optimizer step.
         self._layer_masks: dict[str, tuple[LayerKey, torch.Tensor | None]] = {}
-        self._grad_stamps: dict[str, tuple[int, int]] = {}
+        self._grad_stamps: dict[str, tuple[int, int, int]] = {}
         # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
         # place): lets the sparsifier notice mask changes it did not make.
         self.revision = 0
@@ -103,11 +110,10 @@ class MaskSet:
             self.revision += 1
         return self._active
 
-    def weight_stamp(self) -> list[tuple[int, int]]:
-        """Version counter and storage of every masked parameter: any in-place write
-        (``load_state_dict``, ``copy_``, an optimizer step) or a swapped ``.data`` changes it."""
+    def weight_stamp(self) -> list[tuple[int, int, int]]:
+        """The :func:`tensor_stamp` of every masked parameter."""
         params, _ = self._active_lists()
-        return [(p._version, p.data_ptr()) for p in params]
+        return [tensor_stamp(p) for p in params]
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -136,7 +142,7 @@ class MaskSet:
             cached = self._layer_masks[name]
         if cached[1] is not None:
             grad.mul_(cached[1])
-            self._grad_stamps[name] = (id(grad), grad._version)
+            self._grad_stamps[name] = tensor_stamp(grad)
 
     @torch.no_grad()
     def apply_to_grads(self) -> None:
@@ -147,13 +153,14 @@ class MaskSet:
         pairs = []
         for name, p, m in zip(self._active_names, params, masks):
             grad = p.grad
-            if grad is None or stamps.get(name) == (id(grad), grad._version):
+            if grad is None:
                 continue
             if grad.layout != torch.strided:
                 raise ValueError(
                     "growprune cannot mask sparse gradients; use dense gradients for pruned layers"
                 )
-            pairs.append((grad, m))
+            if stamps.get(name) != tensor_stamp(grad):
+                pairs.append((grad, m))
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
         stamps.clear()
@@ -161,13 +168,7 @@ class MaskSet:
     def remove(self) -> None:
         """Drop the mask buffers from the model (weights keep their zeros)."""
         for target in self.targets:
-            buffer = f"{target.leaf}{MASK_SUFFIX}"
-            if buffer in target.module._buffers:
-                del target.module._buffers[buffer]
-            masked = getattr(target.module, MASKED_MODULE_ATTR, {})
-            masked.pop(target.leaf, None)
-            if not masked and hasattr(target.module, MASKED_MODULE_ATTR):
-                delattr(target.module, MASKED_MODULE_ATTR)
+            _drop_mask(target.module, target.leaf)
         self._cache_key = None
         self._layer_masks = {}
 
@@ -178,15 +179,24 @@ def strip_masks(model: nn.Module) -> int:
     For a model that carries masks without a live sparsifier, e.g. a ``copy.deepcopy`` of a
     sparsified model. Returns the number of buffers removed.
     """
-    removed = 0
-    for module in model.modules():
-        for buffer in getattr(module, MASKED_MODULE_ATTR, {}).values():
-            if buffer in module._buffers:
-                del module._buffers[buffer]
-                removed += 1
-        if hasattr(module, MASKED_MODULE_ATTR):
-            delattr(module, MASKED_MODULE_ATTR)
-    return removed
+    return sum(
+        _drop_mask(module, leaf)
+        for module in model.modules()
+        for leaf in list(getattr(module, MASKED_MODULE_ATTR, {}))
+    )
+
+
+def _drop_mask(module: nn.Module, leaf: str) -> bool:
+    """Remove the mask buffer of `module.<leaf>` and its record; True if a buffer was there."""
+    buffer = f"{leaf}{MASK_SUFFIX}"
+    found = buffer in module._buffers
+    if found:
+        del module._buffers[buffer]
+    masked = getattr(module, MASKED_MODULE_ATTR, {})
+    masked.pop(leaf, None)
+    if not masked and hasattr(module, MASKED_MODULE_ATTR):
+        delattr(module, MASKED_MODULE_ATTR)
+    return found
 
 
 def masked_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, torch.Tensor]]:

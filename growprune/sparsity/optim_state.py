@@ -70,14 +70,12 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """
     current = optimizer
     for _ in range(8):  # wrappers of wrappers, but never an endless chain
-        inner = next(
-            (
-                getattr(current, name)
-                for name in ("optimizer", "_optimizer")
-                if getattr(current, name, None) is not None and getattr(current, name) is not current
-            ),
-            None,
-        )
+        inner = None
+        for name in ("optimizer", "_optimizer"):
+            candidate = getattr(current, name, None)
+            if candidate is not None and candidate is not current:
+                inner = candidate
+                break
         if inner is None:
             break
         current = inner
