@@ -20,6 +20,7 @@ class ADMM(Sparsifier):
     """Phases: `pretrain_steps` dense, `admm_steps` regularized, then prune and fine-tune."""
 
     method = "admm"
+    title = "ADMM"
 
     def __init__(
         self,

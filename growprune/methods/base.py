@@ -202,6 +202,8 @@ class Sparsifier:
     """Base class: masks, their application, and the bookkeeping shared by all methods."""
 
     method: ClassVar[str] = "base"
+    # How reports, tables and `growprune list` name the method.
+    title: ClassVar[str] = "base"
     supports_nm: ClassVar[bool] = True
     # Methods that grow pruned weights back need every target to be trained: a frozen weight
     # regrown at 0 stays 0, so the real sparsity would drift above what the masks say.

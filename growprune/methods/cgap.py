@@ -28,6 +28,7 @@ class CGaP(GaPSchedule):
     """
 
     method = "cgap"
+    title = "C-GaP"
 
     def __init__(
         self,

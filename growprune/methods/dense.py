@@ -9,6 +9,7 @@ class Dense(Sparsifier):
     """Never prunes. Targets still get (all-kept) masks so reports list the same layers."""
 
     method = "dense"
+    title = "dense"
 
     def __init__(self, model, optimizer, **kwargs) -> None:  # type: ignore[no-untyped-def]
         kwargs.setdefault("sparsity", 0.0)

@@ -20,6 +20,7 @@ class GMP(Sparsifier):
     """
 
     method = "gmp"
+    title = "GMP (Zhu & Gupta)"
     supports_nm = False
 
     def __init__(

@@ -11,6 +11,7 @@ class OneShot(Sparsifier):
     """Prune every target to its sparsity by magnitude once, at `prune_step` (0 = right away)."""
 
     method = "oneshot"
+    title = "one-shot magnitude"
 
     def __init__(self, model, optimizer, *, prune_step: int = 0, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
         self.prune_step = check_steps("prune_step", prune_step)

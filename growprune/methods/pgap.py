@@ -43,6 +43,7 @@ class PGaP(GaPSchedule):
     """
 
     method = "pgap"
+    title = "P-GaP"
     ranks_share_masks = False  # worker k holds partition k dense until the merge
 
     def __init__(

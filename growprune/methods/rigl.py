@@ -18,6 +18,7 @@ class RigL(SET):
 
     _grads: dict[str, torch.Tensor] | None = None
     method = "rigl"
+    title = "RigL"
 
     def wants_dense_gradients(self, step: int) -> bool:
         return self.is_update_step(step)

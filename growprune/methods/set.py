@@ -23,6 +23,7 @@ class SET(Sparsifier):
     """
 
     method = "set"
+    title = "SET"
     regrows = True
     supports_nm = False
 
