@@ -40,13 +40,13 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from growprune.records import MaskEvent, Phase
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
     DistributionSpec,
@@ -72,25 +72,6 @@ ZERO_PRESERVING_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
 
 RESET_MODES = ("all", "changed")
 INIT_MODES = ("random", "magnitude")
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Where a schedule stands. Partition and round numbers are 1-based, as people count."""
-
-    name: str  # e.g. "dense", "gap", "finetune", "admm", "pruning", "sparse", "done"
-    step: int
-    round: int | None = None
-    rounds: int | None = None
-    dense_partition: int | None = None
-    partitions: int | None = None
-
-    def __str__(self) -> str:
-        if self.dense_partition is not None:
-            return (
-                f"round {self.round}/{self.rounds}, partition {self.dense_partition}/{self.partitions} dense"
-            )
-        return self.name
 
 
 def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
@@ -263,7 +244,7 @@ class Sparsifier:
         self.layer_sparsity = dict(zip(self.names, sparsities))
         self.keep_counts = self.keep_counts_at(1.0)
         self.step_count = 0
-        self.history: list[dict[str, Any]] = []
+        self.history: list[MaskEvent] = []
         self._removed = False
         self._stamp: list[tuple[int, int]] = []  # weight versions after the last step we saw
         self._state_dirty = False  # optimizer state was loaded from outside
@@ -544,14 +525,7 @@ class Sparsifier:
             params = {t.name: t.param for t in self.targets}
             mask_optimizer_state(self.optimizer, [(params[n], self.mask_set.mask(n)) for n in new_masks])
         self._synced_revision = self.mask_set.revision
-        self.history.append(
-            {
-                "step": self.step_count,
-                "event": event,
-                "phase": str(self.phase),
-                "sparsity": self.current_sparsity(),
-            }
-        )
+        self.history.append(MaskEvent(self.step_count, event, self.phase, self.current_sparsity()))
         if self._rank_group is not None:
             verify_masks_equal(self.masks, self._rank_group, f"'{event}' at optimizer step {self.step_count}")
 
@@ -561,7 +535,7 @@ class Sparsifier:
             "config": self.config(),
             "step": self.step_count,
             "masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
-            "history": [dict(h) for h in self.history],
+            "history": [event.to_dict() for event in self.history],
             "extra": self.extra_state(),
         }
 
@@ -590,7 +564,7 @@ class Sparsifier:
             self._undo = None
         self.mask_set.update({n: state["masks"][n] for n in self.names})
         self.step_count = int(state["step"])
-        self.history = [dict(h) for h in state["history"]]
+        self.history = [MaskEvent.from_dict(h) for h in state["history"]]
         self.load_extra_state(state.get("extra", {}))
         self._sync_weights_and_state()
 

@@ -30,6 +30,7 @@ import growprune
 from growprune.methods import get_method
 from growprune.methods.pgap import EXTERNAL_MERGE
 from growprune.models.registry import build_model, model_builder
+from growprune.records import EpochRecord, FinalRecord, Record, StartRecord, StepRecord, record_to_json
 from growprune.report import sparsity_report
 from growprune.sparsity.consensus import verify_masks_equal
 from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
@@ -165,6 +166,8 @@ class Trainer:
             if resumed is None:
                 (run_dir / "metrics.jsonl").write_text("")
             self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
+            if resumed is None:
+                self.log(self.start_record())
         self._logged_events = len(self.sparsifier.history) if resumed else 0
         self.bar: tqdm
         self._stop_signal: str | None = None
@@ -309,16 +312,7 @@ class Trainer:
     def _elapsed(self) -> float:
         return self.elapsed + time.monotonic() - self._start
 
-    def _phase_fields(self) -> dict[str, Any]:
-        phase = self.sparsifier.phase
-        return {
-            "phase": str(phase),
-            "phase_name": phase.name,
-            "dense_partition": phase.dense_partition,
-            "partitions": phase.partitions,
-        }
-
-    def log(self, record: dict[str, Any]) -> None:
+    def log(self, record: Record) -> None:
         if self.metrics is not None:
             self.metrics.log(record)
 
@@ -327,9 +321,9 @@ class Trainer:
         events = self.sparsifier.history[self._logged_events :]
         self._logged_events = len(self.sparsifier.history)
         for event in events:
-            self.log({"type": "event", **event})
+            self.log(event)
         if events and self.dp_size > 1:
-            verify_masks_equal(self.sparsifier.masks, self.dp_group, events[-1]["event"])
+            verify_masks_equal(self.sparsifier.masks, self.dp_group, events[-1].event)
 
     def evaluate(self, final: bool = False) -> dict[str, float]:
         """The task's held-out scores of the current model (``final``: the full end-of-run ones)."""
@@ -365,6 +359,20 @@ class Trainer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return self._finish()
+
+    def start_record(self) -> StartRecord:
+        """What this run will do, from the built sparsifier: reports read lengths and partitions here."""
+        sparsifier = self.sparsifier
+        partitions = getattr(sparsifier, "partitions", None)
+        return StartRecord(
+            method=sparsifier.method,
+            title=sparsifier.title,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            process_steps=self.planned_steps(),
+            partitions=[list(p) for p in partitions] if partitions else None,
+            parallel_partitions=self.recipe.method.name == "pgap",
+        )
 
     def planned_steps(self) -> int:
         """Optimizer steps this process runs: single-process P-GaP trains its K workers in turn."""
@@ -420,15 +428,14 @@ class Trainer:
     def _log_step(self, loss: torch.Tensor) -> None:
         value = loss.item()
         self.log(
-            {
-                "type": "step",
-                "step": self.step,
-                "epoch": self.step / self.steps_per_epoch,
-                "loss": value,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                **self._phase_fields(),
-                "time": self._elapsed(),
-            }
+            StepRecord(
+                step=self.step,
+                epoch=self.step / self.steps_per_epoch,
+                loss=value,
+                lr=self.optimizer.param_groups[0]["lr"],
+                phase=self.sparsifier.phase,
+                time=self._elapsed(),
+            )
         )
         self.bar.set_postfix_str(f"loss {value:.3f} | {self.sparsifier.phase}")
 
@@ -437,18 +444,17 @@ class Trainer:
         scores = self.evaluate()
         report = sparsity_report(self.model)
         self.log(
-            {
-                "type": "epoch",
-                "epoch": self.step / self.steps_per_epoch,
-                "step": self.step,
+            EpochRecord(
+                epoch=self.step / self.steps_per_epoch,
+                step=self.step,
                 **stats.summary(),
-                **scores,
-                "sparsity": report.overall,
-                "layer_sparsity": {layer.name: layer.sparsity for layer in report.layers},
-                "lr": self.optimizer.param_groups[0]["lr"],
-                **self._phase_fields(),
-                "time": self._elapsed(),
-            }
+                scores=scores,
+                sparsity=report.overall,
+                layer_sparsity={layer.name: layer.sparsity for layer in report.layers},
+                lr=self.optimizer.param_groups[0]["lr"],
+                phase=self.sparsifier.phase,
+                time=self._elapsed(),
+            )
         )
         if self.is_main:
             tqdm.write(
@@ -468,18 +474,16 @@ class Trainer:
         scores = self.evaluate(final=True)
         report = sparsity_report(self.model)
         total = sum(p.numel() for p in self.model.parameters())
-        final = {
-            "type": "final",
-            "step": self.step,
-            **scores,
-            "score_name": self.task.final_metric,
-            "score": scores[self.task.final_metric],
-            "sparsity": report.overall,
-            "params_total": total,
-            "params_kept": total - report.zeros,
-            "train_seconds": self._elapsed(),
-            "layers": report.to_dict()["layers"],
-        }
+        final = FinalRecord(
+            step=self.step,
+            scores=scores,
+            score_name=self.task.final_metric,
+            sparsity=report.overall,
+            params_total=total,
+            params_kept=total - report.zeros,
+            train_seconds=self._elapsed(),
+            layers=report.to_dict()["layers"],
+        )
         if self.is_main:
             (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
             self.task.write_artifacts(self.model, self.run_dir)
@@ -487,7 +491,7 @@ class Trainer:
             self.ckpts.save_named(self._payload(), "final")
             assert self.metrics is not None
             self.metrics.close()
-        return final
+        return record_to_json(final)
 
 
 class EpochStats:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from growprune.records import METRICS_FILE, Record, record_to_json
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -52,7 +52,8 @@ class MetricsLogger:
         ]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    def log(self, record: dict[str, Any]) -> None:
+    def log(self, typed: Record) -> None:
+        record = record_to_json(typed)
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None and "step" in record:

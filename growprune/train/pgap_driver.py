@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from growprune.methods.pgap import PGaP, merge_worker_states
+from growprune.records import MergeRecord
 from growprune.sparsity.consensus import verify_masks_equal
 from growprune.sparsity.scoring import derived_seed
 from growprune.tasks.base import Batch
@@ -88,14 +89,13 @@ def run_rounds(trainer: Trainer) -> None:
         if trainer.dist is not None:
             verify_masks_equal(sparsifier.masks, None, f"the merge of round {round_index + 1}")
         trainer.log(
-            {
-                "type": "merge",
-                "round": round_index + 1,
-                "step": trainer.step,
-                "bytes_exchanged": merge.bytes_exchanged,
-                "wait_seconds": merge.wait_seconds,
-                "merge_seconds": merge.merge_seconds,
-            }
+            MergeRecord(
+                round=round_index + 1,
+                step=trainer.step,
+                bytes_exchanged=merge.bytes_exchanged,
+                wait_seconds=merge.wait_seconds,
+                merge_seconds=merge.merge_seconds,
+            )
         )
         trainer.log_steps = True
         trainer.end_epoch(stats)

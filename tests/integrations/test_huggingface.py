@@ -77,7 +77,7 @@ def test_gpt2_cgap_with_gradient_accumulation(tmp_path: Path) -> None:
     assert (sparsifier.steps_per_phase, sparsifier.finetune_steps) == (4, 4)
     assert sparsifier.step_count == trainer.state.global_step == check.steps == 12
     assert sparsifier.phase.name == "done"
-    assert [h["event"] for h in sparsifier.history] == ["init", "prune-grow", "final-prune"]
+    assert [h.event for h in sparsifier.history] == ["init", "prune-grow", "final-prune"]
     assert_at_target(sparsifier)
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and all("sparsity" in e and "sparsity_phase" in e for e in logged)

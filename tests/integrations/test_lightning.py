@@ -103,7 +103,7 @@ def test_automatic_optimization_with_accumulation_is_sparse_at_every_step() -> N
     assert trainer.estimated_stepping_batches == sparsifier.step_count == trainer.global_step == 24
     assert (sparsifier.steps_per_phase, sparsifier.finetune_steps) == (6, 6)
     assert check.batches == 48 and check.steps_seen == set(range(0, 25))  # batch ends: every other one steps
-    assert [h["event"] for h in sparsifier.history] == ["init", "prune-grow", "prune-grow", "final-prune"]
+    assert [h.event for h in sparsifier.history] == ["init", "prune-grow", "prune-grow", "final-prune"]
     assert sparsifier.phase.name == "done"
     assert_at_target(sparsifier)
     assert float(trainer.callback_metrics["sparsity"]) == pytest.approx(0.8, abs=1e-4)

@@ -49,7 +49,7 @@ def test_schedule_rotation_and_phases() -> None:
             assert phase.name == "done"
     assert set(seen_dense) == set(range(1, k + 1))  # every weight is trained dense at some point
     assert phases[-1].name == "done" and cgap.done
-    events = [(h["step"], h["event"]) for h in cgap.history]
+    events = [(h.step, h.event) for h in cgap.history]
     assert events == [(0, "init")] + [(s * spp, "prune-grow") for s in range(1, 8)] + [(24, "final-prune")]
 
 

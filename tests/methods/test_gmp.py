@@ -63,7 +63,7 @@ def test_prunes_only_on_frequency_and_end() -> None:
     sparsifier = gp.GMP(model, optimizer, sparsity=0.8, start_step=3, end_step=13, frequency=4)
     train(model, optimizer, sparsifier, zoo.batches("mlp", 16))
     # step 3 is the start of the ramp, where sparsity is still initial_sparsity = 0: nothing to prune
-    assert [h["step"] for h in sparsifier.history] == [7, 11, 13]
+    assert [h.step for h in sparsifier.history] == [7, 11, 13]
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,7 @@ def test_sparsifier_step_alone_never_advances_the_schedule() -> None:
     sparsifier = gp.RigL(model, optimizer, sparsity=0.8, end_step=20, update_interval=1)
     for _ in range(3):
         sparsifier.step()
-    assert sparsifier.step_count == 0 and [h["event"] for h in sparsifier.history] == ["init"]
+    assert sparsifier.step_count == 0 and [h.event for h in sparsifier.history] == ["init"]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +138,6 @@ def test_rigl_survives_a_step_skipped_by_grad_scaler() -> None:
         if step == 4:
             assert all(torch.equal(before[n], m) for n, m in rigl.masks.items())
     assert counted == [1, 2, 3, 3, 4, 5]
-    assert [(h["event"], h["step"]) for h in rigl.history] == [("init", 0), ("drop-grow", 4)]
+    assert [(h.event, h.step) for h in rigl.history] == [("init", 0), ("drop-grow", 4)]
     for t in rigl.targets:
         assert (t.param.detach()[~rigl.masks[t.name]] == 0).all()

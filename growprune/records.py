@@ -1,0 +1,374 @@
+"""Typed records of a run: what the sparsifier and the training loop write, and reports read.
+
+One dataclass per kind of line in ``metrics.jsonl`` (and per entry of a sparsifier's mask
+history), with ``to_dict`` for the writer and ``from_dict`` for the readers, so the two sides
+cannot drift apart and nothing is parsed back out of display text. Readers are forgiving on
+purpose: a report is most wanted when a run was killed mid-write or written by an older version,
+so ``from_dict`` takes what it can and leaves the rest as None rather than raising.
+
+This module is a leaf (standard library only): the methods, the loop and the reports all import
+it, and it imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+METRICS_FILE = "metrics.jsonl"
+
+
+# -- tolerant field readers ----------------------------------------------------------------------
+def as_float(value: Any) -> float | None:
+    """A float (possibly NaN/inf), or None: metric files may be damaged or hand-written."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_int(value: Any) -> int | None:
+    number = as_float(value)
+    return int(number) if number is not None and math.isfinite(number) else None
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# -- the schedule position -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """Where a schedule stands. Partition and round numbers are 1-based, as people count."""
+
+    name: str  # e.g. "dense", "gap", "finetune", "admm", "pruning", "sparse", "done"
+    step: int
+    round: int | None = None
+    rounds: int | None = None
+    dense_partition: int | None = None
+    partitions: int | None = None
+
+    def __str__(self) -> str:
+        if self.dense_partition is not None:
+            return (
+                f"round {self.round}/{self.rounds}, partition {self.dense_partition}/{self.partitions} dense"
+            )
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Phase | None:
+        """The phase a record states, or None when it states none."""
+        if not isinstance(data, Mapping) or as_str(data.get("name")) is None:
+            return None
+        return cls(
+            name=data["name"],
+            step=as_int(data.get("step")) or 0,
+            round=as_int(data.get("round")),
+            rounds=as_int(data.get("rounds")),
+            dense_partition=as_int(data.get("dense_partition")),
+            partitions=as_int(data.get("partitions")),
+        )
+
+
+# -- records ---------------------------------------------------------------------------------------
+@dataclass
+class MaskEvent:
+    """A mask change: the schedule's event name and the phase that starts with it."""
+
+    kind: ClassVar[str] = "event"
+    step: int
+    event: str
+    phase: Phase | None
+    sparsity: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "event": self.event,
+            "phase": self.phase.to_dict() if self.phase else None,
+            "sparsity": self.sparsity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MaskEvent:
+        return cls(
+            step=as_int(data.get("step")) or 0,
+            event=str(data.get("event", "?")),
+            phase=Phase.from_dict(data.get("phase")),
+            sparsity=as_float(data.get("sparsity")),
+        )
+
+
+@dataclass
+class StartRecord:
+    """What the run will do, as the built sparsifier and loader decided it.
+
+    Reports read the planned length and the partitions from here instead of recomputing them
+    from the recipe (which would be a second, drifting copy of the schedule arithmetic).
+    """
+
+    kind: ClassVar[str] = "start"
+    method: str
+    title: str
+    steps_per_epoch: int
+    total_steps: int  # optimizer steps of the schedule (what one worker trains)
+    process_steps: int  # optimizer steps this process runs (single-process P-GaP replays K workers)
+    partitions: list[list[str]] | None = None
+    parallel_partitions: bool = False  # partitions trained at once by different workers (P-GaP)
+
+    @property
+    def total_epochs(self) -> float:
+        return self.total_steps / max(1, self.steps_per_epoch)
+
+    @property
+    def num_partitions(self) -> int | None:
+        return len(self.partitions) if self.partitions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StartRecord | None:
+        steps, total = as_int(data.get("steps_per_epoch")), as_int(data.get("total_steps"))
+        if steps is None or total is None:
+            return None
+        parts = data.get("partitions")
+        partitions = (
+            [[str(n) for n in part] for part in parts if isinstance(part, list)]
+            if isinstance(parts, list)
+            else None
+        )
+        return cls(
+            method=str(data.get("method", "unknown")),
+            title=str(data.get("title") or data.get("method", "unknown")),
+            steps_per_epoch=steps,
+            total_steps=total,
+            process_steps=as_int(data.get("process_steps")) or total,
+            partitions=partitions or None,
+            parallel_partitions=bool(data.get("parallel_partitions", False)),
+        )
+
+
+@dataclass
+class StepRecord:
+    """Every few optimizer steps: the training loss, learning rate and phase."""
+
+    kind: ClassVar[str] = "step"
+    step: int
+    epoch: float
+    loss: float | None
+    lr: float | None
+    phase: Phase | None
+    time: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "phase": self.phase.to_dict() if self.phase else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
+        return cls(
+            step=as_int(data.get("step")) or 0,
+            epoch=as_float(data.get("epoch")) or 0.0,
+            loss=as_float(data.get("loss")),
+            lr=as_float(data.get("lr")),
+            phase=Phase.from_dict(data.get("phase")),
+            time=as_float(data.get("time")),
+        )
+
+
+_EPOCH_FIELDS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "sparsity",
+    "layer_sparsity",
+    "lr",
+    "phase",
+    "time",
+)
+
+
+@dataclass
+class EpochRecord:
+    """The end of an epoch (or of a P-GaP round): training averages and the task's held-out scores.
+
+    ``scores`` are the task's own metrics (``test_acc``, ``valid_bleu``, ...); on disk they sit
+    beside the other fields, as TensorBoard and earlier versions expect.
+    """
+
+    kind: ClassVar[str] = "epoch"
+    epoch: float
+    step: int
+    train_loss: float | None
+    train_acc: float | None
+    scores: dict[str, float]
+    sparsity: float | None
+    layer_sparsity: dict[str, float]
+    lr: float | None
+    phase: Phase | None
+    time: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "scores"}
+        return {**data, **self.scores, "phase": self.phase.to_dict() if self.phase else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
+        layers = data.get("layer_sparsity")
+        return cls(
+            epoch=as_float(data.get("epoch")) or 0.0,
+            step=as_int(data.get("step")) or 0,
+            train_loss=as_float(data.get("train_loss")),
+            train_acc=as_float(data.get("train_acc")),
+            scores=_scores(data, _EPOCH_FIELDS),
+            sparsity=as_float(data.get("sparsity")),
+            layer_sparsity={str(k): v for k, v in layers.items() if as_float(v) is not None}
+            if isinstance(layers, Mapping)
+            else {},
+            lr=as_float(data.get("lr")),
+            phase=Phase.from_dict(data.get("phase")),
+            time=as_float(data.get("time")),
+        )
+
+
+@dataclass
+class MergeRecord:
+    """A P-GaP merge: what one rank exchanged and how long it waited for the slowest worker."""
+
+    kind: ClassVar[str] = "merge"
+    round: int
+    step: int
+    bytes_exchanged: int
+    wait_seconds: float
+    merge_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MergeRecord:
+        return cls(
+            round=as_int(data.get("round")) or 0,
+            step=as_int(data.get("step")) or 0,
+            bytes_exchanged=as_int(data.get("bytes_exchanged")) or 0,
+            wait_seconds=as_float(data.get("wait_seconds")) or 0.0,
+            merge_seconds=as_float(data.get("merge_seconds")) or 0.0,
+        )
+
+
+_FINAL_FIELDS = (
+    "step",
+    "score_name",
+    "score",
+    "sparsity",
+    "params_total",
+    "params_kept",
+    "train_seconds",
+    "layers",
+)
+
+
+@dataclass
+class FinalRecord:
+    """The finished run: the task's full final scores and the sparsity actually reached."""
+
+    kind: ClassVar[str] = "final"
+    step: int
+    scores: dict[str, float]
+    score_name: str
+    sparsity: float | None
+    params_total: int | None
+    params_kept: int | None
+    train_seconds: float | None
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def score(self) -> float | None:
+        return self.scores.get(self.score_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "scores"}
+        return {**data, **self.scores, "score": self.score}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinalRecord:
+        layers = data.get("layers")
+        return cls(
+            step=as_int(data.get("step")) or 0,
+            scores=_scores(data, _FINAL_FIELDS),
+            score_name=str(data.get("score_name", "")),
+            sparsity=as_float(data.get("sparsity")),
+            params_total=as_int(data.get("params_total")),
+            params_kept=as_int(data.get("params_kept")),
+            train_seconds=as_float(data.get("train_seconds")),
+            layers=[layer for layer in layers if isinstance(layer, Mapping)]
+            if isinstance(layers, list)
+            else [],
+        )
+
+
+def _scores(data: Mapping[str, Any], known: Iterable[str]) -> dict[str, float]:
+    """The numeric fields that are not the record's own: the task's scores."""
+    skip = {"type", *known}
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+Record = StartRecord | StepRecord | EpochRecord | MaskEvent | MergeRecord | FinalRecord
+RECORD_TYPES: dict[str, type[Any]] = {
+    cls.kind: cls for cls in (StartRecord, StepRecord, EpochRecord, MaskEvent, MergeRecord, FinalRecord)
+}
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """The line written to ``metrics.jsonl``: the record's fields plus its ``type``."""
+    return {"type": record.kind, **record.to_dict()}
+
+
+def record_from_json(data: Any) -> Record | None:
+    """The typed record of one parsed line, or None for a line of unknown kind or no mapping."""
+    if not isinstance(data, Mapping):
+        return None
+    cls = RECORD_TYPES.get(str(data.get("type")))
+    return cls.from_dict(data) if cls is not None else None
+
+
+@dataclass
+class MetricsFile:
+    """All records of one ``metrics.jsonl``, typed, and the 1-based numbers of unreadable lines."""
+
+    records: list[Record]
+    skipped_lines: list[int]
+
+
+def read_records(path: Path) -> MetricsFile:
+    """Parse a metrics file; bad lines (a killed run's half-written last one) are counted, not fatal."""
+    records: list[Record] = []
+    skipped: list[int] = []
+    with Path(path).open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                record = record_from_json(data)
+            except (json.JSONDecodeError, TypeError, ValueError):
+                data, record = None, None
+            if record is not None:
+                records.append(record)
+            elif not (isinstance(data, Mapping) and data.get("type") not in RECORD_TYPES):
+                skipped.append(number)  # unreadable; a record of a kind this version does not know is not
+    return MetricsFile(records, skipped)
