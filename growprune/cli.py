@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from growprune.data.fashion_mnist import DatasetCorruptError, DatasetNotFoundError
     from growprune.train.checkpoint import CheckpointError
-    from growprune.train.engine import Interrupted, TrainingDiverged
+    from growprune.train.engine import TrainingDiverged
+    from growprune.train.loops import Interrupted
     from growprune.train.recipe import RecipeError
 
     try:

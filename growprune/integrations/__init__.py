@@ -12,6 +12,6 @@ framework when it is imported itself.
 
 from __future__ import annotations
 
-from growprune.integrations.schedule import DEFAULTS, check_arguments, method_arguments, schedule_kwargs
+from growprune.integrations.schedule import check_arguments, defaults_table, method_arguments, schedule_kwargs
 
-__all__ = ["DEFAULTS", "check_arguments", "method_arguments", "schedule_kwargs"]
+__all__ = ["check_arguments", "defaults_table", "method_arguments", "schedule_kwargs"]

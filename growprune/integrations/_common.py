@@ -14,10 +14,13 @@ from growprune.methods.base import Sparsifier
 def check_callback_arguments(method: str, method_args: Mapping[str, Any]) -> None:
     """Everything that can be checked before the model and the run's length are known."""
     check_arguments(method, method_args)
-    if get_method(method).method == "pgap" and method_args.get("merger") is None:
+    cls = get_method(method)
+    if cls.loop == "rounds" and method_args.get("merger") is None:
+        # Workers that merge after every round: one framework trainer process cannot play them all.
         raise ValueError(
-            "pgap trains K workers that merge after every round, which one trainer process cannot do "
-            "alone: pass merger=... (called at each round's end, see growprune.PGaP), or use 'cgap'"
+            f"{cls.method} trains K workers that merge after every round, which one trainer process cannot "
+            f"do alone: pass merger=... (called at each round's end, see growprune.{cls.__name__}), or use "
+            "'cgap'"
         )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import is_dataclass
+
 from growprune.methods.admm import ADMM
 from growprune.methods.base import Phase, Sparsifier
 from growprune.methods.cgap import CGaP
@@ -11,6 +14,7 @@ from growprune.methods.oneshot import OneShot
 from growprune.methods.pgap import PGaP, merge_worker_states
 from growprune.methods.rigl import RigL
 from growprune.methods.set import SET
+from growprune.methods.settings import MethodSettings
 
 METHODS: dict[str, type[Sparsifier]] = {
     cls.method: cls for cls in (Dense, OneShot, GMP, SET, RigL, ADMM, CGaP, PGaP)
@@ -18,9 +22,63 @@ METHODS: dict[str, type[Sparsifier]] = {
 
 
 def register_method(cls: type[Sparsifier]) -> type[Sparsifier]:
-    """Make a method available by its `method` name (recipes, CLI). Usable as a decorator."""
-    METHODS[cls.method] = cls
+    """Make a method available by its `method` name: in recipes, the CLI, reports and benchmarks.
+
+    The one call a third-party method needs (usable as a decorator). The class declares the
+    rest itself: ``method`` (the recipe name), ``title``, ``settings`` (its recipe keys, a
+    :class:`~growprune.methods.settings.MethodSettings` dataclass) with ``arguments_from`` (those
+    keys in steps), and, for integrations, ``step_arguments``/``fit_to_run``. Registering another
+    class under a name already taken is refused; registering the same class again is harmless.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Sparsifier)):
+        raise TypeError(f"register_method takes a Sparsifier subclass, got {cls!r}")
+    name = cls.method
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][\w.-]*", name) or name == Sparsifier.method:
+        raise ValueError(f"{cls.__name__}.method must be a name such as 'mymethod' (a recipe's method.name)")
+    if not (
+        isinstance(cls.settings, type)
+        and is_dataclass(cls.settings)
+        and issubclass(cls.settings, MethodSettings)
+    ):
+        raise TypeError(
+            f"{cls.__name__}.settings must be a dataclass subclassing growprune.methods.MethodSettings"
+        )
+    taken = METHODS.get(name)
+    if taken is not None and taken is not cls:
+        raise ValueError(
+            f"method name '{name}' is taken by {taken.__module__}.{taken.__qualname__}; choose another"
+        )
+    METHODS[name] = cls
     return cls
+
+
+PLUGINS_ENV = "GROWPRUNE_PLUGINS"
+ENTRY_POINT_GROUP = "growprune.plugins"
+
+
+def load_plugins() -> list[str]:
+    """Import the modules that register third-party methods (or models), for the CLI.
+
+    Modules come from the ``growprune.plugins`` entry-point group of installed packages and from
+    ``GROWPRUNE_PLUGINS`` (comma-separated module names); each registers what it defines when
+    imported. Returns the modules loaded. A module that cannot be imported is an error naming it:
+    a recipe that names its method would fail later with a less helpful message.
+    """
+    import importlib
+    import os
+    from importlib.metadata import entry_points
+
+    names = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    names += [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - any failure of a plugin is reported the same way
+            raise ImportError(
+                f"growprune plugin '{name}' (from {PLUGINS_ENV} or the {ENTRY_POINT_GROUP} entry points) "
+                f"failed to import: {type(err).__name__}: {err}"
+            ) from None
+    return names
 
 
 def get_method(name: str) -> type[Sparsifier]:
@@ -44,5 +102,7 @@ __all__ = [
     "SET",
     "Sparsifier",
     "get_method",
+    "MethodSettings",
+    "load_plugins",
     "register_method",
 ]

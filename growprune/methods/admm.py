@@ -8,12 +8,22 @@ gradient is added to `.grad` in the optimizer pre-hook, so the user's loss stays
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
+from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+
+
+@dataclass(kw_only=True)
+class ADMMSettings(MethodSettings):
+    pretrain_epochs: float = bounded(0.0, ge=0)
+    admm_epochs: float = bounded(gt=0)
+    rho: float = bounded(1e-3, gt=0)
+    update_every_epochs: float = bounded(1.0, gt=0)
 
 
 class ADMM(Sparsifier):
@@ -21,6 +31,13 @@ class ADMM(Sparsifier):
 
     method = "admm"
     title = "ADMM"
+    settings = ADMMSettings
+    step_arguments = {"pretrain_steps": 0, "admm_steps": 1, "update_interval": 1}
+    step_defaults = {
+        "pretrain_steps": "0",
+        "admm_steps": "half of the steps after pretraining (0.5 T from 0)",
+        "update_interval": "max(1, admm_steps // 10)",
+    }
 
     def __init__(
         self,
@@ -46,6 +63,31 @@ class ADMM(Sparsifier):
     @property
     def prune_step(self) -> int:
         return self.pretrain_steps + self.admm_steps
+
+    @classmethod
+    def arguments_from(cls, settings: ADMMSettings, run: RunLength) -> dict[str, Any]:
+        return {
+            "pretrain_steps": run.steps(settings.pretrain_epochs),
+            "admm_steps": run.steps(settings.admm_epochs, 1),
+            "rho": settings.rho,
+            "update_interval": run.steps(settings.update_every_epochs, 1),
+        }
+
+    @classmethod
+    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
+        pretrain = kwargs.setdefault("pretrain_steps", 0)
+        if pretrain >= total:
+            raise beyond_run(
+                cls.method, "pretrain_steps", pretrain, total, f"the last of the run's {total} steps"
+            )
+        admm = kwargs.setdefault("admm_steps", max(1, round(0.5 * (total - pretrain))))
+        if pretrain + admm > total:
+            raise ValueError(
+                f"{cls.method}: pretrain_steps + admm_steps = {pretrain} + {admm} = {pretrain + admm} is "
+                f"beyond the run's {total} optimizer steps, so the final prune would never happen; shorten "
+                "them or train longer"
+            )
+        kwargs.setdefault("update_interval", max(1, admm // 10))
 
     def config(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from growprune.methods.settings import MethodSettings, RunLength
 from growprune.records import MaskEvent, Phase
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
@@ -191,6 +192,16 @@ class Sparsifier:
     regrows: ClassVar[bool] = False
     # Whether every data-parallel rank holds the same masks (P-GaP's workers differ by design).
     ranks_share_masks: ClassVar[bool] = True
+    # The method's recipe keys beyond the shared ones (see growprune.methods.settings).
+    settings: ClassVar[type[MethodSettings]] = MethodSettings
+    # How growprune's trainer runs it: "steps" (one model, step after step) or "rounds" (K
+    # workers per round, merged at its end: P-GaP). Names a loop of growprune.train.loops.
+    loop: ClassVar[str] = "steps"
+    # Constructor arguments that count optimizer steps, with the least each accepts: integrations
+    # let users give them as fractions of the run (growprune.integrations.schedule_kwargs).
+    step_arguments: ClassVar[dict[str, int]] = {}
+    # What a left-out step argument becomes in a run of T optimizer steps (README table).
+    step_defaults: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -453,6 +464,40 @@ class Sparsifier:
     def masks(self) -> dict[str, torch.Tensor]:
         """Parameter name -> bool mask (True = kept). These are the live buffers."""
         return self.mask_set.as_dict()
+
+    # -- the schedule's length, declared once -------------------------------------------------
+    @classmethod
+    def arguments_from(cls, settings: Any, run: RunLength) -> dict[str, Any]:
+        """Constructor arguments of the method's own recipe keys (`settings`), schedules in steps."""
+        del settings, run
+        return {}
+
+    @classmethod
+    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
+        """Fill the step arguments left out of `kwargs` (`given`: the ones the user set) from the
+        run's length `total`, and refuse a schedule that does not fit in it."""
+        del kwargs, given, total
+
+    @classmethod
+    def check_schedule_arguments(cls, kwargs: Mapping[str, Any]) -> None:
+        """Cheap checks of the method's own non-step arguments, before the run's length is known."""
+        del kwargs
+
+    @classmethod
+    def schedule_epochs(cls, settings: Any) -> float | None:
+        """Epochs the schedule itself lasts, or None when the run's length (training.epochs) is set
+        by the user and the schedule fits into it."""
+        del settings
+        return None
+
+    @property
+    def total_steps(self) -> int | None:
+        """Optimizer steps of the whole schedule, fine-tuning included; None: open-ended."""
+        return None
+
+    def phase_starts(self) -> list[int] | None:
+        """First step of each phase a per-phase learning-rate schedule restarts at; None: no phases."""
+        return None
 
     @property
     def phase(self) -> Phase:

@@ -10,13 +10,20 @@ holds more than (1 - r) + r / K of its dense weights.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from growprune.methods.base import RESET_MODES, Phase, check_choice
-from growprune.methods.gap import GaPSchedule
+from growprune.methods.gap import GaPSchedule, GaPSettings
+from growprune.methods.settings import RunLength, plural
+
+
+@dataclass(kw_only=True)
+class CGaPSettings(GaPSettings):
+    reset_optimizer: Literal["all", "changed"] = "all"
 
 
 class CGaP(GaPSchedule):
@@ -29,6 +36,13 @@ class CGaP(GaPSchedule):
 
     method = "cgap"
     title = "C-GaP"
+    settings = CGaPSettings
+    step_defaults = {
+        "partitions": "4",
+        "rounds": "1",
+        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
+        "steps_per_phase": "(T - finetune_steps) // (rounds x partitions)",
+    }
 
     def __init__(
         self,
@@ -41,9 +55,17 @@ class CGaP(GaPSchedule):
         self.reset_optimizer = check_choice("reset_optimizer", reset_optimizer, RESET_MODES)
         super().__init__(model, optimizer, **kwargs)
 
-    @property
-    def phases(self) -> int:
-        return self.gap_steps
+    @staticmethod
+    def phases_for(rounds: int, partitions: int) -> int:
+        return rounds * partitions
+
+    @staticmethod
+    def describe_phases(rounds: int, partitions: int) -> str:
+        return f"{rounds * partitions} GaP phases ({plural(rounds, 'round')} x {partitions} partitions)"
+
+    @classmethod
+    def arguments_from(cls, settings: CGaPSettings, run: RunLength) -> dict[str, Any]:
+        return {**super().arguments_from(settings, run), "reset_optimizer": settings.reset_optimizer}
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "reset_optimizer": self.reset_optimizer}

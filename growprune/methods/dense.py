@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from growprune.methods.base import Phase, Sparsifier
+from growprune.methods.settings import MethodSettings
+
+
+@dataclass(kw_only=True)
+class DenseSettings(MethodSettings):
+    sparsity: float = 0.0
 
 
 class Dense(Sparsifier):
@@ -10,6 +18,7 @@ class Dense(Sparsifier):
 
     method = "dense"
     title = "dense"
+    settings = DenseSettings
 
     def __init__(self, model, optimizer, **kwargs) -> None:  # type: ignore[no-untyped-def]
         kwargs.setdefault("sparsity", 0.0)

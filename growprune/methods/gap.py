@@ -6,13 +6,26 @@ in parallel) and in what happens at the end of a phase (prune-and-grow, or merge
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
-from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec
+from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec, partition_count
+
+
+@dataclass(kw_only=True)
+class GaPSettings(MethodSettings):
+    partitions: int | list[str | list[str]] = 4
+    partition_mode: Literal["contiguous", "random"] = "contiguous"
+    epochs_per_phase: float = bounded(gt=0)
+    rounds: int = bounded(1, ge=1)
+    finetune_epochs: float = bounded(0.0, ge=0)
+    init: Literal["random", "magnitude"] = "random"
 
 
 class GaPSchedule(Sparsifier):
@@ -25,6 +38,8 @@ class GaPSchedule(Sparsifier):
     """
 
     regrows = True
+    settings = GaPSettings
+    step_arguments = {"steps_per_phase": 1, "finetune_steps": 0}
 
     def __init__(
         self,
@@ -56,10 +71,14 @@ class GaPSchedule(Sparsifier):
         """GaP steps as the paper counts them: rounds x K (for P-GaP, K of them run in parallel)."""
         return self.rounds * self.num_partitions
 
+    @staticmethod
+    def phases_for(rounds: int, partitions: int) -> int:
+        """Phases of `steps_per_phase` one worker trains before the final prune."""
+        raise NotImplementedError
+
     @property
     def phases(self) -> int:
-        """Phases one process trains before the final prune."""
-        raise NotImplementedError
+        return self.phases_for(self.rounds, self.num_partitions)
 
     @property
     def gap_end(self) -> int:
@@ -69,6 +88,75 @@ class GaPSchedule(Sparsifier):
     @property
     def total_steps(self) -> int:
         return self.gap_end + self.finetune_steps
+
+    def phase_starts(self) -> list[int]:
+        """First step of every GaP phase and of fine-tuning (where per-phase schedules restart)."""
+        starts = [k * self.steps_per_phase for k in range(self.phases)]
+        return starts + ([self.gap_end] if self.finetune_steps else [])
+
+    @classmethod
+    def check_schedule_arguments(cls, kwargs: Mapping[str, Any]) -> None:
+        try:
+            partition_count(kwargs.get("partitions", 4))
+        except ValueError:
+            raise ValueError(
+                f"{cls.method}: partitions must be K >= 1 or a list of name-pattern groups, "
+                f"got {kwargs.get('partitions')!r}"
+            ) from None
+        rounds = kwargs.get("rounds", 1)
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"{cls.method}: rounds must be an integer >= 1, got {rounds!r}")
+
+    @classmethod
+    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
+        cls.check_schedule_arguments(kwargs)
+        k = partition_count(kwargs.setdefault("partitions", 4))
+        rounds = kwargs.setdefault("rounds", 1)
+        phases, what = cls.phases_for(rounds, k), cls.describe_phases(rounds, k)
+        if "steps_per_phase" in given:
+            gap = phases * kwargs["steps_per_phase"]
+            finetune = kwargs["finetune_steps"] if "finetune_steps" in given else 0
+            if gap + finetune > total:
+                raise ValueError(
+                    f"{cls.method}: {what} of steps_per_phase={kwargs['steps_per_phase']} plus "
+                    f"finetune_steps={finetune} need {gap + finetune} optimizer steps but the run has "
+                    f"{total}; lower steps_per_phase, rounds, partitions or finetune_steps, or train longer"
+                )
+            kwargs.setdefault("finetune_steps", total - gap)
+            return
+        finetune = kwargs["finetune_steps"] if "finetune_steps" in given else round(0.25 * total)
+        if finetune > total:
+            raise beyond_run(cls.method, "finetune_steps", finetune, total)
+        per_phase = (total - finetune) // phases
+        if per_phase < 1:
+            raise ValueError(
+                f"{cls.method}: the run's {total} optimizer steps are too few for {what} of at least one "
+                f"step plus {finetune} fine-tuning steps; train for at least {phases + finetune} steps, or "
+                "lower partitions, rounds or finetune_steps"
+            )
+        kwargs["steps_per_phase"] = per_phase
+        kwargs["finetune_steps"] = finetune if "finetune_steps" in given else total - phases * per_phase
+
+    @staticmethod
+    def describe_phases(rounds: int, partitions: int) -> str:
+        """One worker's phases in words, for errors."""
+        raise NotImplementedError
+
+    @classmethod
+    def schedule_epochs(cls, settings: GaPSettings) -> float:
+        phases = cls.phases_for(settings.rounds, partition_count(settings.partitions))
+        return phases * settings.epochs_per_phase + settings.finetune_epochs
+
+    @classmethod
+    def arguments_from(cls, settings: GaPSettings, run: RunLength) -> dict[str, Any]:
+        return {
+            "partitions": settings.partitions,
+            "partition_mode": settings.partition_mode,
+            "steps_per_phase": run.steps(settings.epochs_per_phase, 1),
+            "rounds": settings.rounds,
+            "finetune_steps": run.steps(settings.finetune_epochs),
+            "init": settings.init,
+        }
 
     def config(self) -> dict[str, Any]:
         return {

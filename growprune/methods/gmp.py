@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps
+from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
 from growprune.sparsity.distribution import validate_sparsity
 from growprune.sparsity.scoring import restrict
+
+
+@dataclass(kw_only=True)
+class GMPSettings(MethodSettings):
+    start_epoch: float = bounded(0.0, ge=0)
+    end_epoch: float = bounded(ge=0)
+    prune_every_epochs: float = bounded(0.25, gt=0)
+    initial_sparsity: float = bounded(0.0, ge=0, lt=1)
 
 
 class GMP(Sparsifier):
@@ -22,6 +32,13 @@ class GMP(Sparsifier):
     method = "gmp"
     title = "GMP (Zhu & Gupta)"
     supports_nm = False
+    settings = GMPSettings
+    step_arguments = {"start_step": 0, "end_step": 0, "frequency": 1}
+    step_defaults = {
+        "start_step": "0",
+        "end_step": "start_step + 75% of the steps after it (0.75 T from 0)",
+        "frequency": "max(1, T // 100)",
+    }
 
     def __init__(
         self,
@@ -39,6 +56,30 @@ class GMP(Sparsifier):
         self.frequency = check_steps("frequency", frequency, minimum=1)
         self.initial_sparsity = validate_sparsity(initial_sparsity, "initial_sparsity")
         super().__init__(model, optimizer, **kwargs)
+
+    @classmethod
+    def arguments_from(cls, settings: GMPSettings, run: RunLength) -> dict[str, Any]:
+        start = run.steps(settings.start_epoch)
+        return {
+            "start_step": start,
+            "end_step": max(run.steps(settings.end_epoch), start),
+            "frequency": run.steps(settings.prune_every_epochs, 1),
+            "initial_sparsity": settings.initial_sparsity,
+        }
+
+    @classmethod
+    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
+        start = kwargs.setdefault("start_step", 0)
+        if start > total:
+            raise beyond_run(cls.method, "start_step", start, total)
+        end = kwargs.setdefault("end_step", start + round(0.75 * (total - start)))
+        if end > total:
+            raise beyond_run(cls.method, "end_step", end, total)
+        if end < start:
+            raise ValueError(
+                f"{cls.method}: end_step={end} is before start_step={start}; the ramp needs end >= start"
+            )
+        kwargs.setdefault("frequency", max(1, total // 100))
 
     def config(self) -> dict[str, Any]:
         return {

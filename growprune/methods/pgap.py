@@ -16,16 +16,28 @@ two modes can be checked against each other.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from growprune.methods.base import Phase, check_choice, check_steps
-from growprune.methods.gap import GaPSchedule
+from growprune.methods.gap import GaPSchedule, GaPSettings
+from growprune.methods.settings import RunLength, plural
 from growprune.sparsity.masks import MASK_SUFFIX
 
 MERGE_MODES = ("average", "group0")
+
+
+@dataclass(kw_only=True)
+class PGaPSettings(GaPSettings):
+    """Each round is one phase per worker: K workers train their partition in parallel."""
+
+    merge_non_partition: Literal["average", "group0"] = "average"
+    reset_optimizer: Literal["all"] = "all"  # the merge always starts workers afresh
+
+
 Merger = Callable[["PGaP"], None]
 # merger=EXTERNAL_MERGE: the caller merges the K workers' states itself and calls finish_merge()
 # before the next optimizer step (growprune's engine, which trains the workers one after another).
@@ -45,6 +57,14 @@ class PGaP(GaPSchedule):
     method = "pgap"
     title = "P-GaP"
     ranks_share_masks = False  # worker k holds partition k dense until the merge
+    settings = PGaPSettings
+    loop = "rounds"
+    step_defaults = {
+        "partitions": "4",
+        "rounds": "1",
+        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
+        "steps_per_phase": "(T - finetune_steps) // rounds (the K workers' phases run in parallel)",
+    }
 
     def __init__(
         self,
@@ -64,9 +84,18 @@ class PGaP(GaPSchedule):
         self.merged_rounds = 0
         super().__init__(model, optimizer, **kwargs)
 
-    @property
-    def phases(self) -> int:
-        return self.rounds
+    @staticmethod
+    def phases_for(rounds: int, partitions: int) -> int:
+        del partitions  # the K workers' phases run in parallel
+        return rounds
+
+    @staticmethod
+    def describe_phases(rounds: int, partitions: int) -> str:
+        return f"{plural(rounds, 'GaP phase')} (the {partitions} workers train in parallel)"
+
+    @classmethod
+    def arguments_from(cls, settings: PGaPSettings, run: RunLength) -> dict[str, Any]:
+        return {**super().arguments_from(settings, run), "merge_non_partition": settings.merge_non_partition}
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "merge_non_partition": self.merge_non_partition}

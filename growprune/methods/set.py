@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
+from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
 from growprune.sparsity.patterns import topk_mask
 from growprune.sparsity.scoring import magnitude, random_scores, restrict
 
 DECAYS = ("cosine", "constant")
+
+
+@dataclass(kw_only=True)
+class SETSettings(MethodSettings):
+    end_epoch: float | None = bounded(None, gt=0, description="default: 75% of training")
+    update_every_epochs: float = bounded(0.25, gt=0)
+    drop_fraction: float = bounded(0.3, gt=0, le=1)
+    decay: Literal["cosine", "constant"] = "cosine"
 
 
 class SET(Sparsifier):
@@ -26,6 +36,9 @@ class SET(Sparsifier):
     title = "SET"
     regrows = True
     supports_nm = False
+    settings = SETSettings
+    step_arguments = {"end_step": 1, "update_interval": 1}
+    step_defaults = {"end_step": "0.75 T", "update_interval": "max(1, T // 100)"}
 
     def __init__(
         self,
@@ -45,6 +58,28 @@ class SET(Sparsifier):
         self.drop_fraction = float(drop_fraction)
         self.decay = check_choice("decay", decay, DECAYS)
         super().__init__(model, optimizer, **kwargs)
+
+    @classmethod
+    def arguments_from(cls, settings: SETSettings, run: RunLength) -> dict[str, Any]:
+        end = run.steps(settings.end_epoch) if settings.end_epoch is not None else run.fraction(0.75)
+        return {
+            "end_step": max(1, end),
+            "update_interval": run.steps(settings.update_every_epochs, 1),
+            "drop_fraction": settings.drop_fraction,
+            "decay": settings.decay,
+        }
+
+    @classmethod
+    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
+        end = kwargs.setdefault("end_step", max(1, round(0.75 * total)))
+        if end > total:
+            raise beyond_run(cls.method, "end_step", end, total)
+        interval = kwargs.setdefault("update_interval", max(1, total // 100))
+        if interval >= end:
+            raise ValueError(
+                f"{cls.method}: update_interval={interval} >= end_step={end}, so masks would never be "
+                "updated; lower update_interval or raise end_step (or train longer)"
+            )
 
     def config(self) -> dict[str, Any]:
         return {

@@ -54,6 +54,18 @@ def _balanced_split(numels: Sequence[int], k: int) -> list[list[int]]:
     return runs
 
 
+def partition_count(partitions: PartitionSpec) -> int:
+    """K of a partition spec, known before any model exists (recipes, run lengths, process groups)."""
+    if isinstance(partitions, int) and not isinstance(partitions, bool) and partitions >= 1:
+        return partitions
+    if isinstance(partitions, Sequence) and not isinstance(partitions, str) and partitions:
+        return len(partitions)
+    raise ValueError(
+        "partitions must be an int K >= 1 or a non-empty list of name-pattern lists, e.g. "
+        f"[['encoder.*'], ['decoder.*']], got {partitions!r}"
+    )
+
+
 def partition_layers(
     names: Sequence[str],
     numels: Sequence[int],
@@ -85,11 +97,7 @@ def partition_layers(
             order = torch.randperm(len(names), generator=generator).tolist()
         runs = _balanced_split([numels[i] for i in order], partitions)
         return [sorted((names[order[i]] for i in run), key=names.index) for run in runs]
-    if isinstance(partitions, str) or not isinstance(partitions, Sequence) or not partitions:
-        raise ValueError(
-            "partitions must be an int K or a non-empty list of name-pattern lists, e.g. "
-            f"[['encoder.*'], ['decoder.*']], got {partitions!r}"
-        )
+    partition_count(partitions)  # refuses anything but a non-empty list of patterns
     groups = [[p] if isinstance(p, str) else list(p) for p in partitions]
     result: list[list[str]] = [[] for _ in groups]
     for name in names:

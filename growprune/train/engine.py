@@ -1,8 +1,9 @@
-"""The training loop: recipe in, trained sparse model, metrics, checkpoints and report out.
+"""The trainer: recipe in, trained sparse model, metrics, checkpoints and report out.
 
 Readable top to bottom: ``Trainer.__init__`` builds everything (data, model, optimizer,
-sparsifier) and restores a checkpoint when resuming; ``run`` is the loop
-batch -> forward/backward -> optimizer.step() -> sparsifier.step() -> metrics -> checkpoint.
+sparsifier) and restores a checkpoint when resuming; ``run`` hands the schedule to the loop the
+method asks for (:mod:`growprune.train.loops`), which calls ``train_step`` (batch ->
+forward/backward -> optimizer.step() -> metrics) and ``end_epoch`` (evaluate, checkpoint).
 
 Exact resume: the data order is a function of (seed, epoch, batch), the learning rate a function
 of the step, and every RNG state is saved, so a resumed run repeats the uninterrupted one.
@@ -27,18 +28,19 @@ from torch import nn
 from tqdm import tqdm
 
 import growprune
-from growprune.methods import get_method
-from growprune.methods.pgap import EXTERNAL_MERGE
+from growprune.methods import Sparsifier, get_method
+from growprune.methods.settings import RunLength, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
 from growprune.records import EpochRecord, FinalRecord, Record, StartRecord, StepRecord, record_to_json
 from growprune.report import sparsity_report
 from growprune.sparsity.consensus import verify_masks_equal
 from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
-from growprune.train.distributed import init_distributed, make_partition_groups, shard_batch
+from growprune.train.distributed import init_distributed, shard_batch
+from growprune.train.loops import EpochStats, RoundLoop, StepLoop, loop_class
 from growprune.train.metrics import MetricsLogger
-from growprune.train.recipe import Recipe, RecipeError, recipe_to_dict
-from growprune.train.schedule import build_lr_schedule, method_kwargs, total_steps
+from growprune.train.recipe import Recipe, RecipeError, method_settings, recipe_to_dict, sparsifier_arguments
+from growprune.train.schedule import build_lr_schedule
 
 SMOKE_BATCH = 64
 # Keys that may change between a run and its resume without changing what is computed.
@@ -55,10 +57,6 @@ RESUME_MUTABLE = (
 
 class TrainingDiverged(RuntimeError):
     """Loss became NaN/inf; the last good checkpoint is kept."""
-
-
-class Interrupted(RuntimeError):
-    """Ctrl-C or SIGTERM: a checkpoint was written and the run can be resumed."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -149,6 +147,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         self.is_main = self.dist is None or self.dist.is_main
+        self.seed = cfg.seed
         self.ckpts = CheckpointManager(run_dir / "checkpoints", recipe.output.keep_last)
         resumed = self._find_resume_point() if resume else None
 
@@ -170,7 +169,7 @@ class Trainer:
                 self.log(self.start_record())
         self._logged_events = len(self.sparsifier.history) if resumed else 0
         self.bar: tqdm
-        self._stop_signal: str | None = None
+        self.stop_signal: str | None = None  # set by SIGINT/SIGTERM; the loop stops at the next step
         # Single-process P-GaP replays the same steps once per worker; only worker 0's are logged.
         self.log_steps = True
 
@@ -178,7 +177,6 @@ class Trainer:
     def _build(self, recipe: Recipe) -> None:
         cfg = recipe.training
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
-        self._setup_parallel(recipe, batch)
         try:
             self.task: Task = build_task(recipe, self.device, batch, smoke=self.smoke)
         except (TypeError, ValueError) as err:
@@ -198,20 +196,23 @@ class Trainer:
             raise RecipeError(f"model.args: {err}") from None
         self.optimizer = build_optimizer(self.model, recipe)
         self.steps_per_epoch = len(self.train_loader)
-        self.total_steps = total_steps(recipe, self.steps_per_epoch)
-        self.lr_schedule = build_lr_schedule(recipe, self.steps_per_epoch, self.total_steps)
-        kwargs = method_kwargs(recipe.method, self.steps_per_epoch, self.total_steps, cfg.seed)
-        if recipe.method.name == "pgap":
-            kwargs["worker"] = self.dist.group_index if self.parallel_pgap else 0
-            kwargs["merger"] = EXTERNAL_MERGE  # pgap_driver merges the workers after each round
+        self.sparsifier = self._build_sparsifier(recipe)
+        # The built sparsifier is the one source of the schedule's length; other methods run
+        # for training.epochs.
+        assert cfg.epochs is not None  # filled by validation
+        self.total_steps = self.sparsifier.total_steps or epochs_to_steps(cfg.epochs, self.steps_per_epoch, 1)
         try:
-            # The engine checks masks across ranks itself, per data-parallel group (P-GaP's
-            # partition groups differ by design), so the sparsifier's own check is off.
-            self.sparsifier = get_method(recipe.method.name)(
-                self.model, self.optimizer, process_group=None, **kwargs
+            self.lr_schedule = build_lr_schedule(
+                recipe.schedule,
+                recipe.optimizer.lr,
+                self.steps_per_epoch,
+                self.total_steps,
+                self.sparsifier.phase_starts(),
             )
         except ValueError as err:
-            raise RecipeError(f"method: {err}") from None
+            raise RecipeError(f"schedule: {err}") from None
+        self.loop: StepLoop = loop_class(type(self.sparsifier))(self)
+        self._setup_parallel(batch)
         self.forward_model: nn.Module = self.model
         if self.dp_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -221,18 +222,29 @@ class Trainer:
                 self.model, device_ids=ids, process_group=self.dp_group, broadcast_buffers=False
             )
 
-    def _setup_parallel(self, recipe: Recipe, batch: int) -> None:
-        """Who trains what: P-GaP partition groups, and the data-parallel group of this rank."""
-        ctx = self.dist
-        self.parallel_pgap = ctx is not None and recipe.method.name == "pgap"
-        self.dp_group, self.dp_size, self.dp_rank = None, 1, 0
-        if ctx is None:
-            return
-        if self.parallel_pgap:
-            make_partition_groups(ctx, recipe.method.num_partitions)  # type: ignore[union-attr]
-            self.dp_group, self.dp_size, self.dp_rank = ctx.group_pg, ctx.group_size, ctx.rank_in_group
-        else:
-            self.dp_size, self.dp_rank = ctx.world, ctx.rank
+    def _build_sparsifier(self, recipe: Recipe) -> Sparsifier:
+        method = recipe.method
+        cls = get_method(method.name)
+        settings = method_settings(method)
+        # A schedule that sets its own length converts its epochs itself; others fit training.epochs.
+        epochs = None if cls.schedule_epochs(settings) is not None else recipe.training.epochs
+        total = None if epochs is None else epochs_to_steps(epochs, self.steps_per_epoch, 1)
+        kwargs = sparsifier_arguments(method, RunLength(self.steps_per_epoch, total), recipe.training.seed)
+        kwargs.update(loop_class(cls).sparsifier_arguments)
+        try:
+            # The engine checks masks across ranks itself, per data-parallel group (P-GaP's
+            # partition groups differ by design), so the sparsifier's own check is off.
+            return cls(self.model, self.optimizer, process_group=None, **kwargs)
+        except ValueError as err:
+            raise RecipeError(f"method: {err}") from None
+
+    def _setup_parallel(self, batch: int) -> None:
+        """Who trains what: the data-parallel group of this rank, as the method's loop lays it out."""
+        try:
+            layout = self.loop.data_parallel(self.dist)
+        except ValueError as err:
+            raise RecipeError(f"method: {err}") from None
+        self.dp_group, self.dp_size, self.dp_rank = layout.group, layout.size, layout.rank
         if batch % self.dp_size:
             raise RecipeError(
                 f"training.batch_size {batch} must be divisible by the {self.dp_size} data-parallel processes"
@@ -301,7 +313,7 @@ class Trainer:
         self._last_ckpt_time = time.monotonic()
         return self.ckpts.save(self._payload(), self.step) if self.is_main else None
 
-    def _checkpoint_due(self) -> bool:
+    def checkpoint_due(self) -> bool:
         out = self.recipe.output
         if out.checkpoint_every_steps and self.step % out.checkpoint_every_steps == 0:
             return True
@@ -316,7 +328,7 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.log(record)
 
-    def _after_mask_changes(self) -> None:
+    def after_mask_changes(self) -> None:
         """Log new mask events; under torch.distributed check every rank holds the same masks."""
         events = self.sparsifier.history[self._logged_events :]
         self._logged_events = len(self.sparsifier.history)
@@ -332,12 +344,12 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
         del frame
-        self._stop_signal = signal.Signals(signum).name
+        self.stop_signal = signal.Signals(signum).name
 
     def run(self) -> dict[str, Any]:
         """Train to the end of the schedule; returns the final summary record."""
         self._start = self._last_ckpt_time = time.monotonic()
-        self._after_mask_changes()
+        self.after_mask_changes()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.bar = tqdm(
             total=self.planned_steps(),
@@ -348,12 +360,7 @@ class Trainer:
             desc=self.recipe.name,
         )
         try:
-            if self.recipe.method.name == "pgap":
-                from growprune.train.pgap_driver import run_rounds
-
-                run_rounds(self)
-            while self.step < self.total_steps:
-                self._train_epoch()
+            self.loop.run()
         finally:
             self.bar.close()
             for s, handler in previous.items():
@@ -371,15 +378,12 @@ class Trainer:
             total_steps=self.total_steps,
             process_steps=self.planned_steps(),
             partitions=[list(p) for p in partitions] if partitions else None,
-            parallel_partitions=self.recipe.method.name == "pgap",
+            parallel_partitions=isinstance(self.loop, RoundLoop),
         )
 
     def planned_steps(self) -> int:
-        """Optimizer steps this process runs: single-process P-GaP trains its K workers in turn."""
-        sparsifier = self.sparsifier
-        if self.recipe.method.name == "pgap" and not self.parallel_pgap:
-            return self.total_steps + (sparsifier.num_partitions - 1) * sparsifier.gap_end  # type: ignore[attr-defined]
-        return self.total_steps
+        """Optimizer steps this process runs (the loop knows: P-GaP in one process replays K workers)."""
+        return self.loop.planned_steps()
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimizer step on this rank's share of a global batch; returns (loss, correct, count)."""
@@ -399,31 +403,11 @@ class Trainer:
         self.sparsifier.step()
         self.step += 1
         self.bar.update(1)
-        self._after_mask_changes()
+        self.after_mask_changes()
         due = self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps
         if due and self.log_steps:
             self._log_step(loss)
         return loss.detach(), correct, count
-
-    def _train_epoch(self) -> None:
-        self.model.train()
-        stats = EpochStats(self.device)
-        for batch in self.train_loader.iter_from(self.epoch, self.batch):
-            stats.add(*self.train_step(batch))
-            self.batch += 1
-            if self._stop_signal is not None:
-                path = self.save_checkpoint()
-                raise Interrupted(
-                    f"{self._stop_signal} at step {self.step}: checkpoint {path or 'on rank 0'} written; "
-                    f"continue with growprune train --resume {self.run_dir}"
-                )
-            if self.step >= self.total_steps:
-                break
-            if self._checkpoint_due():
-                self.save_checkpoint()
-        if self.batch >= self.steps_per_epoch:
-            self.epoch, self.batch = self.epoch + 1, 0
-        self.end_epoch(stats)
 
     def _log_step(self, loss: torch.Tensor) -> None:
         value = loss.item()
@@ -492,25 +476,6 @@ class Trainer:
             assert self.metrics is not None
             self.metrics.close()
         return record_to_json(final)
-
-
-class EpochStats:
-    """Running training loss and accuracy, kept on the device to avoid a sync per step."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.seen = 0
-
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
-        """One batch: its mean loss, correct predictions (items or tokens) and predictions made."""
-        self.loss += loss * count
-        self.correct += correct
-        self.seen += count
-
-    def summary(self) -> dict[str, float]:
-        seen = max(self.seen, 1)
-        return {"train_loss": float(self.loss) / seen, "train_acc": float(self.correct) / seen}
 
 
 def _builder_of(name: str) -> Callable[..., nn.Module]:

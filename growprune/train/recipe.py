@@ -9,13 +9,26 @@ that would silently fall back to a default than a deliberate extra, so it is an 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from growprune.methods import METHODS, Sparsifier, get_method
+from growprune.methods.settings import MethodSettings, RunLength
 from growprune.sparsity.distribution import NAMED_DISTRIBUTIONS, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
 
@@ -59,7 +72,14 @@ class ScheduleConfig(Section):
     restart_per_phase: bool = False
 
 
+CORE_KEYS = ("sparsity", "distribution", "pattern", "targets", "exclude")
+
+
 class MethodBase(Section):
+    """The keys every method shares; each method's section adds ``name`` and its own settings."""
+
+    name: str
+
     sparsity: float = 0.8
     distribution: str | dict[str, float] = "uniform"
     pattern: str = "unstructured"
@@ -88,87 +108,52 @@ class MethodBase(Section):
         return value
 
 
-class DenseMethod(MethodBase):
-    name: Literal["dense"]
-    sparsity: float = 0.0
+def _settings_fields(settings: type[MethodSettings]) -> dict[str, Any]:
+    """pydantic field definitions of a method's settings dataclass (bounds from field metadata)."""
+    hints = typing.get_type_hints(settings)
+    fields: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        if item.default is not dataclasses.MISSING:
+            info = Field(item.default, **item.metadata)
+        elif item.default_factory is not dataclasses.MISSING:
+            info = Field(default_factory=item.default_factory, **item.metadata)
+        else:
+            info = Field(..., **item.metadata)
+        fields[item.name] = (hints[item.name], info)
+    return fields
 
 
-class OneShotMethod(MethodBase):
-    name: Literal["oneshot"]
-    prune_epoch: float = Field(0.0, ge=0)
+@functools.cache
+def method_config(cls: type[Sparsifier]) -> type[MethodBase]:
+    """The recipe section of a method: the shared keys, ``name``, and the method's own settings."""
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{cls.__name__}Recipe",
+        __base__=MethodBase,
+        __doc__=f"Recipe keys of {cls.title}.",
+        name=(Literal[cls.method], ...),  # type: ignore[valid-type]
+        **_settings_fields(cls.settings),
+    )
 
 
-class GMPMethod(MethodBase):
-    name: Literal["gmp"]
-    start_epoch: float = Field(0.0, ge=0)
-    end_epoch: float = Field(..., ge=0)
-    prune_every_epochs: float = Field(0.25, gt=0)
-    initial_sparsity: float = Field(0.0, ge=0, lt=1)
+def method_configs() -> dict[str, type[MethodBase]]:
+    """Recipe section of every registered method, by name (registering a method adds one)."""
+    return {name: method_config(cls) for name, cls in sorted(METHODS.items())}
 
 
-class SETMethod(MethodBase):
-    name: Literal["set"]
-    end_epoch: float | None = Field(None, gt=0, description="default: 75% of training")
-    update_every_epochs: float = Field(0.25, gt=0)
-    drop_fraction: float = Field(0.3, gt=0, le=1)
-    decay: Literal["cosine", "constant"] = "cosine"
+def method_settings(config: MethodBase) -> Any:
+    """The method's settings dataclass filled from a validated recipe section."""
+    settings = get_method(config.name).settings
+    return settings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(settings)})
 
 
-class RigLMethod(SETMethod):
-    name: Literal["rigl"]  # type: ignore[assignment]
-
-
-class ADMMMethod(MethodBase):
-    name: Literal["admm"]
-    pretrain_epochs: float = Field(0.0, ge=0)
-    admm_epochs: float = Field(..., gt=0)
-    rho: float = Field(1e-3, gt=0)
-    update_every_epochs: float = Field(1.0, gt=0)
-
-
-class GaPMethod(MethodBase):
-    partitions: int | list[str | list[str]] = 4
-    partition_mode: Literal["contiguous", "random"] = "contiguous"
-    epochs_per_phase: float = Field(..., gt=0)
-    rounds: int = Field(1, ge=1)
-    finetune_epochs: float = Field(0.0, ge=0)
-    reset_optimizer: Literal["all", "changed"] = "all"
-    init: Literal["random", "magnitude"] = "random"
-
-    @property
-    def num_partitions(self) -> int:
-        return self.partitions if isinstance(self.partitions, int) else len(self.partitions)
-
-    @property
-    def gap_phases(self) -> int:
-        """Phases of `epochs_per_phase` one worker trains before fine-tuning."""
-        return self.rounds * self.num_partitions
-
-    @property
-    def total_epochs(self) -> float:
-        return self.gap_phases * self.epochs_per_phase + self.finetune_epochs
-
-
-class CGaPMethod(GaPMethod):
-    name: Literal["cgap"]
-
-
-class PGaPMethod(GaPMethod):
-    """Each round is one phase per worker: K workers train their partition in parallel."""
-
-    name: Literal["pgap"]
-    merge_non_partition: Literal["average", "group0"] = "average"
-    reset_optimizer: Literal["all"] = "all"
-
-    @property
-    def gap_phases(self) -> int:
-        return self.rounds
-
-
-MethodConfig = Annotated[
-    DenseMethod | OneShotMethod | GMPMethod | SETMethod | RigLMethod | ADMMMethod | CGaPMethod | PGaPMethod,
-    Field(discriminator="name"),
-]
+def sparsifier_arguments(config: MethodBase, run: RunLength, seed: int) -> dict[str, Any]:
+    """Constructor keyword arguments of a recipe's method: the shared keys, then the method's own."""
+    kwargs: dict[str, Any] = {key: getattr(config, key) for key in CORE_KEYS}
+    kwargs["exclude"] = kwargs["exclude"] or None
+    kwargs["seed"] = seed
+    if config.pattern != "unstructured":
+        kwargs["sparsity"] = None if "sparsity" not in config.model_fields_set else config.sparsity
+    return {**kwargs, **get_method(config.name).arguments_from(method_settings(config), run)}
 
 
 class TrainingConfig(Section):
@@ -215,7 +200,7 @@ class Recipe(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    method: MethodConfig
+    method: MethodBase  # validated as the registered method's own section (see recipe_model)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -223,17 +208,37 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _epochs(self) -> Recipe:
         method = self.method
-        if isinstance(method, GaPMethod):
-            derived = method.total_epochs
+        derived = get_method(method.name).schedule_epochs(method_settings(method))
+        if derived is not None:
             if self.training.epochs is not None and abs(self.training.epochs - derived) > 1e-9:
                 raise ValueError(
-                    f"training.epochs ({self.training.epochs:g}) != the GaP schedule's {derived:g} epochs "
-                    "(phases x epochs_per_phase + finetune_epochs); drop training.epochs or fix it"
+                    f"training.epochs ({self.training.epochs:g}) != the {method.name} schedule's {derived:g} "
+                    "epochs (phases x epochs_per_phase + finetune_epochs); drop training.epochs or fix it"
                 )
             self.training.epochs = derived
         elif self.training.epochs is None:
             raise ValueError(f"training.epochs is required for method '{method.name}'")
         return self
+
+
+def recipe_model() -> type[Recipe]:
+    """The validating recipe model for the methods registered now.
+
+    Built on demand rather than once at import, so a method registered later (by a third party,
+    with ``growprune.register_method``) is a valid ``method.name`` in recipes.
+    """
+    configs = tuple(method_configs().values())
+    return _recipe_model(configs)
+
+
+@functools.cache
+def _recipe_model(configs: tuple[type[MethodBase], ...]) -> type[Recipe]:
+    union = configs[0] if len(configs) == 1 else typing.Union[configs]  # noqa: UP007
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "Recipe",
+        __base__=Recipe,
+        method=(Annotated[union, Field(discriminator="name")], ...),
+    )
 
 
 # -- loading, overrides, error formatting ----------------------------------------------------
@@ -243,15 +248,16 @@ def _allowed_fields(model: type[BaseModel] | None) -> list[str]:
 
 def _section_model(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at `loc` (for did-you-mean suggestions)."""
+    configs = method_configs()
     model: type[BaseModel] | None = Recipe
     for part in loc[:-1]:
         if model is None:
             return None
         if part == "method":
             name = data.get("method", {}).get("name") if isinstance(data.get("method"), dict) else None
-            model = METHOD_CONFIGS.get(str(name))
+            model = configs.get(str(name))
             continue
-        if part in METHOD_CONFIGS:  # discriminator tag in the error location
+        if part in configs:  # discriminator tag in the error location
             continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
@@ -267,7 +273,8 @@ def _is_type_tag(part: object) -> bool:
 def format_validation_error(error: ValidationError, data: dict[str, Any]) -> str:
     """One line: the first problem, its key path, and what is allowed."""
     first = error.errors()[0]
-    loc = tuple(p for p in first["loc"] if (p not in METHOD_CONFIGS or p == "method") and not _is_type_tag(p))
+    configs = method_configs()
+    loc = tuple(p for p in first["loc"] if (p not in configs or p == "method") and not _is_type_tag(p))
     path = ".".join(str(p) for p in loc) or "recipe"
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -276,32 +283,15 @@ def format_validation_error(error: ValidationError, data: dict[str, Any]) -> str
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return f"unknown key '{path}'{suggestion} (allowed here: {', '.join(allowed)})"
     if kind == "union_tag_invalid" or (kind == "union_tag_not_found" and "method" in loc):
-        names = ", ".join(sorted(METHOD_CONFIGS))
+        names = ", ".join(sorted(configs))
         got = data.get("method", {}).get("name") if isinstance(data.get("method"), dict) else None
-        hint = difflib.get_close_matches(str(got), list(METHOD_CONFIGS), n=1)
+        hint = difflib.get_close_matches(str(got), list(configs), n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return f"method.name: unknown method {got!r}{suggestion} (allowed: {names})"
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     shown = "" if isinstance(got, dict) or kind == "missing" or "got" in message else f" (got {got!r})"
     return f"{path}: {message}{shown}"
-
-
-METHOD_CONFIGS: dict[str, type[MethodBase]] = {
-    "dense": DenseMethod,
-    "oneshot": OneShotMethod,
-    "gmp": GMPMethod,
-    "set": SETMethod,
-    "rigl": RigLMethod,
-    "admm": ADMMMethod,
-    "cgap": CGaPMethod,
-    "pgap": PGaPMethod,
-}
-
-
-def register_method_config(name: str, config: type[MethodBase]) -> None:
-    """Let a method defined outside the core (e.g. P-GaP) be used in recipes."""
-    METHOD_CONFIGS[name] = config
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -344,7 +334,7 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
 
 def validate_recipe(data: dict[str, Any]) -> Recipe:
     try:
-        return Recipe.model_validate(data)
+        return recipe_model().model_validate(data)
     except ValidationError as err:
         raise RecipeError(format_validation_error(err, data)) from None
 
