@@ -87,14 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if recipe.output.report:
-        from growprune.train.run_report import write_report
+        from growprune.report.run import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from growprune.train.run_report import write_report
+    from growprune.report.run import write_report
 
     print(write_report(Path(args.run_dir)))
     return 0

@@ -1,31 +1,17 @@
 """Run metrics: one JSON object per line in ``metrics.jsonl``, mirrored to TensorBoard.
 
 JSONL because a run killed mid-write loses at most its last line, and any tool reads it. Each
-record has a ``type``: ``step`` (loss, lr, phase every few steps), ``epoch`` (train/test
-accuracy and loss, sparsity), ``event`` (mask changes), ``final`` (the finished run's summary).
+line is one typed record of :mod:`growprune.records` (``start``, ``step``, ``epoch``,
+``event``, ``merge``, ``final``) written with ``record_to_json``; read them back with
+:func:`growprune.records.read_records`, the one reader.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from growprune.records import METRICS_FILE, Record, record_to_json
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Parsed records; a truncated last line (a killed run) is skipped."""
-    path = run_dir / METRICS_FILE
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+from growprune.records import METRICS_FILE, Record, as_int, record_to_json
 
 
 class MetricsLogger:
@@ -46,11 +32,26 @@ class MetricsLogger:
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
 
     def _truncate_after(self, step: int) -> None:
-        """Drop records written after the checkpoint we resume from, so nothing is counted twice."""
-        kept = [
-            r for r in read_metrics(self.path.parent) if r.get("type") != "final" and r.get("step", 0) <= step
-        ]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        """Drop records written after the checkpoint we resume from, so nothing is counted twice.
+
+        Kept lines are copied as written, not re-encoded through the typed records, so a kind or
+        field this version does not know survives a resume; unreadable lines (a killed run's
+        half-written last one) are dropped. Records without a step (the start record) are kept.
+        """
+        kept = []
+        text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.exists() else ""
+        for line in text.splitlines():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if (
+                isinstance(data, dict)
+                and data.get("type") != "final"
+                and (as_int(data.get("step")) or 0) <= step
+            ):
+                kept.append(line + "\n")
+        self.path.write_text("".join(kept), encoding="utf-8")
 
     def log(self, typed: Record) -> None:
         record = record_to_json(typed)

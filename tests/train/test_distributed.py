@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from growprune.train.metrics import read_metrics
+from growprune.records import MergeRecord, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -83,9 +83,10 @@ def test_pgap_two_processes_equal_single_process(tmp_path: Path) -> None:
     single, multi = final_state(tmp_path / "single")["model"], final_state(tmp_path / "multi")["model"]
     for key in single:
         assert torch.equal(single[key], multi[key]), key
-    merges = [r for r in read_metrics(tmp_path / "multi") if r["type"] == "merge"]
-    assert [m["round"] for m in merges] == [1, 2]
-    assert all(m["bytes_exchanged"] > 0 and m["wait_seconds"] >= 0 for m in merges)
+    records = read_records(tmp_path / "multi" / "metrics.jsonl").records
+    merges = [r for r in records if isinstance(r, MergeRecord)]
+    assert [m.round for m in merges] == [1, 2]
+    assert all(m.bytes_exchanged > 0 and m.wait_seconds >= 0 for m in merges)
 
 
 def test_ddp_cgap_matches_single_process(tmp_path: Path) -> None:

@@ -1,21 +1,22 @@
 """The translation part of a run report: BLEU/chrF per epoch and a few test translations.
 
-Kept apart from :mod:`growprune.train.run_report` because only translation runs have it; the
+Kept apart from :mod:`growprune.report.run` because only translation runs have it; the
 report calls :func:`translation_lines` and gets nothing back for other tasks.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from growprune.records import EpochRecord, FinalRecord
 
 EXAMPLES_FILE = "translations.tsv"
 
 
-def _score(value: Any) -> str:
-    return f"{float(value):.2f}" if isinstance(value, (int, float)) else "n/a"
+def _score(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "n/a"
 
 
 def read_examples(run_dir: Path, limit: int) -> list[dict[str, str]]:
@@ -33,17 +34,18 @@ def _escape(text: str) -> str:
 
 
 def translation_lines(
-    run_dir: Path, epochs: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None, examples: int = 5
+    run_dir: Path, epochs: Sequence[EpochRecord], final: FinalRecord | None, examples: int = 5
 ) -> list[str]:
     """Markdown lines of the section, or [] when the run is not a translation run."""
-    if not any("valid_bleu" in e for e in epochs) and not (final and "test_bleu" in final):
+    final_scores = final.scores if final is not None else {}
+    if not any("valid_bleu" in e.scores for e in epochs) and "test_bleu" not in final_scores:
         return []
     lines = ["## Translation quality", ""]
-    if final and "test_bleu" in final:
+    if "test_bleu" in final_scores:
         lines += [
-            f"Final model on the test books: BLEU **{_score(final['test_bleu'])}**, chrF "
-            f"{_score(final.get('test_chrf'))} (sacrebleu, beam search); validation BLEU "
-            f"{_score(final.get('valid_bleu'))} (greedy).",
+            f"Final model on the test books: BLEU **{_score(final_scores['test_bleu'])}**, chrF "
+            f"{_score(final_scores.get('test_chrf'))} (sacrebleu, beam search); validation BLEU "
+            f"{_score(final_scores.get('valid_bleu'))} (greedy).",
             "",
         ]
     if epochs:
@@ -52,12 +54,10 @@ def translation_lines(
             "|---:|---|---:|---:|---:|",
         ]
         for record in epochs:
-            epoch = record.get("epoch")
+            scores = record.scores
             lines.append(
-                f"| {epoch:.2f} | {record.get('phase', '')} | {_score(record.get('valid_loss'))} | "
-                f"{_score(record.get('valid_bleu'))} | {_score(record.get('valid_chrf'))} |"
-                if isinstance(epoch, (int, float))
-                else "| ? | | | | |"
+                f"| {record.epoch:.2f} | {record.phase or ''} | {_score(scores.get('valid_loss'))} | "
+                f"{_score(scores.get('valid_bleu'))} | {_score(scores.get('valid_chrf'))} |"
             )
         lines.append("")
     rows = read_examples(run_dir, examples)

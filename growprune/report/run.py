@@ -1,10 +1,12 @@
 """``growprune report RUN_DIR``: plots and a Markdown summary of a finished or partial run.
 
 The report is read straight from the files a run leaves behind (``recipe.yaml``,
-``metrics.jsonl``, optionally ``sparsity.json``), with no torch or model import, so it works on
-a laptop for a run trained elsewhere, and on a run that is still going or was killed: a report
-is most wanted exactly when something went wrong. Everything in those files is treated as
-optional except that ``metrics.jsonl`` must hold at least one record.
+``metrics.jsonl``, optionally ``sparsity.json``), with no model import, so it works on a laptop
+for a run trained elsewhere, and on a run that is still going or was killed: a report is most
+wanted exactly when something went wrong. The metric lines are read as the typed records the
+training loop writes (:mod:`growprune.records`); everything is treated as optional except that
+``metrics.jsonl`` must hold at least one record. The planned length and the partitions come
+from the run's start record; a run written before there was one reports them as unknown.
 """
 
 from __future__ import annotations
@@ -19,43 +21,40 @@ from typing import Any
 
 import yaml
 
-from growprune.train.plots import (
-    Segment,
+from growprune.records import (
+    METRICS_FILE,
+    EpochRecord,
+    FinalRecord,
+    MaskEvent,
+    MergeRecord,
+    Record,
+    StartRecord,
+    StepRecord,
     as_float,
     as_int,
-    best_epoch,
-    phase_segments,
-    plot_curves,
-    plot_layers,
-    plot_schedule,
+    read_records,
 )
-from growprune.train.translation_report import translation_lines
+from growprune.report.figures import plot_curves, plot_layers, plot_schedule
+from growprune.report.timeline import Segment, best_epoch, phase_segments
+from growprune.report.translation import translation_lines
 
 REPORT_DIR = "report"
 CURVES, SCHEDULE, LAYERS = "curves.png", "schedule.png", "layers.png"
-METHOD_TITLES = {
-    "cgap": "C-GaP",
-    "pgap": "P-GaP",
-    "gmp": "GMP",
-    "set": "SET",
-    "rigl": "RigL",
-    "admm": "ADMM",
-    "oneshot": "one-shot",
-    "dense": "dense",
-}
 
 
 @dataclass
 class RunData:
-    """Everything the report needs from a run directory, already parsed and sorted by kind."""
+    """Everything the report needs from a run directory: the typed records, sorted by kind."""
 
     run_dir: Path
     recipe: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    merges: list[dict[str, Any]] = field(default_factory=list)
-    final: dict[str, Any] | None = None
+    records: list[Record] = field(default_factory=list)  # every record, in the order written
+    start: StartRecord | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    events: list[MaskEvent] = field(default_factory=list)
+    merges: list[MergeRecord] = field(default_factory=list)
+    final: FinalRecord | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
     overall: float | None = None
     skipped_lines: list[int] = field(default_factory=list)
@@ -68,13 +67,18 @@ class RunData:
     @property
     def last_step(self) -> float | None:
         final = [self.final] if self.final else []
-        values = [as_float(r.get("step")) for r in (*self.steps, *self.epochs, *self.events, *final)]
-        return max((v for v in values if v is not None and math.isfinite(v)), default=None)
+        values = [float(r.step) for r in (*self.steps, *self.epochs, *self.events, *final)]
+        return max((v for v in values if math.isfinite(v)), default=None)
 
     @property
     def last_epoch(self) -> float | None:
-        values = [as_float(r.get("epoch")) for r in (*self.steps, *self.epochs)]
-        return max((v for v in values if v is not None and math.isfinite(v)), default=None)
+        values = [r.epoch for r in (*self.steps, *self.epochs)]
+        return max((v for v in values if math.isfinite(v)), default=None)
+
+    @property
+    def phased(self) -> list[StepRecord | EpochRecord | MaskEvent]:
+        """The records that state a phase, in the order written (the timeline's input)."""
+        return [r for r in self.records if isinstance(r, StepRecord | EpochRecord | MaskEvent)]
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.recipe.get(name)
@@ -98,31 +102,6 @@ def read_recipe(path: Path, notes: list[str]) -> dict[str, Any]:
     return recipe
 
 
-def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
-    """The JSON records of ``metrics.jsonl`` and the (1-based) numbers of the lines skipped.
-
-    A killed run can leave a half-written last line, so bad lines are skipped rather than fatal;
-    the report says how many were, since a bad line in the middle means a damaged file.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file: {path} (a run directory must contain metrics.jsonl)")
-    records, skipped = [], []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                skipped.append(number)
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                skipped.append(number)
-    return records, skipped
-
-
 def read_sparsity(path: Path) -> tuple[list[dict[str, Any]], float | None]:
     """Per-layer entries and overall sparsity from ``sparsity.json``, or nothing when absent/bad."""
     if not path.is_file():
@@ -138,23 +117,40 @@ def read_sparsity(path: Path) -> tuple[list[dict[str, Any]], float | None]:
 
 
 def load_run(run_dir: Path) -> RunData:
-    """Parse a run directory; raises only when there is nothing at all to report on."""
+    """Parse a run directory; raises only when there is nothing at all to report on.
+
+    Unreadable lines (a killed run's half-written last one) are skipped and listed in the report,
+    since a bad line in the middle means a damaged file.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
-    metrics = run_dir / "metrics.jsonl"
-    records, skipped = read_metrics(metrics)
-    if not records:
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        raise FileNotFoundError(f"no metrics file: {metrics} (a run directory must contain metrics.jsonl)")
+    parsed = read_records(metrics)
+    if not parsed.records:
         raise ValueError(f"{metrics} holds no metric records: nothing to report (did the run start?)")
-    run = RunData(run_dir=run_dir, skipped_lines=skipped)
+    run = RunData(run_dir=run_dir, records=parsed.records, skipped_lines=parsed.skipped_lines)
     run.recipe = read_recipe(run_dir / "recipe.yaml", run.notes)
-    kinds = {"step": run.steps, "epoch": run.epochs, "event": run.events, "merge": run.merges}
-    for record in records:
-        kind = record.get("type")
-        if kind in kinds:
-            kinds[kind].append(record)
-        elif kind == "final":
+    for record in parsed.records:
+        if isinstance(record, StartRecord):
+            run.start = run.start or record  # a resumed run keeps its first one
+        elif isinstance(record, StepRecord):
+            run.steps.append(record)
+        elif isinstance(record, EpochRecord):
+            run.epochs.append(record)
+        elif isinstance(record, MaskEvent):
+            run.events.append(record)
+        elif isinstance(record, MergeRecord):
+            run.merges.append(record)
+        elif isinstance(record, FinalRecord):
             run.final = record
+    if run.start is None:
+        run.notes.append(
+            "No start record (a run written by an older version): the planned length and the "
+            "partitions are unknown."
+        )
     _attach_layers(run, run_dir / "sparsity.json")
     return run
 
@@ -162,10 +158,9 @@ def load_run(run_dir: Path) -> RunData:
 def _attach_layers(run: RunData, sparsity_json: Path) -> None:
     """Per-layer sparsity from the final record, else from sparsity.json, and the overall figure."""
     file_layers, file_overall = read_sparsity(sparsity_json)
-    final = run.final or {}
-    final_layers = [layer for layer in final.get("layers") or [] if isinstance(layer, dict)]
+    final_layers = [dict(layer) for layer in run.final.layers] if run.final else []
     run.layers = final_layers or file_layers
-    run.overall = as_float(final.get("sparsity"))
+    run.overall = run.final.sparsity if run.final else None
     if run.overall is None:
         run.overall = file_overall
     if run.overall is None and run.layers:
@@ -175,55 +170,26 @@ def _attach_layers(run: RunData, sparsity_json: Path) -> None:
 
 
 # -- numbers for the summary -----------------------------------------------------------------
-def last_value(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
+def last_value(records: Sequence[EpochRecord | MaskEvent], value: Any) -> float | None:
+    """The last known ``value(record)`` (None where a record does not state it)."""
     for record in reversed(records):
-        value = as_float(record.get(key))
-        if value is not None:
-            return value
+        found = value(record)
+        if found is not None:
+            return found
     return None
 
 
-def num_partitions(run: RunData) -> int | None:
-    """K from the recipe (an int or a list of layer groups), else from the metric records."""
-    value = run.section("method").get("partitions")
-    if isinstance(value, list):
-        return len(value) or None
-    partitions = as_int(value)
-    if partitions:
-        return partitions
-    logged = [as_int(r.get("partitions")) for r in (*run.steps, *run.epochs)]
-    return max((p for p in logged if p), default=None)
-
-
-def planned_epochs(run: RunData) -> float | None:
-    """training.epochs, or for GaP (where it may be left out) the length of its schedule."""
-    epochs = as_float(run.section("training").get("epochs"))
-    method = run.section("method")
-    per_phase, partitions = as_float(method.get("epochs_per_phase")), num_partitions(run)
-    if epochs is None and per_phase is not None and partitions:
-        rounds = as_float(method.get("rounds")) or 1.0
-        epochs = rounds * partitions * per_phase + (as_float(method.get("finetune_epochs")) or 0.0)
-    return epochs
-
-
 def planned_end(run: RunData) -> float | None:
-    """The step an unfinished run would have ended at: planned epochs x steps per epoch so far.
-
-    Only an estimate (the last epoch can be shorter), good enough to show how far a run got.
-    """
-    epochs = planned_epochs(run)
-    pairs = [(as_float(r.get("step")), as_float(r.get("epoch"))) for r in (*run.steps, *run.epochs)]
-    pairs = [(s, e) for s, e in pairs if s is not None and e is not None and e > 0 and math.isfinite(s / e)]
-    if run.finished or not epochs or not pairs:
+    """The step an unfinished run would have ended at, as its start record planned it."""
+    if run.finished or run.start is None:
         return None
-    step, epoch = max(pairs)
-    return epochs * step / epoch
+    return float(run.start.total_steps)
 
 
 def wall_seconds(run: RunData) -> float | None:
-    if run.final is not None and as_float(run.final.get("train_seconds")) is not None:
-        return as_float(run.final.get("train_seconds"))
-    times = [as_float(r.get("time")) for r in (*run.steps, *run.epochs)]
+    if run.final is not None and run.final.train_seconds is not None:
+        return run.final.train_seconds
+    times = [r.time for r in (*run.steps, *run.epochs)]
     return max((t for t in times if t is not None and math.isfinite(t)), default=None)
 
 
@@ -259,11 +225,23 @@ def cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def method_title(run: RunData) -> str:
+    """How the method calls itself: the start record's title, else the registered method's, else the name."""
+    if run.start is not None:
+        return run.start.title
+    name = run.section("method").get("name")
+    if not isinstance(name, str) or not name:
+        return "unknown method"
+    from growprune.methods import METHODS  # only for runs without a start record
+
+    method = METHODS.get(name) or METHODS.get(name.lower())
+    return method.title if method is not None else name
+
+
 def title_of(run: RunData) -> str:
-    method = str(run.section("method").get("name", "unknown method"))
     model = run.section("model").get("name", "unknown model")
     data = run.section("data").get("name", "unknown data")
-    return f"{METHOD_TITLES.get(method.lower(), method)}: {model} on {data}"
+    return f"{method_title(run)}: {model} on {data}"
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -273,6 +251,9 @@ def status_lines(run: RunData) -> list[str]:
     if not run.finished:
         epoch = run.last_epoch
         where = f"step {number(run.last_step)}" + (f" (epoch {epoch:.2f})" if epoch is not None else "")
+        if run.start is not None and run.last_step is not None:
+            planned = run.start.total_steps
+            where += f" of {planned:,} planned ({run.last_step / max(1, planned):.0%})"
         lines.append(
             f"> **Unfinished run:** no final record; metrics stop at {where}. Figures below are "
             "the last logged values, not final results."
@@ -285,50 +266,72 @@ def status_lines(run: RunData) -> list[str]:
 
 
 def params_text(run: RunData) -> str:
-    final = run.final or {}
-    kept, total = as_int(final.get("params_kept")), as_int(final.get("params_total"))
+    kept, total = (run.final.params_kept, run.final.params_total) if run.final else (None, None)
     if kept is None or not total:
         return "n/a"
     return f"{kept:,} / {total:,} ({kept / total * 100:.2f} % kept)"
 
 
-def events_text(events: Sequence[Mapping[str, Any]]) -> str:
-    counts = Counter(str(e.get("event", "?")) for e in events)
+def planned_text(start: StartRecord | None) -> str:
+    """The planned length from the start record; "unknown" for a run written without one."""
+    if start is None:
+        return "unknown"
+    text = f"{start.total_steps:,} steps ({number(round(start.total_epochs, 2))} epochs)"
+    if start.process_steps != start.total_steps:  # single-process P-GaP trains its workers in turn
+        text += f"; this process trains {start.process_steps:,} (the workers one after another)"
+    return text
+
+
+def partitions_text(start: StartRecord | None) -> str | None:
+    """K and how the partitions are trained, or None for a method without partitions."""
+    if start is None:
+        return "unknown"
+    if not start.num_partitions:
+        return None
+    how = "in parallel, one per worker" if start.parallel_partitions else "one after another"
+    return f"{start.num_partitions} ({how})"
+
+
+def events_text(events: Sequence[MaskEvent]) -> str:
+    counts = Counter(e.event for e in events)
     detail = ", ".join(f"{name}: {count}" for name, count in counts.items())
     return f"{len(events)} ({detail})" if events else "0"
 
 
-def best_row(epochs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """Best test accuracy at final masks (see plots.best_epoch), naming its epoch."""
+def best_row(epochs: Sequence[EpochRecord]) -> tuple[str, str]:
+    """Best test accuracy at final masks (see timeline.best_epoch), naming its epoch."""
     best = best_epoch(epochs)
     if best is None:
         return "best test accuracy", "n/a"
     record = epochs[best[0]]
     name = "best test accuracy" + (" (final masks)" if best[1] else " (any epoch; masks never final)")
-    return name, f"{percent(as_float(record.get('test_acc')))} (epoch {number(record.get('epoch'))})"
+    return name, f"{percent(record.scores.get('test_acc'))} (epoch {number(record.epoch)})"
 
 
 def summary_table(run: RunData) -> list[str]:
-    final = run.final or {}
-    if run.finished:
-        accuracy, sparsity = as_float(final.get("test_acc")), run.overall
+    final = run.final
+    if final is not None:
+        accuracy, sparsity = final.scores.get("test_acc"), run.overall
         suffix = ""
     else:
-        accuracy = last_value(run.epochs, "test_acc")
-        sparsity = last_value([*run.epochs, *run.events], "sparsity")
+        accuracy = last_value(run.epochs, lambda e: e.scores.get("test_acc"))
+        sparsity = last_value(sorted([*run.epochs, *run.events], key=lambda r: r.step), lambda r: r.sparsity)
         suffix = " (last logged, unfinished)"
-    if any("valid_bleu" in e for e in run.epochs):  # translation: judged by BLEU, not accuracy
-        bleu = final.get("test_bleu") if run.finished else None
-        best = max((e["valid_bleu"] for e in run.epochs if "valid_bleu" in e), default=None)
+    if any("valid_bleu" in e.scores for e in run.epochs):  # translation: judged by BLEU, not accuracy
+        bleu = final.scores.get("test_bleu") if final is not None else None
+        best = max((e.scores["valid_bleu"] for e in run.epochs if "valid_bleu" in e.scores), default=None)
         head = [
             ("final test BLEU (beam)", f"{bleu:.2f}" if bleu is not None else "n/a (unfinished)"),
             ("best validation BLEU (greedy, any epoch)", f"{best:.2f}" if best is not None else "n/a"),
         ]
     else:
         head = [("final test accuracy" + suffix, percent(accuracy)), best_row(run.epochs)]
+    partitions = partitions_text(run.start)
     rows = [
         *head,
         ("final sparsity" + suffix, percent(sparsity)),
+        ("planned length", planned_text(run.start)),
+        *([("partitions", partitions)] if partitions is not None else []),
         ("parameters kept / total", params_text(run)),
         ("wall time", duration(wall_seconds(run)) + ("" if run.finished else " (so far)")),
         ("mask-change events", events_text(run.events)),
@@ -367,7 +370,7 @@ def layer_table(layers: Sequence[Mapping[str, Any]], overall: float | None) -> l
     return lines
 
 
-def merge_table(merges: Sequence[Mapping[str, Any]]) -> list[str]:
+def merge_table(merges: Sequence[MergeRecord]) -> list[str]:
     """P-GaP merges: what each round exchanged and how long ranks waited for the slowest one."""
     if not merges:
         return []
@@ -379,11 +382,10 @@ def merge_table(merges: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     for m in merges:
         lines.append(
-            f"| {m.get('round')} | {m.get('step')} | {int(m.get('bytes_exchanged', 0)):,} | "
-            f"{1000 * (as_float(m.get('wait_seconds')) or 0):.1f} ms | "
-            f"{1000 * (as_float(m.get('merge_seconds')) or 0):.1f} ms |"
+            f"| {m.round} | {m.step} | {m.bytes_exchanged:,} | {1000 * m.wait_seconds:.1f} ms | "
+            f"{1000 * m.merge_seconds:.1f} ms |"
         )
-    total = sum(int(m.get("bytes_exchanged", 0)) for m in merges)
+    total = sum(m.bytes_exchanged for m in merges)
     return [*lines, "", f"Total exchanged at merges: {total:,} bytes per rank.", ""]
 
 
@@ -409,7 +411,7 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
     lines += merge_table(run.merges)
     lines += ["## Per-layer sparsity", ""]
     if run.layers:
-        source = "final record" if run.finished and (run.final or {}).get("layers") else "sparsity.json"
+        source = "final record" if run.final is not None and run.final.layers else "sparsity.json"
         lines += [
             f"![per-layer sparsity]({images['layers']})",
             "",
@@ -425,7 +427,8 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
 # -- the entry point -------------------------------------------------------------------------
 def write_figures(run: RunData, out_dir: Path) -> dict[str, str]:
     """Draw the three figures into ``out_dir``; returns section -> file name (relative links)."""
-    segments: list[Segment] = phase_segments([*run.steps, *run.epochs, *run.events], run.last_step)
+    parallel = run.start is not None and run.start.parallel_partitions
+    segments: list[Segment] = phase_segments(run.phased, run.last_step, parallel=parallel)
     stop = {"stopped_at": None if run.finished else run.last_step, "planned_end": planned_end(run)}
     title = title_of(run)
     plot_curves(out_dir / CURVES, run.steps, run.epochs, run.events, segments, title=title, **stop)
@@ -433,8 +436,7 @@ def write_figures(run: RunData, out_dir: Path) -> dict[str, str]:
         out_dir / SCHEDULE,
         segments,
         run.events,
-        partitions=num_partitions(run),
-        parallel=run.section("method").get("name") == "pgap",
+        partitions=run.start.num_partitions if run.start else None,
         title=f"Schedule - {title}",
         **stop,
     )

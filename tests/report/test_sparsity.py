@@ -141,3 +141,16 @@ def test_dense_reasons_in_text_markdown_and_dict() -> None:
         "aliases": ("emb.weight",),
         "numel": 80,
     }
+
+
+def test_report_package_import_stays_light() -> None:
+    """``import growprune`` imports growprune.report: it must not pull in the run report's plotting."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, growprune.report; "
+        "print(sorted(m for m in ('matplotlib', 'yaml', 'growprune.report.run') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
