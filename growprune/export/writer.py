@@ -21,6 +21,7 @@ from torch import nn
 from growprune.export import codec, fileformat
 from growprune.export.errors import ExportError
 from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
+from growprune.version import __version__
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,6 @@ def export_model(
             "or export while the sparsifier is attached"
         )
     check_masks(src)
-    from growprune import __version__
-
     tensors, layout = build_tensors(src, format, torch_dtype)
     sparsity = _sparsity_table(src, torch_dtype)
     meta = {

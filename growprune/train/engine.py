@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-import growprune
+from growprune import version
 from growprune.methods import get_method
 from growprune.methods.pgap import EXTERNAL_MERGE
 from growprune.models.registry import build_model, model_builder
@@ -275,7 +275,7 @@ class Trainer:
     def _payload(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
-            "version": growprune.__version__,
+            "version": version.__version__,
             "recipe": recipe_to_dict(self.recipe),
             "smoke": self.smoke,
             "model": self.model.state_dict(),
