@@ -9,7 +9,7 @@ Each row of ``benchmarks/results/translation.jsonl`` is one real run through the
 Tiers:
   quick  the ``translation/cgap-quick`` setting (2+2 layers, d_model 128) for every method, 6
          epochs of compute each; ~20-30 min per run on 2 CPU cores.
-  full   the bundled ``recipes/translation/*`` (3+3 layers, d_model 256, 24 epochs); for a GPU.
+  full   the bundled ``growprune/recipes/translation/*`` (3+3 layers, d_model 256, 24 epochs); for a GPU.
 
     python benchmarks/translation.py --tier quick --methods dense cgap gmp rigl --sparsities 0.8
     python benchmarks/translation.py --smoke          # seconds; what the test suite runs
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.quality import device_name, git_commit, machine  # noqa: E402
 
 RESULTS = HERE / "results" / "translation.jsonl"
-RECIPES = ROOT / "recipes" / "translation"
+RECIPES = ROOT / "growprune" / "recipes" / "translation"
 METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
 TARGETS = ["*attn.*_proj.weight", "*ffn.fc*.weight"]
 ENC_DEC = [["encoder.*"], ["decoder.*"]]

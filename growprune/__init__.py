@@ -22,8 +22,7 @@ from growprune.methods import (
 )
 from growprune.report import SparsityReport, sparsity_report
 from growprune.sparsity.targets import DenseMatrix, find_targets
-
-__version__ = "0.1.0"
+from growprune.version import __version__
 
 __all__ = [
     "PGaP",

@@ -1,21 +1,64 @@
 """The `growprune` command: train from a recipe, report on a run, list what is available.
 
-Every failure a user can cause (bad recipe, missing data, corrupt checkpoint, diverged loss) ends
-with one line on stderr naming the problem and the fix, and a non-zero exit code; tracebacks are
-for bugs in growprune itself.
+Every failure a user can cause (bad recipe, missing data, corrupt checkpoint, diverged loss, an
+optional dependency not installed) ends with one line on stderr naming the problem and the fix,
+and a non-zero exit code; tracebacks are for bugs in growprune itself. Results (the final line of
+a training, the report path, `list` and `report` output) go to stdout; progress, the run
+directory, resume messages and warnings go to stderr.
+
+Only torch, numpy and safetensors are required to import growprune; the command needs the
+`train` extra (and `translation` for translation recipes). The modules each extra provides are
+listed in EXTRAS, and a missing one is named with the install command that brings it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+
+# Importable module -> the extra (pyproject [project.optional-dependencies]) that installs it.
+EXTRAS = {
+    "yaml": "train",
+    "pydantic": "train",
+    "tqdm": "train",
+    "matplotlib": "train",
+    "tensorboard": "train",
+    "tokenizers": "translation",
+    "sacrebleu": "translation",
+}
+# What each command imports whatever the recipe says; the rest is checked once the recipe is read.
+TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
+REPORT_MODULES = ("yaml", "matplotlib")
+TRANSLATION_MODULES = ("tokenizers", "sacrebleu")
+
+
+class MissingExtra(Exception):
+    """An optional dependency a command needs is not installed; the message is the one line to show."""
+
+    def __init__(self, command: str, modules: Sequence[str]) -> None:
+        extras = sorted({EXTRAS[m] for m in modules}, key=list(EXTRAS.values()).index)
+        names = ", ".join(repr(m) for m in modules)
+        super().__init__(
+            f"growprune {command}: needs the {' and '.join(repr(e) for e in extras)} "
+            f"extra{'s' if len(extras) > 1 else ''} (missing module{'s' if len(modules) > 1 else ''} "
+            f"{names}): pip install 'growprune[{','.join(extras)}]'"
+        )
+
+
+def require(command: str, modules: Iterable[str]) -> None:
+    """Raise MissingExtra naming every module in `modules` that cannot be imported."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(command, missing)
 
 
 def bundled_recipes() -> list[Path]:
@@ -37,6 +80,7 @@ def _default_run_dir(name: str, smoke: bool) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    require("train", TRAIN_MODULES)
     from growprune.train.distributed import cleanup, launched_distributed
     from growprune.train.engine import Trainer
     from growprune.train.recipe import RecipeError, load_recipe
@@ -56,6 +100,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         recipe_path = resolve_recipe_path(args.recipe)
     recipe = load_recipe(recipe_path, overrides)
+    from growprune.tasks import TRANSLATION_DATASETS
+
+    require(
+        "train",
+        [
+            *(["matplotlib"] if recipe.output.report else []),
+            *(["tensorboard"] if recipe.output.tensorboard else []),
+            *(TRANSLATION_MODULES if recipe.data.name in TRANSLATION_DATASETS else []),
+        ],
+    )
     resume = bool(args.resume)
     if not resume:
         # Under torchrun every rank must agree on the directory, and an elastic restart
@@ -84,16 +138,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"done: {_score_text(final)}, sparsity {final['sparsity']:.4f}, "
         f"{final['params_kept']}/{final['params_total']} parameters kept, {final['train_seconds']:.0f} s",
-        file=sys.stderr,
+        flush=True,
     )
     if recipe.output.report:
         from growprune.report.run import write_report
 
-        print(f"report: {write_report(run_dir)}", file=sys.stderr)
+        print(f"report: {write_report(run_dir)}", flush=True)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    require("report", REPORT_MODULES)
     from growprune.report.run import write_report
 
     print(write_report(Path(args.run_dir)))
@@ -106,7 +161,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from growprune.methods import METHODS
     from growprune.models.registry import list_models
 
-    print("methods:  " + ", ".join(sorted(METHODS)))
+    print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
     from growprune.tasks import TRANSLATION_DATASETS
 
@@ -119,17 +174,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import yaml
-
     from growprune.export import ExportError, export_model
 
     model_args = {}
-    for item in args.model_arg or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"error: --model-arg {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return EXIT_USAGE
-        model_args[key] = yaml.safe_load(value)
+    if args.model_arg:
+        require("export", ["yaml"])  # values are read as YAML scalars
+        import yaml
+
+        for item in args.model_arg:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                print(f"error: --model-arg {item!r}: expected KEY=VALUE", file=sys.stderr)
+                return EXIT_USAGE
+            model_args[key] = yaml.safe_load(value)
     try:
         summary = export_model(
             args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
@@ -203,27 +260,77 @@ def _score_text(final: dict) -> str:
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 
+# Errors a user can cause -> (exit code, prefix of the one line shown), first match wins (a missing
+# dataset is a FileNotFoundError but a usage error). As "module:Class", looked up by _loaded.
+USER_ERRORS = (
+    (
+        (
+            "growprune.train.recipe:RecipeError",
+            "growprune.data.fashion_mnist:DatasetNotFoundError",
+            "growprune.data.fashion_mnist:DatasetCorruptError",
+        ),
+        EXIT_USAGE,
+        "error",
+    ),
+    (
+        (
+            "growprune.train.checkpoint:CheckpointError",
+            "growprune.train.engine:TrainingDiverged",
+            "builtins:FileNotFoundError",
+        ),
+        EXIT_FAILURE,
+        "error",
+    ),
+    (("growprune.train.loops:Interrupted",), EXIT_INTERRUPTED, "interrupted"),
+)
+
+
+def _loaded(names: Sequence[str]) -> tuple[type[BaseException], ...]:
+    """The classes `module:Class` among `names` whose module has been imported.
+
+    An exception can only have been raised by a module that was imported, so looking the classes
+    up this way lets main() handle them without importing those modules (and their optional
+    dependencies) itself: `growprune list` works with only the core dependencies installed.
+    """
+    found = []
+    for name in names:
+        module, _, attr = name.partition(":")
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], attr))
+    return tuple(found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from growprune.data.fashion_mnist import DatasetCorruptError, DatasetNotFoundError
-    from growprune.train.checkpoint import CheckpointError
-    from growprune.train.engine import TrainingDiverged
-    from growprune.train.loops import Interrupted
-    from growprune.train.recipe import RecipeError
+    from growprune.methods import load_plugins
 
     try:
-        return args.func(args)
-    except (RecipeError, DatasetNotFoundError, DatasetCorruptError) as err:
+        load_plugins()  # third-party methods and models register themselves when imported
+    except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, TrainingDiverged, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    except Interrupted as err:
-        print(f"interrupted: {err}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `growprune list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except MissingExtra as err:
+        print(err, file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as err:
+        # A lazy import that require() did not foresee still gets the one line, if an extra has it.
+        top = (err.name or "").partition(".")[0]
+        if top not in EXTRAS:
+            raise
+        print(MissingExtra(args.command, [top]), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:
+        for names, code, prefix in USER_ERRORS:
+            if isinstance(err, _loaded(names)):
+                print(f"{prefix}: {err}", file=sys.stderr)
+                return code
+        raise
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

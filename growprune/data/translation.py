@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import pickle
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import torch
 from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, cache_root, load_aligned, split_by_book
 from growprune.data.loader import EpochLoader, derive_seed
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
+from growprune.files import atomic_torch_save
 
 __all__ = [
     "SPLITS",
@@ -209,15 +208,7 @@ def _encode_cached(tokenizer: SubwordTokenizer, texts: list[str], cache: Path | 
     ids = tokenizer.encode_batch(texts)
     offsets = np.cumsum([0, *map(len, ids)])
     flat = torch.tensor([i for row in ids for i in row], dtype=torch.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"flat": flat, "offsets": torch.from_numpy(offsets)}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save({"flat": flat, "offsets": torch.from_numpy(offsets)}, path)
     return ids
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from torch import nn
 from growprune.export import codec, fileformat
 from growprune.export.errors import ExportError
 from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
+from growprune.files import atomic_write
+from growprune.version import __version__
 
 
 @dataclass(frozen=True)
@@ -91,18 +92,6 @@ def build_tensors(
     return tensors, layout
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_model(
     source: nn.Module | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -143,8 +132,6 @@ def export_model(
             "or export while the sparsifier is attached"
         )
     check_masks(src)
-    from growprune import __version__
-
     tensors, layout = build_tensors(src, format, torch_dtype)
     sparsity = _sparsity_table(src, torch_dtype)
     meta = {
@@ -160,7 +147,8 @@ def export_model(
         "sha256": fileformat.digest(tensors),
     }
     out_path = Path(out)
-    _atomic_save(tensors, {fileformat.PREFIX + k: v for k, v in meta.items()}, out_path)
+    metadata = {fileformat.PREFIX + k: v for k, v in meta.items()}
+    atomic_write(out_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     itemsize = torch.empty((), dtype=torch_dtype).element_size()
     dense_bytes = sum(
         v.numel() * (itemsize if v.is_floating_point() else v.element_size()) for v in src.state.values()

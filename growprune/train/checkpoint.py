@@ -1,21 +1,22 @@
 """Checkpoints that survive crashes: atomic writes, integrity checks, fallback to the last good one.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk and renamed
-over its final name, so a kill at any moment leaves either the old file or the new one, never a
-half-written one under a real name. Loading uses ``weights_only=True``: a checkpoint is data, and
-unpickling arbitrary objects from a run directory someone sent you is code execution.
+over its final name (growprune.files), so a kill at any moment leaves either the old file or the
+new one, never a half-written one under a real name. Loading uses ``weights_only=True``: a
+checkpoint is data, and unpickling arbitrary objects from a run directory someone sent you is
+code execution.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from growprune.files import atomic_torch_save
 
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"ckpt-(\d{8,})\.pt$")
@@ -23,20 +24,6 @@ _NAME = re.compile(r"ckpt-(\d{8,})\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
-
-
-def atomic_save(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -71,14 +58,14 @@ class CheckpointManager:
 
     def save(self, payload: dict[str, Any], step: int) -> Path:
         path = self.directory / f"ckpt-{step:08d}.pt"
-        atomic_save(payload, path)
+        atomic_torch_save(payload, path)
         for old in self.numbered()[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return path
 
     def save_named(self, payload: dict[str, Any], name: str) -> Path:
         path = self.directory / f"{name}.pt"
-        atomic_save(payload, path)
+        atomic_torch_save(payload, path)
         return path
 
     def latest_good(self) -> tuple[Path, dict[str, Any]] | None:

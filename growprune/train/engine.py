@@ -27,7 +27,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-import growprune
+from growprune import version
 from growprune.methods import Sparsifier, get_method
 from growprune.methods.settings import RunLength, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
@@ -290,7 +290,7 @@ class Trainer:
     def _payload(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
-            "version": growprune.__version__,
+            "version": version.__version__,
             "recipe": recipe_to_dict(self.recipe),
             "smoke": self.smoke,
             "model": self.model.state_dict(),

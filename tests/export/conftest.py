@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import growprune as gp
+from growprune.files import atomic_torch_save
 from growprune.models import build_model
-from growprune.train.checkpoint import CHECKPOINT_FORMAT, atomic_save
+from growprune.train.checkpoint import CHECKPOINT_FORMAT
 
 HIDDEN = [300, 100]
 
@@ -37,7 +38,7 @@ def write_run(run_dir: Path, model: torch.nn.Module, model_cfg: dict[str, Any], 
         "position": {"step": 7, "epoch": 1, "batch": 0, "best_acc": 0.5, "elapsed": 1.0},
     }
     path = run_dir / "checkpoints" / f"{name}.pt"
-    atomic_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 

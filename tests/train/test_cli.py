@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from growprune.cli import bundled_recipes
+from growprune.cli import RECIPES_DIR, bundled_recipes
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -53,11 +53,15 @@ def write_recipe(path: Path, **sections: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("recipe", bundled_recipes(), ids=lambda p: str(p.relative_to(REPO / "recipes")))
+@pytest.mark.parametrize("recipe", bundled_recipes(), ids=lambda p: str(p.relative_to(RECIPES_DIR)))
 def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_cli("train", str(recipe), "--smoke", "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Results on stdout, the run directory (and progress, logs) on stderr.
+    labels = [line.partition(": ")[0] for line in result.stdout.splitlines()]
+    assert labels == ["done", "report"], result.stdout
+    assert f"run directory: {out}" in result.stderr and "done: " not in result.stderr
     assert (out / "report" / "report.md").is_file()
     assert (out / "checkpoints" / "final.pt").is_file()
     final = [
