@@ -16,3 +16,18 @@ def test_readme_python_example_runs() -> None:
     sparsifier, gp = namespace["sparsifier"], namespace["gp"]
     assert str(sparsifier.phase) == "done"
     assert abs(gp.sparsity_report(namespace["model"]).overall - 0.8) < 1e-3
+
+
+def test_readme_custom_method_example_runs() -> None:
+    """The "Your own method" example: registered with one call, it trains in a plain loop."""
+    from growprune.methods import METHODS
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "register_method" in b)
+    try:
+        namespace: dict = {}
+        exec(compile(example, str(README), "exec"), namespace)
+        assert METHODS["lateprune"] is namespace["LatePrune"]
+        assert [e.event for e in namespace["sparsifier"].history] == ["prune"]
+    finally:
+        METHODS.pop("lateprune", None)
