@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from growprune.methods.pgap import PGaP, merge_worker_states
+from growprune.seeding import keyed_seed
 from growprune.sparsity.consensus import verify_masks_equal
-from growprune.sparsity.scoring import derived_seed
 from growprune.tasks.base import Batch
 from growprune.train.distributed import MergeStats, merge_across_groups
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def worker_batches(trainer: Trainer, round_index: int, worker: int) -> Iterator[Batch]:
     """The global batches worker `worker` trains on in round `round_index` (its own order)."""
-    seed = derived_seed(trainer.recipe.training.seed, "pgap-data", round_index, worker) % (1 << 62)
+    seed = keyed_seed(trainer.recipe.training.seed, "pgap-data", round_index, worker) % (1 << 62)
     loader = trainer.task.worker_loader(seed)
     epoch = 0
     while True:
@@ -42,7 +42,7 @@ def _train_worker(
     trainer.step = round_index * sparsifier.steps_per_phase
     trainer.log_steps = trainer.parallel_pgap or worker == 0
     trainer._after_mask_changes()
-    torch.manual_seed(derived_seed(trainer.recipe.training.seed, "pgap-rng", round_index, worker) % (1 << 62))
+    torch.manual_seed(keyed_seed(trainer.recipe.training.seed, "pgap-rng", round_index, worker) % (1 << 62))
     trainer.model.train()
     batches = worker_batches(trainer, round_index, worker)
     for _ in range(sparsifier.steps_per_phase):
