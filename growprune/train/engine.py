@@ -177,7 +177,16 @@ class Trainer:
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         self._setup_parallel(recipe, batch)
         try:
-            self.task: Task = build_task(recipe, self.device, batch, smoke=self.smoke)
+            self.task: Task = build_task(
+                recipe.data,
+                recipe.evaluation,
+                self.device,
+                batch,
+                seed=cfg.seed,
+                eval_batch_size=cfg.eval_batch_size,
+                label_smoothing=cfg.label_smoothing,
+                smoke=self.smoke,
+            )
         except (TypeError, ValueError) as err:
             raise RecipeError(f"data: {err}") from None
         self.train_loader = self.task.train_loader
