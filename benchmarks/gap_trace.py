@@ -7,8 +7,8 @@ recovered by the next change, and the churn of the partition it pruned: the shar
 kept now that were not in that partition's mask before it was grown (how much the dense phase
 actually explored).
 
-    python benchmarks/gap_trace.py --sparsity 0.9 --epochs 6 24 --jobs 2   # writes results/gap_trace.json
-    python benchmarks/gap_trace.py --smoke --out /tmp/trace.json           # seconds (the test suite)
+    python -m benchmarks.gap_trace --sparsity 0.9 --epochs 6 24 --jobs 2   # writes results/gap_trace.json
+    python -m benchmarks.gap_trace --smoke --out /tmp/trace.json           # seconds (the test suite)
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, with_budget
 
-from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, git_commit, machine, with_budget  # noqa: E402
-
-RESULTS = HERE / "results" / "gap_trace.json"
+RESULTS = RESULTS_DIR / "gap_trace.json"
 
 
 def trace_run(tier_name: str, epochs: float, sparsity: float, seed: int, threads: int) -> dict[str, Any]:
@@ -151,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"final prune drop {s['final_prune_drop']:.4f}",
                 flush=True,
             )
-    commit, dirty = git_commit()
+    commit, dirty = git_commit("growprune", "benchmarks")
     out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": "python benchmarks/gap_trace.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.gap_trace " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": commit,
         "dirty": dirty,
         "machine": machine(),

@@ -1,6 +1,6 @@
 """Generate the quality and overhead sections of ``benchmarks/RESULTS.md`` from the result files.
 
-    python benchmarks/make_results.py      # reads results/quality.jsonl + results/overhead.json
+    python -m benchmarks.make_results      # reads results/quality.jsonl + results/overhead.json
 
 Only the text between this script's markers is rewritten (``<!-- growprune:quality:start -->``
 ... ``end``, and the same for ``overhead`` and ``targets``); every other section of RESULTS.md --
@@ -19,45 +19,30 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-RESULTS_DIR = HERE / "results"
+from benchmarks.common import RESULTS_DIR, RESULTS_MD, read_rows, replace_section
+from growprune.methods import METHODS
+
 METHOD_ORDER = ["dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap"]
-METHOD_LABEL = {
-    "dense": "dense",
-    "oneshot": "one-shot magnitude + fine-tune",
-    "gmp": "GMP (Zhu & Gupta)",
-    "set": "SET",
-    "rigl": "RigL (growprune)",
-    "rigl-torch": "RigL (rigl-torch 0.5.2)",
-    "admm": "ADMM",
-    "cgap": "C-GaP",
-    "pgap": "P-GaP",
-}
+# Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
+# it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
+PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
 BASELINES = ["oneshot", "gmp", "set", "rigl", "rigl-torch", "admm"]
 
 
-# -- RESULTS.md section handling --------------------------------------------------------------
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- growprune:{name}:start -->", f"<!-- growprune:{name}:end -->"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    """Put `body` between the markers of `name`, appending the section if it is not there."""
-    start, end = markers(name)
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        return f"{head}{block}{tail}"
-    return f"{text.rstrip()}\n\n{block}\n" if text.strip() else f"# Benchmark results\n\n{block}\n"
+def method_label(method: str) -> str:
+    """How tables name a row's method: the method's own `title` (growprune.METHODS, so a method
+    registered with growprune.register_method is labelled too), a peer library's label, or the
+    row's name as a last resort."""
+    if method in PEERS:
+        return PEERS[method][1]
+    cls = METHODS.get(method)
+    if cls is None:
+        return method
+    shadowed = any(implemented == method for implemented, _ in PEERS.values())
+    return f"{cls.title} (growprune)" if shadowed else cls.title
 
 
 # -- quality ----------------------------------------------------------------------------------
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -135,7 +120,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
             continue
         final = ", ".join(sorted(set(finals)))
         lines.append(
-            f"| {METHOD_LABEL[method]} | "
+            f"| {method_label(method)} | "
             + " | ".join(cells)
             + f" | {final} | {statistics.fmean(secs):.0f} |"
         )
@@ -260,7 +245,7 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         for m in methods:
             if m != "dense":
                 row = " | ".join(cell(cells.get((m, s, b), [])) for b in budgets)
-                lines.append(f"| {METHOD_LABEL[m]} | {s:.0%} | {row} |")
+                lines.append(f"| {method_label(m)} | {s:.0%} | {row} |")
         for other in ("gmp", "dense"):
             if "cgap" in methods and other in methods and other != "cgap":
                 diffs = []
@@ -268,7 +253,7 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
                     a = accuracy(rows, tier, "cgap", s, "uniform", b)
                     o = accuracy(rows, tier, other, s, "uniform", b)
                     diffs.append("-" if a is None or o is None else f"{100 * (a - o):+.2f}")
-                lines.append(f"| C-GaP minus {METHOD_LABEL[other]} | {s:.0%} | " + " | ".join(diffs) + " |")
+                lines.append(f"| C-GaP minus {method_label(other)} | {s:.0%} | " + " | ".join(diffs) + " |")
     commits = sorted({r["commit"][:10] + (" (dirty)" if r.get("dirty") else "") for r in swept})
     lines += ["", f"Budget rows measured at commit(s) {', '.join(commits)}."]
     return lines
@@ -296,7 +281,7 @@ def plot_quality(rows: list[dict[str, Any]], tier: str, path: Path) -> bool:
             xs = sorted(points)
             means = [statistics.fmean(points[x]) for x in xs]
             errs = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
-            label = METHOD_LABEL[method] + ("" if dist == "uniform" else f" ({dist})")
+            label = method_label(method) + ("" if dist == "uniform" else f" ({dist})")
             ax.errorbar([100 * x for x in xs], means, yerr=errs, marker="o", capsize=3, label=label)
     ax.set_xlabel("sparsity (%)")
     ax.set_ylabel("top-1 (%)")
@@ -342,7 +327,7 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
     ]
     tiers = [t for t in ("quick", "full") if any(r["tier"] == t for r in rows)]
     if not tiers:
-        lines += ["No results yet: run `python benchmarks/quality.py --tier quick`.", ""]
+        lines += ["No results yet: run `python -m benchmarks.quality --tier quick`.", ""]
     for tier in tiers:
         lines += quality_table(rows, tier)
         if plot_quality(rows, tier, plot_dir / f"quality_{tier}.png"):
@@ -357,12 +342,12 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "",
         "```bash",
         "pip install -e '.[bench]'                                    # rigl-torch==0.5.2 for the peer rows",
-        "python benchmarks/quality.py --tier quick --jobs 2 --threads 1   # ~17 runs, 1 seed",
-        "python benchmarks/quality.py --tier quick --study gap --jobs 2 --threads 1   # C-GaP ablation",
-        "python benchmarks/quality.py --tier quick --methods dense gmp cgap --epochs 24 --jobs 2 --threads 1"
+        "python -m benchmarks.quality --tier quick --jobs 2 --threads 1   # ~17 runs, 1 seed",
+        "python -m benchmarks.quality --tier quick --study gap --jobs 2 --threads 1   # C-GaP ablation",
+        "python -m benchmarks.quality --tier quick --methods dense gmp cgap --epochs 24 --jobs 2 --threads 1"
         "   # budget sweep",
-        "python benchmarks/quality.py --tier full --jobs 1 --threads 0    # ResNet-20, 3 seeds, uniform+ERK",
-        "python benchmarks/make_results.py                           # regenerate this file's tables",
+        "python -m benchmarks.quality --tier full --jobs 1 --threads 0    # ResNet-20, 3 seeds, uniform+ERK",
+        "python -m benchmarks.make_results                           # regenerate this file's tables",
         "```",
     ]
     return "\n".join(lines)
@@ -372,7 +357,7 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
 def overhead_section(data: dict[str, Any] | None) -> str:
     lines = ["## Overhead: cost of masking per step, and of a mask change", ""]
     if data is None:
-        return "\n".join([*lines, "No results yet: run `python benchmarks/overhead.py`."])
+        return "\n".join([*lines, "No results yet: run `python -m benchmarks.overhead`."])
     m = data.get("steps_machine") or data["machine"]
     load = ", ".join(f"{v:.1f}" for v in m.get("load_average_at_start") or [])
     lines += [
@@ -451,8 +436,8 @@ def overhead_section(data: dict[str, Any] | None) -> str:
         "",
         *thread_lines,
         "",
-        "Reproduce: `python benchmarks/overhead.py` (writes `benchmarks/results/overhead.json`), then "
-        "`python benchmarks/make_results.py`.",
+        "Reproduce: `python -m benchmarks.overhead` (writes `benchmarks/results/overhead.json`), then "
+        "`python -m benchmarks.make_results`.",
     ]
     return "\n".join(lines)
 
@@ -481,7 +466,7 @@ def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
             text = f"{s:.0%}: C-GaP {100 * cgap:.2f}"
             if dense is not None and s == 0.8:
                 text += f", {100 * (cgap - dense):+.2f} vs dense"
-            text += "".join(f", {100 * (cgap - v):+.2f} vs {METHOD_LABEL[m]}" for m, v in others.items())
+            text += "".join(f", {100 * (cgap - v):+.2f} vs {method_label(m)}" for m, v in others.items())
             parts.append(text)
         if parts:
             lines.append(
@@ -518,7 +503,7 @@ def targets_section(rows: list[dict[str, Any]], over: dict[str, Any] | None) -> 
         detail = (
             ""
             if ok is None
-            else f" (C-GaP {100 * cgap:.2f}; best baseline {METHOD_LABEL[best]} {100 * known[best]:.2f}; "
+            else f" (C-GaP {100 * cgap:.2f}; best baseline {method_label(best)} {100 * known[best]:.2f}; "
             + ", ".join(f"{m} {100 * v:.2f}" for m, v in known.items())
             + (
                 f"; not yet run: {', '.join(m for m in BASELINES if m not in known)}"
@@ -593,7 +578,7 @@ def translation_section(rows: list[dict[str, Any]]) -> str:
     ]
     rows = [r for r in rows if r.get("tier") != "smoke"]
     if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python benchmarks/translation.py --tier quick`."])
+        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.translation --tier quick`."])
     for tier in sorted({r["tier"] for r in rows}):
         tier_rows = [r for r in rows if r["tier"] == tier]
         sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
@@ -625,9 +610,9 @@ def translation_section(rows: list[dict[str, Any]]) -> str:
             f"{', '.join(devices)}; {', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in "
             f"parallel; training time: {seconds}.",
             "",
-            f"Reproduce: `python benchmarks/translation.py --tier {tier} --methods "
+            f"Reproduce: `python -m benchmarks.translation --tier {tier} --methods "
             f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python benchmarks/make_results.py`.",
+            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
             "",
         ]
         example = next((r for r in tier_rows if r["method"] == "cgap" and r.get("examples")), None)
@@ -657,15 +642,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=Path, default=RESULTS_DIR / "quality.jsonl")
     parser.add_argument("--overhead", type=Path, default=RESULTS_DIR / "overhead.json")
     parser.add_argument("--translation", type=Path, default=RESULTS_DIR / "translation.jsonl")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--out", type=Path, default=RESULTS_MD)
     args = parser.parse_args(argv)
-    rows = load_rows(args.quality)
+    rows = read_rows(args.quality)
     over = json.loads(args.overhead.read_text()) if args.overhead.exists() else None
     text = args.out.read_text() if args.out.exists() else ""
     text = replace_section(text, "targets", targets_section(rows, over))
     text = replace_section(text, "quality", quality_section(rows, args.out.parent / "results"))
     text = replace_section(text, "overhead", overhead_section(over))
-    text = replace_section(text, "translation", translation_section(load_rows(args.translation)))
+    text = replace_section(text, "translation", translation_section(read_rows(args.translation)))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0

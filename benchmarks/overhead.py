@@ -1,7 +1,7 @@
 """Overhead benchmark: what does each method's masking cost per training step, and per mask change?
 
-    python benchmarks/overhead.py                  # MLP + ResNet-20 steps, 25M transitions -> results
-    python benchmarks/overhead.py --smoke --out /tmp/o.json   # seconds; what the test suite runs
+    python -m benchmarks.overhead                  # MLP + ResNet-20 steps, 25M transitions -> results
+    python -m benchmarks.overhead --smoke --out /tmp/o.json   # seconds; what the test suite runs
 
 Step time: one training step (forward, backward, ``optimizer.step()`` -- whose hooks do all of a
 sparsifier's per-step work -- and the optional ``sparsifier.step()``)
@@ -25,19 +25,16 @@ Transitions: one C-GaP prune + grow (a phase change) and one RigL drop/grow upda
 a transition is timed as ``optimizer.step()`` on a transition step minus the plain SGD step of the
 same model (median of several).
 
-Writes ``benchmarks/results/overhead.json`` and a table on stdout; ``make_results.py`` puts it in
-``RESULTS.md``.
+Writes ``benchmarks/results/overhead.json`` and a table on stdout; ``python -m benchmarks.make_results``
+puts it in ``RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,15 +45,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+import growprune as gp
+from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from growprune.models.registry import build_model
+from growprune.sparsity.targets import find_targets
 
-import growprune as gp  # noqa: E402
-from growprune.models.registry import build_model  # noqa: E402
-from growprune.sparsity.targets import find_targets  # noqa: E402
-
-RESULTS = HERE / "results" / "overhead.json"
+RESULTS = RESULTS_DIR / "overhead.json"
 NEVER = 10**9  # a schedule step that is never reached: keeps a method in its steady phase
 SPARSITY = 0.8
 
@@ -362,39 +356,6 @@ def time_transitions(repeats: int, smoke: bool) -> dict[str, Any]:
 
 
 # -- the record -------------------------------------------------------------------------------
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_at_start": load,
-    }
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def print_table(result: dict[str, Any]) -> None:
     for model, data in result["steps"].items():
         print(
@@ -452,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = (
         json.loads(out.read_text()) if out.exists() and set(args.parts) != {"steps", "transitions"} else {}
     )
-    result: dict[str, Any] = {**previous, "commit": git_commit(), "sparsity": SPARSITY}
+    commit, dirty = git_commit("growprune", "benchmarks")
+    result: dict[str, Any] = {**previous, "commit": commit, "dirty": dirty, "sparsity": SPARSITY}
     result.setdefault("history", [])
     if "steps" in args.parts:
         if "steps" in previous:  # keep the earlier measurement on record, with its settings
@@ -474,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                 1 if args.smoke else 3,
                 args.smoke,
             )
-            # the summary shape the issue asks for: {"model": {"method": ratio_to_dense}}
+            # the summary: {"model": {"method": ratio_to_dense}}
             result[model] = {m: row["ratio_to_dense"] for m, row in result["steps"][model]["methods"].items()}
     if "transitions" in args.parts:
         # Transitions at each thread count: on a shared 2-core machine, 2 OpenMP threads can be much

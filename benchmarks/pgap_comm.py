@@ -8,8 +8,8 @@ and compares the bytes P-GaP's merges exchange with what DDP's all-reduce of the
 would exchange for the same number of epochs (payload per rank per step; a ring all-reduce sends
 about twice that).
 
-    python benchmarks/pgap_comm.py                 # Fashion-MNIST, writes benchmarks/results/pgap.json
-    python benchmarks/pgap_comm.py --smoke         # seconds, synthetic data, temp output
+    python -m benchmarks.pgap_comm                 # Fashion-MNIST, writes benchmarks/results/pgap.json
+    python -m benchmarks.pgap_comm --smoke         # seconds, synthetic data, temp output
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from pathlib import Path
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import RESULTS_DIR, git_commit, load_average, machine
+from benchmarks.common import ROOT as REPO
 
 
 def recipe(method: str, args: argparse.Namespace) -> dict:
@@ -76,7 +76,7 @@ def main() -> None:
         default=None,
         help="torch threads of the C-GaP process (default: K, all cores)",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pgap.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pgap.json")
     args = parser.parse_args()
     args.cgap_threads = args.cgap_threads or args.partitions
     work = Path(tempfile.mkdtemp(prefix="growprune-pgap-bench-"))
@@ -133,15 +133,8 @@ def main() -> None:
         "bytes_ratio_pgap_to_ddp": pgap_bytes / ddp_bytes,
         "merge_wait_seconds": sum(m["wait_seconds"] for m in merges),
         "merge_seconds": sum(m["merge_seconds"] for m in merges),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "load_average_at_end": os.getloadavg()[0],
-        },
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip(),
+        "machine": {**machine(), "load_average_at_end": load_average()},
+        "commit": git_commit("growprune", "benchmarks")[0],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -1,10 +1,10 @@
 """Quality benchmark: does GaP beat the baselines at an equal training budget?
 
-    python benchmarks/quality.py --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
-    python benchmarks/quality.py --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
-    python benchmarks/quality.py --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
-    python benchmarks/quality.py --tier quick --epochs 24     # the same table at another budget
-    python benchmarks/quality.py --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
+    python -m benchmarks.quality --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
+    python -m benchmarks.quality --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
+    python -m benchmarks.quality --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
+    python -m benchmarks.quality --tier quick --epochs 24     # the same table at another budget
+    python -m benchmarks.quality --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
 
 Every method runs through the same code users run: a recipe dict -> ``validate_recipe`` ->
 ``Trainer(...).run()``, one run per subprocess (isolation: no state, threads or RNG leak from one
@@ -12,7 +12,7 @@ run into the next). The external peer ``rigl-torch`` (PyPI, ``pip install -e .[b
 short loop of our own over the very same model, data, augmentation, optimizer and lr schedule,
 built by the same engine. Results are appended, one JSON row per run, to
 ``benchmarks/results/quality.jsonl``; runs already there are skipped, so an interrupted
-benchmark continues where it stopped. ``benchmarks/make_results.py`` turns the rows into
+benchmark continues where it stopped. ``python -m benchmarks.make_results`` turns the rows into
 ``benchmarks/RESULTS.md``.
 
 Budget rule: every method gets the same number of *training epochs of compute* (optimizer
@@ -28,7 +28,6 @@ import concurrent.futures
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,11 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+import yaml
 
-RESULTS = HERE / "results" / "quality.jsonl"
+from benchmarks.common import HERE, RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine, read_rows
+
+RESULTS = RESULTS_DIR / "quality.jsonl"
 METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap")
 SPARSITIES = (0.8, 0.9)
 
@@ -203,13 +202,14 @@ def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[st
     }
     if method_name not in ("cgap", "pgap"):
         recipe["training"]["epochs"] = tier.epochs
-    for dotted, value in spec.overrides.items():
-        node = recipe
-        *path, last = dotted.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return recipe
+    from growprune.train.recipe import apply_overrides
+
+    return apply_overrides(recipe, [f"{key}={yaml_value(value)}" for key, value in spec.overrides.items()])
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as the YAML text ``--set key=value`` parses back to exactly ``value``."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 # -- one run (in a child process) -------------------------------------------------------------
@@ -228,11 +228,20 @@ def run_engine(recipe_dict: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def recipe_epochs_of_compute(recipe_dict: dict[str, Any], recipe: Any) -> float:
-    """Epochs of compute: P-GaP's single process trains its K workers one after another."""
-    method = recipe.method
-    if method.name == "pgap":
-        return method.num_partitions * method.rounds * method.epochs_per_phase + method.finetune_epochs
-    return float(recipe.training.epochs)
+    """Epochs of compute: the schedule's epochs, and for a method trained in rounds of K workers
+    (P-GaP) in one process, the other K - 1 workers' phases as well."""
+    from growprune.methods import get_method
+    from growprune.sparsity.partition import partition_count
+    from growprune.train.recipe import method_settings
+
+    del recipe_dict
+    epochs = float(recipe.training.epochs)
+    cls = get_method(recipe.method.name)
+    if cls.loop == "rounds":
+        settings = method_settings(recipe.method)
+        k = partition_count(settings.partitions)
+        epochs += (k - 1) * cls.phases_for(settings.rounds, k) * settings.epochs_per_phase
+    return epochs
 
 
 def import_rigl_torch() -> Any:
@@ -245,6 +254,8 @@ def import_rigl_torch() -> Any:
     classes; with the real torchvision installed, that one is used.
     """
     if importlib.util.find_spec("torchvision") is None:
+        # The one sys.path entry the benchmarks add: a top-level `torchvision` import inside
+        # rigl-torch can only be answered by a directory on sys.path (see the README there).
         sys.path.insert(0, str(HERE / "rigl_torch_compat"))
     try:
         from rigl_torch.RigL import RigLScheduler
@@ -363,42 +374,6 @@ def child_main(payload: str) -> None:
 
 
 # -- the driver -------------------------------------------------------------------------------
-def git_commit() -> tuple[str, bool]:
-    """HEAD and whether library/benchmark sources differ from it (then the row says dirty)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "growprune", "benchmarks/quality.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return head, bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def device_name() -> str:
-    import torch
-
-    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
-
-
 def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None) -> list[RunSpec]:
     """The C-GaP ablation: one change at a time from the benchmark's C-GaP setting.
 
@@ -473,23 +448,10 @@ def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant
 
 
 def existing_keys(path: Path) -> set[tuple]:
-    keys: set[tuple] = set()
-    if not path.exists():
-        return keys
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            keys.add(
-                (
-                    row["tier"],
-                    row["method"],
-                    round(row["sparsity"], 4),
-                    row["distribution"],
-                    row["seed"],
-                    row.get("variant", ""),
-                )
-            )
-    return keys
+    return {
+        (r["tier"], r["method"], round(r["sparsity"], 4), r["distribution"], r["seed"], r.get("variant", ""))
+        for r in read_rows(path)
+    }
 
 
 def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
@@ -499,7 +461,7 @@ def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | No
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(job)],
+        [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)],
         capture_output=True,
         text=True,
         env=env,
@@ -525,7 +487,7 @@ def run_all(
     todo = [s for s in specs if s.key() not in done]
     skipped = len(specs) - len(todo)
     print(f"{len(todo)} runs to do ({skipped} already in {out})", flush=True)
-    commit, dirty = git_commit()
+    commit, dirty = git_commit("growprune", "benchmarks/quality.py", "benchmarks/common.py")
     info, device = machine(), device_name()
     lock = threading.Lock()
     rows: list[dict[str, Any]] = []
@@ -559,8 +521,7 @@ def run_all(
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         with lock:
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(out, row)
             rows.append(row)
             print(
                 f"{spec.method:<10} {spec.sparsity:<4g} {spec.distribution:<8} seed {spec.seed} "

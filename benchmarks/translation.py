@@ -4,15 +4,15 @@ Each row of ``benchmarks/results/translation.jsonl`` is one real run through the
 (``growprune train`` does the same), decoded with beam search on the whole test split:
 ``{"tier", "model", "method", "sparsity", "seed", "epochs", "test_bleu", "test_chrf",
 "valid_bleu", "final_sparsity", "train_seconds", "device", "commit", ...}``.
-``benchmarks/make_results.py`` turns the rows into the translation section of RESULTS.md.
+``python -m benchmarks.make_results`` turns the rows into the translation section of RESULTS.md.
 
 Tiers:
   quick  the ``translation/cgap-quick`` setting (2+2 layers, d_model 128) for every method, 6
          epochs of compute each; ~20-30 min per run on 2 CPU cores.
   full   the bundled ``growprune/recipes/translation/*`` (3+3 layers, d_model 256, 24 epochs); for a GPU.
 
-    python benchmarks/translation.py --tier quick --methods dense cgap gmp rigl --sparsities 0.8
-    python benchmarks/translation.py --smoke          # seconds; what the test suite runs
+    python -m benchmarks.translation --tier quick --methods dense cgap gmp rigl --sparsities 0.8
+    python -m benchmarks.translation --smoke          # seconds; what the test suite runs
 """
 
 from __future__ import annotations
@@ -32,13 +32,9 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine
 
-from benchmarks.quality import device_name, git_commit, machine  # noqa: E402
-
-RESULTS = HERE / "results" / "translation.jsonl"
+RESULTS = RESULTS_DIR / "translation.jsonl"
 RECIPES = ROOT / "growprune" / "recipes" / "translation"
 METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
 TARGETS = ["*attn.*_proj.weight", "*ffn.fc*.weight"]
@@ -121,10 +117,11 @@ def run_child(recipe: dict[str, Any], smoke: bool, threads: int | None) -> dict[
         env["OMP_NUM_THREADS"] = str(threads)
     job = json.dumps({"recipe": recipe, "smoke": smoke, "threads": threads})
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "_child", job],
+        [sys.executable, "-m", "benchmarks.translation", "_child", job],
         capture_output=True,
         text=True,
         env=env,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{recipe['name']} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods
         for sparsity in ([0.0] if method == "dense" else args.sparsities)
     ]
-    commit, dirty = git_commit()
+    commit, dirty = git_commit("growprune", "benchmarks")
     info, device = machine(), device_name()
     lock = threading.Lock()
     threads = args.threads or None
@@ -191,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         with lock:
-            with out.open("a") as handle:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            append_row(out, row)
             print(
                 f"{method:<6} {sparsity:<4g} seed {seed}  test BLEU {row['test_bleu']:6.2f}  "
                 f"chrF {row['test_chrf']:6.2f}  sparsity {row['final_sparsity']:.4f}  "

@@ -17,34 +17,22 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from growprune.data.dataset import InMemoryDataset
+from growprune.seeding import stream_seed
 
-__all__ = ["Augment", "EpochLoader", "TensorLoader", "derive_seed"]
+__all__ = ["Augment", "EpochLoader", "TensorLoader"]
 
 # Independent random streams derived from one user seed.
 _STREAM_SHUFFLE = 0
 _STREAM_AUGMENT = 1
 
 
-def derive_seed(*keys: int) -> int:
-    """Mix non-negative ints into one 63-bit seed.
-
-    ``numpy.random.SeedSequence`` hashes its entropy well, so nearby keys such as (seed, 3) and
-    (seed, 4) give unrelated streams, and the result is the same on every platform.
-    """
-    if any(k < 0 for k in keys):
-        raise ValueError(f"seed keys must be non-negative, got {keys}")
-    state = np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
-
-
 def _generator(*keys: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
-    g.manual_seed(derive_seed(*keys))
+    g.manual_seed(stream_seed(*keys))
     return g
 
 

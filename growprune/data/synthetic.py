@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from growprune.data.dataset import InMemoryDataset
-from growprune.data.loader import Augment, derive_seed
+from growprune.data.loader import Augment
+from growprune.seeding import stream_seed
 
 __all__ = ["make_synthetic", "make_synthetic_images"]
 
@@ -23,7 +24,7 @@ _STREAM_PARAMS, _STREAM_TRAIN, _STREAM_TEST = 0, 1, 2
 
 def _gen(seed: int, stream: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
-    g.manual_seed(derive_seed(seed, stream))
+    g.manual_seed(stream_seed(seed, stream))
     return g
 
 

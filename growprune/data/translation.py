@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, cache_root, load_aligned, split_by_book
-from growprune.data.loader import EpochLoader, derive_seed
+from growprune.data.loader import EpochLoader
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
 from growprune.files import atomic_torch_save
+from growprune.seeding import stream_seed
 
 __all__ = [
     "SPLITS",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-_STREAM_SHUFFLE = 0  # the shuffle stream of derive_seed(seed, stream, epoch), as in TensorLoader
+_STREAM_SHUFFLE = 0  # the shuffle stream of stream_seed(seed, stream, epoch), as in TensorLoader
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -348,7 +349,7 @@ class TranslationLoader(EpochLoader):
             batches = list(self._by_length(torch.arange(n)).split(b))[: len(self)]
         else:
             g = torch.Generator(device="cpu")
-            g.manual_seed(derive_seed(self.seed, _STREAM_SHUFFLE, epoch))
+            g.manual_seed(stream_seed(self.seed, _STREAM_SHUFFLE, epoch))
             perm = torch.randperm(n, generator=g)
             if self.drop_last:
                 perm = perm[: len(self) * b]  # only the last chunk can be short, by whole batches

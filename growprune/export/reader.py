@@ -177,7 +177,8 @@ def _build(exported: ExportedFile) -> nn.Module:
     if name not in registry.list_models():
         raise ExportError(
             f"{path}: needs model builder {name!r} with arguments {args}, which this growprune does not have "
-            f"(known: {', '.join(registry.list_models())}); register it in growprune.models.registry or pass "
+            f"(known: {', '.join(registry.list_models())}); register it with "
+            "growprune.models.register_model(name, builder) or pass "
             "model=<an nn.Module of the same architecture> to growprune.load"
         )
     try:

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
 from growprune.export.errors import ExportError
+from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX
 
 # Constructor arguments the training engine fills in from the data (see train/engine.py).
@@ -49,9 +51,7 @@ def resolve_checkpoint(path: Path) -> Path:
     for name in RUN_CHECKPOINTS:
         if (directory / name).is_file():
             return directory / name
-    from growprune.train.checkpoint import CheckpointManager
-
-    numbered = CheckpointManager(directory).numbered()
+    numbered = numbered_checkpoints(directory)
     if numbered:
         return numbered[-1]
     raise ExportError(f"{path}: no checkpoints found (looked for {', '.join(RUN_CHECKPOINTS)} and ckpt-*.pt)")
@@ -92,8 +92,6 @@ def check_masks(source: ExportSource) -> None:
 
 def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> ExportSource:
     """Read a growprune checkpoint (or the right one in a run directory)."""
-    from growprune.train.checkpoint import CheckpointError, load_checkpoint
-
     ckpt = resolve_checkpoint(Path(path))
     try:
         payload = load_checkpoint(ckpt)
@@ -153,21 +151,19 @@ def resolve_model_spec(
     name: str, args: dict[str, Any], state: Mapping[str, torch.Tensor], origin: str
 ) -> dict[str, Any]:
     """Complete the builder arguments and prove that they rebuild a model of exactly these shapes."""
-    from growprune.models import registry
-
-    if name not in registry.list_models():
+    if name not in list_models():
         raise ExportError(
             f"{origin}: model {name!r} is not in growprune's model registry (known: "
-            f"{', '.join(registry.list_models())}), so growprune.load could not rebuild it; register the "
-            "builder in growprune.models.registry, or export from Python with export_model(model, out) and "
-            "load with growprune.load(path, model=<your module>)"
+            f"{', '.join(list_models())}), so growprune.load could not rebuild it; register the builder "
+            "with growprune.models.register_model(name, builder), or export from Python with "
+            "export_model(model, out) and load with growprune.load(path, model=<your module>)"
         )
-    accepted = inspect.signature(registry._BUILDERS[name]).parameters
+    accepted = inspect.signature(model_builder(name)).parameters
     guessed = {k: v for k, v in _guess_data_args(state).items() if k in accepted and k in DATA_ARGS}
     full = {**{k: v for k, v in guessed.items() if k not in args}, **args}
     filled = sorted(set(full) - set(args))
     try:
-        built = registry.build_model(name, **full)
+        built = build_model(name, **full)
     except (TypeError, ValueError) as err:
         raise ExportError(f"{origin}: cannot rebuild model {name!r} with arguments {full}: {err}") from None
     expected = {k: tuple(v.shape) for k, v in built.state_dict().items()}

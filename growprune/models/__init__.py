@@ -6,7 +6,7 @@ All are plain ``torch.nn`` modules with no device assumptions; build them by nam
 
 from growprune.models.cnn import SmallCNN
 from growprune.models.mlp import MLP
-from growprune.models.registry import build_model, list_models
+from growprune.models.registry import build_model, list_models, model_builder, register_model
 from growprune.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import ImageNetResNet, resnet50
 from growprune.models.transformer import Seq2SeqTransformer
@@ -19,6 +19,8 @@ __all__ = [
     "SmallCNN",
     "build_model",
     "list_models",
+    "model_builder",
+    "register_model",
     "resnet20",
     "resnet32",
     "resnet50",

@@ -2,6 +2,8 @@
 
 Keyword arguments are checked against the constructor's signature before building, so a typo
 in a config names the bad key (and lists the good ones) instead of failing deep inside.
+:func:`register_model` adds a model of your own: recipes can then name it, and
+``growprune.load`` can rebuild an exported file that records it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
 from growprune.models.transformer import Seq2SeqTransformer
 
-__all__ = ["build_model", "list_models", "model_builder"]
+__all__ = ["build_model", "list_models", "model_builder", "register_model"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
@@ -29,6 +31,25 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "transformer": Seq2SeqTransformer,
 }
+
+
+def register_model(name: str, builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Make ``builder`` (a class or function returning an ``nn.Module``) buildable as ``name``.
+
+    Afterwards ``build_model(name, **kwargs)`` calls ``builder(**kwargs)``, a recipe's
+    ``model.name`` may be ``name``, and an export that records ``name`` can be loaded with
+    ``growprune.load(path)`` in any process that registered it first. Registering a name again
+    replaces its builder. Returns ``builder``.
+
+    Raises:
+        ValueError: ``name`` is empty or ``builder`` is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    if not callable(builder):
+        raise ValueError(f"builder for model {name!r} must be callable, got {type(builder).__name__}")
+    _BUILDERS[name] = builder
+    return builder
 
 
 def list_models() -> list[str]:
@@ -51,9 +72,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
             value that the constructor rejects.
         TypeError: a keyword the constructor does not take (the message names it).
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(list_models())}")
-    builder = _BUILDERS[name]
+    builder = model_builder(name)
     params = inspect.signature(builder).parameters
     allowed = [p for p, v in params.items() if v.kind is not inspect.Parameter.VAR_KEYWORD]
     unknown = sorted(set(kwargs) - set(allowed))

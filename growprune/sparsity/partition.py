@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from growprune.sparsity.scoring import derived_seed
+from growprune.seeding import keyed_seed
 
 PartitionSpec = int | Sequence[str | Sequence[str]]
 PARTITION_MODES = ("contiguous", "random")
@@ -93,7 +93,7 @@ def partition_layers(
             )
         order = list(range(len(names)))
         if mode == "random":
-            generator = torch.Generator().manual_seed(derived_seed(seed, "partition"))
+            generator = torch.Generator().manual_seed(keyed_seed(seed, "partition"))
             order = torch.randperm(len(names), generator=generator).tolist()
         runs = _balanced_split([numels[i] for i in order], partitions)
         return [sorted((names[order[i]] for i in run), key=names.index) for run in runs]

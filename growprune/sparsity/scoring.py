@@ -9,15 +9,9 @@ its ranks silently disagreed.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
-
-def derived_seed(*keys: object) -> int:
-    """A 63-bit seed that depends only on `keys` (stable across processes, unlike hash())."""
-    digest = hashlib.sha256(repr(keys).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+from growprune.seeding import keyed_seed
 
 
 def magnitude(param: torch.Tensor) -> torch.Tensor:
@@ -25,7 +19,7 @@ def magnitude(param: torch.Tensor) -> torch.Tensor:
 
 
 def random_scores(shape: torch.Size, device: torch.device, *keys: object) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(derived_seed(*keys))
+    generator = torch.Generator().manual_seed(keyed_seed(*keys))
     return torch.rand(shape, generator=generator).to(device)
 
 

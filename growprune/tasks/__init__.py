@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -16,14 +16,13 @@ from growprune.data.registry import build_datasets
 from growprune.tasks.base import Batch, BatchLoader, Task, accepted_defaults, check_model_fits
 from growprune.tasks.classification import ClassificationTask
 
-if TYPE_CHECKING:
-    from growprune.train.recipe import Recipe
-
 __all__ = [
     "TRANSLATION_DATASETS",
     "Batch",
     "BatchLoader",
     "ClassificationTask",
+    "DataSettings",
+    "EvaluationSettings",
     "Task",
     "accepted_defaults",
     "build_task",
@@ -39,60 +38,98 @@ SMOKE_TRAIN_PAIRS = 64
 SMOKE_SENTENCES = 8
 
 
-def build_task(recipe: Recipe, device: torch.device, batch_size: int, smoke: bool = False) -> Task:
-    """The task a recipe describes, its data already on ``device``.
+class DataSettings(Protocol):
+    """What :func:`build_task` reads of the data settings (a recipe's ``data:`` section)."""
+
+    name: str
+    data_dir: str | None
+    random_crop: bool
+    crop_padding: int
+    hflip: bool
+    args: dict[str, Any]
+
+
+class EvaluationSettings(Protocol):
+    """How a translation model is decoded and scored (a recipe's ``evaluation:`` section)."""
+
+    beam_size: int
+    length_penalty: float
+    epoch_sentences: int | None
+    examples: int
+
+
+def build_task(
+    data: DataSettings,
+    evaluation: EvaluationSettings,
+    device: torch.device,
+    batch_size: int,
+    *,
+    seed: int,
+    eval_batch_size: int,
+    label_smoothing: float = 0.0,
+    smoke: bool = False,
+) -> Task:
+    """The task ``data`` describes, its data already on ``device``.
+
+    Args:
+        data: the data settings (dataset name and arguments, directory, augmentation).
+        evaluation: decoding and scoring settings (translation; classification ignores them).
+        device: where the data is put.
+        batch_size: training batch size.
+        seed: base seed of the data order and augmentation.
+        eval_batch_size: batch size of evaluation.
+        label_smoothing: of the training loss.
+        smoke: a tiny slice of the data, to check that every part runs.
 
     Raises:
         ValueError / TypeError: bad ``data`` settings (the engine turns them into a RecipeError).
     """
-    data_cfg, cfg = recipe.data, recipe.training
-    args: dict[str, Any] = dict(data_cfg.args)
-    if data_cfg.data_dir is not None:
-        args["data_dir" if data_cfg.name not in TRANSLATION_DATASETS else "cache_dir"] = data_cfg.data_dir
-    if data_cfg.name in TRANSLATION_DATASETS:
-        return _translation_task(recipe, device, batch_size, smoke, args)
+    args: dict[str, Any] = dict(data.args)
+    if data.data_dir is not None:
+        args["data_dir" if data.name not in TRANSLATION_DATASETS else "cache_dir"] = data.data_dir
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size,
+        "seed": seed,
+        "label_smoothing": label_smoothing,
+    }
+    if data.name in TRANSLATION_DATASETS:
+        return _translation_task(data, evaluation, device, smoke, args, common)
     subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if smoke else {}
-    train, test = build_datasets(data_cfg.name, **subsets, **args)
+    train, test = build_datasets(data.name, **subsets, **args)
     train, test = train.to(device), test.to(device)
     augment = Augment(
-        crop_padding=data_cfg.crop_padding if data_cfg.random_crop else 0,
-        hflip=data_cfg.hflip,
+        crop_padding=data.crop_padding if data.random_crop else 0,
+        hflip=data.hflip,
         fill=float(getattr(train, "pad_value", 0.0)),
     )
-    return ClassificationTask(
-        train,
-        test,
-        batch_size=batch_size,
-        eval_batch_size=cfg.eval_batch_size,
-        augment=augment,
-        seed=cfg.seed,
-        label_smoothing=cfg.label_smoothing,
-    )
+    return ClassificationTask(train, test, augment=augment, **common)
 
 
 def _translation_task(
-    recipe: Recipe, device: torch.device, batch_size: int, smoke: bool, args: dict[str, Any]
+    settings: DataSettings,
+    ev: EvaluationSettings,
+    device: torch.device,
+    smoke: bool,
+    args: dict[str, Any],
+    common: dict[str, Any],
 ) -> Task:
     from growprune.data.registry import check_kwargs
     from growprune.data.translation import load_bible_translation
     from growprune.tasks.translation import TranslationTask
 
-    if recipe.data.random_crop or recipe.data.hflip:
+    if settings.random_crop or settings.hflip:
         raise ValueError("random_crop and hflip are image augmentations; remove them for translation")
-    check_kwargs("dataset", recipe.data.name, load_bible_translation, args)
+    check_kwargs("dataset", settings.name, load_bible_translation, args)
     data = load_bible_translation(**args)
     if smoke:
-        data.train = data.train.shortest(max(SMOKE_TRAIN_PAIRS, batch_size))
+        data.train = data.train.shortest(max(SMOKE_TRAIN_PAIRS, common["batch_size"]))
         data.valid = data.valid.shortest(SMOKE_SENTENCES)
         data.test = data.test.shortest(SMOKE_SENTENCES)
     data.train, data.valid, data.test = (s.to(device) for s in (data.train, data.valid, data.test))
-    ev = recipe.evaluation
     return TranslationTask(
         data,
-        batch_size=batch_size,
-        eval_batch_size=recipe.training.eval_batch_size,
-        seed=recipe.training.seed,
-        label_smoothing=recipe.training.label_smoothing,
+        **common,
         beam_size=min(ev.beam_size, 2) if smoke else ev.beam_size,
         length_penalty=ev.length_penalty,
         epoch_sentences=ev.epoch_sentences,

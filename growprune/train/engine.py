@@ -178,7 +178,16 @@ class Trainer:
         cfg = recipe.training
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         try:
-            self.task: Task = build_task(recipe, self.device, batch, smoke=self.smoke)
+            self.task: Task = build_task(
+                recipe.data,
+                recipe.evaluation,
+                self.device,
+                batch,
+                seed=cfg.seed,
+                eval_batch_size=cfg.eval_batch_size,
+                label_smoothing=cfg.label_smoothing,
+                smoke=self.smoke,
+            )
         except (TypeError, ValueError) as err:
             raise RecipeError(f"data: {err}") from None
         self.train_loader = self.task.train_loader

@@ -27,8 +27,8 @@ from torch import nn
 from growprune.methods import Sparsifier
 from growprune.methods.pgap import EXTERNAL_MERGE, PGaP, merge_worker_states
 from growprune.records import MergeRecord, Record
+from growprune.seeding import keyed_seed
 from growprune.sparsity.consensus import verify_masks_equal
-from growprune.sparsity.scoring import derived_seed
 from growprune.tasks.base import Batch, Task
 from growprune.train.distributed import DistContext, MergeStats, make_partition_groups, merge_across_groups
 
@@ -169,7 +169,7 @@ class RoundLoop(StepLoop):
 
     def worker_batches(self, round_index: int, worker: int) -> Iterator[Batch]:
         """The global batches `worker` trains on in round `round_index` (its own order)."""
-        seed = derived_seed(self.host.seed, "pgap-data", round_index, worker) % (1 << 62)
+        seed = keyed_seed(self.host.seed, "pgap-data", round_index, worker) % (1 << 62)
         loader = self.host.task.worker_loader(seed)
         epoch = 0
         while True:
@@ -182,7 +182,7 @@ class RoundLoop(StepLoop):
         host.step = round_index * sparsifier.steps_per_phase
         host.log_steps = self.parallel or worker == 0
         host.after_mask_changes()
-        torch.manual_seed(derived_seed(host.seed, "pgap-rng", round_index, worker) % (1 << 62))
+        torch.manual_seed(keyed_seed(host.seed, "pgap-rng", round_index, worker) % (1 << 62))
         host.model.train()
         batches = self.worker_batches(round_index, worker)
         for _ in range(sparsifier.steps_per_phase):

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_overhead_smoke(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/overhead.py", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.overhead", "--smoke", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -33,7 +33,6 @@ def test_overhead_smoke(tmp_path: Path) -> None:
 
 def test_make_results_keeps_other_sections(tmp_path: Path) -> None:
     """The generator rewrites only its marked sections; the inference section survives."""
-    sys.path.insert(0, str(REPO))
     from benchmarks import make_results
 
     rows = [

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_pgap_comm_smoke() -> None:
     result = subprocess.run(
-        [sys.executable, "benchmarks/pgap_comm.py", "--smoke"],
+        [sys.executable, "-m", "benchmarks.pgap_comm", "--smoke"],
         cwd=REPO,
         capture_output=True,
         text=True,

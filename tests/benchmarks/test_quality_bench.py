@@ -32,7 +32,8 @@ def test_quality_smoke(tmp_path: Path) -> None:
         methods.append("rigl-torch")
     cmd = [
         sys.executable,
-        "benchmarks/quality.py",
+        "-m",
+        "benchmarks.quality",
         "--smoke",
         "--out",
         str(out),
@@ -63,7 +64,6 @@ def test_rigl_torch_prunes_the_same_layers() -> None:
         import pytest
 
         pytest.skip("rigl-torch (the `bench` extra) is not installed")
-    sys.path.insert(0, str(REPO))
     import torch
 
     from benchmarks.quality import make_rigl_torch_scheduler

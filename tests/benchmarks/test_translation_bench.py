@@ -31,7 +31,7 @@ FIELDS = {
 def test_translation_smoke_rows(tmp_path: Path) -> None:
     out = tmp_path / "translation.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "benchmarks/translation.py", "--smoke", "--threads", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.translation", "--smoke", "--threads", "1", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -45,4 +45,4 @@ def test_translation_smoke_rows(tmp_path: Path) -> None:
     # smoke rows never reach RESULTS.md; the same rows relabelled as a tier do
     assert "No runs recorded yet" in translation_section(rows)
     table = translation_section([{**r, "tier": "quick"} for r in rows])
-    assert "| cgap |" in table and "| dense |" in table and "benchmarks/translation.py --tier quick" in table
+    assert "| cgap |" in table and "| dense |" in table and "benchmarks.translation --tier quick" in table

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import growprune as gp
+from benchmarks.inference import prune
 from growprune.inference import (
     SparseLinear,
     accelerate,
@@ -20,7 +21,6 @@ from growprune.inference import (
     relative_error,
     semi_structured_unsupported,
 )
-from growprune.inference.bench import prune
 
 
 def _mlp(sparsity: float = 0.9) -> nn.Module:

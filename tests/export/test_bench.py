@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from growprune.inference.bench import (
+from benchmarks.inference import (
     MARK_END,
     MARK_START,
     results_markdown,

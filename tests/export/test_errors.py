@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from growprune.export import ExportError, export_model, load, read_metadata
 from growprune.export.fileformat import digest
+from growprune.models import build_model
 from tests.export.conftest import HIDDEN, pruned_mlp, write_run
 
 
@@ -167,3 +168,24 @@ def test_bad_format_and_dtype(run_dir: Path, tmp_path: Path) -> None:
         export_model(run_dir, tmp_path / "m", format="zip")
     with pytest.raises(ExportError, match="dtype must be one of"):
         export_model(run_dir, tmp_path / "m", dtype="int8")
+
+
+def test_model_registered_with_register_model_exports_and_loads(tmp_path: Path) -> None:
+    """The fix the registry error names works: register the builder, then export and load by name."""
+    from growprune.models import register_model
+    from growprune.models.registry import _BUILDERS
+
+    def my_net(hidden: list[int], in_features: int = 784, num_classes: int = 10) -> torch.nn.Module:
+        return build_model("mlp", in_features=in_features, hidden=hidden, num_classes=num_classes)
+
+    model = pruned_mlp()
+    write_run(tmp_path / "run", model, {"name": "my_net", "args": {"hidden": HIDDEN}})
+    with pytest.raises(ExportError, match=r"register_model\(name, builder\)"):
+        export_model(tmp_path / "run", tmp_path / "m.safetensors")
+    register_model("my_net", my_net)
+    try:
+        export_model(tmp_path / "run", tmp_path / "m.safetensors")
+        loaded = load(tmp_path / "m.safetensors")
+    finally:
+        _BUILDERS.pop("my_net", None)
+    assert torch.equal(loaded.features[1].weight, model.features[1].weight)

@@ -137,3 +137,24 @@ def test_bad_kwarg_is_named() -> None:
 def test_bad_values_raise_value_error(name, kwargs) -> None:
     with pytest.raises(ValueError):
         build_model(name, **kwargs)
+
+
+def test_register_model_makes_a_builder_available_by_name() -> None:
+    from growprune.models import model_builder, register_model
+    from growprune.models.registry import _BUILDERS
+
+    def tiny(width: int = 3) -> torch.nn.Module:
+        return torch.nn.Linear(2, width)
+
+    try:
+        assert register_model("tiny_test_model", tiny) is tiny
+        assert "tiny_test_model" in list_models() and model_builder("tiny_test_model") is tiny
+        assert build_model("tiny_test_model", width=5).out_features == 5
+        with pytest.raises(TypeError, match="widht"):
+            build_model("tiny_test_model", widht=5)
+    finally:
+        _BUILDERS.pop("tiny_test_model", None)
+    with pytest.raises(ValueError, match="callable"):
+        register_model("tiny_test_model", "not a builder")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty"):
+        register_model("", tiny)

@@ -9,19 +9,18 @@ import sys
 import pytest
 import torch
 
-from growprune.sparsity.scoring import derived_seed, gradient_magnitude, magnitude, random_scores, restrict
+from growprune.seeding import keyed_seed
+from growprune.sparsity.scoring import gradient_magnitude, magnitude, random_scores, restrict
 
 
-def test_derived_seed_is_stable_across_processes() -> None:
+def test_keyed_seed_is_stable_across_processes() -> None:
     """Ranks and resumed runs must draw the same masks: no dependence on PYTHONHASHSEED."""
-    code = (
-        "from growprune.sparsity.scoring import derived_seed; print(derived_seed(3, 'grow', 7, 'fc.weight'))"
-    )
+    code = "from growprune.seeding import keyed_seed; print(keyed_seed(3, 'grow', 7, 'fc.weight'))"
     # this process hashes strings with a random PYTHONHASHSEED; the child with a fixed one
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout) == derived_seed(3, "grow", 7, "fc.weight")
-    assert 0 <= derived_seed(3) < 2**63
+    assert int(out.stdout) == keyed_seed(3, "grow", 7, "fc.weight")
+    assert 0 <= keyed_seed(3) < 2**63
 
 
 def test_random_scores_depend_only_on_keys() -> None:

@@ -1,0 +1,69 @@
+"""The checkpoint file format: what a growprune checkpoint file is, and how one is read and checked.
+
+Training writes checkpoints (:mod:`growprune.train.checkpoint`: atomic writes, rotation, falling
+back to the last good one); export reads them. Both need the same definition of the file, so it
+lives here, below both. A checkpoint is a ``torch.save``'d dict tagged ``format``
+(:data:`CHECKPOINT_FORMAT`) with the model's state dict (mask buffers included), optimizer and
+sparsifier state, the position in the schedule and the resolved recipe. Numbered checkpoints are
+named ``ckpt-<step, 8+ digits>.pt``. Loading uses ``weights_only=True``: a checkpoint is data,
+and unpickling arbitrary objects from a run directory someone sent you is code execution.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "REQUIRED_KEYS",
+    "CheckpointError",
+    "load_checkpoint",
+    "numbered_checkpoint_name",
+    "numbered_checkpoints",
+]
+
+CHECKPOINT_FORMAT = 1
+REQUIRED_KEYS = frozenset({"model", "optimizer", "sparsifier", "position", "recipe"})
+_NUMBERED = re.compile(r"ckpt-(\d{8,})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def numbered_checkpoint_name(step: int) -> str:
+    """File name of the numbered checkpoint taken at ``step``."""
+    return f"ckpt-{step:08d}.pt"
+
+
+def numbered_checkpoints(directory: Path) -> list[Path]:
+    """The numbered checkpoints in ``directory``, oldest first (none if it does not exist)."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NUMBERED.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and sanity-check one checkpoint file.
+
+    Raises:
+        CheckpointError: the file is corrupt or truncated, not a growprune checkpoint of this
+            format, or lacks one of :data:`REQUIRED_KEYS`.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated/corrupt zips
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a growprune checkpoint (format {CHECKPOINT_FORMAT})")
+    missing = REQUIRED_KEYS - set(payload)
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
+    return payload
