@@ -1,4 +1,4 @@
-"""DESIGN.md section 2, invariants 1-4 and 7, for every method on every kind of model.
+"""Invariants 1-4 and 7 of docs/architecture.md, for every method on every kind of model.
 
 The expected per-layer sparsity at each step is derived here from the schedule arguments alone
 (the cubic GMP ramp, the C-GaP rotation), not read back from the sparsifier, so a schedule that
