@@ -209,7 +209,8 @@ class Trainer:
         # The built sparsifier is the one source of the schedule's length; other methods run
         # for training.epochs.
         assert cfg.epochs is not None  # filled by validation
-        self.total_steps = self.sparsifier.total_steps or epochs_to_steps(cfg.epochs, self.steps_per_epoch, 1)
+        own = self.sparsifier.total_steps
+        self.total_steps = own if own is not None else epochs_to_steps(cfg.epochs, self.steps_per_epoch, 1)
         try:
             self.lr_schedule = build_lr_schedule(
                 recipe.schedule,
@@ -239,8 +240,8 @@ class Trainer:
         epochs = None if cls.schedule_epochs(settings) is not None else recipe.training.epochs
         total = None if epochs is None else epochs_to_steps(epochs, self.steps_per_epoch, 1)
         kwargs = sparsifier_arguments(method, RunLength(self.steps_per_epoch, total), recipe.training.seed)
-        kwargs.update(loop_class(cls).sparsifier_arguments)
         try:
+            kwargs.update(loop_class(cls).sparsifier_arguments)
             # The engine checks masks across ranks itself, per data-parallel group (P-GaP's
             # partition groups differ by design), so the sparsifier's own check is off.
             return cls(self.model, self.optimizer, process_group=None, **kwargs)
