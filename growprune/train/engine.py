@@ -240,6 +240,16 @@ class Trainer:
         epochs = None if cls.schedule_epochs(settings) is not None else recipe.training.epochs
         total = None if epochs is None else epochs_to_steps(epochs, self.steps_per_epoch, 1)
         kwargs = sparsifier_arguments(method, RunLength(self.steps_per_epoch, total), recipe.training.seed)
+        if total is not None:
+            try:  # a schedule that ends after the run would silently never reach its sparsity
+                cls.fit_to_run(dict(kwargs), {a for a in cls.step_arguments if a in kwargs}, total)
+            except ValueError as err:
+                run = f"{total} optimizer steps, {self.steps_per_epoch} per epoch"
+                raise RecipeError(
+                    f"method: the schedule does not fit in the run of training.epochs "
+                    f"{recipe.training.epochs:g} ({run}): {str(err).split('; ')[0]}; shorten the "
+                    "method's epochs or raise training.epochs"
+                ) from None
         try:
             kwargs.update(loop_class(cls).sparsifier_arguments)
             # The engine checks masks across ranks itself, per data-parallel group (P-GaP's

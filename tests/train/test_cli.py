@@ -202,3 +202,23 @@ def test_nan_loss_stops_with_step_and_phase(tmp_path: Path) -> None:
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: loss is") and "at step" in last and "partition" in last
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["--set", "method.prune_epoch=100"], "oneshot: prune_step="),
+        (
+            ["--set", "training.epochs=2", "--set", "method.start_epoch=0", "--set", "method.end_epoch=100"],
+            "gmp: end_step=",
+        ),
+    ],
+)
+def test_schedule_beyond_the_run_is_refused(tmp_path: Path, overrides: list[str], expected: str) -> None:
+    """A method schedule that ends after the run would never reach its sparsity (it used to exit 0)."""
+    recipe = "fmnist/oneshot-80" if "prune_epoch" in overrides[1] else "fmnist/gmp-80"
+    result = run_cli("train", recipe, "--smoke", *overrides, "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and "does not fit in the run" in lines[0] and expected in lines[0], result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
