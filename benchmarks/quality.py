@@ -111,7 +111,8 @@ def method_section(
     * GMP (Zhu & Gupta 2017): cubic ramp from 1/12 to 2/3 of training, a prune every 1/48 of
       it, the rest fine-tunes (the bundled recipes' 2..16 of 24 epochs, every 0.5 epoch).
     * SET / RigL (Mocanu et al. 2018 / Evci et al. 2020, RigL paper's settings for both):
-      drop fraction 0.3 with cosine decay, an update every 100 steps, updates stop at 75%.
+      drop fraction 0.3 with cosine decay, an update every 100 steps (at least 4 updates in all),
+      updates stop at 75%.
     * ADMM (Zhang et al. 2018, as the GaP paper's baseline): equal thirds dense / ADMM / fine-tune,
       rho 1e-3 (the GaP authors' code), 8 Z/U updates in the ADMM third.
     * C-GaP (Ma et al. 2022): K=4 contiguous partitions, optimizer state reset at every GaP step
@@ -134,11 +135,13 @@ def method_section(
             "prune_every_epochs": epochs / 48,
         }
     if method in ("set", "rigl"):
+        # Every 100 steps, or often enough for 4 updates in a run too short for that (smoke).
+        interval = min(100, max(1, int(0.75 * epochs * steps_per_epoch) // 4))
         return {
             "name": method,
             **core,
             "end_epoch": 0.75 * epochs,
-            "update_every_epochs": 100 / steps_per_epoch,
+            "update_every_epochs": interval / steps_per_epoch,
             "drop_fraction": 0.3,
             "decay": "cosine",
         }
