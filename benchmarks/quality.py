@@ -226,18 +226,17 @@ def run_engine(recipe_dict: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "top1": final["test_acc"],
         "final_sparsity": final["sparsity"],
         "train_seconds": final["train_seconds"],
-        "epochs": recipe_epochs_of_compute(recipe_dict, recipe),
+        "epochs": recipe_epochs_of_compute(recipe),
     }
 
 
-def recipe_epochs_of_compute(recipe_dict: dict[str, Any], recipe: Any) -> float:
+def recipe_epochs_of_compute(recipe: Any) -> float:
     """Epochs of compute: the schedule's epochs, and for a method trained in rounds of K workers
     (P-GaP) in one process, the other K - 1 workers' phases as well."""
     from growprune.methods import get_method
     from growprune.sparsity.partition import partition_count
     from growprune.train.recipe import method_settings
 
-    del recipe_dict
     epochs = float(recipe.training.epochs)
     cls = get_method(recipe.method.name)
     if cls.loop == "rounds":

@@ -91,12 +91,7 @@ class MaskEvent:
     sparsity: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "event": self.event,
-            "phase": self.phase.to_dict() if self.phase else None,
-            "sparsity": self.sparsity,
-        }
+        return asdict(self)  # the nested Phase becomes a mapping too
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MaskEvent:
@@ -171,7 +166,7 @@ class StepRecord:
     time: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "phase": self.phase.to_dict() if self.phase else None}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
@@ -220,7 +215,7 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "scores"}
-        return {**data, **self.scores, "phase": self.phase.to_dict() if self.phase else None}
+        return {**data, **self.scores}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:

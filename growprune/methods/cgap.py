@@ -38,9 +38,7 @@ class CGaP(GaPSchedule):
     title = "C-GaP"
     settings = CGaPSettings
     step_defaults = {
-        "partitions": "4",
-        "rounds": "1",
-        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
+        **GaPSchedule.step_defaults,
         "steps_per_phase": "(T - finetune_steps) // (rounds x partitions)",
     }
 

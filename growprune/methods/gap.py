@@ -40,6 +40,12 @@ class GaPSchedule(Sparsifier):
     regrows = True
     settings = GaPSettings
     step_arguments = {"steps_per_phase": 1, "finetune_steps": 0}
+    # Subclasses add how steps_per_phase follows from T (their phases differ).
+    step_defaults = {
+        "partitions": "4",
+        "rounds": "1",
+        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
+    }
 
     def __init__(
         self,
@@ -103,9 +109,10 @@ class GaPSchedule(Sparsifier):
                 f"{cls.method}: partitions must be K >= 1 or a list of name-pattern groups, "
                 f"got {kwargs.get('partitions')!r}"
             ) from None
-        rounds = kwargs.get("rounds", 1)
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"{cls.method}: rounds must be an integer >= 1, got {rounds!r}")
+        try:
+            check_steps("rounds", kwargs.get("rounds", 1), minimum=1)
+        except ValueError as err:
+            raise ValueError(f"{cls.method}: {err}") from None
 
     @classmethod
     def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:

@@ -60,9 +60,7 @@ class PGaP(GaPSchedule):
     settings = PGaPSettings
     loop = "rounds"
     step_defaults = {
-        "partitions": "4",
-        "rounds": "1",
-        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
+        **GaPSchedule.step_defaults,
         "steps_per_phase": "(T - finetune_steps) // rounds (the K workers' phases run in parallel)",
     }
 
