@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from growprune.errors import GrowpruneError
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "REQUIRED_KEYS",
@@ -31,7 +33,7 @@ REQUIRED_KEYS = frozenset({"model", "optimizer", "sparsifier", "position", "reci
 _NUMBERED = re.compile(r"ckpt-(\d{8,})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GrowpruneError, RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 

@@ -27,6 +27,7 @@ import torch
 
 from growprune.data.dataset import InMemoryDataset
 from growprune.data.idx import IDXFormatError, parse_idx
+from growprune.errors import UsageError
 
 __all__ = [
     "CLASSES",
@@ -109,11 +110,11 @@ FILES: dict[str, _FileSpec] = {
 FILE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FILES.values())
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UsageError, FileNotFoundError):
     """The dataset files are not in any searched directory; the message says how to get them."""
 
 
-class DatasetCorruptError(ValueError):
+class DatasetCorruptError(UsageError, ValueError):
     """A dataset file exists but fails its checksum or format checks."""
 
 

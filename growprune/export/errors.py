@@ -7,6 +7,8 @@ layer and what to do, so the CLI can print it as is and callers can catch a sing
 
 from __future__ import annotations
 
+from growprune.errors import GrowpruneError
 
-class ExportError(ValueError):
+
+class ExportError(GrowpruneError, ValueError):
     """An export that cannot be written or a file that cannot be loaded; the message says why."""

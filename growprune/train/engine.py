@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from growprune import version
+from growprune.errors import GrowpruneError
 from growprune.methods import Sparsifier, get_method
 from growprune.methods.settings import RunLength, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
@@ -55,7 +56,7 @@ RESUME_MUTABLE = (
 )
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(GrowpruneError, RuntimeError):
     """Loss became NaN/inf; the last good checkpoint is kept."""
 
 

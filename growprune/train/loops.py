@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from growprune.errors import InterruptedRun
 from growprune.methods import Sparsifier
 from growprune.methods.pgap import EXTERNAL_MERGE, PGaP, merge_worker_states
 from growprune.records import MergeRecord, Record
@@ -33,7 +34,7 @@ from growprune.tasks.base import Batch, Task
 from growprune.train.distributed import DistContext, MergeStats, make_partition_groups, merge_across_groups
 
 
-class Interrupted(RuntimeError):
+class Interrupted(InterruptedRun, RuntimeError):
     """Ctrl-C or SIGTERM: a checkpoint was written and the run can be resumed."""
 
 

@@ -27,13 +27,14 @@ from pydantic import (
     model_validator,
 )
 
+from growprune.errors import UsageError
 from growprune.methods import METHODS, Sparsifier, get_method
 from growprune.methods.settings import MethodSettings, RunLength
 from growprune.sparsity.distribution import NAMED_DISTRIBUTIONS, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError, ValueError):
     """A recipe that cannot be run; the message is one line naming the key and the fix."""
 
 
