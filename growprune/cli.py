@@ -22,9 +22,10 @@ import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
+
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
 
 # Importable module -> the extra (pyproject [project.optional-dependencies]) that installs it.
 EXTRAS = {
@@ -42,7 +43,7 @@ REPORT_MODULES = ("yaml", "matplotlib")
 TRANSLATION_MODULES = ("tokenizers", "sacrebleu")
 
 
-class MissingExtra(Exception):
+class MissingExtra(UsageError):
     """An optional dependency a command needs is not installed; the message is the one line to show."""
 
     def __init__(self, command: str, modules: Sequence[str]) -> None:
@@ -80,6 +81,19 @@ def _default_run_dir(name: str, smoke: bool) -> Path:
     return Path("runs") / f"{name}{'-smoke' if smoke else ''}-{stamp}"
 
 
+def check_run_dir(run_dir: Path, named_by: str) -> None:
+    """Refuse a run directory that cannot be made before anything is built (it used to fail late)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{named_by} {run_dir} is a file, not a directory; name a directory for the run")
+    parent = run_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{named_by} {run_dir}: {parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{named_by} {run_dir}: {parent} is not writable; name a directory you can write to")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     require("train", TRAIN_MODULES)
     from growprune.train.distributed import cleanup, launched_distributed
@@ -91,6 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.resume:
         run_dir = Path(args.resume)
+        if args.out and Path(args.out).resolve() != run_dir.resolve():
+            raise UsageError(
+                f"--resume {run_dir} continues that run in its own directory, so --out {args.out} would be "
+                "ignored; drop --out (or copy the run directory there and resume the copy)"
+            )
         recipe_path = resolve_recipe_path(args.recipe) if args.recipe else run_dir / "recipe.yaml"
         if not run_dir.is_dir():
             raise RecipeError(f"--resume {run_dir}: no such run directory")
@@ -120,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             Path("runs") / f"{recipe.name}{'-smoke' if args.smoke else ''}-dist" if distributed else None
         )
         run_dir = Path(args.out or recipe.output.dir or default or _default_run_dir(recipe.name, args.smoke))
+        named_by = "--out" if args.out else "output.dir" if recipe.output.dir else "run directory"
+        check_run_dir(run_dir, named_by)
         has_run = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*.pt"))
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
         if has_run and not restarted:
@@ -230,24 +251,26 @@ def _inference_benchmark() -> types.ModuleType | None:
 def cmd_bench_infer(args: argparse.Namespace) -> int:
     harness = _inference_benchmark()
     if harness is None:
-        print(
-            "error: bench-infer runs the benchmark harness of a growprune source checkout "
-            "(benchmarks/inference.py), which this installation does not have",
-            file=sys.stderr,
+        raise UsageError(
+            "bench-infer runs the benchmark harness of a growprune source checkout "
+            "(benchmarks/inference.py), which this installation does not have"
         )
-        return EXIT_USAGE
     try:
         harness.run_from_args(args, harness.describe_command("growprune bench-infer", args))
     except harness.BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(err)) from None
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="growprune", description=__doc__.splitlines()[0])
+    debug_help = "on failure, show the traceback (also GROWPRUNE_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    # Accepted after the command too (`growprune train --debug ...`); SUPPRESS keeps the main flag.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a model from a recipe")
+    train = sub.add_parser("train", help="train a model from a recipe", parents=[common])
     train.add_argument("recipe", nargs="?", help="recipe .yaml, or a bundled name such as fmnist/cgap-quick")
     train.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a recipe key, e.g. method.sparsity=0.9"
@@ -262,12 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="directory with the dataset files (overrides data.data_dir)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
-    report = sub.add_parser("report", help="plots and a Markdown summary of a run")
+    report = sub.add_parser("report", help="plots and a Markdown summary of a run", parents=[common])
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
-    listing = sub.add_parser("list", help="methods, models, datasets and bundled recipes")
+    listing = sub.add_parser("list", help="methods, models, datasets and bundled recipes", parents=[common])
     listing.set_defaults(func=cmd_list)
-    export = sub.add_parser("export", help="write a trained sparse model to a compressed safetensors file")
+    export = sub.add_parser(
+        "export", help="write a trained sparse model to a compressed safetensors file", parents=[common]
+    )
     export.add_argument(
         "source", help="run directory (uses final.pt, else best.pt, else the newest) or checkpoint"
     )
@@ -281,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(func=cmd_export)
     bench = sub.add_parser(
-        "bench-infer", help="latency of dense vs sparse-accelerated models (CPU, GPU; source checkout)"
+        "bench-infer",
+        help="latency of dense vs sparse-accelerated models (CPU, GPU; source checkout)",
+        parents=[common],
     )
     harness = _inference_benchmark()
     if harness is not None:
@@ -299,76 +326,78 @@ def _score_text(final: dict) -> str:
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 
-# Errors a user can cause -> (exit code, prefix of the one line shown), first match wins (a missing
-# dataset is a FileNotFoundError but a usage error). As "module:Class", looked up by _loaded.
-USER_ERRORS = (
-    (
-        (
-            "growprune.train.recipe:RecipeError",
-            "growprune.data.fashion_mnist:DatasetNotFoundError",
-            "growprune.data.fashion_mnist:DatasetCorruptError",
-        ),
-        EXIT_USAGE,
-        "error",
-    ),
-    (
-        (
-            "growprune.train.checkpoint:CheckpointError",
-            "growprune.train.engine:TrainingDiverged",
-            "builtins:FileNotFoundError",
-        ),
-        EXIT_FAILURE,
-        "error",
-    ),
-    (("growprune.train.loops:Interrupted",), EXIT_INTERRUPTED, "interrupted"),
-)
+def _one_line(text: str, limit: int = 600) -> str:
+    """A message as one line: whitespace runs (newlines from torch or YAML) become one space."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _loaded(names: Sequence[str]) -> tuple[type[BaseException], ...]:
-    """The classes `module:Class` among `names` whose module has been imported.
+def describe_failure(err: BaseException, command: str) -> tuple[int, str]:
+    """The exit code and the one line shown for an exception that ended a command.
 
-    An exception can only have been raised by a module that was imported, so looking the classes
-    up this way lets main() handle them without importing those modules (and their optional
-    dependencies) itself: `growprune list` works with only the core dependencies installed.
+    The single place that turns failures into messages. A GrowpruneError carries its own message
+    and code; the rest are the kinds the environment causes (a file system refusing a write, memory
+    running out, Ctrl-C before the trainer took over the signals) or, failing those, a bug in
+    growprune, which is named as one with the way to see its traceback.
     """
-    found = []
-    for name in names:
-        module, _, attr = name.partition(":")
-        if module in sys.modules:
-            found.append(getattr(sys.modules[module], attr))
-    return tuple(found)
+    if isinstance(err, GrowpruneError):
+        return err.exit_code, f"{err.prefix}: {_one_line(str(err))}"
+    if isinstance(err, KeyboardInterrupt):
+        stopped = f"growprune {command}".strip()
+        return EXIT_INTERRUPTED, f"interrupted: {stopped} stopped by Ctrl-C before it had anything to save"
+    if isinstance(err, ModuleNotFoundError) and (err.name or "").partition(".")[0] in EXTRAS:
+        # A lazy import that require() did not foresee still gets the one line naming the extra.
+        missing = MissingExtra(command, [(err.name or "").partition(".")[0]])
+        return missing.exit_code, str(missing)
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return EXIT_FAILURE, f"error: {where}{err.strerror}"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return EXIT_FAILURE, (
+            "error: out of memory; lower training.batch_size (or training.eval_batch_size) "
+            "or use a smaller model"
+        )
+    return EXIT_FAILURE, (
+        f"error: internal error in growprune ({type(err).__name__}: {_one_line(str(err), 300)}); "
+        "rerun with --debug (or GROWPRUNE_DEBUG=1) for the traceback and please report it"
+    )
+
+
+def _debugging(args: argparse.Namespace | None) -> bool:
+    flag = os.environ.get("GROWPRUNE_DEBUG", "").strip().lower()
+    return bool(args is not None and getattr(args, "debug", False)) or flag not in ("", "0", "false", "no")
+
+
+def _is_rank_zero() -> bool:
+    """Under torchrun every rank fails the same way; only rank 0 speaks, so users read one line."""
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from growprune.methods import load_plugins
+    """Run one command; the only place where exceptions become exit codes and messages."""
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        from growprune.methods import load_plugins
 
-    try:
-        load_plugins()  # third-party methods and models register themselves when imported
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return args.func(args)
+        try:
+            load_plugins()  # third-party methods and models register themselves when imported
+        except ImportError as err:
+            raise UsageError(str(err)) from None
+        return int(args.func(args))
     except BrokenPipeError:  # `growprune list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except MissingExtra as err:
-        print(err, file=sys.stderr)
-        return EXIT_USAGE
-    except ModuleNotFoundError as err:
-        # A lazy import that require() did not foresee still gets the one line, if an extra has it.
-        top = (err.name or "").partition(".")[0]
-        if top not in EXTRAS:
-            raise
-        print(MissingExtra(args.command, [top]), file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as err:
-        for names, code, prefix in USER_ERRORS:
-            if isinstance(err, _loaded(names)):
-                print(f"{prefix}: {err}", file=sys.stderr)
-                return code
+    except SystemExit:  # argparse's usage errors and --help already printed what they had to
         raise
+    except BaseException as err:
+        if _debugging(args):
+            raise
+        code, line = describe_failure(err, getattr(args, "command", None) or "")
+        if _is_rank_zero() or not isinstance(err, GrowpruneError):
+            rank = "" if _is_rank_zero() else f"rank {os.environ.get('RANK')}: "
+            print(f"{rank}{line}", file=sys.stderr, flush=True)
+        return code
 
 
 if __name__ == "__main__":

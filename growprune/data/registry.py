@@ -40,8 +40,7 @@ def check_kwargs(kind: str, name: str, fn: Callable[..., Any], kwargs: dict[str,
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError(
-            f"unknown argument(s) {', '.join(unknown)} for {kind} {name!r}; "
-            f"accepted: {', '.join(allowed)}"
+            f"unknown argument(s) {', '.join(unknown)} for {kind} {name!r}; accepted: {', '.join(allowed)}"
         )
 
 

@@ -69,9 +69,7 @@ class ImageNetResNet(nn.Module):
         if in_channels < 1 or num_classes < 1 or len(layers) != 4:
             raise ValueError("need in_channels, num_classes >= 1 and four stages")
         self.inplanes = scaled_channels(64, width)
-        self.conv1 = nn.Conv2d(
-            in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False
-        )
+        self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from growprune.errors import UsageError
 from growprune.records import (
     METRICS_FILE,
     EpochRecord,
@@ -85,6 +86,10 @@ class RunData:
         return value if isinstance(value, dict) else {}
 
 
+class ReportError(UsageError, ValueError):
+    """A directory that holds no run to report on; the message says what is missing."""
+
+
 # -- reading ---------------------------------------------------------------------------------
 def read_recipe(path: Path, notes: list[str]) -> dict[str, Any]:
     """The recipe as a mapping; a missing or unreadable one only costs the report its title."""
@@ -124,13 +129,16 @@ def load_run(run_dir: Path) -> RunData:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
+        raise ReportError(f"run directory not found: {run_dir} (give the directory a training run wrote)")
     metrics = run_dir / METRICS_FILE
     if not metrics.is_file():
-        raise FileNotFoundError(f"no metrics file: {metrics} (a run directory must contain metrics.jsonl)")
+        raise ReportError(f"no metrics file: {metrics} (a run directory must contain metrics.jsonl)")
     parsed = read_records(metrics)
     if not parsed.records:
-        raise ValueError(f"{metrics} holds no metric records: nothing to report (did the run start?)")
+        raise ReportError(
+            f"{metrics} holds no metric records, so there is nothing to report; the run stopped before "
+            "its first record (train it again, or --resume it if it has checkpoints)"
+        )
     run = RunData(run_dir=run_dir, records=parsed.records, skipped_lines=parsed.skipped_lines)
     run.recipe = read_recipe(run_dir / "recipe.yaml", run.notes)
     for record in parsed.records:

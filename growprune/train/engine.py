@@ -64,8 +64,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(f"training.device is '{name}' but CUDA is not available; use device: auto or cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RecipeError(
+                f"training.device is '{name}' but CUDA is not available; use device: auto or cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise RecipeError(
+                f"training.device is '{name}' but this machine has {count} GPU(s): cuda:0 to cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RecipeError(
+            "training.device is 'mps' but the Apple GPU backend is not available on this machine or torch "
+            "build; use device: auto or cpu"
+        )
     return device
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,7 +40,48 @@ class RecipeError(UsageError, ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    """A recipe section: unknown keys, infinities and NaNs are refused, and so is a yes/no value
+    where a number or a name is expected (``partitions: true`` used to become K=1)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
+                    raise ValueError(
+                        f"{key} is {str(value).lower()}, a yes/no value, but it takes {_kind(field)}"
+                    )
+        return data
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
+
+
+def _kind(field: Any) -> str:
+    """What a field takes, in a user's words (for the message refusing a yes/no value)."""
+    words = {int: "a whole number", float: "a number", str: "a name", list: "a list", dict: "a mapping"}
+    found: list[str] = []
+
+    def visit(annotation: Any) -> None:
+        origin = typing.get_origin(annotation)
+        word = words.get(annotation) or words.get(origin)  # type: ignore[call-overload]
+        if word is not None:
+            found.append(word)
+        elif origin is not None and origin not in (list, dict, tuple):
+            for arg in typing.get_args(annotation):
+                visit(arg)
+        elif origin is tuple:
+            found.append("a list of numbers")
+
+    visit(field.annotation)
+    return " or ".join(dict.fromkeys(found)) or str(field.annotation)
 
 
 class DataConfig(Section):
@@ -161,7 +203,7 @@ class TrainingConfig(Section):
     epochs: float | None = Field(None, gt=0, description="GaP derives it from its schedule")
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1000, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63, description="what torch.manual_seed takes")
     device: str = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     deterministic: bool = False
@@ -171,8 +213,8 @@ class TrainingConfig(Section):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "mps") and not value.startswith("cuda"):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        if value not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", value):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N (N a GPU index) or mps, got {value!r}")
         return value
 
 
@@ -295,6 +337,38 @@ def format_validation_error(error: ValidationError, data: dict[str, Any]) -> str
     return f"{path}: {message}{shown}"
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that ``2:4`` stays the text it looks like.
+
+    YAML 1.1 reads digits joined by colons as base-60 numbers, so an unquoted ``pattern: 2:4``
+    arrived as the integer 124. No recipe key takes a base-60 number; N:M patterns are common.
+    """
+
+
+def _number_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_scalar(node)
+    if isinstance(value, str) and ":" in value:
+        return value
+    if node.tag.endswith(":int"):
+        return loader.construct_yaml_int(node)
+    return loader.construct_yaml_float(node)
+
+
+RecipeLoader.add_constructor("tag:yaml.org,2002:int", _number_or_text)
+RecipeLoader.add_constructor("tag:yaml.org,2002:float", _number_or_text)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse recipe YAML (a file or a ``--set`` value) with :class:`RecipeLoader`."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {getattr(err, 'problem', None) or err}"
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`key.path=value` with the value parsed as YAML (so 0.9, true, [1, 2] keep their types)."""
     if "=" not in text:
@@ -302,7 +376,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, _, raw = text.partition("=")
     if not key.strip():
         raise RecipeError(f"--set expects key=value, got '{text}'")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return key.strip().split("."), None
+    try:
+        value = read_yaml(raw)
+    except yaml.YAMLError as err:
+        raise RecipeError(
+            f"--set {text}: the value is not valid YAML{_yaml_problem(err)}; quote it (e.g. --set "
+            f"'{key.strip()}=\"...\"') if it is text, or fix the brackets of a list"
+        ) from None
+    if any(part == "" for part in key.strip().split(".")):
+        raise RecipeError(f"--set {text}: '{key.strip()}' is not a key path (e.g. method.sparsity)")
+    return key.strip().split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -323,11 +408,17 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise RecipeError(f"recipe file not found: {file} (bundled recipes: growprune list)")
     try:
-        data = yaml.safe_load(file.read_text())
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {file} is not a text file (a recipe is YAML in UTF-8)") from None
+    except OSError as err:
+        raise RecipeError(f"recipe {file} cannot be read: {err.strerror}") from None
+    if "\x00" in text:
+        raise RecipeError(f"recipe {file} is not a text file (a recipe is YAML in UTF-8)")
+    try:
+        data = read_yaml(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"recipe {file} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise RecipeError(f"recipe {file} is not valid YAML{_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {file} must be a YAML mapping with sections data, model, method, ...")
     return data

@@ -28,7 +28,7 @@ from growprune.records import (
     StepRecord,
     record_to_json,
 )
-from growprune.report.run import load_run, planned_end, write_report
+from growprune.report.run import ReportError, load_run, planned_end, write_report
 from growprune.report.timeline import phase_segments
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -296,15 +296,15 @@ def test_minimal_run_without_recipe(tmp_path: Path) -> None:
 
 def test_empty_metrics_is_a_clear_error(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "empty", CGAP_RECIPE, [])
-    with pytest.raises(ValueError, match="metrics.jsonl holds no metric records"):
+    with pytest.raises(ReportError, match="metrics.jsonl holds no metric records"):
         write_report(run_dir)
 
 
 def test_missing_metrics_and_directory(tmp_path: Path) -> None:
     (tmp_path / "nometrics").mkdir()
-    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+    with pytest.raises(ReportError, match="metrics.jsonl"):
         write_report(tmp_path / "nometrics")
-    with pytest.raises(FileNotFoundError, match="run directory not found"):
+    with pytest.raises(ReportError, match="run directory not found"):
         write_report(tmp_path / "absent")
 
 
