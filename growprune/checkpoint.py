@@ -24,6 +24,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "CheckpointError",
     "load_checkpoint",
+    "non_finite_entry",
     "numbered_checkpoint_name",
     "numbered_checkpoints",
 ]
@@ -69,3 +70,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
     return payload
+
+
+STATE_KEYS = ("model", "optimizer", "sparsifier")
+
+
+def non_finite_entry(state: Any, path: str = "") -> str | None:
+    """The dotted name of the first floating-point tensor in ``state`` holding inf or NaN, or None.
+
+    ``state`` is a checkpoint's state (nested dicts, lists and tensors). A diverged run can hide its
+    inf values where the loss does not look: BatchNorm running variances (train-mode BatchNorm
+    never reads them), optimizer moments, ADMM's dual variables. Checked on every write, so no
+    checkpoint that would diverge again on resume replaces a good one.
+    """
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            return path or "tensor"
+        return None
+    if isinstance(state, dict):
+        items: Any = state.items()
+    elif isinstance(state, list | tuple):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite_entry(value, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None

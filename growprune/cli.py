@@ -105,14 +105,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.resume:
         run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise RecipeError(f"--resume {run_dir}: no such run directory")
         if args.out and Path(args.out).resolve() != run_dir.resolve():
             raise UsageError(
                 f"--resume {run_dir} continues that run in its own directory, so --out {args.out} would be "
                 "ignored; drop --out (or copy the run directory there and resume the copy)"
             )
         recipe_path = resolve_recipe_path(args.recipe) if args.recipe else run_dir / "recipe.yaml"
-        if not run_dir.is_dir():
-            raise RecipeError(f"--resume {run_dir}: no such run directory")
     else:
         if not args.recipe:
             raise RecipeError(

@@ -27,11 +27,21 @@ def test_readme_api_example(capsys: object) -> None:
         loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=shuffle)
 
         # --- README example (smaller steps_per_phase / finetune_steps, same calls) ---
-        sparsifier = gp.CGaP(model, optimizer, sparsity=0.8, partitions=4,
-                             steps_per_phase=5, rounds=3, finetune_steps=20, seed=0)
+        sparsifier = gp.CGaP(
+            model,
+            optimizer,
+            sparsity=0.8,
+            partitions=4,
+            steps_per_phase=5,
+            rounds=3,
+            finetune_steps=20,
+            seed=0,
+        )
         for x, y in loader:
             loss = loss_fn(model(x), y)
-            optimizer.zero_grad(); loss.backward(); optimizer.step()  # noqa: E702 (as in the README)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()  # noqa: E702 (as in the README)
             sparsifier.step()
         print(gp.sparsity_report(model))
         # --- end of example ---

@@ -53,7 +53,6 @@ print(f"phase {sp.phase.name} sparsity {growprune.sparsity_report(model).overall
 """
 
 
-
 def clean_env() -> dict[str, str]:
     """This environment without anything that would put the checkout or other packages on sys.path."""
     drop = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__"}

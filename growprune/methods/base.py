@@ -217,6 +217,7 @@ class Sparsifier:
         state: Mapping[str, Any] | None = None,
         persistent_masks: bool = True,
         process_group: Any = "auto",
+        allow_empty_layers: bool = False,
     ) -> None:
         """`optimizer` may wrap a torch optimizer (accelerate, Lightning, DeepSpeed-style
         ``.optimizer``). `state` (from :meth:`state_dict`) resumes a saved run: the saved masks
@@ -226,7 +227,10 @@ class Sparsifier:
         sparsifier's state), for frameworks that load model checkpoints into fresh models.
         `process_group`: after every mask change the ranks of this group compare mask checksums
         and a difference is an error (invariant 6); ``"auto"`` is all ranks when
-        torch.distributed runs with more than one (none for P-GaP), ``None`` turns it off."""
+        torch.distributed runs with more than one (none for P-GaP), ``None`` turns it off.
+        A sparsity that would prune every weight of a layer (which cuts the network: its output
+        no longer depends on its input) is refused naming the layer, unless
+        ``allow_empty_layers=True``."""
         self.model = model
         self.optimizer = unwrap_optimizer(optimizer)
         self.pattern = parse_pattern(pattern)
@@ -254,6 +258,8 @@ class Sparsifier:
         sparsities = layer_sparsities(self.names, shapes, self.sparsity, self.distribution)
         self.layer_sparsity = dict(zip(self.names, sparsities))
         self.keep_counts = self.keep_counts_at(1.0)
+        if not allow_empty_layers:
+            self._check_no_empty_layer()
         self.step_count = 0
         self.history: list[MaskEvent] = []
         self._removed = False
@@ -290,6 +296,17 @@ class Sparsifier:
                 self._undo.restore()
             self.remove()
             raise
+
+    def _check_no_empty_layer(self) -> None:
+        empty = [n for n in self.names if self.keep_counts[n] == 0]
+        if empty:
+            name = empty[0]
+            more = f" (and {len(empty) - 1} more layers)" if len(empty) > 1 else ""
+            raise ValueError(
+                f"sparsity {self.layer_sparsity[name]:g} prunes every one of the {self.numels[name]} "
+                f"weights of '{name}'{more}, which cuts the network; lower the sparsity, exclude the "
+                "layer, or set allow_empty_layers=True (method.allow_empty_layers: true) if that is intended"
+            )
 
     def _check_optimizer_holds_targets(self) -> None:
         """An optimizer over another model's parameters would leave this model untrained and its

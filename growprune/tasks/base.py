@@ -59,6 +59,12 @@ class Task(ABC):
     def worker_loader(self, seed: int) -> BatchLoader:
         """The training batches in another order (each P-GaP worker reads its own)."""
 
+    def collapsed(self, scores: dict[str, float], peak: float) -> str | None:
+        """Why ``scores`` show a model that has collapsed (diverged while its numbers stay finite),
+        or None. ``peak`` is the best primary score of the run so far. The default sees none."""
+        del scores, peak
+        return None
+
     def describe(self, metrics: dict[str, float]) -> str:
         """A short human summary of :meth:`evaluate`'s result for the progress log."""
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -67,6 +67,26 @@ class ClassificationTask(Task):
         model.train(was_training)
         return {"test_loss": loss_sum / count, "test_acc": correct / count}
 
+    def collapsed(self, scores: dict[str, float], peak: float) -> str | None:
+        """Accuracy back at chance after the run had been well above it.
+
+        Chance is what predicting the commonest test class scores. "At chance" allows three
+        binomial standard errors of noise on the test set's size; "well above" needs the run to
+        have reached a quarter of the way from chance to perfect, so a model that never learned
+        (a short smoke run) is not called diverged, and neither is a dip after pruning.
+        """
+        counts = torch.bincount(self.test_set.y.long().flatten().cpu(), minlength=self.num_classes)
+        total = int(counts.sum())
+        chance = int(counts.max()) / total
+        noise = 3 * math.sqrt(chance * (1 - chance) / total)
+        accuracy = scores["test_acc"]
+        if accuracy <= chance + noise and peak >= chance + max(2 * noise, 0.25 * (1 - chance)):
+            return (
+                f"test accuracy fell to {accuracy:.4f}, chance level ({chance:.4f} for the commonest of "
+                f"{self.num_classes} classes), after reaching {peak:.4f}"
+            )
+        return None
+
     def worker_loader(self, seed: int) -> TensorLoader:
         return self._loader(seed, self.train_loader.batch_size)
 

@@ -16,8 +16,10 @@ from typing import Any
 
 from growprune.checkpoint import (
     CHECKPOINT_FORMAT,
+    STATE_KEYS,
     CheckpointError,
     load_checkpoint,
+    non_finite_entry,
     numbered_checkpoint_name,
     numbered_checkpoints,
 )
@@ -50,10 +52,20 @@ class CheckpointManager:
         return path
 
     def latest_good(self) -> tuple[Path, dict[str, Any]] | None:
-        """Newest checkpoint that loads; corrupt ones are reported by name and skipped."""
+        """Newest checkpoint that loads and holds only finite state; the others are reported by
+        name and skipped (growprune no longer writes non-finite ones, older versions did)."""
         for path in reversed(self.numbered()):
             try:
-                return path, load_checkpoint(path)
+                payload = load_checkpoint(path)
             except CheckpointError as err:
                 warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+                continue
+            bad = next((b for k in STATE_KEYS if (b := non_finite_entry(payload[k], k)) is not None), None)
+            if bad is None:
+                return path, payload
+            warnings.warn(
+                f"checkpoint {path} holds a diverged state ({bad} is not finite); falling back to the "
+                "previous checkpoint",
+                stacklevel=2,
+            )
         return None

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from growprune import version
+from growprune.checkpoint import STATE_KEYS, non_finite_entry
 from growprune.errors import GrowpruneError
 from growprune.methods import Sparsifier, get_method
 from growprune.methods.settings import RunLength, epochs_to_steps
@@ -40,12 +41,22 @@ from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, Check
 from growprune.train.distributed import init_distributed, shard_batch
 from growprune.train.loops import EpochStats, RoundLoop, StepLoop, loop_class
 from growprune.train.metrics import MetricsLogger
-from growprune.train.recipe import Recipe, RecipeError, method_settings, recipe_to_dict, sparsifier_arguments
+from growprune.train.recipe import (
+    Recipe,
+    RecipeError,
+    method_settings,
+    recipe_to_dict,
+    sparsifier_arguments,
+    validate_recipe,
+)
 from growprune.train.schedule import build_lr_schedule
 
 SMOKE_BATCH = 64
 # Keys that may change between a run and its resume without changing what is computed.
+# Keys a resumed run may change. optimizer.lr is one so that a diverged run can continue from its
+# last good checkpoint at a lower learning rate, which is what the divergence message suggests.
 RESUME_MUTABLE = (
+    "optimizer.lr",
     "output",
     "training.device",
     "training.log_every",
@@ -57,7 +68,10 @@ RESUME_MUTABLE = (
 
 
 class TrainingDiverged(GrowpruneError, RuntimeError):
-    """Loss became NaN/inf; the last good checkpoint is kept."""
+    """The run diverged (a non-finite loss, state or evaluation, or accuracy fallen to chance).
+
+    Nothing from the diverged state is written: the message names the last good checkpoint.
+    """
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,6 +148,15 @@ def incompatible_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str
     return [k for k in changed if not any(k == m or k.startswith(f"{m}.") for m in RESUME_MUTABLE)]
 
 
+def _current_schema(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recipe with the keys added since it was written at their defaults, so that
+    a run started by an older growprune resumes; as saved when it no longer validates."""
+    try:
+        return recipe_to_dict(validate_recipe(saved))
+    except RecipeError:
+        return saved
+
+
 class Trainer:
     """One training run in one run directory."""
 
@@ -170,6 +193,10 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         self._build(recipe)
         self.step, self.epoch, self.batch, self.best_score, self.elapsed = 0, 0, 0, -math.inf, 0.0
+        # Best evaluation since the masks last changed (a pruning shock is no divergence).
+        self.peak_score, self.peak_masks = -math.inf, ""
+        self.stats: EpochStats | None = None  # this epoch's running training loss and accuracy
+        self._resumed_stats: dict[str, Any] | None = None
         if resumed is not None:
             self._restore(*resumed)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +208,7 @@ class Trainer:
             self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
             if resumed is None:
                 self.log(self.start_record())
+        self._start = self._last_ckpt_time = time.monotonic()  # run() starts the clock again
         self._logged_events = len(self.sparsifier.history) if resumed else 0
         self.bar: tqdm
         self.stop_signal: str | None = None  # set by SIGINT/SIGTERM; the loop stops at the next step
@@ -291,7 +319,7 @@ class Trainer:
                 raise CheckpointError(f"no usable checkpoint in {self.ckpts.directory}: every one is corrupt")
             raise CheckpointError(f"nothing to resume in {self.run_dir}: no checkpoints/ckpt-*.pt")
         path, payload = found
-        changes = incompatible_changes(payload["recipe"], recipe_to_dict(self.recipe))
+        changes = incompatible_changes(_current_schema(payload["recipe"]), recipe_to_dict(self.recipe))
         if changes:
             raise RecipeError(
                 f"cannot resume {self.run_dir}: the recipe changed in {', '.join(changes[:5])} since the run "
@@ -313,6 +341,9 @@ class Trainer:
         position = payload["position"]
         self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
         self.best_score = position.get("best_score", position.get("best_acc", -math.inf))
+        self.peak_score = position.get("peak_score", -math.inf)
+        self.peak_masks = position.get("peak_masks", "")
+        self._resumed_stats = position.get("epoch_stats") if self.batch else None
         self.elapsed = position["elapsed"]
         _set_rng_state(payload["rng"])
         tqdm.write(
@@ -338,14 +369,58 @@ class Trainer:
                 "epoch": self.epoch,
                 "batch": self.batch,
                 "best_score": self.best_score,
+                "peak_score": self.peak_score,
+                "peak_masks": self.peak_masks,
                 "elapsed": self._elapsed(),
+                "epoch_stats": self.stats.state() if self.stats is not None and self.batch else None,
             },
         }
+
+    def _checked_payload(self) -> dict[str, Any]:
+        """The checkpoint payload, refused when any state in it is not finite.
+
+        Every rank checks (they hold the same state), so all of them stop together; a diverged
+        state is never written, so the newest checkpoint on disk is always a finite one.
+        """
+        payload = self._payload()
+        for key in STATE_KEYS:
+            bad = non_finite_entry(payload[key], key)
+            if bad is not None:
+                raise self.diverged(f"{bad} holds non-finite values")
+        return payload
 
     def save_checkpoint(self) -> Path | None:
         """Rank 0 writes (all ranks hold the same model whenever a checkpoint is taken)."""
         self._last_ckpt_time = time.monotonic()
-        return self.ckpts.save(self._payload(), self.step) if self.is_main else None
+        payload = self._checked_payload()
+        return self.ckpts.save(payload, self.step) if self.is_main else None
+
+    def diverged(self, reason: str) -> TrainingDiverged:
+        """The error that stops a diverged run: where it happened and where to continue from."""
+        numbered = self.ckpts.numbered()
+        if numbered:
+            lower = f"{self.recipe.optimizer.lr / 10:g}"
+            resume = (
+                f"the last good checkpoint is {numbered[-1]}; continue from it at a lower learning rate with "
+                f"growprune train --resume {self.run_dir}{' --smoke' if self.smoke else ''} "
+                f"--set optimizer.lr={lower}, or add warm-up"
+            )
+        else:
+            resume = (
+                "no checkpoint was written before that, so train again with a lower optimizer.lr "
+                "or schedule.warmup_epochs"
+            )
+        return TrainingDiverged(
+            f"training diverged at step {self.step} ({self.sparsifier.phase}): {reason}; {resume}"
+        )
+
+    def epoch_stats(self) -> EpochStats:
+        """Running statistics for the epoch a loop starts: a resumed epoch continues its own sums."""
+        self.stats = EpochStats(self.device)
+        if self._resumed_stats is not None:
+            self.stats.load_state(self._resumed_stats)
+            self._resumed_stats = None
+        return self.stats
 
     def checkpoint_due(self) -> bool:
         out = self.recipe.output
@@ -427,10 +502,7 @@ class Trainer:
             group["lr"] = self.lr_schedule.lr(self.step)
         loss, correct, count = self.task.loss(self.forward_model, batch)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at step {self.step + 1} ({self.sparsifier.phase}); the last good "
-                f"checkpoint is in {self.ckpts.directory}; lower optimizer.lr or add warm-up"
-            )
+            raise self.diverged(f"the training loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -460,6 +532,7 @@ class Trainer:
     def end_epoch(self, stats: EpochStats) -> None:
         """Evaluate, log, checkpoint; keep `best.pt` among models whose masks are final."""
         scores = self.evaluate()
+        self._check_scores(scores)
         report = sparsity_report(self.model)
         self.log(
             EpochRecord(
@@ -486,10 +559,27 @@ class Trainer:
         if self.sparsifier.done and score > self.best_score:
             self.best_score = score
             if self.is_main:
-                self.ckpts.save_named(self._payload(), "best")
+                self.ckpts.save_named(self._checked_payload(), "best")
+
+    def _check_scores(self, scores: dict[str, float]) -> None:
+        """Stop on an evaluation that only a diverged model gives (before anything is written)."""
+        bad = [f"{name} {value}" for name, value in scores.items() if not math.isfinite(value)]
+        if bad:
+            raise self.diverged(f"the evaluation gave {', '.join(bad)}")
+        # A score only counts as a collapse against the best one under the same masks: a
+        # pruning step (GaP's phase change, ADMM's hard prune, a GMP step) may knock accuracy
+        # down to chance, and the schedule's own fine-tuning brings it back.
+        masks = f"{self.sparsifier.phase} at sparsity {self.sparsifier.current_sparsity():.3f}"
+        if masks != self.peak_masks:
+            self.peak_score, self.peak_masks = -math.inf, masks
+        collapse = self.task.collapsed(scores, self.peak_score)
+        if collapse is not None:
+            raise self.diverged(collapse)
+        self.peak_score = max(self.peak_score, scores[self.task.primary_metric])
 
     def _finish(self) -> dict[str, Any]:
         scores = self.evaluate(final=True)
+        self._check_scores(scores)
         report = sparsity_report(self.model)
         total = sum(p.numel() for p in self.model.parameters())
         final = FinalRecord(
@@ -506,7 +596,7 @@ class Trainer:
             (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
             self.task.write_artifacts(self.model, self.run_dir)
             self.log(final)
-            self.ckpts.save_named(self._payload(), "final")
+            self.ckpts.save_named(self._checked_payload(), "final")
             assert self.metrics is not None
             self.metrics.close()
         return record_to_json(final)

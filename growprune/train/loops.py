@@ -52,6 +52,19 @@ class EpochStats:
         self.correct += correct
         self.seen += count
 
+    def state(self) -> dict[str, Any]:
+        """The sums so far, for a checkpoint taken mid-epoch (a resumed epoch reports all its batches)."""
+        return {
+            "loss": self.loss.detach().cpu().clone(),
+            "correct": self.correct.cpu().clone(),
+            "seen": self.seen,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.loss = state["loss"].to(self.loss.device)
+        self.correct = state["correct"].to(self.correct.device)
+        self.seen = int(state["seen"])
+
     def summary(self) -> dict[str, float]:
         seen = max(self.seen, 1)
         return {"train_loss": float(self.loss) / seen, "train_acc": float(self.correct) / seen}
@@ -85,6 +98,7 @@ class LoopHost(Protocol):
     stop_signal: str | None
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]: ...
+    def epoch_stats(self) -> EpochStats: ...
     def end_epoch(self, stats: EpochStats) -> None: ...
     def after_mask_changes(self) -> None: ...
     def save_checkpoint(self) -> Path | None: ...
@@ -117,7 +131,7 @@ class StepLoop:
     def train_epoch(self) -> None:
         host = self.host
         host.model.train()
-        stats = EpochStats(host.device)
+        stats = host.epoch_stats()
         for batch in host.task.train_loader.iter_from(host.epoch, host.batch):
             stats.add(*host.train_step(batch))
             host.batch += 1
@@ -199,7 +213,7 @@ class RoundLoop(StepLoop):
         host, sparsifier = self.host, self.sparsifier
         mode = sparsifier.merge_non_partition
         for round_index in range(sparsifier.merged_rounds, sparsifier.rounds):
-            stats = EpochStats(host.device)
+            stats = host.epoch_stats()
             if self.parallel:
                 assert host.dist is not None
                 self.train_worker(round_index, host.dist.group_index, stats)

@@ -115,7 +115,7 @@ class ScheduleConfig(Section):
     restart_per_phase: bool = False
 
 
-CORE_KEYS = ("sparsity", "distribution", "pattern", "targets", "exclude")
+CORE_KEYS = ("sparsity", "distribution", "pattern", "targets", "exclude", "allow_empty_layers")
 
 
 class MethodBase(Section):
@@ -128,6 +128,7 @@ class MethodBase(Section):
     pattern: str = "unstructured"
     targets: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
+    allow_empty_layers: bool = Field(False, description="accept a sparsity that prunes a whole layer")
 
     @field_validator("sparsity")
     @classmethod

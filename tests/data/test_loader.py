@@ -28,9 +28,10 @@ def _same(a, b) -> bool:
 AUG = Augment(crop_padding=2, hflip=True, fill=-1.0)
 
 
-@pytest.mark.parametrize(("n", "bs", "drop_last", "expected"), [
-    (50, 16, False, 4), (50, 16, True, 3), (48, 16, True, 3), (48, 16, False, 3), (5, 16, True, 0)
-])
+@pytest.mark.parametrize(
+    ("n", "bs", "drop_last", "expected"),
+    [(50, 16, False, 4), (50, 16, True, 3), (48, 16, True, 3), (48, 16, False, 3), (5, 16, True, 0)],
+)
 def test_len(n: int, bs: int, drop_last: bool, expected: int) -> None:
     x, y = _data(n)
     loader = TensorLoader(x, y, bs, drop_last=drop_last)

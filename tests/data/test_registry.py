@@ -28,9 +28,7 @@ def test_bad_kwarg_is_named() -> None:
 
 
 def test_kwargs_and_subsets() -> None:
-    train, test = build_datasets(
-        "synthetic", n_train=50, n_test=40, dim=5, train_subset=10, test_subset=100
-    )
+    train, test = build_datasets("synthetic", n_train=50, n_test=40, dim=5, train_subset=10, test_subset=100)
     assert train.x.shape == (10, 5) and len(test) == 40
     train, _ = build_datasets("synthetic_images", n_train=8, n_test=4, height=8, width=8)
     assert train.input_shape == (1, 8, 8)

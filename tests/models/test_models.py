@@ -53,8 +53,14 @@ def test_resnet50_parameter_count_and_layout() -> None:
     assert _n_params(model) == 25_557_032
     keys = set(model.state_dict())
     # torchvision names, so checkpoints and per-layer sparsity tables line up.
-    for k in ("conv1.weight", "layer1.0.downsample.0.weight", "layer4.2.conv3.weight",
-              "layer3.5.bn2.running_mean", "fc.weight", "fc.bias"):
+    for k in (
+        "conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.conv3.weight",
+        "layer3.5.bn2.running_mean",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert k in keys
     assert model.layer2[0].conv2.stride == (2, 2)  # "v1.5": stride on the 3x3 conv
     assert [len(s) for s in (model.layer1, model.layer2, model.layer3, model.layer4)] == [3, 4, 6, 3]

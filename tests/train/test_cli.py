@@ -138,6 +138,14 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
+    # The epoch that was cut reports all its batches, not only those after the resume.
+    assert _epoch_train_losses(killed) == _epoch_train_losses(reference)
+
+
+def _epoch_train_losses(run_dir: Path) -> dict[float, tuple[float, float]]:
+    """Each epoch's (train_loss, train_acc), the last record of an epoch logged twice winning."""
+    records = map(yaml.safe_load, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return {r["epoch"]: (r["train_loss"], r["train_acc"]) for r in records if r["type"] == "epoch"}
 
 
 def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:

@@ -1,0 +1,247 @@
+"""The CLI's error boundary: every user mistake is one line on stderr and exit 2 (usage) or 1.
+
+Table-driven: each row is a mistake a user makes on the command line or in a recipe, the exit
+code it must end with, and a fragment the one line must contain (naming the key or the file).
+Most rows run ``growprune.cli.main`` in this process (a subprocess per row would cost seconds of
+interpreter start-up each); the rows that depend on how the process itself ends (an uncaught
+exception, Ctrl-C, rank 0 under torchrun) run the real command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from growprune.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "name": "errors",
+    "data": {"name": "synthetic", "args": {"n_train": 256, "n_test": 128, "dim": 16}},
+    "model": {"name": "mlp", "args": {"hidden": [32]}},
+    "optimizer": {"name": "sgd", "lr": 0.05},
+    "method": {"name": "cgap", "sparsity": 0.8, "partitions": 2, "epochs_per_phase": 1, "rounds": 1},
+    "training": {"batch_size": 32},
+    "output": {"tensorboard": False, "report": False},
+}
+GMP = {"name": "gmp", "sparsity": 0.8, "start_epoch": 0, "end_epoch": 1}
+
+
+def recipe_file(tmp_path: Path, text: str | bytes | None = None, **sections: object) -> Path:
+    path = tmp_path / "recipe.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    else:
+        path.write_text(yaml.safe_dump({**BASE, **sections}))
+    return path
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+# (case id, recipe: None = BASE | dict of sections | str/bytes file content, extra argv, exit code, fragment)
+CASES: list[tuple[str, object, list[str], int, str]] = [
+    ("yaml-in-set", None, ["--set", "method.sparsity=["], 2, "not valid YAML"),
+    ("unclosed-quote-in-set", None, ["--set", "method.name='cgap"], 2, "not valid YAML"),
+    ("set-without-value", None, ["--set", "method.sparsity"], 2, "key=value"),
+    ("set-empty-key", None, ["--set", "=3"], 2, "key=value"),
+    ("set-broken-path", None, ["--set", "method..sparsity=0.5"], 2, "not a key path"),
+    ("set-into-a-value", None, ["--set", "method.sparsity.x=1"], 2, "'sparsity' is not a section"),
+    ("binary-recipe", b"\x00\x01\xff\xfe\x89PNG\r\n", [], 2, "not a text file"),
+    ("bad-yaml-recipe", "method: [cgap\n", [], 2, "not valid YAML at line"),
+    ("list-recipe", "- 1\n- 2\n", [], 2, "must be a YAML mapping"),
+    ("inf-warmup", None, ["--set", "schedule.warmup_epochs=.inf"], 2, "schedule.warmup_epochs"),
+    ("inf-phase", None, ["--set", "method.epochs_per_phase=.inf"], 2, "method.epochs_per_phase"),
+    ("nan-sparsity", None, ["--set", "method.sparsity=.nan"], 2, "method.sparsity"),
+    ("inf-lr", None, ["--set", "optimizer.lr=.inf"], 2, "optimizer.lr"),
+    ("huge-seed", None, ["--set", "training.seed=1180591620717411303424"], 2, "training.seed"),
+    ("negative-seed", None, ["--set", "training.seed=-1"], 2, "training.seed"),
+    ("device-typo", None, ["--set", "training.device=cuda:x"], 2, "training.device"),
+    ("device-mps", None, ["--set", "training.device=mps"], 2, "mps"),
+    ("device-unknown", None, ["--set", "training.device=tpu"], 2, "training.device"),
+    (
+        "restart-without-phases",
+        {"method": GMP, "training": {"batch_size": 32, "epochs": 2}},
+        ["--set", "schedule.restart_per_phase=true"],
+        2,
+        "restart_per_phase",
+    ),
+    ("partitions-bool", None, ["--set", "method.partitions=true"], 2, "partitions is true"),
+    ("sparsity-bool", None, ["--set", "method.sparsity=false"], 2, "sparsity is false"),
+    ("batch-size-bool", None, ["--set", "training.batch_size=true"], 2, "batch_size is true"),
+    ("sparsity-empties-layers", None, ["--set", "method.sparsity=0.99999"], 2, "prunes every one"),
+    ("sparsity-one", None, ["--set", "method.sparsity=1"], 2, "method.sparsity"),
+    ("pattern-unknown", None, ["--set", "method.pattern=3:2"], 2, "pattern"),
+    ("partitions-zero", None, ["--set", "method.partitions=0"], 2, "partitions"),
+    (
+        "gmp-past-the-run",
+        {"method": {**GMP, "end_epoch": 9}, "training": {"batch_size": 32, "epochs": 2}},
+        [],
+        2,
+        "does not fit in the run",
+    ),
+    ("unknown-key", None, ["--set", "method.sparsty=0.5"], 2, "did you mean 'sparsity'"),
+    ("unknown-method", None, ["--set", "method.name=gap"], 2, "method.name"),
+    ("unknown-model", None, ["--set", "model.name=resnet999"], 2, "model"),
+    ("unknown-dataset", None, ["--set", "data.name=imagenet"], 2, "data"),
+    ("batch-too-big", None, ["--set", "training.batch_size=100000"], 2, "batch_size"),
+    ("zero-lr", None, ["--set", "optimizer.lr=0"], 2, "optimizer.lr"),
+    ("epochs-disagree", None, ["--set", "training.epochs=7"], 2, "training.epochs"),
+    ("missing-recipe", "MISSING", [], 2, "recipe file not found"),
+    ("resume-missing", "RESUME_MISSING", [], 2, "no such run directory"),
+    ("resume-with-other-out", "RESUME_OTHER_OUT", [], 2, "--out"),
+    ("out-is-a-file", "OUT_FILE", [], 2, "is a file"),
+    ("out-under-a-file", "OUT_UNDER_FILE", [], 2, "is a file"),
+]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "extra", "code", "fragment"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_train_mistake_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    recipe: object,
+    extra: list[str],
+    code: int,
+    fragment: str,
+) -> None:
+    out = tmp_path / "run"
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    if recipe == "MISSING":
+        args = ["train", str(tmp_path / "nope.yaml")]
+    elif recipe == "RESUME_MISSING":
+        args = ["train", "--resume", str(tmp_path / "no-run")]
+    elif recipe == "RESUME_OTHER_OUT":
+        out.mkdir()
+        args = ["train", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]
+    elif recipe in ("OUT_FILE", "OUT_UNDER_FILE"):
+        target = afile if recipe == "OUT_FILE" else afile / "sub" / "run"
+        args = ["train", str(recipe_file(tmp_path)), "--out", str(target)]
+    elif isinstance(recipe, str | bytes):
+        args = ["train", str(recipe_file(tmp_path, recipe))]
+    else:
+        args = ["train", str(recipe_file(tmp_path, **(recipe or {})))]
+    if "--out" not in args and "--resume" not in args:
+        args += ["--out", str(out)]
+    exit_code, lines = run_main([*args, "--no-progress", *extra], capsys)
+    assert exit_code == code, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert not (out / "checkpoints").exists()
+
+
+def test_unquoted_nm_pattern_is_read_as_text(tmp_path: Path) -> None:
+    """YAML 1.1 reads 2:4 as the base-60 integer 124; a recipe means the N:M pattern."""
+    from growprune.train.recipe import load_recipe
+
+    text = yaml.safe_dump({**BASE, "method": {"name": "gmp", "start_epoch": 0, "end_epoch": 1}})
+    text = text.replace("name: gmp", "name: gmp\n  pattern: 2:4")
+    recipe = load_recipe(recipe_file(tmp_path, text), ["training.epochs=2"])
+    assert recipe.method.pattern == "2:4"
+    assert (
+        load_recipe(recipe_file(tmp_path, text), ["training.epochs=2", "method.pattern=1:4"]).method.pattern
+        == "1:4"
+    )
+
+
+def test_report_on_empty_or_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")
+    for run_dir, fragment in [("empty", "holds no metric records"), ("absent", "run directory not found")]:
+        code, lines = run_main(["report", str(tmp_path / run_dir)], capsys)
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_internal_error_is_named_and_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug in growprune is one line that says so; --debug (or GROWPRUNE_DEBUG=1) re-raises it."""
+    import growprune.cli as cli
+
+    def broken(args: object) -> int:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    code, lines = run_main(["list"], capsys)
+    assert code == 1 and len(lines) == 1
+    assert "internal error" in lines[0] and "KeyError" in lines[0] and "--debug" in lines[0]
+    with pytest.raises(KeyError):
+        main(["--debug", "list"])
+    with pytest.raises(KeyError):
+        main(["list", "--debug"])
+    monkeypatch.setenv("GROWPRUNE_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["list"])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "growprune", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_real_command_prints_one_line(tmp_path: Path) -> None:
+    """The same boundary in a real process: no warning or traceback besides the one line."""
+    result = run_cli(
+        "train", str(recipe_file(tmp_path)), "--set", "training.device=cuda:x", "--out", str(tmp_path / "run")
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "training.device" in result.stderr, result.stderr
+
+
+def test_only_rank_zero_speaks(tmp_path: Path) -> None:
+    """Under torchrun every rank fails the same way; the user reads one line, from rank 0."""
+    args = ("train", str(recipe_file(tmp_path)), "--set", "method.sparsity=2", "--out", str(tmp_path / "r"))
+    quiet = run_cli(*args, env={"RANK": "1"})
+    loud = run_cli(*args, env={"RANK": "0"})
+    assert quiet.returncode == loud.returncode == 2
+    assert quiet.stderr == "" and loud.stderr.strip().startswith("error: method.sparsity")
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path) -> None:
+    """SIGINT while the command is still importing and building: exit 130, one line."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "growprune",
+            "train",
+            str(recipe_file(tmp_path)),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # importing torch takes longer than this
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and lines and lines[-1].startswith("interrupted"), err
+    assert len(lines) <= 2, err  # "run directory: ..." may come first when start-up was quick
