@@ -192,9 +192,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         summary = export_model(
             args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
         )
-    except ExportError as err:
+    except ExportError as err:  # exit 2 for arguments that cannot be used (ExportUsageError), else 1
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return err.exit_code
     print(summary)
     return 0
 

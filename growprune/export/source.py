@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
-from growprune.export.errors import ExportError
+from growprune.export.errors import ExportError, ExportUsageError
 from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX
 
@@ -46,7 +46,7 @@ def resolve_checkpoint(path: Path) -> Path:
     if path.is_file():
         return path
     if not path.exists():
-        raise ExportError(f"{path}: no such run directory or checkpoint file")
+        raise ExportUsageError(f"{path}: no such run directory or checkpoint file")
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     for name in RUN_CHECKPOINTS:
         if (directory / name).is_file():
