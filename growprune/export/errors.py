@@ -23,3 +23,7 @@ class ExportUsageError(ExportError, UsageError):
     """An argument of the export (output path, source path, format, dtype) that cannot be used."""
 
     exit_code = EXIT_USAGE
+
+
+class ExportWarning(UserWarning):
+    """Export went ahead, but not as asked: e.g. ``final.pt`` was unreadable and ``best.pt`` was used."""
