@@ -116,7 +116,12 @@ def _parse_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
             try:
                 meta[key] = json.loads(ours[key])
             except (ValueError, RecursionError) as err:  # JSONDecodeError; too many digits or levels
-                reason = "nested too deeply" if isinstance(err, RecursionError) else _line(err)
+                if isinstance(err, RecursionError):
+                    reason = "nested too deeply"
+                elif isinstance(err, json.JSONDecodeError):
+                    reason = _line(err)
+                else:  # the only other ValueError: an integer of more digits than Python converts
+                    reason = "a number too long to read"
                 raise ExportError(
                     f"{path}: metadata field {key} is not valid JSON ({reason}); the file is damaged"
                 ) from None
@@ -198,7 +203,8 @@ def _layout_entry(path: Path, key: str, entry: Any) -> tuple[tuple[int, ...], in
     numel = math.prod(shape)  # Python integers: no overflow to a small or negative count
     if numel > MAX_NUMEL:
         raise ExportError(
-            f"{where} has shape {_brief(shape, 60)} of {numel} elements, more than any file holds"
+            f"{where} has shape {_brief(shape, 60)} of {numel} elements, more than any file holds; "
+            "the file is damaged"
         )
     dtype, encoding = entry.get("dtype"), entry.get("encoding")
     if not isinstance(dtype, str) or dtype not in codec.TENSOR_DTYPES:
@@ -357,7 +363,7 @@ def _check_spec_against_file(exported: ExportedFile, name: str, args: dict[str, 
             model lacks), or buffers the model derives rather than stores exceed the file's size.
     """
     path, state = exported.path, exported.state
-    spec = f"model {_brief(name)} built with the arguments in the metadata ({_brief(args)})"
+    spec = f"the model {_brief(name)} built with the arguments in the metadata ({_brief(args)})"
     altered = "the metadata was altered or written by something other than growprune export"
     limit = REGISTRATIONS_PER_TENSOR * len(state) + REGISTRATIONS_SLACK
     from growprune.models import registry
@@ -385,7 +391,7 @@ def _check_spec_against_file(exported: ExportedFile, name: str, args: dict[str, 
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ExportError(
-            f"{path}: the {spec} does not match the tensors in the file: {problems[0]}{more}; {altered}"
+            f"{path}: {spec} does not match the tensors in the file: {problems[0]}{more}; {altered}"
         )
     persistent = set(model.state_dict())
     derived = [(k, b) for k, b in model.named_buffers() if k not in persistent]
@@ -393,7 +399,7 @@ def _check_spec_against_file(exported: ExportedFile, name: str, args: dict[str, 
     if derived and sum(b.numel() for _, b in derived) > stored + DERIVED_SLACK:
         key, buffer = max(derived, key=lambda kb: kb[1].numel())
         raise ExportError(
-            f"{path}: the {spec} derives buffers not stored in the file ({_brief(key)} is "
+            f"{path}: {spec} derives buffers not stored in the file ({_brief(key)} is "
             f"{tuple(buffer.shape)}) larger than the {stored} elements the file holds; {altered}"
         )
 

@@ -124,12 +124,12 @@ VARIANTS: list[tuple[str, Edit, str]] = [
     ("model-a-string", set_model('"mlp"'), r"model .*not a mapping"),
     ("model-name-not-a-string", set_model({"name": 5, "args": {}}), r"name"),
     ("model-args-a-list", set_model({"name": "mlp", "args": [1, 2]}), r"args"),
-    ("model-args-unknown-key", set_args(depth=3), r"cannot rebuild model 'mlp'"),
-    ("model-args-string-for-list", set_args(hidden="abc"), r"cannot rebuild model 'mlp'"),
-    ("model-args-nested-junk", set_args(hidden=[[[1]], {"a": None}]), r"cannot rebuild model 'mlp'"),
-    ("model-args-negative", set_args(hidden=[-300, 100]), r"cannot rebuild model 'mlp'"),
-    ("model-args-float", set_args(hidden=[300.5, 100]), r"cannot rebuild model 'mlp'"),
-    ("model-args-bool", set_args(hidden=[True, 100]), r"cannot rebuild model 'mlp'"),
+    ("model-args-unknown-key", set_args(depth=3), r"cannot rebuild the model 'mlp'"),
+    ("model-args-string-for-list", set_args(hidden="abc"), r"cannot rebuild the model 'mlp'"),
+    ("model-args-nested-junk", set_args(hidden=[[[1]], {"a": None}]), r"cannot rebuild the model 'mlp'"),
+    ("model-args-negative", set_args(hidden=[-300, 100]), r"cannot rebuild the model 'mlp'"),
+    ("model-args-float", set_args(hidden=[300.5, 100]), r"cannot rebuild the model 'mlp'"),
+    ("model-args-bool", set_args(hidden=[True, 100]), r"cannot rebuild the model 'mlp'"),
     ("model-args-huge-input", set_args(in_features=10**12), r"'features.1.weight' is \(300, 1000000000000\)"),
     ("model-args-fewer-layers", set_args(hidden=[300]), r"does not match the tensors in the file"),
     (
@@ -302,7 +302,7 @@ def test_builder_that_cannot_build_on_meta_says_to_pass_the_model(tmp_path: Path
         out = tmp_path / "v.safetensors"
         export_model(model, out, format="dense", model_name="value_reading_net", model_args={"width": 8})
         with pytest.raises(
-            ExportError, match=r"cannot build model 'value_reading_net' .* on the meta device.*model="
+            ExportError, match=r"cannot build the model 'value_reading_net' .* on the meta device.*model="
         ):
             load(out)
         loaded = load(out, model=value_reading_net())
