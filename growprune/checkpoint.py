@@ -32,6 +32,10 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = frozenset({"model", "optimizer", "sparsifier", "position", "recipe"})
 _NUMBERED = re.compile(r"ckpt-(\d{8,})\.pt$")
+# Pieces of torch.load's error messages (see _load_failure).
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 class CheckpointError(GrowpruneError, RuntimeError):
@@ -51,6 +55,35 @@ def numbered_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _load_failure(path: Path, err: Exception) -> str:
+    """One neutral line for a checkpoint ``torch.load(weights_only=True)`` refused.
+
+    torch's own message spans several lines and advises loading the file again with
+    ``weights_only=False`` or allowlisting the refused class: on a file someone sent you, that is
+    running their code. The line keeps what is wrong with the file and drops the advice.
+    """
+    text = _ANSI.sub("", str(err))
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    if unsafe:
+        return (
+            f"checkpoint {path} contains a reference to the Python object '{unsafe.group(1).rstrip('.,;')}', "
+            "which growprune checkpoints never hold (only tensors and plain values): the file was not "
+            "written by growprune or was altered, so it is not loaded"
+        )
+    detail = _UNPICKLER_DETAIL.search(text)
+    if detail:
+        reason = detail.group(1)
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = lines[0] if lines else ""
+    reason = reason.split(". ")[0].strip().rstrip(".")
+    if "weights_only" in reason or "safe_globals" in reason:
+        reason = "not a checkpoint that can be read as plain data"
+    return (
+        f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {reason or 'the file ends early'})"
+    )
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load and sanity-check one checkpoint file.
 
@@ -61,9 +94,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/corrupt zips
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err})"
-        ) from None
+        raise CheckpointError(_load_failure(path, err)) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a growprune checkpoint (format {CHECKPOINT_FORMAT})")
     missing = REQUIRED_KEYS - set(payload)

@@ -196,7 +196,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from growprune.export import ExportError, export_model
+    import warnings
+
+    from growprune.export import ExportError, ExportWarning, export_model
 
     model_args = {}
     if args.model_arg:
@@ -209,13 +211,25 @@ def cmd_export(args: argparse.Namespace) -> int:
                 print(f"error: --model-arg {item!r}: expected KEY=VALUE", file=sys.stderr)
                 return EXIT_USAGE
             model_args[key] = yaml.safe_load(value)
-    try:
-        summary = export_model(
-            args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
-        )
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+    # An export that went ahead differently than asked (final.pt unreadable, best.pt exported) is
+    # one "warning:" line; other warnings are shown as Python shows them.
+    summary, error = None, None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        try:
+            summary = export_model(
+                args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
+            )
+        except ExportError as err:
+            error = err
+    for warning in caught:
+        if issubclass(warning.category, ExportWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    if error is not None:  # exit 2 for arguments that cannot be used (ExportUsageError), else 1
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     print(summary)
     return 0
 

@@ -11,6 +11,7 @@ fails saying which argument is missing.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
-from growprune.export.errors import ExportError
+from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX
 
@@ -41,20 +42,65 @@ class ExportSource:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the best choice inside a run directory: final, best, newest numbered."""
+def checkpoint_candidates(path: Path) -> list[Path]:
+    """A checkpoint file as given; in a run directory, its checkpoints in the order export prefers
+    them: ``final.pt``, ``best.pt``, then the numbered ones, newest first."""
     if path.is_file():
-        return path
+        return [path]
     if not path.exists():
-        raise ExportError(f"{path}: no such run directory or checkpoint file")
+        raise ExportUsageError(f"{path}: no such run directory or checkpoint file")
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    for name in RUN_CHECKPOINTS:
-        if (directory / name).is_file():
-            return directory / name
-    numbered = numbered_checkpoints(directory)
-    if numbered:
-        return numbered[-1]
-    raise ExportError(f"{path}: no checkpoints found (looked for {', '.join(RUN_CHECKPOINTS)} and ckpt-*.pt)")
+    found = [directory / name for name in RUN_CHECKPOINTS if (directory / name).is_file()]
+    found += reversed(numbered_checkpoints(directory))
+    if not found:
+        raise ExportError(
+            f"{path}: no checkpoints found (looked for {', '.join(RUN_CHECKPOINTS)} and ckpt-*.pt)"
+        )
+    return found
+
+
+def _what_is_wrong(path: Path, err: CheckpointError) -> str:
+    """The predicate of the CheckpointError naming ``path``: "is corrupt or truncated (...)"."""
+    text, prefix = str(err), f"checkpoint {path} "
+    return text[len(prefix) :] if text.startswith(prefix) else f"fails to load ({text})"
+
+
+def read_checkpoint(path: Path) -> tuple[Path, dict[str, Any], list[Path]]:
+    """The checkpoint to export, its payload, and the unreadable ones skipped to get there.
+
+    A checkpoint file is read as given. In a run directory an unreadable ``final.pt`` (truncated,
+    corrupt, not a growprune checkpoint) is skipped for ``best.pt``, then for the newest numbered
+    checkpoint that reads, with an :class:`ExportWarning` naming what was skipped and why: the
+    weights exported are then not the final ones, which must not go unnoticed.
+
+    Raises:
+        ExportError: the file given, or every checkpoint of the run, is unreadable (each named
+            with its reason).
+    """
+    if path.is_file():
+        try:
+            return path, load_checkpoint(path), []
+        except CheckpointError as err:
+            raise ExportError(str(err)) from None
+    skipped: list[tuple[Path, str]] = []
+    for ckpt in checkpoint_candidates(path):
+        try:
+            payload = load_checkpoint(ckpt)
+        except CheckpointError as err:
+            skipped.append((ckpt, _what_is_wrong(ckpt, err)))
+            continue
+        if skipped:
+            (first, why), rest = skipped[0], skipped[1:]
+            also = "".join(f"; {p.name} is unreadable too: it {r}" for p, r in rest)
+            warnings.warn(
+                f"{first} is unreadable: it {why}{also}; exporting {ckpt.name} instead",
+                ExportWarning,
+                stacklevel=4,  # the caller of export_model
+            )
+        return ckpt, payload, [p for p, _ in skipped]
+    (first, why), rest = skipped[0], skipped[1:]
+    also = "".join(f"; {p.name} {r}" for p, r in rest)
+    raise ExportError(f"{path}: no readable checkpoint: {first} {why}{also}; restore a copy or train again")
 
 
 def split_masks(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -92,11 +138,7 @@ def check_masks(source: ExportSource) -> None:
 
 def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> ExportSource:
     """Read a growprune checkpoint (or the right one in a run directory)."""
-    ckpt = resolve_checkpoint(Path(path))
-    try:
-        payload = load_checkpoint(ckpt)
-    except CheckpointError as err:
-        raise ExportError(str(err)) from None
+    ckpt, payload, skipped = read_checkpoint(Path(path))
     state, masks = split_masks(payload["model"])
     recipe = payload.get("recipe") or {}
     model = recipe.get("model") or {}
@@ -111,6 +153,7 @@ def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> 
             "checkpoint": str(ckpt),
             "step": payload.get("position", {}).get("step"),
             "trained_with": payload.get("version"),
+            **({"skipped_unreadable": [p.name for p in skipped]} if skipped else {}),
         },
     )
     # The engine records the constructor arguments it resolved from the data (e.g. a translation

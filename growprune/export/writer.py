@@ -1,11 +1,14 @@
 """``export_model``: a checkpoint, run directory or live model -> one safetensors file.
 
 The file is written to a temporary name and renamed, as checkpoints are, so an interrupted
-export never leaves a half-written file that looks complete.
+export never leaves a half-written file that looks complete. The output path is checked before
+anything is read (a directory, a path under a file, a directory that cannot be written are
+refused with one line); missing parent directories are created.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -18,7 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from growprune.export import codec, fileformat
-from growprune.export.errors import ExportError
+from growprune.export.errors import ExportError, ExportUsageError
 from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
 from growprune.files import atomic_write
 from growprune.version import __version__
@@ -68,6 +71,62 @@ def _sparsity_table(source: ExportSource, dtype: torch.dtype) -> dict[str, Any]:
     return {"layers": layers, "numel": numel, "zeros": zeros, "overall": zeros / numel if numel else 0.0}
 
 
+# A write refused for these reasons is a problem with the path chosen, not with the disk.
+_PATH_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG}
+)
+
+
+def check_out(out: str | os.PathLike[str]) -> Path:
+    """The output path, refused up front if no file can be written there.
+
+    Raises:
+        ExportUsageError: the path is (or ends like) a directory, lies under a regular file, names
+            something other than a regular file, or its nearest existing directory is not writable.
+    """
+    text = os.fspath(out)
+    path = Path(text)
+    if text.endswith(tuple(s for s in (os.sep, os.altsep) if s)):
+        raise ExportUsageError(
+            f"output {text} names a directory (it ends with a separator); name the file to write, "
+            f"e.g. {path / 'model.safetensors'}"
+        )
+    if path.is_dir():
+        raise ExportUsageError(
+            f"output {path} is a directory; name the file to write in it, e.g. {path / 'model.safetensors'}"
+        )
+    if path.exists() and not path.is_file():
+        raise ExportUsageError(
+            f"output {path} exists and is not a regular file (a device, pipe or socket); choose a file path"
+        )
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ExportUsageError(
+            f"output {path} cannot be created: {existing} is a file, not a directory; "
+            "choose an output path inside a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportUsageError(
+            f"output {path} cannot be written: directory {existing} is not writable (permission denied); "
+            "choose an output path in a directory you can write to"
+        )
+    return path
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    try:
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in _PATH_ERRNOS:
+            raise ExportUsageError(
+                f"output {path} could not be written ({reason}); choose an output path you can write to"
+            ) from None
+        raise ExportError(
+            f"output {path} could not be written ({reason}); check the space and health of its file system"
+        ) from None
+
+
 def build_tensors(
     source: ExportSource, fmt: str, dtype: torch.dtype
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -112,19 +171,25 @@ def export_model(
             can rebuild it; for checkpoints, ``model_args`` adds or overrides recipe arguments.
 
     Raises:
-        ExportError: masks and weights disagree, the model cannot be rebuilt, unreadable input.
+        ExportError: masks and weights disagree, the model cannot be rebuilt, unreadable input,
+            the file could not be written. :class:`ExportUsageError` (a subclass) for arguments
+            that cannot be used as given: ``out`` a directory, under a file or not writable, a
+            source path that does not exist, an unknown format or dtype.
     """
     if format not in fileformat.FORMATS:
-        raise ExportError(f"format must be one of {', '.join(fileformat.FORMATS)}, got {format!r}")
+        raise ExportUsageError(f"format must be one of {', '.join(fileformat.FORMATS)}, got {format!r}")
     try:
         torch_dtype = codec.dtype_from_name(dtype)
     except ValueError as err:
-        raise ExportError(str(err)) from None
+        raise ExportUsageError(str(err)) from None
+    out_path = check_out(out)
     if isinstance(source, nn.Module):
         src = from_module(source, model_name, model_args)
     else:
         if model_name is not None:
-            raise ExportError("model_name= is for live models; a checkpoint names its model in its recipe")
+            raise ExportUsageError(
+                "model_name= is for live models; a checkpoint names its model in its recipe"
+            )
         src = from_checkpoint(Path(source), model_args)
     if format == "sparse" and not src.masks:
         raise ExportError(
@@ -146,9 +211,7 @@ def export_model(
         "source": json.dumps({"origin": src.origin, **src.info}),
         "sha256": fileformat.digest(tensors),
     }
-    out_path = Path(out)
-    metadata = {fileformat.PREFIX + k: v for k, v in meta.items()}
-    atomic_write(out_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _write(out_path, tensors, {fileformat.PREFIX + k: v for k, v in meta.items()})
     itemsize = torch.empty((), dtype=torch_dtype).element_size()
     dense_bytes = sum(
         v.numel() * (itemsize if v.is_floating_point() else v.element_size()) for v in src.state.values()

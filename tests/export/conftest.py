@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,18 @@ def run_dir(tmp_path: Path, mlp: torch.nn.Module) -> Path:
 
 def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.endswith("_mask")}
+
+
+def rewrite_export(path: Path, edit: Callable[[dict[str, torch.Tensor], dict[str, str]], Any]) -> None:
+    """Rewrite an export after ``edit(tensors, metadata)`` with a matching checksum, as a forger would."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from growprune.export.fileformat import digest
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - not a dict
+    edit(tensors, meta)
+    meta["growprune.sha256"] = digest(tensors)
+    save_file(tensors, str(path), metadata=meta)
