@@ -19,10 +19,11 @@ import os
 import sys
 import time
 import types
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
+from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GrowpruneError, UsageError
 
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -196,9 +197,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import warnings
-
-    from growprune.export import ExportError, ExportWarning, export_model
+    from growprune.export import export_model
 
     model_args = {}
     if args.model_arg:
@@ -208,29 +207,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         for item in args.model_arg:
             key, sep, value = item.partition("=")
             if not sep or not key:
-                print(f"error: --model-arg {item!r}: expected KEY=VALUE", file=sys.stderr)
-                return EXIT_USAGE
-            model_args[key] = yaml.safe_load(value)
-    # An export that went ahead differently than asked (final.pt unreadable, best.pt exported) is
-    # one "warning:" line; other warnings are shown as Python shows them.
-    summary, error = None, None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ExportWarning)
-        try:
-            summary = export_model(
-                args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args
-            )
-        except ExportError as err:
-            error = err
-    for warning in caught:
-        if issubclass(warning.category, ExportWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    if error is not None:  # exit 2 for arguments that cannot be used (ExportUsageError), else 1
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    print(summary)
+                raise UsageError(f"--model-arg {item!r}: expected KEY=VALUE")
+            try:
+                model_args[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UsageError(f"--model-arg {item!r}: the value is not valid YAML; quote it") from None
+    # An export that went ahead differently than asked (final.pt unreadable, best.pt exported)
+    # warns, and the warning is one "warning:" line (see _show_warning).
+    print(export_model(args.source, args.out, format=args.format, dtype=args.dtype, model_args=model_args))
     return 0
 
 
@@ -387,8 +371,23 @@ def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") in ("", "0")
 
 
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: object
+) -> None:
+    """Warnings as one line on stderr, like errors (Python's format adds the source line)."""
+    del filename, lineno, args
+    kind = "" if issubclass(category, UserWarning) else f"({category.__name__}) "
+    print(f"warning: {kind}{_one_line(str(message))}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the only place where exceptions become exit codes and messages."""
+    with warnings.catch_warnings():  # the one-line format lasts as long as the command
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)

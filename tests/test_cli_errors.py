@@ -94,6 +94,13 @@ CASES: list[tuple[str, object, list[str], int, str]] = [
         2,
         "does not fit in the run",
     ),
+    (
+        "gmp-ramp-backwards",
+        {"method": {**GMP, "start_epoch": 2, "end_epoch": 1}, "training": {"batch_size": 32, "epochs": 3}},
+        [],
+        2,
+        "end_epoch 1 is before start_epoch 2",
+    ),
     ("unknown-key", None, ["--set", "method.sparsty=0.5"], 2, "did you mean 'sparsity'"),
     ("unknown-method", None, ["--set", "method.name=gap"], 2, "method.name"),
     ("unknown-model", None, ["--set", "model.name=resnet999"], 2, "model"),

@@ -59,10 +59,15 @@ class GMP(Sparsifier):
 
     @classmethod
     def arguments_from(cls, settings: GMPSettings, run: RunLength) -> dict[str, Any]:
+        if settings.end_epoch < settings.start_epoch:
+            raise ValueError(
+                f"{cls.method}: end_epoch {settings.end_epoch:g} is before start_epoch "
+                f"{settings.start_epoch:g}; the pruning ramp runs from start_epoch to end_epoch"
+            )
         start = run.steps(settings.start_epoch)
         return {
             "start_step": start,
-            "end_step": max(run.steps(settings.end_epoch), start),
+            "end_step": run.steps(settings.end_epoch),
             "frequency": run.steps(settings.prune_every_epochs, 1),
             "initial_sparsity": settings.initial_sparsity,
         }

@@ -281,7 +281,12 @@ class Trainer:
         # A schedule that sets its own length converts its epochs itself; others fit training.epochs.
         epochs = None if cls.schedule_epochs(settings) is not None else recipe.training.epochs
         total = None if epochs is None else epochs_to_steps(epochs, self.steps_per_epoch, 1)
-        kwargs = sparsifier_arguments(method, RunLength(self.steps_per_epoch, total), recipe.training.seed)
+        try:
+            kwargs = sparsifier_arguments(
+                method, RunLength(self.steps_per_epoch, total), recipe.training.seed
+            )
+        except ValueError as err:
+            raise RecipeError(f"method: {err}") from None
         if total is not None:
             try:  # a schedule that ends after the run would silently never reach its sparsity
                 cls.fit_to_run(dict(kwargs), {a for a in cls.step_arguments if a in kwargs}, total)
