@@ -8,6 +8,7 @@ before the slow imports run, and ``growprune --help`` answers at once.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from growprune.version import __version__
@@ -75,7 +76,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'growprune' has no attribute {name!r}")
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'growprune' has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")  # a subpackage: gp.methods, gp.export
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
