@@ -37,11 +37,14 @@ EXTRAS = {
     "tensorboard": "train",
     "tokenizers": "translation",
     "sacrebleu": "translation",
+    "pycocotools": "detection",
+    "PIL": "detection",
 }
 # What each command imports whatever the recipe says; the rest is checked once the recipe is read.
 TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
 REPORT_MODULES = ("yaml", "matplotlib")
 TRANSLATION_MODULES = ("tokenizers", "sacrebleu")
+DETECTION_MODULES = ("pycocotools", "PIL")
 
 
 class MissingExtra(UsageError):
@@ -121,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         recipe_path = resolve_recipe_path(args.recipe)
     recipe = load_recipe(recipe_path, overrides)
-    from growprune.tasks import TRANSLATION_DATASETS
+    from growprune.tasks import DETECTION_DATASETS, TRANSLATION_DATASETS
 
     require(
         "train",
@@ -129,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             *(["matplotlib"] if recipe.output.report else []),
             *(["tensorboard"] if recipe.output.tensorboard else []),
             *(TRANSLATION_MODULES if recipe.data.name in TRANSLATION_DATASETS else []),
+            *(DETECTION_MODULES if recipe.data.name in DETECTION_DATASETS else []),
         ],
     )
     resume = bool(args.resume)
@@ -186,10 +190,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks import TRANSLATION_DATASETS
+    from growprune.tasks import DETECTION_DATASETS, TRANSLATION_DATASETS
 
     print("datasets: " + ", ".join(list_datasets()) + " (classification)")
     print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
+    print("          " + ", ".join(DETECTION_DATASETS) + " (detection, COCO format; SSD, COCO mAP)")
     print("recipes:")
     for path in bundled_recipes():
         print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
@@ -318,9 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score_text(final: dict) -> str:
-    """The number a run is judged by: test accuracy, or test BLEU (with chrF) for translation."""
+    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation, or
+    validation COCO mAP for detection."""
     if final["score_name"] == "test_acc":
         return f"test accuracy {final['test_acc']:.4f}"
+    if final["score_name"] == "val_map":
+        return (
+            f"val mAP {final['val_map']:.4f} (AP50 {final['val_map50']:.4f}, AP75 {final['val_map75']:.4f})"
+        )
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 

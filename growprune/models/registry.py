@@ -18,6 +18,7 @@ from growprune.models.cnn import SmallCNN
 from growprune.models.mlp import MLP
 from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
+from growprune.models.ssd import SSD
 from growprune.models.transformer import Seq2SeqTransformer
 
 __all__ = ["build_model", "list_models", "model_builder", "register_model"]
@@ -30,6 +31,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet56": resnet56,
     "resnet50": resnet50,
     "transformer": Seq2SeqTransformer,
+    "ssd": SSD,
 }
 
 
