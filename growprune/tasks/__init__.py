@@ -195,6 +195,8 @@ def _detection_task(
         args["train_limit"] = batch_size
         args["val_limit"] = SMOKE_VAL_IMAGES
     data = load_coco_detection(root, **args)
+    if smoke:  # a folder smaller than one smoke batch still runs
+        batch_size = min(batch_size, len(data.train))
     data.train.to(device)
     data.val.to(device)
     return DetectionTask(
