@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from growprune.data.coco import CocoDetectionData, DetectionSplit
-from growprune.data.loader import TensorLoader, _generator
+from growprune.data.loader import TensorLoader
 from growprune.evaluation.boxes import detect
 from growprune.evaluation.coco_map import coco_map
+from growprune.seeding import stream_seed
 from growprune.tasks.base import Batch, Task
 from growprune.tasks.multibox import MultiboxLoss
 
@@ -33,7 +34,7 @@ MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 DETECTIONS_FILE = "detections.json"
 FIGURE_FILE = "detections.png"
-_STREAM_FLIP = 2
+_STREAM_FLIP = 2  # after the loader's shuffle (0) and augmentation (1) streams
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,8 @@ class DetectionLoader(TensorLoader):
     def _make_batch(self, idx: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = self.x[idx], self.y[idx]
         if self.hflip:
-            flip = torch.rand(len(idx), generator=_generator(self.seed, _STREAM_FLIP, epoch, b)) < 0.5
+            generator = torch.Generator().manual_seed(stream_seed(self.seed, _STREAM_FLIP, epoch, b))
+            flip = torch.rand(len(idx), generator=generator) < 0.5
             flip = flip.to(images.device)
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
             targets = torch.where(flip[:, None, None], flip_targets(targets), targets)
