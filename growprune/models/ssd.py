@@ -122,6 +122,12 @@ class SSD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = x.shape[0]
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            # other sizes give other grids, which the default boxes would silently misdescribe
+            raise ValueError(
+                f"SSD built for {self.image_size}x{self.image_size} inputs got {x.shape[-2]}x{x.shape[-1]}; "
+                "set data.args.image_size (the model takes it from the data), not model.args.image_size"
+            )
         x = self.backbone.stage2(self.backbone.stage1(self.backbone.stem(x)))
         features = [x]
         for block in self.extras:

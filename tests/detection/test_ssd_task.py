@@ -42,6 +42,8 @@ def test_ssd_shapes_and_every_conv_is_a_target() -> None:
     convs = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert {t.name for t in find_targets(model)} == convs
     assert "default_boxes" not in model.state_dict()  # rebuilt from the arguments, not stored
+    with pytest.raises(ValueError, match="built for 64x64 inputs got 32x32"):
+        model(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="no room"):
         SSD(image_size=32, scales=6)
 
