@@ -108,6 +108,7 @@ def test_a_folder_not_made_by_the_generator_trains_with_data_root(tmp_path: Path
         (["model.name=small_cnn", "model.args={}"], "not a detector"),
         (["data.random_crop=true"], "random_crop does not move the boxes"),
         (["data.args.imagesize=64"], "unknown argument(s) imagesize"),
+        (["data.root=/nonexistent/coco", "data.args.n_train=5"], "n_train shape the generated set"),
     ],
 )
 def test_detection_mistakes_are_one_line(
