@@ -157,3 +157,15 @@ def test_detection_loader_is_deterministic_and_flips_images_with_boxes(tiny: Pat
                 flipped += 1
                 assert torch.allclose(image, plain[0][row].flip(-1))
     assert flipped > 0
+
+
+def test_root_comes_from_the_argument_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from growprune.data.coco import ROOT_ENV_VAR, find_root
+
+    monkeypatch.delenv(ROOT_ENV_VAR, raising=False)
+    assert find_root(None) is None  # the caller then uses the generated set
+    monkeypatch.setenv(ROOT_ENV_VAR, str(tmp_path / "env"))
+    assert find_root(None) == tmp_path / "env"
+    assert find_root(tmp_path / "arg") == tmp_path / "arg"
