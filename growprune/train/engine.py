@@ -400,7 +400,7 @@ class Trainer:
         payload = self._checked_payload()
         return self.ckpts.save(payload, self.step) if self.is_main else None
 
-    def diverged(self, reason: str) -> TrainingDiverged:
+    def diverged(self, reason: str, step: int | None = None) -> TrainingDiverged:
         """The error that stops a diverged run: where it happened and where to continue from."""
         numbered = self.ckpts.numbered()
         if numbered:
@@ -416,7 +416,8 @@ class Trainer:
                 "or schedule.warmup_epochs"
             )
         return TrainingDiverged(
-            f"training diverged at step {self.step} ({self.sparsifier.phase}): {reason}; {resume}"
+            f"training diverged at step {self.step if step is None else step} ({self.sparsifier.phase}): "
+            f"{reason}; {resume}"
         )
 
     def epoch_stats(self) -> EpochStats:
@@ -507,7 +508,7 @@ class Trainer:
             group["lr"] = self.lr_schedule.lr(self.step)
         loss, correct, count = self.task.loss(self.forward_model, batch)
         if not torch.isfinite(loss):
-            raise self.diverged(f"the training loss is {loss.item()}")
+            raise self.diverged(f"the training loss is {loss.item()}", step=self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -209,7 +209,8 @@ def test_nan_loss_stops_with_step_and_phase(tmp_path: Path) -> None:
     result = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: loss is") and "at step" in last and "partition" in last
+    assert last.startswith("error: training diverged at step ") and "partition" in last
+    assert "the training loss is nan" in last or "the training loss is inf" in last
 
 
 @pytest.mark.parametrize(
