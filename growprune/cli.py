@@ -22,8 +22,9 @@ import types
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GrowpruneError, UsageError
+from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
 
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -260,12 +261,21 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (argparse prints the
+    whole usage block first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="growprune", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="growprune", description=__doc__.splitlines()[0])
     debug_help = "on failure, show the traceback (also GROWPRUNE_DEBUG=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     # Accepted after the command too (`growprune train --debug ...`); SUPPRESS keeps the main flag.
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model from a recipe", parents=[common])

@@ -74,6 +74,13 @@ class TrainingDiverged(GrowpruneError, RuntimeError):
     """
 
 
+# Signals that stop a run after a checkpoint: Ctrl-C, a scheduler's or `kill`'s SIGTERM, and the
+# hang-up a closed terminal or dropped SSH session sends (its default would lose the progress).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -465,7 +472,7 @@ class Trainer:
         """Train to the end of the schedule; returns the final summary record."""
         self._start = self._last_ckpt_time = time.monotonic()
         self.after_mask_changes()
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         self.bar = tqdm(
             total=self.planned_steps(),
             initial=self.step,

@@ -104,7 +104,7 @@ class OptimizerConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     no_decay_norm_bias: bool = True
 
 
@@ -238,7 +238,8 @@ class OutputConfig(Section):
 
 
 class Recipe(Section):
-    name: str = "run"
+    # The name becomes part of the default run directory: one path component, no separators.
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$", max_length=100)
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -174,7 +174,8 @@ def test_resume_refuses_incompatible_recipe(tmp_path: Path) -> None:
     assert "method.sparsity" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_stop_signal_writes_checkpoint_and_exits_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     recipe = write_recipe(
         tmp_path / "r.yaml",
         output={"checkpoint_every_steps": 100000},
@@ -195,10 +196,10 @@ def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
         time.sleep(0.01)
     while time.monotonic() < deadline and '"step"' not in (run_dir / "metrics.jsonl").read_text():
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=60)
     if proc.returncode == 0:
-        pytest.fail("run finished before SIGINT arrived; make the test run longer")
+        pytest.fail("run finished before the signal arrived; make the test run longer")
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
