@@ -348,16 +348,31 @@ class Trainer:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.sparsifier.load_state_dict(payload["sparsifier"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {err}") from None
-        position = payload["position"]
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+            reason = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {reason}") from None
+        position = payload["position"]  # load_checkpoint checked the counts' types
         self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
-        self.best_score = position.get("best_score", position.get("best_acc", -math.inf))
-        self.peak_score = position.get("peak_score", -math.inf)
-        self.peak_masks = position.get("peak_masks", "")
-        self._resumed_stats = position.get("epoch_stats") if self.batch else None
-        self.elapsed = position["elapsed"]
-        _set_rng_state(payload["rng"])
+        if self.step > self.total_steps or self.batch >= self.steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its position (step {self.step}, batch {self.batch}) is "
+                f"outside this run ({self.total_steps} steps, {self.steps_per_epoch} per epoch)"
+            )
+        try:
+            self.best_score = float(position.get("best_score", position.get("best_acc", -math.inf)))
+            self.peak_score = float(position.get("peak_score", -math.inf))
+            self.peak_masks = str(position.get("peak_masks", ""))
+            self.elapsed = float(position["elapsed"])
+            stats = position.get("epoch_stats") if self.batch else None
+            if stats is not None:
+                EpochStats(self.device).load_state(stats)  # fails here, not mid-epoch, if damaged
+            self._resumed_stats = stats
+            _set_rng_state(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its position, random or epoch state cannot be restored "
+                f"({type(err).__name__}: {err})"
+            ) from None
         tqdm.write(
             f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
             file=sys.stderr,
