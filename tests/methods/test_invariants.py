@@ -7,8 +7,6 @@ drifts from its definition fails even if it is self-consistent.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -338,6 +336,6 @@ def test_model_moved_to_low_precision_after_construction_stays_masked() -> None:
 
 
 def test_all_methods_are_covered() -> None:
-    # P-GaP needs a merge between workers and is tested on its own; the grid covers the rest
-    assert set(SCHEDULES) <= set(gp.METHODS) and len(SCHEDULES) == 7
-    assert math.isclose(SPARSITY, 0.75)
+    """Every registered method is in the grid: a new method without a schedule here fails.
+    P-GaP needs a merge between workers and has its own invariant tests (tests/methods/test_pgap.py)."""
+    assert set(gp.METHODS) - {"pgap"} == set(SCHEDULES)
