@@ -14,6 +14,7 @@ from torch import nn
 import growprune as gp
 from tests.methods import zoo
 from tests.methods.harness import (
+    NOISY,
     OPTIMIZERS,
     SCHEDULES,
     STEPS,
@@ -133,7 +134,7 @@ def check_report(model: nn.Module, sparsifier: gp.Sparsifier) -> None:
     assert "overall" in str(report) and "overall" in report.to_markdown()
 
 
-@pytest.mark.parametrize("optimizer_kind", OPTIMIZERS)
+@pytest.mark.parametrize("optimizer_kind", [*OPTIMIZERS, NOISY])
 @pytest.mark.parametrize("case", list(zoo.CASES))
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_invariants_after_every_step(variant: str, case: str, optimizer_kind: str) -> None:
