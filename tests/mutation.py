@@ -90,6 +90,23 @@ MUTANTS = (
         ("tests/methods/test_distributions.py",),
     ),
     Mutant(
+        "set-rigl-no-drop-grow",
+        "SET and RigL keep their initial random masks (a static sparse network)",
+        "growprune/methods/set.py",
+        '        if new_masks:\n            self.change_masks(new_masks, "drop-grow")',
+        '        if False:\n            self.change_masks(new_masks, "drop-grow")',
+        ("tests/methods/test_set_rigl.py",),
+    ),
+    Mutant(
+        "cgap-partitions-in-reverse",
+        "C-GaP grows the partitions in another order than the recipe's",
+        "growprune/methods/cgap.py",
+        "        return phase % self.num_partitions if phase < self.phases else None",
+        "        return self.num_partitions - 1 - phase % self.num_partitions "
+        "if phase < self.phases else None",
+        ("tests/methods/test_cgap.py",),
+    ),
+    Mutant(
         "pgap-no-merge",
         "P-GaP keeps worker 0's model and throws the other partitions' training away",
         "growprune/methods/pgap.py",
