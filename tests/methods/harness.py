@@ -27,10 +27,19 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "admm": {"pretrain_steps": 3, "admm_steps": 9, "update_interval": 3},
     "cgap": {"partitions": 3, "steps_per_phase": 3, "rounds": 2, "finetune_steps": 4},
 }
+
+
+def one_worker(sparsifier: gp.Sparsifier) -> None:
+    """P-GaP's merger when this process is the only worker that trained: nothing to exchange
+    (the round's prune still runs), so P-GaP goes through every invariant of a plain loop."""
+    del sparsifier
+
+
 # C-GaP is also run keeping optimizer state across phases: then only the masking of state,
 # not a wholesale reset, protects regrown weights from ghost momentum.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{name: (name, kwargs) for name, kwargs in SCHEDULES.items()},
+    "pgap": ("pgap", {**SCHEDULES["cgap"], "merger": one_worker}),
     "cgap_keep_state": ("cgap", {**SCHEDULES["cgap"], "reset_optimizer": "changed"}),
 }
 OPTIMIZERS = ("sgd", "adam")
