@@ -134,7 +134,7 @@ def read_categories(root: Path) -> list[tuple[int, str]]:
             names = ", ".join(c.name for c in CATEGORIES)
             raise _fail(
                 path,
-                f"line {number} is {line.strip()!r}; expected '<Category> <synset>' with a category of {names}",
+                f"line {number} is {line.strip()!r}; expected '<Category> <synset>', a category of {names}",
             )
         index = _BY_NAME[fields[0].lower()]
         if any(index == seen for seen, _ in out):
@@ -242,30 +242,21 @@ class PartSegSplit:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def subset(self, count: int) -> PartSegSplit:
-        """The first ``count`` shapes, spread over categories (round-robin) so a smoke slice sees each."""
-        by_cat: dict[int, list[int]] = {}
-        for i, c in enumerate(self.category.tolist()):
-            by_cat.setdefault(c, []).append(i)
-        order: list[int] = []
-        queues = list(by_cat.values())
-        while len(order) < min(count, len(self)):
-            for q in queues:
-                if q and len(order) < count:
-                    order.append(q.pop(0))
-        idx = torch.tensor(sorted(order), dtype=torch.long)
-        return PartSegSplit(
-            self.x[idx], self.y[idx], self.category[idx], [self.names[i] for i in idx.tolist()]
-        )
-
     def to(self, device: torch.device | str) -> PartSegSplit:
         return PartSegSplit(self.x.to(device), self.y.to(device), self.category.to(device), self.names)
 
 
 def load_split(
-    root: str | os.PathLike[str], split: str, *, points: int = 2048, normals: bool = True, seed: int = 0
+    root: str | os.PathLike[str],
+    split: str,
+    *,
+    points: int = 2048,
+    normals: bool = True,
+    seed: int = 0,
+    limit: int | None = None,
 ) -> PartSegSplit:
-    """Read one split of a ShapeNet-Part folder (only the categories the folder lists).
+    """Read one split of a ShapeNet-Part folder (only the categories the folder lists; the
+    first ``limit`` of their shapes when given).
 
     Raises:
         PartDatasetError: a missing or malformed file (named), or a split with no shapes of the
@@ -283,6 +274,8 @@ def load_split(
     for synset, shape_id in read_split_list(base, split):
         if synset not in listed:
             continue  # a category synsetoffset2category.txt does not list is not used
+        if limit is not None and len(names) >= limit:
+            break
         category = CATEGORIES[listed[synset]]
         pts, labels = read_shape(base / synset / f"{shape_id}.txt", category)
         if not normals:
