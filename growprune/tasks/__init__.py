@@ -169,5 +169,7 @@ def _partseg_task(
         args["points"] = min(int(args.get("points", SMOKE_PART_POINTS)), SMOKE_PART_POINTS)
         args["limit"] = max(SMOKE_PART_SHAPES, common["batch_size"])
     data = load_part_segmentation(**args)
+    if smoke:  # a small folder of the user's may hold fewer training shapes than one batch
+        common = {**common, "batch_size": min(common["batch_size"], len(data.train))}
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
     return PartSegTask(data, **common)
