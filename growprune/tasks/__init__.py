@@ -39,8 +39,8 @@ SMOKE_TEST_ITEMS = 256
 SMOKE_TRAIN_PAIRS = 64
 SMOKE_SENTENCES = 8
 # Part-segmentation smoke runs read the first shapes of each split, sampled to few points.
-SMOKE_PART_SHAPES = 16
-SMOKE_PART_POINTS = 128
+SMOKE_PART_SHAPES = 8
+SMOKE_PART_POINTS = 64
 
 
 class DataSettings(Protocol):
@@ -167,7 +167,7 @@ def _partseg_task(
     check_kwargs("dataset", settings.name, load_part_segmentation, args)
     if smoke:
         args["points"] = min(int(args.get("points", SMOKE_PART_POINTS)), SMOKE_PART_POINTS)
-        args["limit"] = max(SMOKE_PART_SHAPES, common["batch_size"])
+        args["limit"] = SMOKE_PART_SHAPES
     data = load_part_segmentation(**args)
     if smoke:  # a small folder of the user's may hold fewer training shapes than one batch
         common = {**common, "batch_size": min(common["batch_size"], len(data.train))}
