@@ -376,3 +376,15 @@ def generated_root(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / FOLDER_NAME
+
+
+def main() -> None:
+    """``python -m growprune.data.partseg_generator``: generate the default dataset into the cache
+    (``$GROWPRUNE_CACHE``, else ``~/.cache/growprune``) and print its folder (``make partseg-data``)."""
+    from growprune.data.bible import cache_root
+
+    print(generated_root(cache_root()))
+
+
+if __name__ == "__main__":
+    main()
