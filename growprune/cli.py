@@ -187,10 +187,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks import TRANSLATION_DATASETS
+    from growprune.tasks import PARTSEG_DATASETS, TRANSLATION_DATASETS
 
     print("datasets: " + ", ".join(list_datasets()) + " (classification)")
     print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
+    print(
+        "          "
+        + ", ".join(PARTSEG_DATASETS)
+        + " (3-D part segmentation, ShapeNet-Part layout: data.root, "
+        "$GROWPRUNE_SHAPENET_PART, else generated)"
+    )
     print("recipes:")
     for path in bundled_recipes():
         print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
@@ -328,9 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score_text(final: dict) -> str:
-    """The number a run is judged by: test accuracy, or test BLEU (with chrF) for translation."""
+    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation, or
+    test mIoU (instance and class average) for part segmentation."""
     if final["score_name"] == "test_acc":
         return f"test accuracy {final['test_acc']:.4f}"
+    if final["score_name"] == "test_instance_miou":
+        return f"test mIoU {final['test_instance_miou']:.4f} (class average {final['test_class_miou']:.4f})"
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 

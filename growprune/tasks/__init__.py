@@ -17,6 +17,7 @@ from growprune.tasks.base import Batch, BatchLoader, Task, accepted_defaults, ch
 from growprune.tasks.classification import ClassificationTask
 
 __all__ = [
+    "PARTSEG_DATASETS",
     "TRANSLATION_DATASETS",
     "Batch",
     "BatchLoader",
@@ -30,12 +31,16 @@ __all__ = [
 ]
 
 TRANSLATION_DATASETS = ("bible",)
+PARTSEG_DATASETS = ("shapenet_part",)
 SMOKE_TRAIN_ITEMS = 256
 SMOKE_TEST_ITEMS = 256
 # Translation smoke runs keep the recipe's model and schedule but train on the shortest pairs,
 # one batch per epoch, and decode a handful of sentences: the point is that every part runs.
 SMOKE_TRAIN_PAIRS = 64
 SMOKE_SENTENCES = 8
+# Part-segmentation smoke runs read the first shapes of each split, sampled to few points.
+SMOKE_PART_SHAPES = 8
+SMOKE_PART_POINTS = 64
 
 
 class DataSettings(Protocol):
@@ -43,6 +48,7 @@ class DataSettings(Protocol):
 
     name: str
     data_dir: str | None
+    root: str | None
     random_crop: bool
     crop_padding: int
     hflip: bool
@@ -86,7 +92,15 @@ def build_task(
     """
     args: dict[str, Any] = dict(data.args)
     if data.data_dir is not None:
-        args["data_dir" if data.name not in TRANSLATION_DATASETS else "cache_dir"] = data.data_dir
+        args["data_dir" if data.name not in TRANSLATION_DATASETS + PARTSEG_DATASETS else "cache_dir"] = (
+            data.data_dir
+        )
+    if getattr(data, "root", None) is not None:
+        if data.name not in PARTSEG_DATASETS:
+            raise ValueError(
+                f"root names a ShapeNet-Part folder (data.name: shapenet_part), not {data.name!r} data"
+            )
+        args["root"] = data.root
     common: dict[str, Any] = {
         "batch_size": batch_size,
         "eval_batch_size": eval_batch_size,
@@ -95,6 +109,8 @@ def build_task(
     }
     if data.name in TRANSLATION_DATASETS:
         return _translation_task(data, evaluation, device, smoke, args, common)
+    if data.name in PARTSEG_DATASETS:
+        return _partseg_task(data, device, smoke, args, common)
     subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if smoke else {}
     train, test = build_datasets(data.name, **subsets, **args)
     train, test = train.to(device), test.to(device)
@@ -135,3 +151,25 @@ def _translation_task(
         epoch_sentences=ev.epoch_sentences,
         examples=ev.examples,
     )
+
+
+def _partseg_task(
+    settings: DataSettings, device: torch.device, smoke: bool, args: dict[str, Any], common: dict[str, Any]
+) -> Task:
+    from growprune.data.partseg import load_part_segmentation
+    from growprune.data.registry import check_kwargs
+    from growprune.tasks.partseg import PartSegTask
+
+    if settings.random_crop or settings.hflip:
+        raise ValueError(
+            "random_crop and hflip are image augmentations; part segmentation uses data.args.scale/jitter"
+        )
+    check_kwargs("dataset", settings.name, load_part_segmentation, args)
+    if smoke:
+        args["points"] = min(int(args.get("points", SMOKE_PART_POINTS)), SMOKE_PART_POINTS)
+        args["limit"] = SMOKE_PART_SHAPES
+    data = load_part_segmentation(**args)
+    if smoke:  # a small folder of the user's may hold fewer training shapes than one batch
+        common = {**common, "batch_size": min(common["batch_size"], len(data.train))}
+    data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
+    return PartSegTask(data, **common)

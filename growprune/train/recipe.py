@@ -87,6 +87,7 @@ def _kind(field: Any) -> str:
 class DataConfig(Section):
     name: str = "fashion_mnist"
     data_dir: str | None = None
+    root: str | None = None  # a dataset's own folder (ShapeNet-Part), read in place
     random_crop: bool = False
     crop_padding: int = Field(2, ge=0, le=16)
     hflip: bool = False
