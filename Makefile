@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # The translation corpus: diatheke reads the two Bible modules (see growprune/data/bible.py).
 BIBLE_PACKAGES := diatheke sword-text-web sword-text-sparv
 
-.PHONY: setup data demo test test-slow lint clean
+.PHONY: setup data partseg-data demo test test-slow lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ data:
 	else \
 		echo "missing data packages:$$missing (Debian); Fashion-MNIST can also be placed in a directory named by GROWPRUNE_DATA"; exit 1; \
 	fi
+
+# The generated ShapeNet-Part stand-in (the first part-segmentation run also writes it).
+partseg-data: setup
+	$(PY) -m growprune.data.partseg_generator
 
 demo: setup data
 	$(VENV)/bin/growprune train fmnist/cgap-quick

@@ -44,6 +44,7 @@ def method_label(method: str) -> str:
 
 # -- quality ----------------------------------------------------------------------------------
 
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -637,11 +638,82 @@ def _bleu_cell(rows: list[dict[str, Any]]) -> str:
     return f"{bm:.2f} +- {bs:.2f} ({cm:.1f}, {len(rows)} seeds)"
 
 
+# -- part segmentation ----------------------------------------------------------------------
+PARTSEG_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+
+
+def partseg_section(rows: list[dict[str, Any]]) -> str:
+    """Test mIoU (instance / class average) per method and sparsity and tier, with the commands."""
+    lines = [
+        "## Part segmentation (PointNet++, ShapeNet-Part format, mIoU)",
+        "",
+        "Test mIoU in % as instance average / class average (per shape: IoU over its category's parts, "
+        "a part absent from both prediction and label counting as 1). Equal epochs of compute for "
+        "every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
+        "",
+    ]
+    rows = [r for r in rows if r.get("tier") != "smoke"]
+    if not rows:
+        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.partseg --tier quick`."])
+    for tier in sorted({r["tier"] for r in rows}):
+        tier_rows = [r for r in rows if r["tier"] == tier]
+        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
+        data = "generated data" if all(r.get("generated") for r in tier_rows) else "ShapeNet-Part"
+        lines += [
+            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('points')} points, "
+            f"{tier_rows[0]['epochs']:g} epochs, {data}",
+            "",
+            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
+            "|---|" + "---:|" * len(sparsities),
+        ]
+        for method in PARTSEG_METHODS:
+            cells = []
+            for sparsity in sparsities:
+                found = [
+                    r
+                    for r in tier_rows
+                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
+                ]
+                cells.append(_miou_cell(found))
+            if any(c != "" for c in cells):
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
+        devices = sorted({r["device"] for r in tier_rows})
+        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
+        lines += [
+            "",
+            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
+            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
+            "",
+            f"Reproduce: `python -m benchmarks.partseg --tier {tier} --methods "
+            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
+            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _run_label(row: dict[str, Any]) -> str:
+    return row["method"] if row["method"] == "dense" else f"{row['method']} {row['sparsity']:.0%}"
+
+
+def _miou_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    inst = [100 * r["test_instance_miou"] for r in rows]
+    cls = [100 * r["test_class_miou"] for r in rows]
+    if len(rows) == 1:
+        return f"{inst[0]:.1f} / {cls[0]:.1f}"
+    (im, istd), (cm, _) = mean_std(inst), mean_std(cls)
+    return f"{im:.1f} +- {istd:.1f} / {cm:.1f} ({len(rows)} seeds)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=Path, default=RESULTS_DIR / "quality.jsonl")
     parser.add_argument("--overhead", type=Path, default=RESULTS_DIR / "overhead.json")
     parser.add_argument("--translation", type=Path, default=RESULTS_DIR / "translation.jsonl")
+    parser.add_argument("--partseg", type=Path, default=RESULTS_DIR / "partseg.jsonl")
     parser.add_argument("--out", type=Path, default=RESULTS_MD)
     args = parser.parse_args(argv)
     rows = read_rows(args.quality)
@@ -651,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     text = replace_section(text, "quality", quality_section(rows, args.out.parent / "results"))
     text = replace_section(text, "overhead", overhead_section(over))
     text = replace_section(text, "translation", translation_section(read_rows(args.translation)))
+    text = replace_section(text, "partseg", partseg_section(read_rows(args.partseg)))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0

@@ -100,7 +100,32 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = REQUIRED_KEYS - set(payload)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
+    problem = _structure_problem(payload)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: {problem}; it was altered or not written by growprune"
+        )
     return payload
+
+
+def _structure_problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a loaded checkpoint's contents, or None.
+
+    Loading with ``weights_only`` keeps a file from running code, not from holding nonsense; a
+    position that is text, or a recipe that is a number, would otherwise fail deep inside the
+    resume as an internal error.
+    """
+    for key in sorted(REQUIRED_KEYS):
+        if not isinstance(payload[key], dict):
+            return f"'{key}' is a {type(payload[key]).__name__}, not a mapping"
+    position = payload["position"]
+    for key in ("step", "epoch", "batch"):
+        value = position.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"position.{key} is {value!r}, not a count"
+    if not isinstance(position.get("elapsed", 0.0), int | float):
+        return f"position.elapsed is {position.get('elapsed')!r}, not a number of seconds"
+    return None
 
 
 STATE_KEYS = ("model", "optimizer", "sparsifier")

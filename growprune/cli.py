@@ -22,8 +22,9 @@ import types
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GrowpruneError, UsageError
+from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
 
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -190,11 +191,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks import DETECTION_DATASETS, TRANSLATION_DATASETS
+    from growprune.tasks import DETECTION_DATASETS, PARTSEG_DATASETS, TRANSLATION_DATASETS
 
     print("datasets: " + ", ".join(list_datasets()) + " (classification)")
     print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
     print("          " + ", ".join(DETECTION_DATASETS) + " (detection, COCO format; SSD, COCO mAP)")
+    print(
+        "          "
+        + ", ".join(PARTSEG_DATASETS)
+        + " (3-D part segmentation, ShapeNet-Part layout: data.root, "
+        "$GROWPRUNE_SHAPENET_PART, else generated)"
+    )
     print("recipes:")
     for path in bundled_recipes():
         print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
@@ -265,12 +272,21 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (argparse prints the
+    whole usage block first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="growprune", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="growprune", description=__doc__.splitlines()[0])
     debug_help = "on failure, show the traceback (also GROWPRUNE_DEBUG=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     # Accepted after the command too (`growprune train --debug ...`); SUPPRESS keeps the main flag.
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model from a recipe", parents=[common])
@@ -323,14 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score_text(final: dict) -> str:
-    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation, or
-    validation COCO mAP for detection."""
+    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation,
+    validation COCO mAP for detection, or test mIoU (instance and class average) for part segmentation."""
     if final["score_name"] == "test_acc":
         return f"test accuracy {final['test_acc']:.4f}"
     if final["score_name"] == "val_map":
         return (
             f"val mAP {final['val_map']:.4f} (AP50 {final['val_map50']:.4f}, AP75 {final['val_map75']:.4f})"
         )
+    if final["score_name"] == "test_instance_miou":
+        return f"test mIoU {final['test_instance_miou']:.4f} (class average {final['test_class_miou']:.4f})"
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 

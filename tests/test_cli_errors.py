@@ -101,6 +101,12 @@ CASES: list[tuple[str, object, list[str], int, str]] = [
         2,
         "end_epoch 1 is before start_epoch 2",
     ),
+    ("targets-empty", None, ["--set", "method.targets=[]"], 2, "targets is an empty list"),
+    ("betas-out-of-range", None, ["--set", "optimizer.betas=[2, 3]"], 2, "optimizer.betas"),
+    ("warmup-longer-than-run", None, ["--set", "schedule.warmup_epochs=1e9"], 2, "warmup_epochs"),
+    ("name-with-a-path", None, ["--set", "name=../../etc"], 2, "name"),
+    ("set-missing-argument", None, ["--set"], 2, "expected one argument"),
+    ("unknown-option", None, ["--bogus"], 2, "unrecognized arguments: --bogus"),
     ("unknown-key", None, ["--set", "method.sparsty=0.5"], 2, "did you mean 'sparsity'"),
     ("unknown-method", None, ["--set", "method.name=gap"], 2, "method.name"),
     ("unknown-model", None, ["--set", "model.name=resnet999"], 2, "model"),
@@ -148,7 +154,11 @@ def test_train_mistake_is_one_line(
         args = ["train", str(recipe_file(tmp_path, **(recipe or {})))]
     if "--out" not in args and "--resume" not in args:
         args += ["--out", str(out)]
-    exit_code, lines = run_main([*args, "--no-progress", *extra], capsys)
+    try:
+        exit_code, lines = run_main([*args, "--no-progress", *extra], capsys)
+    except SystemExit as stop:  # argparse's own usage errors end the process the same way
+        exit_code = stop.code
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert exit_code == code, lines
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]

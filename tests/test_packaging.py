@@ -183,5 +183,5 @@ def test_core_install_imports_and_trains_without_extras(wheel: Path, tmp_path: P
     assert result.returncode == 2, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("growprune train: needs the 'train' extra (missing modules 'yaml', ")
+    assert line.startswith("error: growprune train: needs the 'train' extra (missing modules 'yaml', ")
     assert line.endswith(": pip install 'growprune[train]'")

@@ -68,8 +68,15 @@ def build_datasets(
             "'bible' is a translation corpus, not (x, y) tensors: use "
             "growprune.data.translation.load_bible_translation, or data.name: bible in a recipe"
         )
+    if name == "shapenet_part":
+        raise ValueError(
+            "'shapenet_part' is a part-segmentation set, not (x, y) tensors: use "
+            "growprune.data.partseg.load_part_segmentation, or data.name: shapenet_part in a recipe"
+        )
     if name not in _BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}, bible")
+        raise ValueError(
+            f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}, bible, shapenet_part"
+        )
     builder = _BUILDERS[name]
     check_kwargs("dataset", name, builder, kwargs)
     train, test = builder(**kwargs)

@@ -38,6 +38,7 @@ are correct.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -267,6 +268,8 @@ class Sparsifier:
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
         self._unhooked: list[Any] = []  # targets without a gradient hook yet (frozen so far)
+        self._outer_step: Any = None  # frame of the optimizer step our pre-hook is inside
+        self._nested_steps = 0
         self.prepare()  # structure and validation: nothing has been touched yet
         self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
         self._synced_revision = -1  # mask revision at which weights and state were last masked
@@ -406,8 +409,30 @@ class Sparsifier:
         if self._removed:
             raise RuntimeError(f"{type(self).__name__} was removed: build a new sparsifier")
 
+    def _inside_a_step(self) -> bool:
+        """True when this pre-hook runs inside an optimizer step whose hooks already ran.
+
+        torch wraps ``step`` of every optimizer class with the hooks, so an optimizer subclass
+        whose ``step`` calls ``super().step()`` runs them twice per step; counted twice, the
+        schedule would run at double speed. The outer call is recognised by its frame still
+        being on the stack (a step that raised never reached its post-hook; then it is not).
+        """
+        if self._outer_step is None:
+            return False
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame is self._outer_step:
+                return True
+            frame = frame.f_back
+        self._outer_step, self._nested_steps = None, 0
+        return False
+
     def _before_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
         del optimizer
+        if self._inside_a_step():
+            self._nested_steps += 1
+            return None
+        self._outer_step = sys._getframe(1)
         self.check_can_step(self.step_count + 1)
         if self._unhooked:
             self._hook_gradients()
@@ -446,6 +471,10 @@ class Sparsifier:
 
     def _after_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
         del args, kwargs
+        if self._nested_steps:
+            self._nested_steps -= 1
+            return
+        self._outer_step = None
         if not self._skip_weight_pass:
             self.mask_set.apply_to_weights()
         if _skipped_inside(optimizer):

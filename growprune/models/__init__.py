@@ -6,6 +6,7 @@ All are plain ``torch.nn`` modules with no device assumptions; build them by nam
 
 from growprune.models.cnn import SmallCNN
 from growprune.models.mlp import MLP
+from growprune.models.pointnet2 import PointNet2PartSeg
 from growprune.models.registry import build_model, list_models, model_builder, register_model
 from growprune.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import ImageNetResNet, resnet50
@@ -15,6 +16,7 @@ from growprune.models.transformer import Seq2SeqTransformer
 __all__ = [
     "MLP",
     "SSD",
+    "PointNet2PartSeg",
     "CifarResNet",
     "ImageNetResNet",
     "Seq2SeqTransformer",

@@ -16,6 +16,7 @@ from torch import nn
 
 from growprune.models.cnn import SmallCNN
 from growprune.models.mlp import MLP
+from growprune.models.pointnet2 import PointNet2PartSeg
 from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
 from growprune.models.ssd import SSD
@@ -32,6 +33,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "transformer": Seq2SeqTransformer,
     "ssd": SSD,
+    "pointnet2_partseg": PointNet2PartSeg,
 }
 
 

@@ -215,6 +215,7 @@ def _plot_accuracy(ax: Axes, epochs: Sequence[EpochRecord]) -> None:
     for value, label, style in (
         (lambda r: r.train_acc, "train", "o-"),
         (_score("test_acc"), "test", "s-"),
+        (_score("val_acc"), "val (point accuracy)", "^-"),  # part segmentation scores val each epoch
     ):
         x, y = _series(epochs, value, 100.0)
         if x:
@@ -253,6 +254,7 @@ def _plot_loss(ax: Axes, steps: Sequence[StepRecord], epochs: Sequence[EpochReco
     for value, label, colour in (
         (lambda r: r.train_loss, "train loss (epoch)", "navy"),
         (_score("test_loss"), "test loss (epoch)", "tab:orange"),
+        (_score("val_loss"), "val loss (epoch)", "tab:green"),
     ):
         ex, ey = _series(epochs, value)
         if ex:

@@ -342,6 +342,16 @@ def summary_table(run: RunData) -> list[str]:
                 f"{box_map:.4f}" if box_map is not None else "n/a (unfinished)",
             ),
             ("best validation mAP (any epoch)", f"{best:.4f}" if best is not None else "n/a"),
+    elif any("val_instance_miou" in e.scores for e in run.epochs):  # part segmentation: mIoU
+        scores = final.scores if final is not None else {}
+        best = max(
+            (e.scores["val_instance_miou"] for e in run.epochs if "val_instance_miou" in e.scores),
+            default=None,
+        )
+        head = [
+            ("final test mIoU (instance avg.)", percent(scores.get("test_instance_miou"))),
+            ("final test mIoU (class avg.)", percent(scores.get("test_class_miou"))),
+            ("best validation mIoU (instance avg., any epoch)", percent(best)),
         ]
     else:
         head = [("final test accuracy" + suffix, percent(accuracy)), best_row(run.epochs)]

@@ -274,6 +274,10 @@ def find_targets(
     something, so that a typo cannot leave a layer dense without anyone noticing. A Conv1D weight
     (default or named) gets ``input_first=True``, so N:M groups run along its input dimension.
     """
+    if targets is not None and not isinstance(targets, str) and len(targets) == 0:
+        raise ValueError(
+            "targets is an empty list, which would prune nothing; leave it out for the default targets"
+        )
     include = _as_patterns(targets)
     excluded = _as_patterns(exclude)
     aliases = _aliases(model)

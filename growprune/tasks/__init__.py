@@ -19,6 +19,7 @@ from growprune.tasks.classification import ClassificationTask
 
 __all__ = [
     "DETECTION_DATASETS",
+    "PARTSEG_DATASETS",
     "TRANSLATION_DATASETS",
     "Batch",
     "BatchLoader",
@@ -35,6 +36,7 @@ TRANSLATION_DATASETS = ("bible",)
 # coco: a COCO-format folder (data.root, else $GROWPRUNE_COCO); coco_shapes: the generated set in
 # that format, unless data.root names a folder to read instead.
 DETECTION_DATASETS = ("coco", "coco_shapes")
+PARTSEG_DATASETS = ("shapenet_part",)
 SMOKE_TRAIN_ITEMS = 256
 SMOKE_TEST_ITEMS = 256
 # Translation smoke runs keep the recipe's model and schedule but train on the shortest pairs,
@@ -45,6 +47,9 @@ SMOKE_SENTENCES = 8
 # 4 validation images: an SSD step costs ~25 ms per image on one core.
 SMOKE_DETECTION_BATCH = 8
 SMOKE_VAL_IMAGES = 4
+# Part-segmentation smoke runs read the first shapes of each split, sampled to few points.
+SMOKE_PART_SHAPES = 8
+SMOKE_PART_POINTS = 64
 
 
 class DataSettings(Protocol):
@@ -100,10 +105,17 @@ def build_task(
     args: dict[str, Any] = dict(data.args)
     if data.name in DETECTION_DATASETS:
         return _detection_task(data, evaluation, device, smoke, args, batch_size, eval_batch_size, seed)
-    if data.root is not None:
-        raise ValueError("data.root names a COCO-format folder (detection); use data.data_dir here")
     if data.data_dir is not None:
-        args["data_dir" if data.name not in TRANSLATION_DATASETS else "cache_dir"] = data.data_dir
+        args["data_dir" if data.name not in TRANSLATION_DATASETS + PARTSEG_DATASETS else "cache_dir"] = (
+            data.data_dir
+        )
+    if getattr(data, "root", None) is not None:
+        if data.name not in PARTSEG_DATASETS:
+            raise ValueError(
+                f"root names a dataset's own folder (ShapeNet-Part or COCO-format detection data), "
+                f"not {data.name!r} data; use data.data_dir here"
+            )
+        args["root"] = data.root
     common: dict[str, Any] = {
         "batch_size": batch_size,
         "eval_batch_size": eval_batch_size,
@@ -112,6 +124,8 @@ def build_task(
     }
     if data.name in TRANSLATION_DATASETS:
         return _translation_task(data, evaluation, device, smoke, args, common)
+    if data.name in PARTSEG_DATASETS:
+        return _partseg_task(data, device, smoke, args, common)
     subsets = {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if smoke else {}
     train, test = build_datasets(data.name, **subsets, **args)
     train, test = train.to(device), test.to(device)
@@ -210,3 +224,23 @@ def _detection_task(
         max_detections=ev.max_detections,
         examples=min(ev.examples, 4),
     )
+def _partseg_task(
+    settings: DataSettings, device: torch.device, smoke: bool, args: dict[str, Any], common: dict[str, Any]
+) -> Task:
+    from growprune.data.partseg import load_part_segmentation
+    from growprune.data.registry import check_kwargs
+    from growprune.tasks.partseg import PartSegTask
+
+    if settings.random_crop or settings.hflip:
+        raise ValueError(
+            "random_crop and hflip are image augmentations; part segmentation uses data.args.scale/jitter"
+        )
+    check_kwargs("dataset", settings.name, load_part_segmentation, args)
+    if smoke:
+        args["points"] = min(int(args.get("points", SMOKE_PART_POINTS)), SMOKE_PART_POINTS)
+        args["limit"] = SMOKE_PART_SHAPES
+    data = load_part_segmentation(**args)
+    if smoke:  # a small folder of the user's may hold fewer training shapes than one batch
+        common = {**common, "batch_size": min(common["batch_size"], len(data.train))}
+    data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
+    return PartSegTask(data, **common)

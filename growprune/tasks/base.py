@@ -78,6 +78,14 @@ def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Modu
 
     Without this the first forward pass fails deep inside the model with a shape or dtype error.
     """
+    takes_points = "num_parts" in inspect.signature(builder).parameters
+    wants_points = "num_parts" in task.model_defaults()
+    if takes_points != wants_points:
+        raise ValueError(
+            f"model '{model_name}' is a point-cloud part-segmentation model but the data is not ShapeNet-Part"
+            if takes_points
+            else f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg"
+        )
     takes_tokens = "vocab_size" in inspect.signature(builder).parameters
     wants_tokens = "vocab_size" in task.model_defaults()
     detector = bool(getattr(builder, "detector", False))

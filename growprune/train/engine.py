@@ -74,6 +74,13 @@ class TrainingDiverged(GrowpruneError, RuntimeError):
     """
 
 
+# Signals that stop a run after a checkpoint: Ctrl-C, a scheduler's or `kill`'s SIGTERM, and the
+# hang-up a closed terminal or dropped SSH session sends (its default would lose the progress).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -341,16 +348,31 @@ class Trainer:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.sparsifier.load_state_dict(payload["sparsifier"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {err}") from None
-        position = payload["position"]
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+            reason = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {reason}") from None
+        position = payload["position"]  # load_checkpoint checked the counts' types
         self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
-        self.best_score = position.get("best_score", position.get("best_acc", -math.inf))
-        self.peak_score = position.get("peak_score", -math.inf)
-        self.peak_masks = position.get("peak_masks", "")
-        self._resumed_stats = position.get("epoch_stats") if self.batch else None
-        self.elapsed = position["elapsed"]
-        _set_rng_state(payload["rng"])
+        if self.step > self.total_steps or self.batch >= self.steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its position (step {self.step}, batch {self.batch}) is "
+                f"outside this run ({self.total_steps} steps, {self.steps_per_epoch} per epoch)"
+            )
+        try:
+            self.best_score = float(position.get("best_score", position.get("best_acc", -math.inf)))
+            self.peak_score = float(position.get("peak_score", -math.inf))
+            self.peak_masks = str(position.get("peak_masks", ""))
+            self.elapsed = float(position["elapsed"])
+            stats = position.get("epoch_stats") if self.batch else None
+            if stats is not None:
+                EpochStats(self.device).load_state(stats)  # fails here, not mid-epoch, if damaged
+            self._resumed_stats = stats
+            _set_rng_state(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its position, random or epoch state cannot be restored "
+                f"({type(err).__name__}: {err})"
+            ) from None
         tqdm.write(
             f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
             file=sys.stderr,
@@ -400,7 +422,7 @@ class Trainer:
         payload = self._checked_payload()
         return self.ckpts.save(payload, self.step) if self.is_main else None
 
-    def diverged(self, reason: str) -> TrainingDiverged:
+    def diverged(self, reason: str, step: int | None = None) -> TrainingDiverged:
         """The error that stops a diverged run: where it happened and where to continue from."""
         numbered = self.ckpts.numbered()
         if numbered:
@@ -416,7 +438,8 @@ class Trainer:
                 "or schedule.warmup_epochs"
             )
         return TrainingDiverged(
-            f"training diverged at step {self.step} ({self.sparsifier.phase}): {reason}; {resume}"
+            f"training diverged at step {self.step if step is None else step} ({self.sparsifier.phase}): "
+            f"{reason}; {resume}"
         )
 
     def epoch_stats(self) -> EpochStats:
@@ -464,7 +487,7 @@ class Trainer:
         """Train to the end of the schedule; returns the final summary record."""
         self._start = self._last_ckpt_time = time.monotonic()
         self.after_mask_changes()
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         self.bar = tqdm(
             total=self.planned_steps(),
             initial=self.step,
@@ -507,7 +530,7 @@ class Trainer:
             group["lr"] = self.lr_schedule.lr(self.step)
         loss, correct, count = self.task.loss(self.forward_model, batch)
         if not torch.isfinite(loss):
-            raise self.diverged(f"the training loss is {loss.item()}")
+            raise self.diverged(f"the training loss is {loss.item()}", step=self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -87,7 +87,9 @@ def _kind(field: Any) -> str:
 class DataConfig(Section):
     name: str = "fashion_mnist"
     data_dir: str | None = None
-    root: str | None = Field(None, description="a COCO-format dataset folder (detection)")
+    root: str | None = Field(
+        None, description="a dataset's own folder, read in place (ShapeNet-Part, COCO-format detection)"
+    )
     random_crop: bool = False
     crop_padding: int = Field(2, ge=0, le=16)
     hflip: bool = False
@@ -105,7 +107,7 @@ class OptimizerConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     no_decay_norm_bias: bool = True
 
 
@@ -243,7 +245,8 @@ class OutputConfig(Section):
 
 
 class Recipe(Section):
-    name: str = "run"
+    # The name becomes part of the default run directory: one path component, no separators.
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$", max_length=100)
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

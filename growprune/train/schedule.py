@@ -58,6 +58,12 @@ def build_lr_schedule(
 ) -> LRSchedule:
     """The recipe's schedule over `total` steps; restarted at `phase_starts` (the sparsifier's
     phases) when ``restart_per_phase`` asks for it."""
+    warmup = epochs_to_steps(schedule.warmup_epochs, steps_per_epoch)
+    if warmup >= total:
+        raise ValueError(
+            f"warmup_epochs {schedule.warmup_epochs:g} ({warmup} steps) is as long as the whole run ({total} "
+            "steps), so the learning rate would never reach optimizer.lr; shorten the warm-up"
+        )
     segments: list[tuple[int, int]] = [(0, total)]
     if schedule.restart_per_phase:
         if not phase_starts:
@@ -67,7 +73,7 @@ def build_lr_schedule(
     return LRSchedule(
         base_lr=base_lr,
         min_lr=schedule.min_lr,
-        warmup_steps=epochs_to_steps(schedule.warmup_epochs, steps_per_epoch),
+        warmup_steps=warmup,
         cosine=schedule.name == "cosine",
         segments=tuple(segments),
     )

@@ -81,11 +81,29 @@ def test_beam_size_one_is_greedy(trained: Seq2SeqTransformer, test_src: torch.Te
     )
 
 
+def reference_score(model: Seq2SeqTransformer, src: torch.Tensor, ids: list[int], alpha: float) -> float:
+    """The beam objective written out for one sentence, independently of the library's scorer:
+    the model is run on each prefix alone (no batching, no padding), log p of every next token
+    (the hypothesis, then EOS) is summed and divided by GNMT's ((5 + L) / 6) ** alpha."""
+    length = int(src.ne(PAD).sum())
+    src = src[None, :length]
+    total, prefix = 0.0, [BOS]
+    model.eval()
+    with torch.no_grad():
+        for token in [*ids, EOS]:
+            logits = model(src, torch.tensor([prefix]))[0, -1].double()
+            total += float(logits.log_softmax(-1)[token])
+            prefix.append(token)
+    return total / ((5 + len(ids) + 1) / 6) ** alpha
+
+
 def test_beam_scores_at_least_greedy(trained: Seq2SeqTransformer, test_src: torch.Tensor) -> None:
     greedy = greedy_decode(trained, test_src)
     beam = beam_search(trained, test_src, beam_size=4, length_penalty=0.6)
-    greedy_scores = sequence_scores(trained, test_src, greedy, length_penalty=0.6)
-    beam_scores = sequence_scores(trained, test_src, beam, length_penalty=0.6)
+    greedy_scores = [reference_score(trained, s, h, 0.6) for s, h in zip(test_src, greedy)]
+    beam_scores = [reference_score(trained, s, h, 0.6) for s, h in zip(test_src, beam)]
+    library = sequence_scores(trained, test_src, beam, length_penalty=0.6)
+    assert library == pytest.approx(beam_scores, abs=1e-4)  # the library's scorer agrees
     assert all(b >= g - 1e-4 for b, g in zip(beam_scores, greedy_scores))
     assert sum(b > g + 1e-3 for b, g in zip(beam_scores, greedy_scores)) >= 3  # beams do search
     # The decoder's pick is the model's own optimum among what it found: the training targets

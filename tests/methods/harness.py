@@ -27,13 +27,38 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "admm": {"pretrain_steps": 3, "admm_steps": 9, "update_interval": 3},
     "cgap": {"partitions": 3, "steps_per_phase": 3, "rounds": 2, "finetune_steps": 4},
 }
+
+
+def one_worker(sparsifier: gp.Sparsifier) -> None:
+    """P-GaP's merger when this process is the only worker that trained: nothing to exchange
+    (the round's prune still runs), so P-GaP goes through every invariant of a plain loop."""
+    del sparsifier
+
+
 # C-GaP is also run keeping optimizer state across phases: then only the masking of state,
 # not a wholesale reset, protects regrown weights from ghost momentum.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{name: (name, kwargs) for name, kwargs in SCHEDULES.items()},
+    "pgap": ("pgap", {**SCHEDULES["cgap"], "merger": one_worker}),
     "cgap_keep_state": ("cgap", {**SCHEDULES["cgap"], "reset_optimizer": "changed"}),
 }
 OPTIMIZERS = ("sgd", "adam")
+# An optimizer that moves every weight, zero or not: growprune cannot rely on it keeping pruned
+# weights at zero (as it does for SGD and Adam, whose post-step masking pass it skips), so only
+# the post-step pass keeps invariant 1 here. The invariant grid runs it beside the two above.
+NOISY = "sgld"
+
+
+class LangevinSGD(torch.optim.SGD):
+    """SGD plus Gaussian noise on every parameter (stochastic gradient Langevin dynamics)."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.add_(torch.randn_like(param), alpha=1e-3)
+        return loss
 
 
 def make_optimizer(kind: str, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
@@ -43,6 +68,8 @@ def make_optimizer(kind: str, model: nn.Module, **overrides: Any) -> torch.optim
         )
     if kind == "adam":
         return torch.optim.Adam(model.parameters(), **{"lr": 1e-2, **overrides})
+    if kind == NOISY:
+        return LangevinSGD(model.parameters(), **{"lr": 0.05, "momentum": 0.9, **overrides})
     raise ValueError(kind)
 
 

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import growprune as gp
-from growprune.sparsity.distribution import erk_sparsities
 from tests.methods import zoo
 from tests.methods.harness import STEPS, VARIANTS, make_optimizer, make_sparsifier, train
 
@@ -29,12 +28,41 @@ def mixed_model() -> nn.Module:
 EXPLICIT = {"0.*": 0.5, "3.*": 0.95}
 
 
+def reference_erk(shapes: list[tuple[int, ...]], sparsity: float) -> list[float]:
+    """ERK written out from the paper (Evci et al. 2020, "Rigging the Lottery", sec. 3), not with
+    the library's code: layer l keeps a share eps * sum(dims_l) / prod(dims_l) of its weights,
+    capped at 1 (such a layer stays dense), and eps is the one value for which the kept weights
+    add up to (1 - sparsity) * total. Solved here by bisection on eps."""
+    numels = [math.prod(s) for s in shapes]
+    raw = [sum(s) / math.prod(s) for s in shapes]
+    budget = (1 - sparsity) * sum(numels)
+
+    def kept(eps: float) -> float:
+        return sum(min(1.0, eps * r) * n for r, n in zip(raw, numels))
+
+    low, high = 0.0, 1.0
+    while kept(high) < budget:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if kept(middle) < budget else (low, middle)
+    return [1.0 - min(1.0, high * r) for r in raw]
+
+
+def test_reference_erk_by_hand() -> None:
+    """Two layers, 4x4 and 100x100, at 50%: the small one's density 8/16 * eps would exceed 1
+    (eps = 5008/208 = 24.08), so it stays dense and the large one keeps the other 4992 of its
+    10000 weights: sparsity 0.5008."""
+    small, large = reference_erk([(4, 4), (100, 100)], 0.5)
+    assert small == pytest.approx(0.0, abs=1e-9) and large == pytest.approx(0.5008, abs=1e-9)
+
+
 def expected_layers(distribution: str, sparsity: float, sparsifier: gp.Sparsifier) -> dict[str, float] | None:
     shapes = [tuple(t.shape) for t in sparsifier.targets]
     if distribution == "uniform":
         return dict.fromkeys(sparsifier.names, sparsity)
     if distribution == "erk":
-        return dict(zip(sparsifier.names, erk_sparsities(shapes, sparsity)))
+        return dict(zip(sparsifier.names, reference_erk(shapes, sparsity)))
     if distribution == "explicit":
         return {"0.weight": 0.5, "1.weight": sparsity, "3.weight": 0.95, "4.weight": sparsity}
     return None  # global: only the total is fixed
@@ -94,7 +122,7 @@ def test_every_method_ends_at_the_requested_sparsity(variant: str, distribution:
     total = sum(numels.values())
     layer = dict.fromkeys(sparsifier.names, 0.8)
     if distribution == "erk":
-        layer = dict(zip(sparsifier.names, erk_sparsities([tuple(t.shape) for t in sparsifier.targets], 0.8)))
+        layer = dict(zip(sparsifier.names, reference_erk([tuple(t.shape) for t in sparsifier.targets], 0.8)))
     elif distribution == "explicit":
         layer["net.0.weight"] = 0.9
     requested = sum(layer[n] * numels[n] for n in numels) / total

@@ -598,3 +598,41 @@ def test_a_target_unfrozen_later_gets_its_gradient_masked_after_backward() -> No
     F.cross_entropy(model(x), y).backward()
     grad, mask = model.net[0].weight.grad, sparsifier.masks["net.0.weight"]
     assert grad is not None and (grad[~mask] == 0).all()
+
+
+def test_optimizer_subclass_calling_super_step_counts_once() -> None:
+    """torch runs step hooks in every wrapped ``step`` of the class chain, so a subclass whose
+    step() calls super().step() fires them twice; the schedule must still count one step."""
+    from tests.methods.harness import LangevinSGD
+
+    model = zoo.build("mlp")
+    optimizer = LangevinSGD(model.parameters(), lr=0.05)
+    torch.optim.SGD(zoo.build("mlp").parameters(), lr=0.1).step()  # SGD.step is wrapped now too
+    sparsifier = gp.RigL(model, optimizer, sparsity=0.8, end_step=20, update_interval=4)
+    for step, (x, y) in enumerate(zoo.batches("mlp", 6), start=1):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        assert sparsifier.step_count == step
+        for t in sparsifier.targets:
+            assert (t.param.detach()[~sparsifier.masks[t.name]] == 0).all()
+    assert [(e.event, e.step) for e in sparsifier.history] == [("init", 0), ("drop-grow", 4)]
+
+
+def test_a_step_that_raised_does_not_confuse_the_next() -> None:
+    """A closure that raises leaves the step without its post-hook; the next step counts normally."""
+    model = zoo.build("mlp")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    sparsifier = gp.OneShot(model, optimizer, sparsity=0.8, prune_step=2)
+
+    def failing() -> torch.Tensor:
+        raise RuntimeError("data loader died")
+
+    with pytest.raises(RuntimeError, match="data loader died"):
+        optimizer.step(failing)
+    for step, (x, y) in enumerate(zoo.batches("mlp", 3), start=1):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        assert sparsifier.step_count == step
+    assert [(e.event, e.step) for e in sparsifier.history] == [("prune", 2)]

@@ -137,6 +137,9 @@ def test_rigl_survives_a_step_skipped_by_grad_scaler() -> None:
         counted.append(rigl.step_count)
         if step == 4:
             assert all(torch.equal(before[n], m) for n, m in rigl.masks.items())
+        if step == 5:  # counted step 4: the drop-grow happens now, on real gradients
+            assert not all(torch.equal(before[n], m) for n, m in rigl.masks.items())
+            assert all(int(m.sum()) == int(before[n].sum()) for n, m in rigl.masks.items())
     assert counted == [1, 2, 3, 3, 4, 5]
     assert [(h.event, h.step) for h in rigl.history] == [("init", 0), ("drop-grow", 4)]
     for t in rigl.targets:

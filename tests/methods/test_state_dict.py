@@ -124,12 +124,22 @@ def test_method_resume_is_bitwise_identical(variant: str, save_at: int, case: st
 
 
 def test_admm_state_holds_z_and_u() -> None:
+    """The saved Z and U are the live ones (U is not Z, nor zero after two dual updates), and a
+    sparsifier built from the state continues with exactly them."""
     model, optimizer, admm = fresh("admm", "mlp", "sgd", 0)
-    train(model, optimizer, admm, zoo.batches("mlp", 5))
+    train(model, optimizer, admm, zoo.batches("mlp", 8))  # ADMM from step 3, updates every 3
     state = roundtrip(admm.state_dict())
     assert set(state["extra"]["z"]) == set(admm.names) == set(state["extra"]["u"])
     for name in admm.names:
-        assert torch.equal(state["extra"]["z"][name], admm.z[name])
+        z, u = state["extra"]["z"][name], state["extra"]["u"][name]
+        assert torch.equal(z, admm.z[name]) and torch.equal(u, admm.u[name])
+        assert u.abs().sum() > 0 and not torch.equal(u, z)
+        assert int((z != 0).sum()) <= admm.keep_counts[name]  # Z is the projection onto the sparse set
+    other_model = zoo.build("mlp", seed=1)
+    other_optimizer = make_optimizer("sgd", other_model)
+    other = make_sparsifier("admm", other_model, other_optimizer, **zoo.CASES["mlp"].kwargs, state=state)
+    for name in admm.names:
+        assert torch.equal(other.z[name], admm.z[name]) and torch.equal(other.u[name], admm.u[name])
 
 
 def test_loading_a_state_from_another_schedule_is_refused() -> None:

@@ -113,7 +113,16 @@ def test_small_cnn_channels_last_matches_default() -> None:
 
 def test_list_models() -> None:
     assert list_models() == sorted(
-        ["mlp", "small_cnn", "resnet20", "resnet32", "resnet56", "resnet50", "transformer"]
+        [
+            "mlp",
+            "small_cnn",
+            "resnet20",
+            "resnet32",
+            "resnet56",
+            "resnet50",
+            "transformer",
+            "pointnet2_partseg",
+        ]
     )
 
 

@@ -118,8 +118,12 @@ def test_check_nm_shape_names_the_layer_and_m(shape: tuple[int, ...]) -> None:
 
 
 def test_check_nm_shape_accepts_fan_in_multiple() -> None:
-    check_nm_shape("w", torch.Size((3, 8)), Pattern(2, 4))
-    check_nm_shape("w", torch.Size((3, 4, 3, 3)), Pattern(2, 4))
+    """Fan-in (input size x kernel) a multiple of M passes, and only then: the same shapes with
+    one input fewer are refused, so the check looks at the fan-in and not at anything else."""
+    for ok, bad in [((3, 8), (3, 7)), ((3, 4, 3, 3), (3, 3, 3, 3)), ((5, 12), (5, 10))]:
+        assert check_nm_shape("w", torch.Size(ok), Pattern(2, 4)) is None
+        with pytest.raises(ValueError, match="M=4"):
+            check_nm_shape("w", torch.Size(bad), Pattern(2, 4))
 
 
 @settings(max_examples=200, deadline=None)

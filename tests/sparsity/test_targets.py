@@ -105,12 +105,13 @@ def test_parametrized_linear_is_not_skipped_silently() -> None:
     """Invariant 7: a Linear under weight_norm keeps its weight as parametrizations.weight.original*,
     which growprune cannot mask in place: by default it is an error naming the layer."""
     model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 4)), nn.Linear(4, 2))
-    try:
-        found = names(model)
-    except ValueError as err:
-        assert "0." in str(err)
-        return
-    assert any(name.startswith("0.") for name in found)
+    with pytest.raises(ValueError, match=r"cannot prune '0\.weight'.*parametrization"):
+        names(model)
+    # Named explicitly, the parametrization's tensors are pruned; excluded, the layer is left alone.
+    assert any(
+        n.startswith("0.parametrizations.weight.original") for n in names(model, ["0.parametrizations.*"])
+    )
+    assert names(model, None, ["0.*"]) == ["1.weight"]
 
 
 def test_untargeted_matrices_are_warned_about_and_reported() -> None:

@@ -47,7 +47,15 @@ def test_overrides_keep_yaml_types() -> None:
 
 @pytest.mark.parametrize("path", bundled_recipes(), ids=lambda p: p.name)
 def test_bundled_recipes_validate(path: Path) -> None:
-    load_recipe(path)
+    """Each bundled recipe is what its file name says: <task>/<method>[-...][-<sparsity %>]."""
+    recipe = load_recipe(path)
+    task, stem = path.parent.name, path.stem
+    assert recipe.name == f"{task}-{stem}"
+    assert recipe.method.name == stem.split("-")[0]
+    percent = stem.rsplit("-", 1)[-1]
+    if percent.isdigit():
+        assert recipe.method.sparsity == pytest.approx(int(percent) / 100)
+    assert recipe.training.epochs is not None and recipe.training.epochs > 0
 
 
 def test_bad_yaml_is_one_line(tmp_path: Path) -> None:
