@@ -93,7 +93,7 @@ def test_checkpoint_written_through_the_helper_loads(tmp_path: Path) -> None:
         "model": {"w": torch.ones(2)},
         "optimizer": {},
         "sparsifier": {},
-        "position": {},
+        "position": {"step": 3, "epoch": 0, "batch": 3},
         "recipe": {},
     }
     path = CheckpointManager(tmp_path).save(payload, step=3)

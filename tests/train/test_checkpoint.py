@@ -16,7 +16,7 @@ def payload(step: int) -> dict:
         "model": {"w": torch.full((3,), float(step))},
         "optimizer": {},
         "sparsifier": {},
-        "position": {"step": step},
+        "position": {"step": step, "epoch": 0, "batch": step},
         "recipe": {},
     }
 
