@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 data:
+	@# The generated COCO-format detection set (growprune/data/shapes.py), once, into the cache.
+	@if [ -x "$(PY)" ]; then $(PY) -c "from growprune.data.shapes import generated_root; print('detection data:', generated_root())"; fi
 	@missing=""; \
 	if [ ! -f "$(FMNIST)" ] && [ -z "$$GROWPRUNE_DATA" ]; then missing="dataset-fashion-mnist"; fi; \
 	if ! command -v diatheke >/dev/null 2>&1 || ! diatheke -b system -k modulelist 2>/dev/null | grep -q spaRV1909eb \

@@ -38,11 +38,14 @@ EXTRAS = {
     "tensorboard": "train",
     "tokenizers": "translation",
     "sacrebleu": "translation",
+    "pycocotools": "detection",
+    "PIL": "detection",
 }
 # What each command imports whatever the recipe says; the rest is checked once the recipe is read.
 TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
 REPORT_MODULES = ("yaml", "matplotlib")
 TRANSLATION_MODULES = ("tokenizers", "sacrebleu")
+DETECTION_MODULES = ("pycocotools", "PIL")
 
 
 class MissingExtra(UsageError):
@@ -122,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         recipe_path = resolve_recipe_path(args.recipe)
     recipe = load_recipe(recipe_path, overrides)
-    from growprune.tasks import TRANSLATION_DATASETS
+    from growprune.tasks import DETECTION_DATASETS, TRANSLATION_DATASETS
 
     require(
         "train",
@@ -130,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             *(["matplotlib"] if recipe.output.report else []),
             *(["tensorboard"] if recipe.output.tensorboard else []),
             *(TRANSLATION_MODULES if recipe.data.name in TRANSLATION_DATASETS else []),
+            *(DETECTION_MODULES if recipe.data.name in DETECTION_DATASETS else []),
         ],
     )
     resume = bool(args.resume)
@@ -187,10 +191,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks import PARTSEG_DATASETS, TRANSLATION_DATASETS
+    from growprune.tasks import DETECTION_DATASETS, PARTSEG_DATASETS, TRANSLATION_DATASETS
 
     print("datasets: " + ", ".join(list_datasets()) + " (classification)")
     print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
+    print("          " + ", ".join(DETECTION_DATASETS) + " (detection, COCO format; SSD, COCO mAP)")
     print(
         "          "
         + ", ".join(PARTSEG_DATASETS)
@@ -334,10 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score_text(final: dict) -> str:
-    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation, or
-    test mIoU (instance and class average) for part segmentation."""
+    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation,
+    validation COCO mAP for detection, or test mIoU (instance and class average) for part segmentation."""
     if final["score_name"] == "test_acc":
         return f"test accuracy {final['test_acc']:.4f}"
+    if final["score_name"] == "val_map":
+        return (
+            f"val mAP {final['val_map']:.4f} (AP50 {final['val_map50']:.4f}, AP75 {final['val_map75']:.4f})"
+        )
     if final["score_name"] == "test_instance_miou":
         return f"test mIoU {final['test_instance_miou']:.4f} (class average {final['test_class_miou']:.4f})"
     return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"

@@ -19,6 +19,7 @@ from growprune.models.mlp import MLP
 from growprune.models.pointnet2 import PointNet2PartSeg
 from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
 from growprune.models.resnet_imagenet import resnet50
+from growprune.models.ssd import SSD
 from growprune.models.transformer import Seq2SeqTransformer
 
 __all__ = ["build_model", "list_models", "model_builder", "register_model"]
@@ -31,6 +32,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet56": resnet56,
     "resnet50": resnet50,
     "transformer": Seq2SeqTransformer,
+    "ssd": SSD,
     "pointnet2_partseg": PointNet2PartSeg,
 }
 

@@ -35,6 +35,7 @@ from growprune.records import (
     as_int,
     read_records,
 )
+from growprune.report.detection import detection_lines
 from growprune.report.figures import plot_curves, plot_layers, plot_schedule
 from growprune.report.timeline import Segment, best_epoch, phase_segments
 from growprune.report.translation import translation_lines
@@ -332,6 +333,15 @@ def summary_table(run: RunData) -> list[str]:
             ("final test BLEU (beam)", f"{bleu:.2f}" if bleu is not None else "n/a (unfinished)"),
             ("best validation BLEU (greedy, any epoch)", f"{best:.2f}" if best is not None else "n/a"),
         ]
+    elif any("val_map" in e.scores for e in run.epochs):  # detection: judged by COCO mAP
+        box_map = final.scores.get("val_map") if final is not None else None
+        best = max((e.scores["val_map"] for e in run.epochs if "val_map" in e.scores), default=None)
+        head = [
+            (
+                "final validation mAP@[.5:.95]",
+                f"{box_map:.4f}" if box_map is not None else "n/a (unfinished)",
+            ),
+            ("best validation mAP (any epoch)", f"{best:.4f}" if best is not None else "n/a"),
     elif any("val_instance_miou" in e.scores for e in run.epochs):  # part segmentation: mIoU
         scores = final.scores if final is not None else {}
         best = max(
@@ -416,6 +426,7 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
         lines += [line, ""]
     lines += ["## Summary", "", *summary_table(run), ""]
     lines += translation_lines(run.run_dir, run.epochs, run.final)
+    lines += detection_lines(run.run_dir, run.epochs, run.final)
     lines += recipe_lines(run)
     lines += [
         "## Training curves",

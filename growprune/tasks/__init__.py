@@ -1,7 +1,8 @@
 """Tasks: what differs between problems (data, loss, scoring); the training loop is shared.
 
 :func:`build_task` picks the task from the recipe's ``data.name``: translation corpora give a
-:class:`~growprune.tasks.translation.TranslationTask`, every other dataset a
+:class:`~growprune.tasks.translation.TranslationTask`, COCO-format detection sets a
+:class:`~growprune.tasks.detection.DetectionTask`, every other dataset a
 :class:`~growprune.tasks.classification.ClassificationTask`.
 """
 
@@ -17,6 +18,7 @@ from growprune.tasks.base import Batch, BatchLoader, Task, accepted_defaults, ch
 from growprune.tasks.classification import ClassificationTask
 
 __all__ = [
+    "DETECTION_DATASETS",
     "PARTSEG_DATASETS",
     "TRANSLATION_DATASETS",
     "Batch",
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 TRANSLATION_DATASETS = ("bible",)
+# coco: a COCO-format folder (data.root, else $GROWPRUNE_COCO); coco_shapes: the generated set in
+# that format, unless data.root names a folder to read instead.
+DETECTION_DATASETS = ("coco", "coco_shapes")
 PARTSEG_DATASETS = ("shapenet_part",)
 SMOKE_TRAIN_ITEMS = 256
 SMOKE_TEST_ITEMS = 256
@@ -38,6 +43,10 @@ SMOKE_TEST_ITEMS = 256
 # one batch per epoch, and decode a handful of sentences: the point is that every part runs.
 SMOKE_TRAIN_PAIRS = 64
 SMOKE_SENTENCES = 8
+# Detection smoke runs keep the schedule but train on one batch of 8 images per epoch and score
+# 4 validation images: an SSD step costs ~25 ms per image on one core.
+SMOKE_DETECTION_BATCH = 8
+SMOKE_VAL_IMAGES = 4
 # Part-segmentation smoke runs read the first shapes of each split, sampled to few points.
 SMOKE_PART_SHAPES = 8
 SMOKE_PART_POINTS = 64
@@ -62,6 +71,9 @@ class EvaluationSettings(Protocol):
     length_penalty: float
     epoch_sentences: int | None
     examples: int
+    score_threshold: float
+    nms_iou: float
+    max_detections: int
 
 
 def build_task(
@@ -91,6 +103,8 @@ def build_task(
         ValueError / TypeError: bad ``data`` settings (the engine turns them into a RecipeError).
     """
     args: dict[str, Any] = dict(data.args)
+    if data.name in DETECTION_DATASETS:
+        return _detection_task(data, evaluation, device, smoke, args, batch_size, eval_batch_size, seed)
     if data.data_dir is not None:
         args["data_dir" if data.name not in TRANSLATION_DATASETS + PARTSEG_DATASETS else "cache_dir"] = (
             data.data_dir
@@ -98,7 +112,8 @@ def build_task(
     if getattr(data, "root", None) is not None:
         if data.name not in PARTSEG_DATASETS:
             raise ValueError(
-                f"root names a ShapeNet-Part folder (data.name: shapenet_part), not {data.name!r} data"
+                f"root names a dataset's own folder (ShapeNet-Part or COCO-format detection data), "
+                f"not {data.name!r} data; use data.data_dir here"
             )
         args["root"] = data.root
     common: dict[str, Any] = {
@@ -153,6 +168,62 @@ def _translation_task(
     )
 
 
+def _detection_task(
+    settings: DataSettings,
+    ev: EvaluationSettings,
+    device: torch.device,
+    smoke: bool,
+    args: dict[str, Any],
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+) -> Task:
+    from growprune.data.coco import find_root, load_coco_detection
+    from growprune.data.registry import check_kwargs
+    from growprune.data.shapes import generated_root
+    from growprune.tasks.detection import DetectionTask
+
+    if settings.random_crop:
+        raise ValueError("random_crop does not move the boxes; remove it for detection (hflip is supported)")
+    generator_keys = ("n_train", "n_val", "generator_seed", "cache_dir")
+    generator = {key: args.pop(key) for key in generator_keys if key in args}
+    check_kwargs("dataset", settings.name, load_coco_detection, {"root": None, **args})
+    root = find_root(args.pop("root", None) or settings.root or settings.data_dir)
+    if root is None:
+        if settings.name == "coco":
+            raise ValueError(
+                "data.name coco needs the dataset folder: set data.root (or $GROWPRUNE_COCO) to a folder "
+                "with annotations/instances_train2017.json, annotations/instances_val2017.json, train2017/ "
+                "and val2017/ (or use data.name coco_shapes for the generated set)"
+            )
+        if "generator_seed" in generator:
+            generator["seed"] = generator.pop("generator_seed")
+        check_kwargs("dataset", settings.name, generated_root, generator)
+        root = generated_root(**generator)
+    elif generator:
+        raise ValueError(
+            f"{', '.join(sorted(generator))} shape the generated set; data.root {root} is read as it is"
+        )
+    if smoke:
+        batch_size = min(batch_size, SMOKE_DETECTION_BATCH)
+        args["train_limit"] = batch_size
+        args["val_limit"] = SMOKE_VAL_IMAGES
+    data = load_coco_detection(root, **args)
+    if smoke:  # a folder smaller than one smoke batch still runs
+        batch_size = min(batch_size, len(data.train))
+    data.train.to(device)
+    data.val.to(device)
+    return DetectionTask(
+        data,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
+        hflip=settings.hflip,
+        score_threshold=ev.score_threshold,
+        nms_iou=ev.nms_iou,
+        max_detections=ev.max_detections,
+        examples=min(ev.examples, 4),
+    )
 def _partseg_task(
     settings: DataSettings, device: torch.device, smoke: bool, args: dict[str, Any], common: dict[str, Any]
 ) -> Task:

@@ -88,6 +88,16 @@ def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Modu
         )
     takes_tokens = "vocab_size" in inspect.signature(builder).parameters
     wants_tokens = "vocab_size" in task.model_defaults()
+    detector = bool(getattr(builder, "detector", False))
+    wants_boxes = "image_size" in task.model_defaults()
+    if wants_boxes != detector:
+        raise ValueError(
+            f"model '{model_name}' is a detector but the data is not a detection set; use data.name coco "
+            "or coco_shapes"
+            if detector
+            else f"model '{model_name}' is not a detector but the data is a detection set; "
+            "use model.name: ssd"
+        )
     if takes_tokens and not wants_tokens:
         raise ValueError(
             f"model '{model_name}' is a sequence-to-sequence model but the data is a classification "

@@ -87,7 +87,9 @@ def _kind(field: Any) -> str:
 class DataConfig(Section):
     name: str = "fashion_mnist"
     data_dir: str | None = None
-    root: str | None = None  # a dataset's own folder (ShapeNet-Part), read in place
+    root: str | None = Field(
+        None, description="a dataset's own folder, read in place (ShapeNet-Part, COCO-format detection)"
+    )
     random_crop: bool = False
     crop_padding: int = Field(2, ge=0, le=16)
     hflip: bool = False
@@ -221,12 +223,16 @@ class TrainingConfig(Section):
 
 
 class EvaluationConfig(Section):
-    """How a translation model is decoded and scored (classification ignores this section)."""
+    """How a translation model is decoded and scored, and a detector's boxes are post-processed
+    (classification ignores this section; each task reads its own keys)."""
 
     beam_size: int = Field(4, ge=1, description="beam width of the final test evaluation")
     length_penalty: float = Field(0.6, ge=0, description="GNMT length penalty alpha")
     epoch_sentences: int | None = Field(500, ge=1, description="validation sentences decoded each epoch")
-    examples: int = Field(5, ge=0, description="test translations shown in the report")
+    examples: int = Field(5, ge=0, description="test translations / detection images shown in the report")
+    score_threshold: float = Field(0.01, ge=0, lt=1, description="detection: lowest class score kept")
+    nms_iou: float = Field(0.45, gt=0, le=1, description="detection: IoU above which NMS suppresses a box")
+    max_detections: int = Field(100, ge=1, description="detection: boxes kept per image (COCO scores 100)")
 
 
 class OutputConfig(Section):

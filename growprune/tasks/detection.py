@@ -1,0 +1,197 @@
+"""Object detection with an SSD-style model on COCO-format data, scored by COCO mAP.
+
+The GaP paper's fourth task (SSD on COCO-2017). Training batches are whole-tensor slices of the
+in-memory split (:class:`DetectionLoader`: normalisation and a seeded horizontal flip of images
+and boxes); the loss is :class:`~growprune.tasks.multibox.MultiboxLoss`. Every evaluation runs
+the model over the whole validation split, decodes and suppresses its boxes
+(:func:`~growprune.evaluation.boxes.detect`), maps them back to each image's pixels and scores
+them with pycocotools' COCOeval against the annotation file: ``val_map`` (AP@[.5:.95]) picks
+``best.pt`` and reports the run, with ``val_map50`` and ``val_map75`` beside it. COCO-2017 has
+no public test annotations, so, as in the SSD paper, the validation split is the reported one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from growprune.data.coco import CocoDetectionData, DetectionSplit
+from growprune.data.loader import TensorLoader
+from growprune.evaluation.boxes import detect
+from growprune.evaluation.coco_map import coco_map
+from growprune.seeding import stream_seed
+from growprune.tasks.base import Batch, Task
+from growprune.tasks.multibox import MultiboxLoss
+
+__all__ = ["DETECTIONS_FILE", "FIGURE_FILE", "DetectionLoader", "DetectionTask"]
+
+# ImageNet's channel statistics, as SSD's VGG backbone expects (0-255 scale).
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+DETECTIONS_FILE = "detections.json"
+FIGURE_FILE = "detections.png"
+_STREAM_FLIP = 2  # after the loader's shuffle (0) and augmentation (1) streams
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, per-channel standardised."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) / std
+
+
+def flip_targets(targets: torch.Tensor) -> torch.Tensor:
+    """Padded (…, M, 5) targets of left-right flipped images (padding rows unchanged)."""
+    flipped = targets.clone()
+    real = targets[..., 0] >= 0
+    flipped[..., 1] = torch.where(real, 1.0 - targets[..., 3], targets[..., 1])
+    flipped[..., 3] = torch.where(real, 1.0 - targets[..., 1], targets[..., 3])
+    return flipped
+
+
+class DetectionLoader(TensorLoader):
+    """Batches ``(normalised images, padded targets)``; with ``hflip`` each image and its boxes
+    flip with probability 1/2, drawn from ``(seed, epoch, batch)`` so a resumed run repeats them."""
+
+    def __init__(self, split: DetectionSplit, batch_size: int, *, hflip: bool = False, **kwargs: Any) -> None:
+        super().__init__(split.images, split.targets, batch_size, **kwargs)
+        self.hflip = hflip
+
+    def _make_batch(self, idx: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.x[idx], self.y[idx]
+        if self.hflip:
+            generator = torch.Generator().manual_seed(stream_seed(self.seed, _STREAM_FLIP, epoch, b))
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            flip = flip.to(images.device)
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            targets = torch.where(flip[:, None, None], flip_targets(targets), targets)
+        return normalise(images), targets
+
+
+def _defaults(model: nn.Module) -> torch.Tensor:
+    inner = getattr(model, "module", model)  # DistributedDataParallel and similar wrappers
+    boxes = getattr(inner, "default_boxes", None)
+    if not isinstance(boxes, torch.Tensor):
+        raise ValueError(f"{type(inner).__name__} has no default_boxes; detection needs model.name: ssd")
+    return boxes
+
+
+class DetectionTask(Task):
+    """SSD loss on the training split; COCO mAP of the validation split."""
+
+    primary_metric = "val_map"
+    final_metric = "val_map"
+
+    def __init__(
+        self,
+        data: CocoDetectionData,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        hflip: bool = True,
+        score_threshold: float = 0.01,
+        nms_iou: float = 0.45,
+        max_detections: int = 100,
+        examples: int = 4,
+    ) -> None:
+        self.data = data
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.hflip = hflip
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.max_detections = max_detections
+        self.examples = examples
+        self.criterion = MultiboxLoss()
+        self.train_loader = self.worker_loader(seed)
+        self.last_detections: list[dict[str, Any]] = []
+
+    def worker_loader(self, seed: int) -> DetectionLoader:
+        return DetectionLoader(
+            self.data.train, self.batch_size, hflip=self.hflip, shuffle=True, drop_last=True, seed=seed
+        )
+
+    def model_defaults(self) -> dict[str, Any]:
+        return {"num_classes": self.data.num_classes, "image_size": int(self.data.train.images.shape[-1])}
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        images, targets = batch
+        logits, deltas = model(images)
+        return self.criterion(logits, deltas, targets, _defaults(model))
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, split: DetectionSplit) -> tuple[list[dict[str, Any]], float]:
+        """COCO result entries (pixels of the original images) for ``split``, and its mean loss."""
+        detections: list[dict[str, Any]] = []
+        loss_sum, batches = 0.0, 0
+        defaults = _defaults(model)
+        for start in range(0, len(split), self.eval_batch_size):
+            stop = min(start + self.eval_batch_size, len(split))
+            logits, deltas = model(normalise(split.images[start:stop]))
+            loss_sum += float(self.criterion(logits, deltas, split.targets[start:stop], defaults)[0])
+            batches += 1
+            found = detect(
+                logits,
+                deltas,
+                defaults,
+                score_threshold=self.score_threshold,
+                iou_threshold=self.nms_iou,
+                max_detections=self.max_detections,
+            )
+            for row, (boxes, scores, labels) in zip(range(start, stop), found):
+                width, height = split.sizes[row]
+                pixels = (boxes * torch.tensor([width, height, width, height], device=boxes.device)).tolist()
+                for (x1, y1, x2, y2), score, label in zip(pixels, scores.tolist(), labels.tolist()):
+                    detections.append(
+                        {
+                            "image_id": split.image_ids[row],
+                            "category_id": self.data.category_ids[label],
+                            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "score": round(score, 5),
+                        }
+                    )
+        return detections, loss_sum / max(batches, 1)
+
+    def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        try:
+            detections, loss = self.predict(model, self.data.val)
+        finally:
+            model.train(was_training)
+        self.last_detections = detections
+        scores = coco_map(self.data.val.coco, detections)
+        return {
+            "val_map": scores["map"],
+            "val_map50": scores["map50"],
+            "val_map75": scores["map75"],
+            "val_loss": loss,
+        }
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return (
+            f"val mAP {metrics['val_map']:.4f}  AP50 {metrics['val_map50']:.4f}  "
+            f"AP75 {metrics['val_map75']:.4f}  loss {metrics['val_loss']:.4f}"
+        )
+
+    def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:
+        """``detections.json`` (every validation detection, COCO result format, for re-scoring)
+        and ``detections.png`` (a few validation images with true and predicted boxes)."""
+        run_dir = Path(run_dir)
+        (run_dir / DETECTIONS_FILE).write_text(json.dumps(self.last_detections))
+        if self.examples > 0:
+            from growprune.report.detection import detection_figure
+
+            detection_figure(
+                run_dir / FIGURE_FILE,
+                self.data.val,
+                self.last_detections,
+                self.data.category_ids,
+                self.data.category_names,
+                count=self.examples,
+            )

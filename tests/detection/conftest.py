@@ -1,0 +1,3 @@
+"""Fixtures for the detection tests."""
+
+from tests.single_thread import single_thread  # noqa: F401  (autouse fixture)
