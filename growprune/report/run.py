@@ -342,6 +342,7 @@ def summary_table(run: RunData) -> list[str]:
                 f"{box_map:.4f}" if box_map is not None else "n/a (unfinished)",
             ),
             ("best validation mAP (any epoch)", f"{best:.4f}" if best is not None else "n/a"),
+        ]
     elif any("val_instance_miou" in e.scores for e in run.epochs):  # part segmentation: mIoU
         scores = final.scores if final is not None else {}
         best = max(
