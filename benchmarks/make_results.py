@@ -708,12 +708,98 @@ def _miou_cell(rows: list[dict[str, Any]]) -> str:
     return f"{im:.1f} +- {istd:.1f} / {cm:.1f} ({len(rows)} seeds)"
 
 
+# -- detection --------------------------------------------------------------------------------
+DETECTION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+# The paper's SSD rows, looked up: the authors' repository (github.com/boone891214/GaP, README)
+# has an "Object Detection (SSD on COCO-2017)" heading with a model download and no numbers, and
+# the paper's table was not in any source reachable from this project's machines.
+DETECTION_PAPER = (
+    "The paper's SSD / COCO-2017 numbers: not found. The authors' repository "
+    '(github.com/boone891214/GaP, README) has an "Object Detection (SSD on COCO-2017)" heading '
+    "with a model download link and no table; the paper's PDF was not reachable from this "
+    "project's machines, and the summary in `shared/reference` states only that GaP matches "
+    "the dense model at 80% sparsity on detection. What differs here: a VGG-style SSD with "
+    "0.85M parameters at 128 px (the paper's SSD300 has tens of millions at 300 px), a "
+    "generated five-category shapes set instead of COCO's 80 categories, and 12 epochs instead of "
+    "a full schedule."
+)
+
+
+def detection_section(rows: list[dict[str, Any]]) -> str:
+    """Validation COCO mAP per method and sparsity and tier, with the commands and the paper note."""
+    lines = [
+        "## Object detection (SSD-style, COCO format, COCO mAP)",
+        "",
+        "Validation mAP@[.5:.95] by pycocotools' COCOeval (AP50 / AP75 in brackets), equal epochs "
+        "of compute for every method within a tier. Rows: `benchmarks/results/detection.jsonl`.",
+        "",
+        DETECTION_PAPER,
+        "",
+    ]
+    rows = [r for r in rows if r.get("tier") != "smoke"]
+    if not rows:
+        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.detection --tier quick`."])
+    for tier in sorted({r["tier"] for r in rows}):
+        tier_rows = [r for r in rows if r["tier"] == tier]
+        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
+        data = (
+            "generated shapes set" if all(r.get("generated") for r in tier_rows) else ("COCO-format folder")
+        )
+        lrs = sorted({r.get("lr") for r in tier_rows if r.get("lr") is not None})
+        lines += [
+            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('image_size')} px, "
+            f"{tier_rows[0]['epochs']:g} epochs, {data}, SGD lr {', '.join(f'{lr:g}' for lr in lrs)}",
+            "",
+            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
+            "|---|" + "---:|" * len(sparsities),
+        ]
+        for method in DETECTION_METHODS:
+            cells = []
+            for sparsity in sparsities:
+                found = [
+                    r
+                    for r in tier_rows
+                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
+                ]
+                cells.append(_map_cell(found))
+            if any(c != "" for c in cells):
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
+        devices = sorted({r["device"] for r in tier_rows})
+        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
+        overrides = sorted({f"--set {k}={v}" for r in tier_rows for k, v in r.get("overrides", {}).items()})
+        lines += [
+            "",
+            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
+            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
+            "",
+            f"Reproduce: `python -m benchmarks.detection --tier {tier} --methods "
+            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
+            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
+            "`python -m benchmarks.make_results`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _map_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    maps = [r["val_map"] for r in rows]
+    if len(rows) == 1:
+        r = rows[0]
+        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
+    mean, std = mean_std(maps)
+    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=Path, default=RESULTS_DIR / "quality.jsonl")
     parser.add_argument("--overhead", type=Path, default=RESULTS_DIR / "overhead.json")
     parser.add_argument("--translation", type=Path, default=RESULTS_DIR / "translation.jsonl")
     parser.add_argument("--partseg", type=Path, default=RESULTS_DIR / "partseg.jsonl")
+    parser.add_argument("--detection", type=Path, default=RESULTS_DIR / "detection.jsonl")
     parser.add_argument("--out", type=Path, default=RESULTS_MD)
     args = parser.parse_args(argv)
     rows = read_rows(args.quality)
@@ -724,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     text = replace_section(text, "overhead", overhead_section(over))
     text = replace_section(text, "translation", translation_section(read_rows(args.translation)))
     text = replace_section(text, "partseg", partseg_section(read_rows(args.partseg)))
+    text = replace_section(text, "detection", detection_section(read_rows(args.detection)))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0

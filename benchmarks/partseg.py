@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from typing import Any
 import yaml
 
 from benchmarks.common import RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine
+from benchmarks.engine_child import run_in_child
 
 RESULTS = RESULTS_DIR / "partseg.jsonl"
 RECIPES = ROOT / "growprune" / "recipes" / "partseg"
@@ -79,47 +77,6 @@ def full_recipe(method: str, sparsity: float, seed: int) -> dict[str, Any]:
     return recipe
 
 
-def child_main(payload: str) -> None:
-    """One engine run in a temporary directory; prints its final record as JSON."""
-    from growprune.train.engine import Trainer
-    from growprune.train.recipe import validate_recipe
-
-    job = json.loads(payload)
-    recipe = job["recipe"]
-    recipe.setdefault("output", {}).update({"tensorboard": False, "report": False})
-    parsed = validate_recipe(recipe)
-    with tempfile.TemporaryDirectory(prefix="gp-partseg-") as tmp:
-        trainer = Trainer(parsed, Path(tmp) / "run", smoke=job["smoke"], progress=False)
-        final = trainer.run()
-        data = trainer.task.data  # type: ignore[attr-defined]
-    final.pop("layers", None)
-    print(
-        json.dumps(
-            {
-                **final,
-                "epochs": parsed.training.epochs,
-                "data_root": str(data.root),
-                "generated": data.generated,
-            }
-        )
-    )
-
-
-def run_child(recipe: dict[str, Any], smoke: bool) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    job = json.dumps({"recipe": recipe, "smoke": smoke})
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.partseg", "_child", job],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{recipe['name']} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tier", choices=("quick", "full"), default="quick")
@@ -149,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for method, sparsity, seed in jobs:
         recipe = build(method, sparsity, seed)
         started = time.monotonic()
-        result = run_child(recipe, args.smoke)
+        result = run_in_child(recipe, args.smoke)
         row = {
             "tier": "smoke" if args.smoke else args.tier,
             "model": "pointnet2_partseg("
@@ -187,7 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
-        child_main(sys.argv[2])
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""One training run through the engine in a fresh Python process, for the task benchmarks.
+
+A fresh process per run keeps one run's threads, caches and allocator state out of the next
+run's time, and lets ``OMP_NUM_THREADS`` fix the thread count before torch is imported. The child
+prints the run's final record (plus the epochs and where its data came from) as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT
+
+
+def child_main(payload: str) -> None:
+    """Run the recipe in ``payload`` in a temporary directory and print its final record as JSON."""
+    from growprune.train.engine import Trainer
+    from growprune.train.recipe import validate_recipe
+
+    job = json.loads(payload)
+    recipe = job["recipe"]
+    recipe.setdefault("output", {}).update({"tensorboard": False, "report": False})
+    parsed = validate_recipe(recipe)
+    with tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
+        trainer = Trainer(parsed, Path(tmp) / "run", smoke=job["smoke"], progress=False)
+        final = trainer.run()
+        data = trainer.task.data  # type: ignore[attr-defined]
+    final.pop("layers", None)
+    facts = {
+        "epochs": parsed.training.epochs,
+        "data_root": str(getattr(data, "root", "")),
+        "generated": getattr(data, "generated", None),
+    }
+    print(json.dumps({**final, **facts}))
+
+
+def run_in_child(recipe: dict[str, Any], smoke: bool, threads: int = 1) -> dict[str, Any]:
+    """The final record of ``recipe`` trained in a child process with ``threads`` threads.
+
+    Raises:
+        RuntimeError: the run failed; the message holds the end of its stderr.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+    job = json.dumps({"recipe": recipe, "smoke": smoke})
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.engine_child", job],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{recipe['name']} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1])

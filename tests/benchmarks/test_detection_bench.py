@@ -1,0 +1,41 @@
+"""The detection benchmark runs end to end on its smoke tier and its rows render in RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.make_results import detection_section
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_detection_smoke_rows(tmp_path: Path) -> None:
+    out = tmp_path / "detection.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GROWPRUNE_CACHE": str(tmp_path / "cache")}
+    env.pop("GROWPRUNE_COCO", None)  # the generated set, whatever the caller's environment says
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.detection",
+        "--smoke",
+        "--out",
+        str(out),
+        "--set",
+        "optimizer.lr=0.02",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["dense", "cgap"]
+    for row in rows:
+        assert row["tier"] == "smoke" and row["generated"] is True and row["lr"] == 0.02
+        assert 0.0 <= row["val_map75"] <= row["val_map50"] <= 1.0 and 0.0 <= row["val_map"] <= 1.0
+    assert rows[0]["final_sparsity"] == 0.0 and abs(rows[1]["final_sparsity"] - 0.8) < 1e-3
+    assert "No runs recorded yet" in detection_section(rows)
+    table = detection_section([{**r, "tier": "quick"} for r in rows])
+    assert "| cgap |" in table and "| dense |" in table and "generated shapes set" in table
+    assert "--set optimizer.lr=0.02" in table and "SGD lr 0.02" in table
