@@ -101,7 +101,10 @@ def test_reset_optimizer_state_forgets_everything() -> None:
 
 
 def test_regrown_weight_first_update_has_no_momentum() -> None:
-    """C-GaP keeping optimizer state: the first update of a regrown weight is -lr * grad exactly."""
+    """C-GaP with reset_optimizer="changed" keeps the state of kept weights, so what a regrown
+    weight starts from is decided by the state masking alone: a weight that was dense (and built up
+    momentum), was pruned, and grows back one GaP cycle later must take its first step as
+    -lr * grad exactly, not with the momentum it had before it was pruned."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False), nn.Linear(6, 3, bias=False)
@@ -109,20 +112,29 @@ def test_regrown_weight_first_update_has_no_momentum() -> None:
     lr = 0.1
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sparsifier = gp.CGaP(
-        model, optimizer, sparsity=0.5, partitions=3, steps_per_phase=3, reset_optimizer="changed"
+        model, optimizer, sparsity=0.5, partitions=3, steps_per_phase=3, rounds=2, reset_optimizer="changed"
     )
     gen = torch.Generator().manual_seed(1)
-    sparse_before = sparsifier.masks["1.weight"].clone()
-    for step in range(4):  # partition 1 dense for 3 steps, then partition 2 (1.weight) grows
-        if step == 3:
-            grown = sparsifier.masks["1.weight"] & ~sparse_before
-            assert grown.any() and sparsifier.phase.dense_partition == 2
-            assert (optimizer.state[model[1].weight]["momentum_buffer"][grown] == 0).all()
+    weight = model[0].weight
+    had_momentum = torch.zeros_like(weight, dtype=torch.bool)
+    grown = torch.zeros_like(had_momentum)
+    mask_before = sparsifier.masks["0.weight"].clone()
+    # Steps 0-2: partition 1 (0.weight) dense; 3-8: pruned while 1.weight, 2.weight grow; step 9 it
+    # grows back.
+    for step in range(10):
+        if step == 9:
+            assert sparsifier.phase.dense_partition == 1
+            grown = sparsifier.masks["0.weight"] & ~mask_before
+            assert (grown & had_momentum).any(), "no regrown weight had built up momentum"
+        mask_before = sparsifier.masks["0.weight"].clone()
+        if step == 2:  # the last dense step: afterwards this layer is pruned (its state masked)
+            had_momentum = optimizer.state[weight]["momentum_buffer"] != 0
         x, y = torch.randn(8, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen)
         loss = nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
-        grad = model[1].weight.grad.clone()
+        grad = weight.grad.clone()
         optimizer.step()
         sparsifier.step()
-    assert torch.equal(model[1].weight.detach()[grown], -lr * grad[grown])
+    both = grown & had_momentum
+    assert torch.equal(weight.detach()[both], -lr * grad[both])
