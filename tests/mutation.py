@@ -95,7 +95,7 @@ MUTANTS = (
         "growprune/methods/set.py",
         '        if new_masks:\n            self.change_masks(new_masks, "drop-grow")',
         '        if False:\n            self.change_masks(new_masks, "drop-grow")',
-        ("tests/methods/test_set_rigl.py",),
+        ("tests/methods/test_set_rigl.py", "tests/methods/test_training.py", "-k", "set or rigl"),
     ),
     Mutant(
         "cgap-partitions-in-reverse",
