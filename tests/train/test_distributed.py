@@ -103,8 +103,11 @@ def test_ddp_cgap_matches_single_process(tmp_path: Path) -> None:
     train(recipe, tmp_path / "ddp", 2)
     single, ddp = final_state(tmp_path / "single"), final_state(tmp_path / "ddp")
     for name, mask in single["sparsifier"]["masks"].items():
-        agree = (mask == ddp["sparsifier"]["masks"][name]).float().mean()
-        assert agree > 0.97, name  # magnitude ties can flip under float reordering; almost all agree
+        # Measured: identical masks (0 of 6,784 positions differ). A magnitude tie at a threshold
+        # could swap a pair under another float summation order, so allow two swapped pairs per
+        # layer, not a share (the 3% this allowed before would hide ranks that drift apart).
+        differ = int((mask != ddp["sparsifier"]["masks"][name]).sum())
+        assert differ <= 4, f"{name}: {differ} of {mask.numel()} mask positions differ"
     for key, value in single["model"].items():
         if value.is_floating_point() and not key.endswith("_mask"):
             kept = single["model"].get(f"{key}_mask", torch.ones_like(value, dtype=torch.bool))
