@@ -122,6 +122,7 @@ def test_list_models() -> None:
             "resnet50",
             "transformer",
             "pointnet2_partseg",
+            "ssd",
         ]
     )
 
