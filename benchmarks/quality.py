@@ -3,6 +3,7 @@
     python -m benchmarks.quality --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
     python -m benchmarks.quality --tier long                  # LeNet-300-100, 100 epochs, 3 seeds, ~1 h
     python -m benchmarks.quality --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
+    python benchmarks/gpu_suite.py                            # its uniform rows on one GPU in <= 9 min
     python -m benchmarks.quality --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
     python -m benchmarks.quality --tier quick --epochs 24     # the same table at another budget
     python -m benchmarks.quality --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
@@ -99,8 +100,24 @@ TIERS: dict[str, Tier] = {
         augment=False,
         gap_partitions=3,
     ),
-    # The tier meant for a GPU (or days of CPU): CIFAR-style ResNet-20, 3 seeds, uniform and ERK.
-    "full": Tier("full", "resnet20", {}, epochs=30, seeds=(0, 1, 2), distributions=("uniform", "erk")),
+    # The tier meant for a GPU (or days of CPU): CIFAR-style ResNet-20, 3 seeds, uniform and ERK
+    # (benchmarks/gpu_suite.py runs its uniform rows). Batch 512 (lr 0.4 by the linear scaling rule,
+    # Goyal et al. 2017, with the same 1/24 warm-up) because on a GPU shared by concurrent runs the
+    # cost of a ResNet-20 step at batch 128 is its ~400 kernel launches, not its arithmetic: 4x
+    # fewer steps is what lets 33 runs fit in minutes. bf16 autocast and channels-last layout are
+    # what cuDNN's tensor-core convolutions want (on a CPU they are no faster).
+    "full": Tier(
+        "full",
+        "resnet20",
+        {},
+        epochs=30,
+        seeds=(0, 1, 2),
+        distributions=("uniform", "erk"),
+        batch_size=512,
+        lr=0.4,
+        precision="bf16",
+        channels_last=True,
+    ),
     # The test suite's tier: synthetic images, a 2-epoch budget, seconds per run.
     "smoke": Tier(
         "smoke",
@@ -278,7 +295,17 @@ def run_engine(recipe_dict: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "final_sparsity": final["sparsity"],
         "train_seconds": final["train_seconds"],
         "epochs": round(recipe_epochs_of_compute(recipe), 6),  # 100/9 per GaP step: no 99.99999
+        **gpu_memory(),
     }
+
+
+def gpu_memory() -> dict[str, float]:
+    """The CUDA memory this process reserved at most (how many runs share a GPU), if it used CUDA."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"gpu_max_memory_mib": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
 
 
 def recipe_epochs_of_compute(recipe: Any) -> float:
@@ -379,6 +406,9 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     trainer = Trainer(recipe, run_dir, progress=False)
     trainer.sparsifier.remove()
     model, optimizer = trainer.model, trainer.optimizer
+    # rigl-torch flattens weights and gradients with .view(-1), which a channels-last weight
+    # refuses: its runs keep the default layout (the same arithmetic, in another memory order).
+    model.to(memory_format=torch.contiguous_format)
     pruner = make_rigl_torch_scheduler(model, optimizer, sparsity, trainer.total_steps)
     step = 0
     start = time.monotonic()
@@ -407,6 +437,9 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
         "final_sparsity": report.overall,
         "train_seconds": seconds,
         "epochs": round(float(recipe.training.epochs), 6),
+        "channels_last": False,
+        "rigl_updates": pruner.rigl_steps,
+        **gpu_memory(),
     }
 
 
@@ -519,29 +552,94 @@ def existing_keys(path: Path) -> set[tuple]:
     }
 
 
-def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
+def child_command(
+    spec: RunSpec, tier: Tier, threads: int | None
+) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """The command line and environment of the subprocess that trains ``spec``, and its recipe."""
     recipe = build_recipe_dict(spec, tier, threads)
     job = {"method": spec.method, "sparsity": spec.sparsity, "recipe": recipe}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if log_dir is not None:
-        variant = spec.variant.replace(":", "-")
-        name = f"{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}{variant}"
-        (log_dir / f"{name}.log").write_text(proc.stderr + proc.stdout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)], env, recipe
+
+
+def child_result(stdout: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """A finished child's result (its last stdout line) with the recipe sections rows record."""
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["method_config"] = recipe["method"]
     result["schedule"] = recipe["schedule"]
     return result
+
+
+def run_name(spec: RunSpec) -> str:
+    """File-name-safe name of a run (its log file)."""
+    variant = spec.variant.replace(":", "-")
+    return f"{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}{variant}"
+
+
+def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
+    argv, env, recipe = child_command(spec, tier, threads)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if log_dir is not None:
+        (log_dir / f"{run_name(spec)}.log").write_text(proc.stderr + proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return child_result(proc.stdout, recipe)
+
+
+def make_row(
+    spec: RunSpec, tier: Tier, result: dict[str, Any], provenance: dict[str, Any], wall_seconds: float
+) -> dict[str, Any]:
+    """The JSONL row of a finished run. ``provenance``: commit, dirty, device, machine, threads,
+    parallel_jobs (and any extra keys a runner adds, e.g. the GPU suite's name)."""
+    return {
+        "tier": spec.tier,
+        "model": model_label(tier),
+        "method": spec.method,
+        "sparsity": spec.sparsity,
+        "distribution": spec.distribution,
+        "seed": spec.seed,
+        "epochs": result["epochs"],
+        "top1": result["top1"],
+        "final_sparsity": result["final_sparsity"],
+        "train_seconds": result["train_seconds"],
+        "device": provenance["device"],
+        "commit": provenance["commit"],
+        "dirty": provenance["dirty"],
+        "variant": spec.variant,
+        "threads": provenance["threads"],
+        "parallel_jobs": provenance["parallel_jobs"],
+        "dataset": tier.dataset,
+        "batch_size": tier.batch_size,
+        "lr": tier.lr,
+        "augment": tier.augment,
+        "precision": tier.precision,
+        "channels_last": result.get("channels_last", tier.channels_last),
+        "method_config": result["method_config"],
+        "schedule": result["schedule"],
+        "machine": provenance["machine"],
+        **{k: v for k, v in provenance.items() if k not in ROW_PROVENANCE},
+        "wall_seconds": round(wall_seconds, 1),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+ROW_PROVENANCE = ("device", "commit", "dirty", "threads", "parallel_jobs", "machine")
+
+
+def provenance(threads: int | None, jobs: int, **extra: Any) -> dict[str, Any]:
+    """Where and how the runs of one invocation ran (what make_row puts in every row)."""
+    commit, dirty = git_commit("growprune", "benchmarks/quality.py", "benchmarks/common.py")
+    return {
+        "device": device_name(),
+        "commit": commit,
+        "dirty": dirty,
+        "threads": threads,
+        "parallel_jobs": jobs,
+        "machine": machine(),
+        **extra,
+    }
 
 
 def run_all(
@@ -552,43 +650,14 @@ def run_all(
     todo = [s for s in specs if s.key() not in done]
     skipped = len(specs) - len(todo)
     print(f"{len(todo)} runs to do ({skipped} already in {out})", flush=True)
-    commit, dirty = git_commit("growprune", "benchmarks/quality.py", "benchmarks/common.py")
-    info, device = machine(), device_name()
+    where = provenance(threads, jobs)
     lock = threading.Lock()
     rows: list[dict[str, Any]] = []
 
     def one(spec: RunSpec) -> None:
         started = time.monotonic()
         result = run_child(spec, tier, threads, log_dir)
-        row = {
-            "tier": spec.tier,
-            "model": model_label(tier),
-            "method": spec.method,
-            "sparsity": spec.sparsity,
-            "distribution": spec.distribution,
-            "seed": spec.seed,
-            "epochs": result["epochs"],
-            "top1": result["top1"],
-            "final_sparsity": result["final_sparsity"],
-            "train_seconds": result["train_seconds"],
-            "device": device,
-            "commit": commit,
-            "dirty": dirty,
-            "variant": spec.variant,
-            "threads": threads,
-            "parallel_jobs": jobs,
-            "dataset": tier.dataset,
-            "batch_size": tier.batch_size,
-            "lr": tier.lr,
-            "augment": tier.augment,
-            "precision": tier.precision,
-            "channels_last": tier.channels_last,
-            "method_config": result["method_config"],
-            "schedule": result["schedule"],
-            "machine": info,
-            "wall_seconds": round(time.monotonic() - started, 1),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        row = make_row(spec, tier, result, where, time.monotonic() - started)
         with lock:
             append_row(out, row)
             rows.append(row)
