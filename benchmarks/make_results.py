@@ -335,8 +335,8 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "Every method trains the same model with the same optimizer (SGD, momentum 0.9, weight decay 5e-4, "
         "lr 0.1, batch 128), the same augmentation (random crop with padding 2, horizontal flip) and the "
         "same lr schedule (linear warm-up for 1/24 of training, then cosine to 0) for the same number of "
-        "epochs of compute. Each method's own schedule inside that budget follows its paper, scaled to "
-        "the budget:",
+        "epochs of compute; where a tier differs (batch, lr, augmentation, precision, GaP's K), its line "
+        "says so. Each method's own schedule inside that budget follows its paper, scaled to the budget:",
         "",
         "- one-shot magnitude (Han et al. 2015): dense for 1/3, prune once, fine-tune 2/3;",
         "- GMP (Zhu & Gupta 2017): cubic ramp from 1/12 to 2/3 of training, a prune every 1/48 of it;",
@@ -384,6 +384,8 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "python -m benchmarks.quality --tier long --seeds 1 --jobs 2 --threads 1   # LeNet-300-100, 19 runs",
         "python -m benchmarks.quality --tier long --jobs 2 --threads 1   # all 3 seeds, 57 runs",
         "python -m benchmarks.quality --tier full --jobs 1 --threads 0    # ResNet-20, 3 seeds, uniform+ERK",
+        "python benchmarks/gpu_suite.py --plan   # the full tier's uniform rows on one GPU: the estimate",
+        "python benchmarks/gpu_suite.py          # them, 2:4 inference rows and CUDA tests in <= 9 min",
         "python -m benchmarks.make_results                           # regenerate this file's tables",
         "```",
     ]
