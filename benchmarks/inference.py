@@ -4,6 +4,8 @@
     python -m benchmarks.inference --threads 1 2   # several CPU thread counts
     python -m benchmarks.inference --quick         # seconds; smoke test (written only with --out)
     python -m benchmarks.inference --from-json benchmarks/results/inference.json   # redo the section
+    python -m benchmarks.inference --device cuda --sparsity 2:4 --out benchmarks/results/inference_cuda.json \
+        --section inference-cuda          # the GPU's 2:4 rows, in their own section (gpu_suite.py runs this)
 
 For an MLP-heavy model and a Transformer encoder, pruned one-shot by magnitude to 80/90/95%
 unstructured and to 2:4, at batch 1 and 64: the dense model (zeros and all) and the converted
@@ -217,8 +219,9 @@ def results_markdown(data: dict[str, Any], command: str) -> str:
     """The RESULTS.md section for one benchmark run."""
     info = data["machine"]
     gpu = _gpu(info)
+    on_gpu_only = bool(data["results"]) and all(r["device"] == "cuda" for r in data["results"])
     lines = [
-        "## Sparse inference latency",
+        f"## Sparse inference latency on {gpu}" if on_gpu_only and gpu else "## Sparse inference latency",
         "",
         f"`{command}` on {data['date']}: {info.get('cpu', info.get('processor'))}, {info['cpu_count']} CPUs, "
         f"torch {info['torch']}{', GPU ' + gpu if gpu else ', no GPU'}; "
@@ -313,9 +316,9 @@ def target_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def write_results_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
-    write_section(path, SECTION, section)
+def write_results_section(path: Path, section: str, name: str = SECTION) -> None:
+    """Replace (or append) section ``name`` of RESULTS.md, leaving other sections alone."""
+    write_section(path, name, section)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -339,6 +342,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from-json", type=Path, help="do not measure: rewrite the Markdown section from this results file"
     )
+    parser.add_argument(
+        "--section",
+        default=SECTION,
+        help=f"name of the RESULTS.md section to write (default {SECTION}; the GPU suite writes "
+        "inference-cuda, so the CPU rows stay)",
+    )
 
 
 def describe_command(prefix: str, args: argparse.Namespace) -> str:
@@ -353,6 +362,8 @@ def describe_command(prefix: str, args: argparse.Namespace) -> str:
         parts.append(f"--repeats {args.repeats}")
     if args.device != "auto":
         parts.append(f"--device {args.device}")
+    if getattr(args, "section", SECTION) != SECTION:
+        parts.append(f"--section {args.section}")
     return " ".join(parts)
 
 
@@ -361,7 +372,8 @@ def run_from_args(args: argparse.Namespace, command: str) -> dict[str, Any]:
         if not args.results_md:
             raise BenchError("--from-json needs --results-md (where to write the section)")
         data = json.loads(args.from_json.read_text())
-        write_results_section(args.results_md, results_markdown(data, data.get("command", command)))
+        section = results_markdown(data, data.get("command", command))
+        write_results_section(args.results_md, section, args.section)
         print(f"section written: {args.results_md}")
         return data
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -382,7 +394,7 @@ def run_from_args(args: argparse.Namespace, command: str) -> dict[str, Any]:
         args.out.write_text(json.dumps(data, indent=1) + "\n")
         print(f"results: {args.out}")
     if args.results_md:
-        write_results_section(args.results_md, results_markdown(data, command))
+        write_results_section(args.results_md, results_markdown(data, command), args.section)
         print(f"section written: {args.results_md}")
     return data
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, RESULTS_MD, read_rows, replace_section
+from benchmarks.quality import TIERS
 from growprune.methods import METHODS
 
 METHOD_ORDER = ["dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap"]
@@ -87,7 +88,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         return [f"No `{tier}` rows yet."]
     model = table[0]["model"]
     dists = sorted({r["distribution"] for r in table if r["method"] != "dense"})
-    planned = (0.8, 0.9) if tier in ("quick", "full") else ()  # the issue's levels, run or not yet
+    planned = TIERS[tier].sparsities if tier in TIERS else ()  # the tier's levels, run or not yet
     sparsities = sorted({r["sparsity"] for r in table if r["method"] != "dense"} | set(planned))
     seeds = sorted({r["seed"] for r in table})
     epochs = sorted({r["epochs"] for r in table})
@@ -95,7 +96,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         f"**Tier `{tier}`**: `{model}` on {table[0].get('dataset', 'fashion_mnist')}, "
         f"{'/'.join(f'{e:g}' for e in epochs)} epochs of compute for every method, "
         f"seeds {', '.join(map(str, seeds))}; top-1 % on the test set after the last epoch "
-        f"(mean +- std over seeds where there are several).",
+        f"(mean +- std over seeds where there are several)." + tier_settings(table),
         "",
     ]
     cols = [(d, s) for d in dists for s in sparsities]
@@ -133,7 +134,12 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
             if method == "rigl-torch" and d != "uniform":
                 continue
             n = len(by.get((tier, model, d, method, s), []))
-            if n < len(seeds) and method in {r["method"] for r in rows} | set(BASELINES) | {"cgap", "pgap"}:
+            expected = (
+                set(TIERS[tier].methods)
+                if tier in TIERS
+                else {r["method"] for r in rows} | set(BASELINES) | {"cgap", "pgap"}
+            )
+            if n < len(seeds) and method in expected:
                 missing.append(f"{method} {s:.0%} {d} ({n}/{len(seeds)} seeds)")
     if missing:
         lines += ["", "Missing (not run yet): " + "; ".join(missing) + "."]
@@ -155,6 +161,33 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         "`train s` is wall-clock on a shared machine: it measures load, not the methods.",
     ]
     return lines
+
+
+def tier_settings(table: list[dict[str, Any]]) -> str:
+    """Where a tier's rows differ from the section's common setting (lr 0.1, batch 128, crop and
+    flip, fp32; C-GaP K=4, P-GaP K=2), read from the rows: ``" Batch 512, lr 0.4; ..."``."""
+    notes = []
+    for key, default, text in (
+        ("batch_size", 128, "batch {}"),
+        ("lr", 0.1, "lr {:g}"),
+        ("precision", "fp32", "{} autocast"),
+    ):
+        values = sorted({r[key] for r in table if key in r and r[key] != default})
+        notes += [text.format(v) for v in values]
+    if any(r.get("augment") is False for r in table):
+        notes.append("no augmentation")
+    if any(r.get("channels_last") for r in table):
+        notes.append("channels-last")
+    for method, default in (("cgap", 4), ("pgap", 2)):
+        configs = [r["method_config"] for r in table if r["method"] == method and "method_config" in r]
+        ks = sorted({c["partitions"] for c in configs})
+        if ks and ks != [default]:
+            c = configs[0]
+            notes.append(
+                f"{method_label(method)} K={'/'.join(map(str, ks))} ({c['rounds']} rounds of "
+                f"{c['epochs_per_phase']:.3g}-epoch steps, fine-tune {c['finetune_epochs']:.3g})"
+            )
+    return f" Settings of this tier: {'; '.join(notes)}." if notes else ""
 
 
 def study_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
@@ -302,8 +335,8 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "Every method trains the same model with the same optimizer (SGD, momentum 0.9, weight decay 5e-4, "
         "lr 0.1, batch 128), the same augmentation (random crop with padding 2, horizontal flip) and the "
         "same lr schedule (linear warm-up for 1/24 of training, then cosine to 0) for the same number of "
-        "epochs of compute. Each method's own schedule inside that budget follows its paper, scaled to "
-        "the budget:",
+        "epochs of compute; where a tier differs (batch, lr, augmentation, precision, GaP's K), its line "
+        "says so. Each method's own schedule inside that budget follows its paper, scaled to the budget:",
         "",
         "- one-shot magnitude (Han et al. 2015): dense for 1/3, prune once, fine-tune 2/3;",
         "- GMP (Zhu & Gupta 2017): cubic ramp from 1/12 to 2/3 of training, a prune every 1/48 of it;",
@@ -326,7 +359,8 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "supplies a stand-in module with just those two classes (used only when torchvision is absent).",
         "",
     ]
-    tiers = [t for t in ("quick", "full") if any(r["tier"] == t for r in rows)]
+    # The long budget first: there the budget is not what decides between the methods.
+    tiers = [t for t in ("long", "quick", "full") if any(r["tier"] == t for r in rows)]
     if not tiers:
         lines += ["No results yet: run `python -m benchmarks.quality --tier quick`.", ""]
     for tier in tiers:
@@ -347,7 +381,11 @@ def quality_section(rows: list[dict[str, Any]], plot_dir: Path) -> str:
         "python -m benchmarks.quality --tier quick --study gap --jobs 2 --threads 1   # C-GaP ablation",
         "python -m benchmarks.quality --tier quick --methods dense gmp cgap --epochs 24 --jobs 2 --threads 1"
         "   # budget sweep",
+        "python -m benchmarks.quality --tier long --seeds 1 --jobs 2 --threads 1   # LeNet-300-100, 19 runs",
+        "python -m benchmarks.quality --tier long --jobs 2 --threads 1   # all 3 seeds, 57 runs",
         "python -m benchmarks.quality --tier full --jobs 1 --threads 0    # ResNet-20, 3 seeds, uniform+ERK",
+        "python benchmarks/gpu_suite.py --plan   # the full tier's uniform rows on one GPU: the estimate",
+        "python benchmarks/gpu_suite.py          # them, 2:4 inference rows and CUDA tests in <= 9 min",
         "python -m benchmarks.make_results                           # regenerate this file's tables",
         "```",
     ]

@@ -1,7 +1,9 @@
 """Quality benchmark: does GaP beat the baselines at an equal training budget?
 
     python -m benchmarks.quality --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
+    python -m benchmarks.quality --tier long                  # LeNet-300-100, 100 epochs, 3 seeds, ~1 h
     python -m benchmarks.quality --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
+    python benchmarks/gpu_suite.py                            # its uniform rows on one GPU in <= 9 min
     python -m benchmarks.quality --tier quick --study gap     # C-GaP ablation (K, partitions, optimizer, lr)
     python -m benchmarks.quality --tier quick --epochs 24     # the same table at another budget
     python -m benchmarks.quality --smoke --out /tmp/q.jsonl   # seconds; what the test suite runs
@@ -48,7 +50,13 @@ SPARSITIES = (0.8, 0.9)
 
 @dataclass(frozen=True)
 class Tier:
-    """Model, budget and repetitions of one benchmark tier."""
+    """Model, budget and repetitions of one benchmark tier.
+
+    ``methods`` and ``sparsities`` are the table's (the command line may pick fewer);
+    ``gap_partitions`` is K of both C-GaP and P-GaP (None: 4 and 2, the quick tier's); ``augment``
+    turns the random crop and flip on; ``precision`` and ``channels_last`` are the recipe's
+    ``training`` keys of the same names.
+    """
 
     name: str
     model: str
@@ -61,14 +69,55 @@ class Tier:
     batch_size: int = 128
     lr: float = 0.1
     smoke: bool = False
+    methods: tuple[str, ...] = METHODS
+    sparsities: tuple[float, ...] = SPARSITIES
+    augment: bool = True
+    gap_partitions: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
 
 
 TIERS: dict[str, Tier] = {
     # Small enough that all 17 runs finish in about an hour on 2 shared CPU cores (2 runs in
     # parallel, 1 thread each): SmallCNN width 12 trains one Fashion-MNIST epoch in ~45 s there.
     "quick": Tier("quick", "small_cnn", {"width": 12}, epochs=6, seeds=(0,), distributions=("uniform",)),
-    # The tier meant for a GPU (or days of CPU): CIFAR-style ResNet-20, 3 seeds, uniform and ERK.
-    "full": Tier("full", "resnet20", {}, epochs=30, seeds=(0, 1, 2), distributions=("uniform", "erk")),
+    # The long budget on a CPU: LeNet-300-100 (784-300-100-10, the classic pruning benchmark of Han
+    # et al. 2015 and Frankle & Carbin 2019). One Fashion-MNIST epoch on one thread, evaluation
+    # included (measured on the 2-core dev machine at load ~3): dense 1.05 s, the sparse methods
+    # ~1.15 s, rigl-torch 1.35 s, plus ~3 s of process start per run. 100 epochs per run: one seed
+    # (19 runs) ~0.65 CPU hours, all 57 runs ~1.9 CPU hours, ~1 h on 2 free cores (--jobs 2).
+    # C-GaP and P-GaP: K=3, one layer per partition. No augmentation: random crops and flips cost
+    # a dense MLP 2 points at 20 epochs (88.3% vs 90.4%); it has no translation invariance to learn.
+    "long": Tier(
+        "long",
+        "mlp",
+        {"hidden": [300, 100]},
+        epochs=100,
+        seeds=(0, 1, 2),
+        distributions=("uniform",),
+        methods=("dense", "oneshot", "gmp", "rigl", "rigl-torch", "cgap", "pgap"),
+        sparsities=(0.9, 0.95, 0.98),
+        augment=False,
+        gap_partitions=3,
+    ),
+    # The tier meant for a GPU (or days of CPU): CIFAR-style ResNet-20, 3 seeds, uniform and ERK
+    # (benchmarks/gpu_suite.py runs its uniform rows). Batch 512 (lr 0.4 by the linear scaling rule,
+    # Goyal et al. 2017, with the same 1/24 warm-up) because on a GPU shared by concurrent runs the
+    # cost of a ResNet-20 step at batch 128 is its ~400 kernel launches, not its arithmetic: 4x
+    # fewer steps is what lets 33 runs fit in minutes. bf16 autocast and channels-last layout are
+    # what cuDNN's tensor-core convolutions want (on a CPU they are no faster).
+    "full": Tier(
+        "full",
+        "resnet20",
+        {},
+        epochs=30,
+        seeds=(0, 1, 2),
+        distributions=("uniform", "erk"),
+        batch_size=512,
+        lr=0.4,
+        precision="bf16",
+        channels_last=True,
+    ),
     # The test suite's tier: synthetic images, a 2-epoch budget, seconds per run.
     "smoke": Tier(
         "smoke",
@@ -103,7 +152,12 @@ class RunSpec:
 
 # -- per-method hyperparameters (each paper's defaults, scaled to the epoch budget) -------------
 def method_section(
-    method: str, sparsity: float, distribution: str, epochs: float, steps_per_epoch: int
+    method: str,
+    sparsity: float,
+    distribution: str,
+    epochs: float,
+    steps_per_epoch: int,
+    partitions: int | None = None,
 ) -> dict:
     """The recipe's `method:` section for `method` with an `epochs` budget.
 
@@ -120,6 +174,9 @@ def method_section(
       recipe's 4 x 2 x 2 + 8 epochs of 24).
     * P-GaP: K=2 (the bundled recipe), 4 rounds, fine-tuning 1/3; K x rounds x epochs_per_phase
       = 2/3 of the compute budget.
+
+    `partitions` sets K of both GaP methods (a tier whose model has few layers); the rounds and
+    the 2/3 + 1/3 split stay, so each GaP step is shorter when K is larger.
     """
     core = {"sparsity": sparsity, "distribution": distribution}
     if method == "dense":
@@ -155,23 +212,25 @@ def method_section(
             "update_every_epochs": epochs / 24,
         }
     if method == "cgap":
+        k = partitions or 4
         return {
             "name": "cgap",
             **core,
-            "partitions": 4,
+            "partitions": k,
             "partition_mode": "contiguous",
             "rounds": 2,
-            "epochs_per_phase": epochs / 12,
+            "epochs_per_phase": epochs / (3 * k),  # 2 rounds x K steps = 2/3 of the budget
             "finetune_epochs": epochs / 3,
             "reset_optimizer": "all",
         }
     if method == "pgap":
+        k = partitions or 2
         return {
             "name": "pgap",
             **core,
-            "partitions": 2,
+            "partitions": k,
             "rounds": 4,
-            "epochs_per_phase": epochs / 12,
+            "epochs_per_phase": epochs / (6 * k),  # K workers x 4 rounds = 2/3 of the budget
             "finetune_epochs": epochs / 3,
         }
     raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
@@ -186,21 +245,30 @@ def steps_per_epoch(tier: Tier) -> int:
 def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[str, Any]:
     """The recipe of one run, as a user would write it."""
     method_name = "rigl" if spec.method == "rigl-torch" else spec.method
-    method = method_section(method_name, spec.sparsity, spec.distribution, tier.epochs, steps_per_epoch(tier))
+    method = method_section(
+        method_name, spec.sparsity, spec.distribution, tier.epochs, steps_per_epoch(tier), tier.gap_partitions
+    )
     recipe: dict[str, Any] = {
         "name": f"bench-{spec.tier}-{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}",
         "data": {
             "name": tier.dataset,
-            "random_crop": True,
+            "random_crop": tier.augment,
             "crop_padding": 2,
-            "hflip": True,
+            "hflip": tier.augment,
             "args": dict(tier.data_args),
         },
         "model": {"name": tier.model, "args": dict(tier.model_args)},
         "optimizer": {"name": "sgd", "lr": tier.lr, "momentum": 0.9, "weight_decay": 5e-4},
         "schedule": {"name": "cosine", "warmup_epochs": tier.epochs / 24},
         "method": method,
-        "training": {"batch_size": tier.batch_size, "seed": spec.seed, "threads": threads, "device": "auto"},
+        "training": {
+            "batch_size": tier.batch_size,
+            "seed": spec.seed,
+            "threads": threads,
+            "device": "auto",
+            "precision": tier.precision,
+            "channels_last": tier.channels_last,
+        },
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None, "keep_last": 1},
     }
     if method_name not in ("cgap", "pgap"):
@@ -226,8 +294,18 @@ def run_engine(recipe_dict: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "top1": final["test_acc"],
         "final_sparsity": final["sparsity"],
         "train_seconds": final["train_seconds"],
-        "epochs": recipe_epochs_of_compute(recipe),
+        "epochs": round(recipe_epochs_of_compute(recipe), 6),  # 100/9 per GaP step: no 99.99999
+        **gpu_memory(),
     }
+
+
+def gpu_memory() -> dict[str, float]:
+    """The CUDA memory this process reserved at most (how many runs share a GPU), if it used CUDA."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"gpu_max_memory_mib": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
 
 
 def recipe_epochs_of_compute(recipe: Any) -> float:
@@ -328,6 +406,9 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     trainer = Trainer(recipe, run_dir, progress=False)
     trainer.sparsifier.remove()
     model, optimizer = trainer.model, trainer.optimizer
+    # rigl-torch flattens weights and gradients with .view(-1), which a channels-last weight
+    # refuses: its runs keep the default layout (the same arithmetic, in another memory order).
+    model.to(memory_format=torch.contiguous_format)
     pruner = make_rigl_torch_scheduler(model, optimizer, sparsity, trainer.total_steps)
     step = 0
     start = time.monotonic()
@@ -337,7 +418,8 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
         for batch in trainer.train_loader.iter_from(epoch):
             for group in optimizer.param_groups:
                 group["lr"] = trainer.lr_schedule.lr(step)
-            loss = trainer.task.loss(model, batch)[0]
+            with trainer.autocast():
+                loss = trainer.task.loss(model, batch)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if pruner():
@@ -354,7 +436,10 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
         "top1": top1,
         "final_sparsity": report.overall,
         "train_seconds": seconds,
-        "epochs": float(recipe.training.epochs),
+        "epochs": round(float(recipe.training.epochs), 6),
+        "channels_last": False,
+        "rigl_updates": pruner.rigl_steps,
+        **gpu_memory(),
     }
 
 
@@ -380,13 +465,14 @@ def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None
     """The C-GaP ablation: one change at a time from the benchmark's C-GaP setting.
 
     K: partitions (the SmallCNN has 5 prunable layers, so K=8 needs a deeper model: K in
-    2, 4, 5 on the quick tier, 2, 4, 8 on ResNet-20); contiguous vs random layer partitions;
-    optimizer state reset at every GaP step vs only pruned entries zeroed; lr restarted per GaP
-    step (the authors' code) vs one global cosine; epochs per GaP step at a fixed GaP budget.
+    2, 4, 5 on the quick tier, 2, 4, 8 on ResNet-20, 2 and 3 on LeNet-300-100); contiguous vs
+    random layer partitions; optimizer state reset at every GaP step vs only pruned entries
+    zeroed; lr restarted per GaP step (the authors' code) vs one global cosine; epochs per GaP
+    step at a fixed GaP budget.
     `base` repeats the table's C-GaP run; `only` picks variants by name (a reduced study).
     """
     e = tier.epochs
-    k_values = (2, 5) if tier.model == "small_cnn" else (2, 8)
+    k_values = {"small_cnn": (2, 5), "mlp": (2,)}.get(tier.model, (2, 8))  # K <= prunable layers
     variants: dict[str, dict[str, Any]] = {"base": {}}
     for k in k_values:
         # Same GaP budget as the base (2 rounds x 4 steps x e/12 = 2e/3 epochs): only K changes.
@@ -449,6 +535,16 @@ def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant
     return specs
 
 
+def model_label(tier: Tier) -> str:
+    """The model as rows name it: ``small_cnn(width=12)``, ``mlp(hidden=300-100)``, ``resnet20``."""
+
+    def text(value: Any) -> str:
+        return "-".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+    args = ",".join(f"{key}={text(value)}" for key, value in tier.model_args.items())
+    return f"{tier.model}({args})" if args else tier.model
+
+
 def existing_keys(path: Path) -> set[tuple]:
     return {
         (r["tier"], r["method"], round(r["sparsity"], 4), r["distribution"], r["seed"], r.get("variant", ""))
@@ -456,29 +552,94 @@ def existing_keys(path: Path) -> set[tuple]:
     }
 
 
-def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
+def child_command(
+    spec: RunSpec, tier: Tier, threads: int | None
+) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """The command line and environment of the subprocess that trains ``spec``, and its recipe."""
     recipe = build_recipe_dict(spec, tier, threads)
     job = {"method": spec.method, "sparsity": spec.sparsity, "recipe": recipe}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if log_dir is not None:
-        variant = spec.variant.replace(":", "-")
-        name = f"{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}{variant}"
-        (log_dir / f"{name}.log").write_text(proc.stderr + proc.stdout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)], env, recipe
+
+
+def child_result(stdout: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """A finished child's result (its last stdout line) with the recipe sections rows record."""
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["method_config"] = recipe["method"]
     result["schedule"] = recipe["schedule"]
     return result
+
+
+def run_name(spec: RunSpec) -> str:
+    """File-name-safe name of a run (its log file)."""
+    variant = spec.variant.replace(":", "-")
+    return f"{spec.method}-{spec.sparsity:g}-{spec.distribution}-s{spec.seed}{variant}"
+
+
+def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
+    argv, env, recipe = child_command(spec, tier, threads)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if log_dir is not None:
+        (log_dir / f"{run_name(spec)}.log").write_text(proc.stderr + proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return child_result(proc.stdout, recipe)
+
+
+def make_row(
+    spec: RunSpec, tier: Tier, result: dict[str, Any], provenance: dict[str, Any], wall_seconds: float
+) -> dict[str, Any]:
+    """The JSONL row of a finished run. ``provenance``: commit, dirty, device, machine, threads,
+    parallel_jobs (and any extra keys a runner adds, e.g. the GPU suite's name)."""
+    return {
+        "tier": spec.tier,
+        "model": model_label(tier),
+        "method": spec.method,
+        "sparsity": spec.sparsity,
+        "distribution": spec.distribution,
+        "seed": spec.seed,
+        "epochs": result["epochs"],
+        "top1": result["top1"],
+        "final_sparsity": result["final_sparsity"],
+        "train_seconds": result["train_seconds"],
+        "device": provenance["device"],
+        "commit": provenance["commit"],
+        "dirty": provenance["dirty"],
+        "variant": spec.variant,
+        "threads": provenance["threads"],
+        "parallel_jobs": provenance["parallel_jobs"],
+        "dataset": tier.dataset,
+        "batch_size": tier.batch_size,
+        "lr": tier.lr,
+        "augment": tier.augment,
+        "precision": tier.precision,
+        "channels_last": result.get("channels_last", tier.channels_last),
+        "method_config": result["method_config"],
+        "schedule": result["schedule"],
+        "machine": provenance["machine"],
+        **{k: v for k, v in provenance.items() if k not in ROW_PROVENANCE},
+        "wall_seconds": round(wall_seconds, 1),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+ROW_PROVENANCE = ("device", "commit", "dirty", "threads", "parallel_jobs", "machine")
+
+
+def provenance(threads: int | None, jobs: int, **extra: Any) -> dict[str, Any]:
+    """Where and how the runs of one invocation ran (what make_row puts in every row)."""
+    commit, dirty = git_commit("growprune", "benchmarks/quality.py", "benchmarks/common.py")
+    return {
+        "device": device_name(),
+        "commit": commit,
+        "dirty": dirty,
+        "threads": threads,
+        "parallel_jobs": jobs,
+        "machine": machine(),
+        **extra,
+    }
 
 
 def run_all(
@@ -489,39 +650,14 @@ def run_all(
     todo = [s for s in specs if s.key() not in done]
     skipped = len(specs) - len(todo)
     print(f"{len(todo)} runs to do ({skipped} already in {out})", flush=True)
-    commit, dirty = git_commit("growprune", "benchmarks/quality.py", "benchmarks/common.py")
-    info, device = machine(), device_name()
+    where = provenance(threads, jobs)
     lock = threading.Lock()
     rows: list[dict[str, Any]] = []
 
     def one(spec: RunSpec) -> None:
         started = time.monotonic()
         result = run_child(spec, tier, threads, log_dir)
-        row = {
-            "tier": spec.tier,
-            "model": f"{tier.model}"
-            + (f"(width={tier.model_args['width']})" if "width" in tier.model_args else ""),
-            "method": spec.method,
-            "sparsity": spec.sparsity,
-            "distribution": spec.distribution,
-            "seed": spec.seed,
-            "epochs": result["epochs"],
-            "top1": result["top1"],
-            "final_sparsity": result["final_sparsity"],
-            "train_seconds": result["train_seconds"],
-            "device": device,
-            "commit": commit,
-            "dirty": dirty,
-            "variant": spec.variant,
-            "threads": threads,
-            "parallel_jobs": jobs,
-            "dataset": tier.dataset,
-            "method_config": result["method_config"],
-            "schedule": result["schedule"],
-            "machine": info,
-            "wall_seconds": round(time.monotonic() - started, 1),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        row = make_row(spec, tier, result, where, time.monotonic() - started)
         with lock:
             append_row(out, row)
             rows.append(row)
@@ -551,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         child_main(argv[1])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=("quick", "full"), default="quick")
+    parser.add_argument("--tier", choices=("quick", "long", "full"), default="quick")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny synthetic tier in seconds (tests); needs --out"
     )
@@ -561,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         default="table",
         help="table: every method; gap: the C-GaP ablation",
     )
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--sparsities", nargs="+", type=float, default=list(SPARSITIES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, help="default: the tier's")
+    parser.add_argument("--sparsities", nargs="+", type=float, help="default: the tier's")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the tier's)")
     parser.add_argument(
         "--epochs",
@@ -589,10 +725,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS
     if args.log_dir:
         args.log_dir.mkdir(parents=True, exist_ok=True)
+    methods = args.methods or list(tier.methods)
+    sparsities = args.sparsities or list(tier.sparsities)
     specs = (
-        table_specs(tier, args.methods, args.sparsities, variant)
+        table_specs(tier, methods, sparsities, variant)
         if args.study == "table"
-        else study_specs(tier, args.sparsities[0], args.variants)
+        else study_specs(tier, sparsities[0], args.variants)
     )
     run_all(specs, tier, out, args.jobs, args.threads or None, args.log_dir)
     return 0

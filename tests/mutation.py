@@ -146,6 +146,22 @@ MUTANTS = (
         '            payload["rng"]',
         ("tests/train/test_cli.py", "-k", "sigkill"),
     ),
+    Mutant(
+        "bf16-ignored",
+        "training.precision: bf16 silently trains in fp32",
+        "growprune/train/engine.py",
+        '        if self.recipe.training.precision == "bf16":',
+        "        if False:",
+        ("tests/train/test_precision.py",),
+    ),
+    Mutant(
+        "channels-last-ignored",
+        "training.channels_last: true silently keeps the default layout",
+        "growprune/train/engine.py",
+        "        if cfg.channels_last:  # before the optimizer",
+        "        if False:  # before the optimizer",
+        ("tests/train/test_precision.py",),
+    ),
 )
 
 

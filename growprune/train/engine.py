@@ -11,6 +11,7 @@ of the step, and every RNG state is saved, so a resumed run repeats the uninterr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -252,6 +253,8 @@ class Trainer:
             self.model = build_model(recipe.model.name, **self.model_args).to(self.device)
         except (TypeError, ValueError) as err:
             raise RecipeError(f"model.args: {err}") from None
+        if cfg.channels_last:  # before the optimizer and the masks exist, so their state follows the layout
+            self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, recipe)
         self.steps_per_epoch = len(self.train_loader)
         self.sparsifier = self._build_sparsifier(recipe)
@@ -474,9 +477,20 @@ class Trainer:
         if events and self.dp_size > 1:
             verify_masks_equal(self.sparsifier.masks, self.dp_group, events[-1].event)
 
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Where forward passes run: bfloat16 autocast with ``training.precision: bf16``.
+
+        Only the computation is in bf16; the weights, their gradients, the masks and the optimizer
+        state stay fp32, so the sparsifier's guarantees are those of an fp32 run.
+        """
+        if self.recipe.training.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def evaluate(self, final: bool = False) -> dict[str, float]:
         """The task's held-out scores of the current model (``final``: the full end-of-run ones)."""
-        return self.task.evaluate(self.model, final=final)
+        with self.autocast():
+            return self.task.evaluate(self.model, final=final)
 
     # -- the loop ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -528,7 +542,8 @@ class Trainer:
             batch = shard_batch(*batch, self.dp_rank, self.dp_size)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_schedule.lr(self.step)
-        loss, correct, count = self.task.loss(self.forward_model, batch)
+        with self.autocast():
+            loss, correct, count = self.task.loss(self.forward_model, batch)
         if not torch.isfinite(loss):
             raise self.diverged(f"the training loss is {loss.item()}", step=self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)

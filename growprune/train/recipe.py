@@ -213,6 +213,12 @@ class TrainingConfig(Section):
     deterministic: bool = False
     log_every: int = Field(50, ge=1)
     threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: forward and loss under bfloat16 autocast (weights, gradients and optimizer "
+        "state stay fp32)",
+    )
+    channels_last: bool = Field(False, description="convolution (4-D) weights in channels-last layout")
 
     @field_validator("device")
     @classmethod

@@ -86,3 +86,23 @@ def test_rigl_torch_prunes_the_same_layers() -> None:
     assert pruner()  # not an update step: the optimizer steps
     optimizer.step()
     assert all(pruned_as_asked(layer) for layer in layers)
+
+
+def test_rigl_torch_updates_a_channels_last_model(tmp_path: Path) -> None:
+    """rigl-torch flattens weights with .view(-1), which a channels-last weight refuses: its runs
+    (in the full tier, whose recipe asks for channels-last) keep the default layout and update."""
+    if importlib.util.find_spec("rigl_torch") is None:
+        import pytest
+
+        pytest.skip("rigl-torch (the `bench` extra) is not installed")
+    import dataclasses
+
+    from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, run_rigl_torch
+
+    # 5 epochs of 32 batches: 160 steps, past rigl-torch's first update at step 100
+    tier = dataclasses.replace(TIERS["smoke"], channels_last=True, precision="bf16", epochs=5, batch_size=16)
+    recipe = build_recipe_dict(RunSpec("smoke", "rigl-torch", 0.8, "uniform", 0), tier, 1)
+    assert recipe["training"]["channels_last"] is True
+    result = run_rigl_torch(recipe, tmp_path / "run", 0.8)
+    assert result["rigl_updates"] >= 1 and result["channels_last"] is False
+    assert abs(result["final_sparsity"] - 0.8) < 0.01

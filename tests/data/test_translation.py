@@ -157,6 +157,7 @@ def test_unshuffled_order_is_longest_first_and_recoverable() -> None:
     assert len(TranslationLoader(split, 50, drop_last=True)) == 6
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batches_live_on_the_split_device() -> None:
     split = make_split(200)

@@ -137,6 +137,7 @@ def test_is_n_m() -> None:
     assert not is_n_m(torch.ones(2, 6))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_semi_structured_on_gpu() -> None:  # pragma: no cover - not run on the CPU-only CI
     torch.manual_seed(0)
