@@ -254,6 +254,9 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path) -> None:
             "--no-progress",
         ],
         cwd=REPO,
+        # A terminal's Ctrl-C reaches a process whose SIGINT is at its default; a test run started
+        # in the background (as CI may be) has SIGINT ignored, which the child would inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
