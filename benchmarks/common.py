@@ -126,3 +126,47 @@ def write_section(path: Path, name: str, body: str) -> None:
     text = path.read_text() if path.is_file() else ""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(replace_section(text, name, body))
+
+
+def quick_task_recipe(
+    recipes: Path,
+    task: str,
+    methods: dict[str, dict[str, Any]],
+    epochs: int,
+    method: str,
+    sparsity: float,
+    seed: int,
+) -> dict[str, Any]:
+    """A task's ``cgap-quick`` recipe with ``method`` (one of ``methods``) in place of C-GaP.
+
+    Every method gets the quick recipe's model, data and optimizer; dense, GMP and RigL get
+    ``epochs`` of training, while C-GaP / P-GaP derive their length from their phases, so that
+    every method has the same epochs of compute.
+    """
+    import copy
+
+    import yaml
+
+    recipe = yaml.safe_load((recipes / "cgap-quick.yaml").read_text())
+    spec = copy.deepcopy(methods[method])
+    if method != "dense":
+        spec["sparsity"] = sparsity
+    recipe["method"] = spec
+    recipe["name"] = f"{task}-quick-{method}-{int(round(sparsity * 100))}"
+    training = recipe.setdefault("training", {})
+    training["seed"] = seed
+    if method in ("dense", "gmp", "rigl"):
+        training["epochs"] = epochs
+    else:
+        training.pop("epochs", None)
+    return recipe
+
+
+def full_task_recipe(recipes: Path, method: str, sparsity: float, seed: int) -> dict[str, Any]:
+    """A task's bundled recipe for ``method`` at ``sparsity`` (``dense.yaml`` for dense), reseeded."""
+    import yaml
+
+    name = "dense" if method == "dense" else f"{method}-{int(round(sparsity * 100))}"
+    recipe = yaml.safe_load((recipes / f"{name}.yaml").read_text())
+    recipe["training"]["seed"] = seed
+    return recipe

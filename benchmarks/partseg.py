@@ -19,16 +19,22 @@ Tiers:
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from benchmarks.common import RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine
+from benchmarks.common import (
+    RESULTS_DIR,
+    ROOT,
+    append_row,
+    device_name,
+    full_task_recipe,
+    git_commit,
+    machine,
+    quick_task_recipe,
+)
 from benchmarks.engine_child import run_in_child
 
 RESULTS = RESULTS_DIR / "partseg.jsonl"
@@ -55,26 +61,11 @@ QUICK_METHODS: dict[str, dict[str, Any]] = {
 
 
 def quick_recipe(method: str, sparsity: float, seed: int) -> dict[str, Any]:
-    recipe = yaml.safe_load((RECIPES / "cgap-quick.yaml").read_text())
-    spec = copy.deepcopy(QUICK_METHODS[method])
-    if method != "dense":
-        spec["sparsity"] = sparsity
-    recipe["method"] = spec
-    recipe["name"] = f"partseg-quick-{method}-{int(round(sparsity * 100))}"
-    training = recipe.setdefault("training", {})
-    training["seed"] = seed
-    if method in ("dense", "gmp", "rigl"):
-        training["epochs"] = QUICK_EPOCHS
-    else:
-        training.pop("epochs", None)
-    return recipe
+    return quick_task_recipe(RECIPES, "partseg", QUICK_METHODS, QUICK_EPOCHS, method, sparsity, seed)
 
 
 def full_recipe(method: str, sparsity: float, seed: int) -> dict[str, Any]:
-    name = "dense" if method == "dense" else f"{method}-{int(round(sparsity * 100))}"
-    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
-    recipe["training"]["seed"] = seed
-    return recipe
+    return full_task_recipe(RECIPES, method, sparsity, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
