@@ -55,7 +55,8 @@ class Tier:
     ``methods`` and ``sparsities`` are the table's (the command line may pick fewer);
     ``gap_partitions`` is K of both C-GaP and P-GaP (None: 4 and 2, the quick tier's); ``augment``
     turns the random crop and flip on; ``precision`` and ``channels_last`` are the recipe's
-    ``training`` keys of the same names.
+    ``training`` keys of the same names. ``layers`` is the layer convention every method of the
+    tier follows (LAYER_CONVENTIONS): ``first-dense`` keeps the model's first prunable layer dense.
     """
 
     name: str
@@ -75,12 +76,41 @@ class Tier:
     gap_partitions: int | None = None
     precision: str = "fp32"
     channels_last: bool = False
+    layers: str = "all"
+
+
+# Which layers every method of a tier prunes. `first-dense` is the RigL authors' ImageNet code
+# (google-research/rigl, rigl/imagenet_resnet/imagenet_train_eval.py: `first_layer_sparsity`
+# defaults to 0, "layer is not pruned or masked"; `last_layer_sparsity` defaults to -1, "default
+# sparsity is applied") and rigl-torch's `uniform` distribution (first layer dense). The GaP
+# authors' public code (boone891214/GaP) holds only the Transformer, whose profiles prune every
+# attention and feed-forward matrix and leave the token embedding (the first layer, tied to the
+# output projection) commented out, i.e. dense. Keeping the last Linear dense as well, as
+# rigl-torch's `ignore_linear_layers=True` does, would leave 56% of SmallCNN-12's weights dense,
+# so the last layer is pruned. The first conv holds 108 of SmallCNN-12's 20,940 weights (0.5%)
+# and 432 of ResNet-20's 270k (0.2%): keeping it dense moves the overall sparsity by less than
+# that, and it removes the worst shock of the quick tier (pruning a 108-weight conv1 to 10-20%).
+LAYER_CONVENTIONS = {
+    "all": "every Linear/Conv weight is pruned, the first layer included",
+    "first-dense": "the first prunable layer (the first conv) stays dense; every other one, the last "
+    "Linear included, is pruned",
+}
 
 
 TIERS: dict[str, Tier] = {
     # Small enough that all 17 runs finish in about an hour on 2 shared CPU cores (2 runs in
     # parallel, 1 thread each): SmallCNN width 12 trains one Fashion-MNIST epoch in ~45 s there.
-    "quick": Tier("quick", "small_cnn", {"width": 12}, epochs=6, seeds=(0,), distributions=("uniform",)),
+    # Its rows before 2026-12-01 pruned every layer (variant-free rows with no `layers` field);
+    # make_results tables them apart, as "all layers".
+    "quick": Tier(
+        "quick",
+        "small_cnn",
+        {"width": 12},
+        epochs=6,
+        seeds=(0,),
+        distributions=("uniform",),
+        layers="first-dense",
+    ),
     # The long budget on a CPU: LeNet-300-100 (784-300-100-10, the classic pruning benchmark of Han
     # et al. 2015 and Frankle & Carbin 2019). One Fashion-MNIST epoch on one thread, evaluation
     # included (measured on the 2-core dev machine at load ~3): dense 1.05 s, the sparse methods
@@ -117,6 +147,7 @@ TIERS: dict[str, Tier] = {
         lr=0.4,
         precision="bf16",
         channels_last=True,
+        layers="first-dense",
     ),
     # The test suite's tier: synthetic images, a 2-epoch budget, seconds per run.
     "smoke": Tier(
@@ -130,6 +161,7 @@ TIERS: dict[str, Tier] = {
         data_args={"n_train": 512, "n_test": 256},
         batch_size=64,
         smoke=True,
+        layers="first-dense",
     ),
 }
 
@@ -145,9 +177,18 @@ class RunSpec:
     seed: int
     variant: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    layers: str = "all"
 
     def key(self) -> tuple:
-        return (self.tier, self.method, round(self.sparsity, 4), self.distribution, self.seed, self.variant)
+        return (
+            self.tier,
+            self.method,
+            round(self.sparsity, 4),
+            self.distribution,
+            self.seed,
+            self.variant,
+            self.layers,
+        )
 
 
 # -- per-method hyperparameters (each paper's defaults, scaled to the epoch budget) -------------
@@ -271,11 +312,21 @@ def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[st
         },
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None, "keep_last": 1},
     }
+    if spec.layers == "first-dense" and method_name != "dense":
+        recipe["method"]["exclude"] = [first_prunable_layer(tier)]
     if method_name not in ("cgap", "pgap"):
         recipe["training"]["epochs"] = tier.epochs
     from growprune.train.recipe import apply_overrides
 
     return apply_overrides(recipe, [f"{key}={yaml_value(value)}" for key, value in spec.overrides.items()])
+
+
+def first_prunable_layer(tier: Tier) -> str:
+    """Name of the tier's model's first prunable weight, as a user would write it in `exclude`."""
+    from growprune.models.registry import build_model
+    from growprune.sparsity.targets import find_targets
+
+    return find_targets(build_model(tier.model, **tier.model_args))[0].name
 
 
 def yaml_value(value: Any) -> str:
@@ -346,14 +397,17 @@ def import_rigl_torch() -> Any:
     return RigLScheduler
 
 
-def make_rigl_torch_scheduler(model: Any, optimizer: Any, sparsity: float, total_steps: int) -> Any:
+def make_rigl_torch_scheduler(
+    model: Any, optimizer: Any, sparsity: float, total_steps: int, first_layer_dense: bool = False
+) -> Any:
     """rigl-torch's RigLScheduler configured to prune the same layers as growprune.
 
     Its defaults differ: ``ignore_linear_layers=True`` keeps every Linear dense, and the
-    ``uniform`` distribution keeps the first layer dense. We pass ``ignore_linear_layers=False``
-    and, since no argument turns the first-layer rule off, give layer 0 the same sparsity as the
-    others right after construction (new random mask + its gradient-masking hook, exactly what
-    the constructor does for every other layer). Schedule: the RigL paper's (and growprune's)
+    ``uniform`` distribution keeps the first layer dense. We pass ``ignore_linear_layers=False``.
+    Under the `first-dense` layer convention its first-layer rule is exactly ours and is kept;
+    under `all` (no argument turns the rule off) layer 0 gets the same sparsity as the others
+    right after construction (new random mask + its gradient-masking hook, exactly what the
+    constructor does for every other layer). Schedule: the RigL paper's (and growprune's)
     delta=100, alpha=0.3 cosine-decayed, T_end = 75% of training.
     """
     rigl_scheduler = import_rigl_torch()
@@ -368,7 +422,7 @@ def make_rigl_torch_scheduler(model: Any, optimizer: Any, sparsity: float, total
         alpha=0.3,
         ignore_linear_layers=False,
     )
-    if pruner.S[0] == 0 and len(pruner.W) > 1:
+    if not first_layer_dense and pruner.S[0] == 0 and len(pruner.W) > 1:
         import torch
 
         pruner.S[0] = 1 - pruner.dense_allocation
@@ -397,10 +451,13 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     import torch
 
     from growprune.report import sparsity_report
+    from growprune.sparsity.targets import find_targets
     from growprune.train.engine import Trainer
     from growprune.train.recipe import validate_recipe
 
     dense_dict = json.loads(json.dumps(recipe_dict))
+    # rigl-torch can keep only its first layer dense: that is the whole `first-dense` convention.
+    excluded = dense_dict["method"].get("exclude") or []
     dense_dict["method"] = {"name": "dense"}
     recipe = validate_recipe(dense_dict)
     trainer = Trainer(recipe, run_dir, progress=False)
@@ -409,7 +466,11 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     # rigl-torch flattens weights and gradients with .view(-1), which a channels-last weight
     # refuses: its runs keep the default layout (the same arithmetic, in another memory order).
     model.to(memory_format=torch.contiguous_format)
-    pruner = make_rigl_torch_scheduler(model, optimizer, sparsity, trainer.total_steps)
+    if excluded and excluded != [find_targets(model)[0].name]:
+        raise SystemExit(f"rigl-torch can keep only the first layer dense, not {excluded}")
+    pruner = make_rigl_torch_scheduler(
+        model, optimizer, sparsity, trainer.total_steps, first_layer_dense=bool(excluded)
+    )
     step = 0
     start = time.monotonic()
     epoch = 0
@@ -431,7 +492,8 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     seconds = time.monotonic() - start
     top1 = trainer.evaluate()["test_acc"]
     with torch.no_grad():
-        report = sparsity_report(model)
+        # over the layers the convention prunes, as the engine's rows count it
+        report = sparsity_report(model, exclude=excluded or None)
     return {
         "top1": top1,
         "final_sparsity": report.overall,
@@ -464,15 +526,18 @@ def child_main(payload: str) -> None:
 def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None) -> list[RunSpec]:
     """The C-GaP ablation: one change at a time from the benchmark's C-GaP setting.
 
-    K: partitions (the SmallCNN has 5 prunable layers, so K=8 needs a deeper model: K in
-    2, 4, 5 on the quick tier, 2, 4, 8 on ResNet-20, 2 and 3 on LeNet-300-100); contiguous vs
+    K: partitions (the SmallCNN has 5 prunable layers, 4 with its first conv dense, so K=8 needs a
+    deeper model: K in 2, 4, 5 (2, 3, 4 first-dense) on the quick tier, 2, 4, 8 on ResNet-20,
+    2 and 3 on LeNet-300-100); contiguous vs
     random layer partitions; optimizer state reset at every GaP step vs only pruned entries
     zeroed; lr restarted per GaP step (the authors' code) vs one global cosine; epochs per GaP
     step at a fixed GaP budget.
     `base` repeats the table's C-GaP run; `only` picks variants by name (a reduced study).
     """
     e = tier.epochs
-    k_values = {"small_cnn": (2, 5), "mlp": (2,)}.get(tier.model, (2, 8))  # K <= prunable layers
+    # K <= prunable layers: SmallCNN has 5, 4 with its first conv dense
+    small_cnn_ks = (2, 5) if tier.layers == "all" else (2, 3)
+    k_values = {"small_cnn": small_cnn_ks, "mlp": (2,)}.get(tier.model, (2, 8))
     variants: dict[str, dict[str, Any]] = {"base": {}}
     for k in k_values:
         # Same GaP budget as the base (2 rounds x 4 steps x e/12 = 2e/3 epochs): only K changes.
@@ -493,7 +558,16 @@ def study_specs(tier: Tier, sparsity: float = 0.8, only: list[str] | None = None
     if unknown:
         raise SystemExit(f"unknown --variants {sorted(unknown)}; choose from {', '.join(variants)}")
     return [
-        RunSpec(tier.name, "cgap", sparsity, "uniform", seed, variant=f"study:{name}", overrides=ov)
+        RunSpec(
+            tier.name,
+            "cgap",
+            sparsity,
+            "uniform",
+            seed,
+            variant=f"study:{name}",
+            overrides=ov,
+            layers=tier.layers,
+        )
         for name, ov in chosen.items()
         for seed in tier.seeds
     ]
@@ -525,13 +599,24 @@ def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant
     specs = []
     for seed in tier.seeds:
         if "dense" in methods:
+            # dense prunes nothing, so one dense row serves every layer convention
             specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed, variant=variant))
         for sparsity in sparsities:
             for distribution in tier.distributions:
                 for method in methods:
                     if method == "dense" or (method == "rigl-torch" and distribution != "uniform"):
                         continue  # rigl-torch supports only its uniform distribution
-                    specs.append(RunSpec(tier.name, method, sparsity, distribution, seed, variant=variant))
+                    specs.append(
+                        RunSpec(
+                            tier.name,
+                            method,
+                            sparsity,
+                            distribution,
+                            seed,
+                            variant=variant,
+                            layers=tier.layers,
+                        )
+                    )
     return specs
 
 
@@ -546,8 +631,17 @@ def model_label(tier: Tier) -> str:
 
 
 def existing_keys(path: Path) -> set[tuple]:
+    """RunSpec.key() of every row in `path` (rows without `layers` predate the conventions: all)."""
     return {
-        (r["tier"], r["method"], round(r["sparsity"], 4), r["distribution"], r["seed"], r.get("variant", ""))
+        (
+            r["tier"],
+            r["method"],
+            round(r["sparsity"], 4),
+            r["distribution"],
+            r["seed"],
+            r.get("variant", ""),
+            r.get("layers", "all"),
+        )
         for r in read_rows(path)
     }
 
@@ -608,6 +702,7 @@ def make_row(
         "commit": provenance["commit"],
         "dirty": provenance["dirty"],
         "variant": spec.variant,
+        "layers": spec.layers,
         "threads": provenance["threads"],
         "parallel_jobs": provenance["parallel_jobs"],
         "dataset": tier.dataset,
