@@ -1,6 +1,8 @@
 """Quality benchmark: does GaP beat the baselines at an equal training budget?
 
     python -m benchmarks.quality --tier quick                 # small CNN, 1 seed, ~1 h on 2 CPU cores
+    python -m benchmarks.quality --tier quick --seeds 3       # the table's 3 seeds
+    python -m benchmarks.quality --tier quick --layers all    # every layer pruned (rows on record)
     python -m benchmarks.quality --tier long                  # LeNet-300-100, 100 epochs, 3 seeds, ~1 h
     python -m benchmarks.quality --tier full                  # ResNet-20, 3 seeds, uniform + ERK (GPU)
     python benchmarks/gpu_suite.py                            # its uniform rows on one GPU in <= 9 min
@@ -801,6 +803,12 @@ def main(argv: list[str] | None = None) -> int:
         help="epoch budget for every method (default: the tier's); rows at another budget are "
         "recorded as variant budget:E and tabled apart (table study only)",
     )
+    parser.add_argument(
+        "--layers",
+        choices=tuple(LAYER_CONVENTIONS),
+        help="layer convention for every method (default: the tier's; `all` re-measures the quick tier's "
+        "rows on record from before its first-dense convention)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (subprocesses)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
     parser.add_argument("--out", type=Path, help=f"JSONL to append to (default {RESULTS.relative_to(ROOT)})")
@@ -813,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--smoke writes only where --out says (never the committed results)")
     if args.seeds:
         tier = Tier(**{**asdict(tier), "seeds": tuple(range(args.seeds))})
+    if args.layers:
+        tier = Tier(**{**asdict(tier), "layers": args.layers})
     if args.epochs is not None and args.study != "table":
         parser.error("--epochs applies to the table study only (the ablation keeps the tier's budget)")
     variant = budget_variant(tier, args.epochs)
