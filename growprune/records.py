@@ -59,6 +59,8 @@ class Phase:
             return (
                 f"round {self.round}/{self.rounds}, partition {self.dense_partition}/{self.partitions} dense"
             )
+        if self.name == "merged" and self.round is not None:
+            return f"merged after round {self.round}/{self.rounds}"
         return self.name
 
     def to_dict(self) -> dict[str, Any]:

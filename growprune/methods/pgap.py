@@ -105,6 +105,9 @@ class PGaP(GaPSchedule):
                 f"worker must be in [0, {self.num_partitions}) for {self.num_partitions} partitions"
             )
         self._sparse_masks: dict[str, torch.Tensor] = {}
+        # True between a merge's prune and the next round's growth: the model is the merged,
+        # pruned one, and an evaluation there (the engine's, after every merge) must say so.
+        self._between_rounds = False
 
     def on_start(self) -> None:
         masks = self.initial_masks(self.names)
@@ -116,6 +119,7 @@ class PGaP(GaPSchedule):
         """Start round `round_index` as `worker`: the merged sparse masks with partition `worker`
         grown to dense, and fresh optimizer state (the authors build a new optimizer per step)."""
         self.worker = worker
+        self._between_rounds = False
         self.step_count = round_index * self.steps_per_phase
         masks = dict(self._sparse_masks)
         for name in self.partitions[worker]:
@@ -168,11 +172,14 @@ class PGaP(GaPSchedule):
         self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.merged_rounds = self.step_count // self.steps_per_phase
         self.change_masks(masks, "merge-prune", reset="all")
+        self._between_rounds = self.step_count < self.gap_end
 
     def dense_partition_at(self, step: int) -> int | None:
         return self.worker if step < self.gap_end else None
 
     def describe_phase(self, step: int) -> Phase:
+        if self._between_rounds and step == self.step_count:
+            return Phase("merged", step, round=self.merged_rounds, rounds=self.rounds)
         if step < self.gap_end:
             return Phase(
                 "gap",

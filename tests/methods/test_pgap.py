@@ -83,6 +83,14 @@ def test_single_process_rounds_prune_every_partition_after_merge() -> None:
     assert dense_partitions(sparsifier) == []
     assert abs(sparsifier.current_sparsity() - 0.75) < 1e-3
     assert sparsifier.merged_rounds == 1
+    # between the merge and the next round the model is the merged, pruned one (what the engine
+    # evaluates after every merge): its phase says so, not "round 2, partition 2 dense"
+    assert sparsifier.phase.name == "merged" and str(sparsifier.phase) == "merged after round 1/2"
+    sparsifier.begin_round(1, 0)
+    assert str(sparsifier.phase) == "round 2/2, partition 1/2 dense"
+    sparsifier.step_count = 2 * sparsifier.steps_per_phase
+    sparsifier.prune_after_merge()  # the last merge: fine-tuning follows, not another round
+    assert sparsifier.phase.name == "finetune"
 
 
 def test_library_merger_is_called_at_round_end() -> None:
