@@ -242,8 +242,10 @@ def trace_run(
     layers: str,
     threads: int,
     recal_batches: int = RECAL_BATCHES,
+    merge: str | None = None,
 ) -> dict[str, Any]:
-    """One P-GaP run of the quality benchmark's recipe, traced."""
+    """One P-GaP run of the quality benchmark's recipe, traced; `merge` overrides the recipe's
+    `merge_non_partition` (how the entries outside the partitions are merged)."""
     import torch
 
     from growprune.train.engine import Trainer
@@ -251,7 +253,8 @@ def trace_run(
 
     torch.set_num_threads(threads)
     tier = with_budget(TIERS[tier_name], epochs)
-    spec = RunSpec(tier.name, "pgap", sparsity, "uniform", seed, layers=layers)
+    overrides = {"method.merge_non_partition": merge} if merge else {}
+    spec = RunSpec(tier.name, "pgap", sparsity, "uniform", seed, layers=layers, overrides=overrides)
     recipe = validate_recipe(build_recipe_dict(spec, tier, threads))
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(recipe, Path(run_dir), progress=False)
@@ -357,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="layer convention (default all: the recorded quick-tier P-GaP rows prune every layer)",
     )
+    parser.add_argument(
+        "--merge",
+        choices=("average", "group0"),
+        help="merge_non_partition for the run (default: the recipe's, average)",
+    )
     parser.add_argument("--recal-batches", type=int, default=RECAL_BATCHES, help="BatchNorm recalibration")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="seeds traced in parallel (processes)")
@@ -383,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.layers,
                 args.threads,
                 args.recal_batches,
+                args.merge,
             )
             for seed in args.seeds
         ]

@@ -27,14 +27,14 @@ from growprune.methods.gap import GaPSchedule, GaPSettings
 from growprune.methods.settings import RunLength, plural
 from growprune.sparsity.masks import MASK_SUFFIX
 
-MERGE_MODES = ("average", "group0")
+MERGE_MODES = ("average", "group0", "owner")
 
 
 @dataclass(kw_only=True)
 class PGaPSettings(GaPSettings):
     """Each round is one phase per worker: K workers train their partition in parallel."""
 
-    merge_non_partition: Literal["average", "group0"] = "average"
+    merge_non_partition: Literal["average", "group0", "owner"] = "average"
     reset_optimizer: Literal["all"] = "all"  # the merge always starts workers afresh
 
 
@@ -209,6 +209,33 @@ def _is_mask(key: str) -> bool:
     return key.endswith(MASK_SUFFIX)
 
 
+def entry_owners(keys: Sequence[str], owner: Mapping[str, int]) -> dict[str, int]:
+    """For ``merge_non_partition="owner"``: the worker each entry outside the partitions comes from.
+
+    An entry belongs to the pruned layer it works with: a bias (or any entry of the module that
+    holds a pruned weight) to that weight's partition, a norm layer's scale, shift and running
+    statistics to the last pruned weight before it in `keys` (state-dict order, which is module
+    registration order). Entries before the first pruned weight have no owner and are averaged.
+    Why: worker k trains the layers of partition k dense and the rest sparse, so the BatchNorm
+    that follows one of its layers was fitted to worker k's weights; averaging it with workers
+    whose copy of that layer was sparse (or taking worker 0's) pairs weights and statistics that
+    never ran together.
+    """
+    module_owner = {key.rpartition(".")[0]: k for key, k in owner.items()}
+    result: dict[str, int] = {}
+    last: int | None = None
+    for key in keys:
+        if key in owner:
+            last = owner[key]
+            continue
+        module = key.rpartition(".")[0]
+        if module in module_owner:
+            result[key] = module_owner[module]
+        elif last is not None:
+            result[key] = last
+    return result
+
+
 def merge_worker_states(
     worker_states: Sequence[Mapping[str, torch.Tensor]],
     owner: Mapping[str, int],
@@ -218,18 +245,22 @@ def merge_worker_states(
 
     `owner` maps each pruned weight's state-dict key to its partition (:meth:`PGaP.partition_owner`).
     Partition k's weights come from worker k. Other floating-point entries (biases, norms,
-    BatchNorm running statistics) are averaged over the workers, or taken from worker 0 with
-    ``mode="group0"``; integer buffers and masks come from worker 0 (masks are recomputed by
-    the prune that follows).
+    BatchNorm running statistics) are averaged over the workers, taken from worker 0 with
+    ``mode="group0"`` (the authors' code), or with ``mode="owner"`` from the worker that owns the
+    layer they belong to (:func:`entry_owners`); integer buffers and masks come from worker 0
+    (masks are recomputed by the prune that follows).
     """
     check_choice("merge_non_partition", mode, MERGE_MODES)
     if len(worker_states) != max(owner.values()) + 1:
         raise ValueError(f"merge needs one state per partition: got {len(worker_states)}")
     merged: dict[str, torch.Tensor] = {}
+    follows = entry_owners(list(worker_states[0]), owner) if mode == "owner" else {}
     for key, first in worker_states[0].items():
         if key in owner:
             merged[key] = worker_states[owner[key]][key].clone()
-        elif mode == "average" and first.is_floating_point() and not _is_mask(key):
+        elif key in follows and first.is_floating_point() and not _is_mask(key):
+            merged[key] = worker_states[follows[key]][key].clone()
+        elif mode in ("average", "owner") and first.is_floating_point() and not _is_mask(key):
             total = worker_states[0][key].clone()
             for state in worker_states[1:]:
                 total += state[key]

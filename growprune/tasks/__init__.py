@@ -224,6 +224,8 @@ def _detection_task(
         max_detections=ev.max_detections,
         examples=min(ev.examples, 4),
     )
+
+
 def _partseg_task(
     settings: DataSettings, device: torch.device, smoke: bool, args: dict[str, Any], common: dict[str, Any]
 ) -> Task:

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from growprune.methods.pgap import entry_owners
+
 
 @dataclass
 class DistContext:
@@ -115,23 +117,30 @@ class MergeStats:
 
 @torch.no_grad()
 def merge_across_groups(model: nn.Module, owner: dict[str, int], ctx: DistContext, mode: str) -> MergeStats:
-    """The P-GaP merge over torch.distributed: same result as ``merge_worker_states``.
+    """The P-GaP merge over torch.distributed: ``merge_worker_states`` over the groups.
 
     Partition k's weights are broadcast from group k's leader; other floating-point entries are
-    averaged over all ranks (replicas inside a group are equal, so this is the mean over groups)
-    or broadcast from rank 0. Masks are skipped: the prune that follows recomputes them.
-    Bytes are counted as the payload each rank sends or receives once.
+    averaged over all ranks, broadcast from rank 0 (``group0``), or with ``owner`` broadcast from
+    the leader of the group that owns their layer (:func:`entry_owners`). Weights are equal
+    inside a group (DDP); BatchNorm running statistics are not (DDP here does not broadcast
+    buffers), so for them the average is over every rank, and the broadcasts carry the leader's.
+    Masks are skipped: the prune that follows recomputes them. Bytes are counted as the payload
+    each rank sends or receives once.
     """
     started = time.monotonic()
     dist.barrier()
     waited = time.monotonic() - started
     sent = 0
-    for key, tensor in model.state_dict().items():
+    state = model.state_dict()
+    follows = entry_owners(list(state), owner) if mode == "owner" else {}
+    for key, tensor in state.items():
         if key.endswith("_mask"):
             continue
         if key in owner:
             dist.broadcast(tensor, src=owner[key] * ctx.group_size)
-        elif mode == "average" and tensor.is_floating_point():
+        elif key in follows and tensor.is_floating_point():
+            dist.broadcast(tensor, src=follows[key] * ctx.group_size)
+        elif mode in ("average", "owner") and tensor.is_floating_point():
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
             tensor.div_(ctx.world)
         else:

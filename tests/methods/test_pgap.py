@@ -76,6 +76,48 @@ def test_merge_takes_partitions_from_owners_and_averages_the_rest() -> None:
         gp.merge_worker_states(states, owner, mode="median")
 
 
+def test_owner_merge_takes_each_entry_from_the_worker_of_its_layer() -> None:
+    """`owner`: a bias goes with its weight, a BatchNorm with the pruned layer before it; what
+    comes before the first pruned layer is averaged."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.BatchNorm1d(16),  # before any pruned layer: averaged
+        nn.Linear(16, 32),
+        nn.BatchNorm1d(32),  # follows layer 1 (partition 0)
+        nn.ReLU(),
+        nn.Linear(32, 32),
+        nn.BatchNorm1d(32),  # follows layer 4
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
+    sparsifier = gp.PGaP(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        sparsity=0.5,
+        partitions=3,
+        steps_per_phase=2,
+        rounds=1,
+        finetune_steps=1,
+        merge_non_partition="owner",
+    )
+    owner = sparsifier.partition_owner()
+    assert owner == {"1.weight": 0, "4.weight": 1, "7.weight": 2}
+    states = []
+    for k in range(3):
+        state = {key: value.clone() for key, value in model.state_dict().items()}
+        for value in state.values():
+            if value.is_floating_point():
+                value.fill_(float(k + 1))
+        states.append(state)
+    merged = gp.merge_worker_states(states, owner, mode="owner")
+    expected = {"0.": 2.0, "1.": 1.0, "2.": 1.0, "4.": 2.0, "5.": 2.0, "7.": 3.0}
+    for key, value in merged.items():
+        if value.is_floating_point() and not key.endswith("_mask"):
+            want = next(v for prefix, v in expected.items() if key.startswith(prefix))
+            assert torch.all(value == want), (key, value.flatten()[0].item(), want)
+    assert torch.equal(merged["2.num_batches_tracked"], states[0]["2.num_batches_tracked"])
+
+
 def test_single_process_rounds_prune_every_partition_after_merge() -> None:
     model, sparsifier = make()
     sparsifier.step_count = sparsifier.steps_per_phase

@@ -76,8 +76,11 @@ PGAP = {
 }
 
 
-def test_pgap_two_processes_equal_single_process(tmp_path: Path) -> None:
-    recipe = recipe_file(tmp_path, PGAP)
+@pytest.mark.parametrize("merge", ["average", "owner"])
+def test_pgap_two_processes_equal_single_process(tmp_path: Path, merge: str) -> None:
+    """The torchrun merge and the single-process one agree, for each way of merging the entries
+    outside the partitions (the MLP's biases: averaged, or from their weight's owner)."""
+    recipe = recipe_file(tmp_path, {**PGAP, "merge_non_partition": merge})
     train(recipe, tmp_path / "single")
     train(recipe, tmp_path / "multi", 2)
     single, multi = final_state(tmp_path / "single")["model"], final_state(tmp_path / "multi")["model"]
