@@ -96,3 +96,39 @@ def test_budget_target_lines_per_budget() -> None:
     assert line.startswith("- At a 24-epoch budget")
     assert "80%: C-GaP 91.50, -0.50 vs dense" in line
     assert "90%: C-GaP 87.00, +1.00 vs GMP (Zhu & Gupta)" in line
+
+
+def test_headline_leads_with_the_long_tier(tmp_path) -> None:
+    """The headline compares C-GaP with the best baseline per sparsity, long tier first, and
+    make_results puts it at the top of a RESULTS.md that did not have it."""
+    from benchmarks.make_results import headline_section, main
+
+    long_rows = [
+        {**row("dense", 0.0, 100, 0.90), "tier": "long"},
+        {**row("cgap", 0.9, 100, 0.89), "tier": "long"},
+        {**row("gmp", 0.9, 100, 0.895), "tier": "long"},
+        {**row("rigl", 0.9, 100, 0.88), "tier": "long"},
+    ]
+    text = headline_section(long_rows + [row("dense", 0.0, 6, 0.91), row("cgap", 0.8, 6, 0.88)])
+    assert text.index("Tier `long`") < text.index("Tier `quick`")
+    assert "| 90% | 89.00 | GMP (Zhu & Gupta) 89.50 | -0.50 | -1.00 |" in text
+    assert "| 80% |" not in text  # no baseline ran at 80% on the quick tier: no row to compare
+    import json
+
+    quality = tmp_path / "q.jsonl"
+    quality.write_text("".join(json.dumps(r) + "\n" for r in long_rows))
+    out = tmp_path / "RESULTS.md"
+    out.write_text(
+        "# Benchmark results\n\n<!-- growprune:inference:start -->\nold\n<!-- growprune:inference:end -->\n"
+    )
+    main(
+        ["--quality", str(quality), "--overhead", str(tmp_path / "none.json"), "--out", str(out)]
+        + [f"--{name}={tmp_path / 'none.jsonl'}" for name in ("translation", "partseg", "detection")]
+    )
+    written = out.read_text()
+    assert written.index("## Headline") < written.index("growprune:inference:start")
+    main(
+        ["--quality", str(quality), "--overhead", str(tmp_path / "none.json"), "--out", str(out)]
+        + [f"--{name}={tmp_path / 'none.jsonl'}" for name in ("translation", "partseg", "detection")]
+    )
+    assert out.read_text().count("## Headline") == 1
