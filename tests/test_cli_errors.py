@@ -265,7 +265,11 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 130, err
+    # 130 is our exit code; -SIGINT (killed by the signal) was measured once in CI under load, after
+    # our one line had been printed: CPython ends a process by SIGINT when it saw an interrupt it
+    # counts as unhandled, which can happen when the signal lands inside an extension's import.
+    # A shell reports both as $? = 130; anything else (0: the run went on) is a failure.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and lines and lines[-1].startswith("interrupted"), err
     # On a busy machine the signal may land after start-up: then the run's own lines come first
     # and the stop is still one line.
