@@ -132,6 +132,14 @@ def accuracy(
     return statistics.fmean(hits) if hits else None
 
 
+def baseline_accuracies(
+    rows: list[dict[str, Any]], tier: str, sparsity: float, budget: float | None = None
+) -> dict[str, float]:
+    """Mean top-1 of every baseline run on `tier` at `sparsity` (uniform), in BASELINES order."""
+    cells = {m: accuracy(rows, tier, m, sparsity, "uniform", budget) for m in BASELINES}
+    return {m: v for m, v in cells.items() if v is not None}
+
+
 def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     table = [r for r in rows if r["tier"] == tier and not r.get("variant")]
     if not table:
@@ -576,8 +584,7 @@ def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
             if cgap is None:
                 continue
             dense = accuracy(rows, tier, "dense", 0.0, "dense", budget)
-            at_budget = {m: accuracy(rows, tier, m, s, "uniform", budget) for m in BASELINES}
-            others = {m: v for m, v in at_budget.items() if v is not None}
+            others = baseline_accuracies(rows, tier, s, budget)
             text = f"{s:.0%}: C-GaP {100 * cgap:.2f}"
             if dense is not None and s == 0.8:
                 text += f", {100 * (cgap - dense):+.2f} vs dense"
@@ -616,7 +623,7 @@ def headline_section(rows: list[dict[str, Any]]) -> str:
         ]
         for s in levels:
             cgap = accuracy(rows, tier, "cgap", s, "uniform")
-            known = {m: v for m in BASELINES if (v := accuracy(rows, tier, m, s, "uniform")) is not None}
+            known = baseline_accuracies(rows, tier, s)
             if cgap is None or not known:
                 continue
             best = max(known, key=known.get)  # type: ignore[arg-type]
@@ -660,8 +667,7 @@ def cgap_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
     lines.append(f"- C-GaP at {near_dense:.0%} within 0.3 points of dense or better: {verdict(ok)}{gap}.")
     for s in ahead_at:
         cgap = accuracy(rows, tier, "cgap", s, "uniform")
-        base = {m: accuracy(rows, tier, m, s, "uniform") for m in BASELINES}
-        known = {m: v for m, v in base.items() if v is not None}
+        known = baseline_accuracies(rows, tier, s)
         expected = set(TIERS[base_tier(tier)].methods) if base_tier(tier) in TIERS else set(BASELINES)
         best = max(known, key=known.get) if known else None  # type: ignore[arg-type]
         ok = None if cgap is None or best is None else all(cgap >= v for v in known.values())

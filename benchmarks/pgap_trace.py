@@ -55,6 +55,7 @@ from benchmarks.quality import (
     first_prunable_layer,
     with_budget,
 )
+from growprune.methods.pgap import MERGE_MODES
 
 RESULTS = RESULTS_DIR / "pgap_trace.json"
 RECAL_BATCHES = 50
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--merge",
-        choices=("average", "group0"),
+        choices=MERGE_MODES,
         help="merge_non_partition for the run (default: the recipe's, average)",
     )
     parser.add_argument("--recal-batches", type=int, default=RECAL_BATCHES, help="BatchNorm recalibration")
