@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.trajectory
 def test_readme_python_example_runs() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python example"
@@ -18,6 +21,7 @@ def test_readme_python_example_runs() -> None:
     assert abs(gp.sparsity_report(namespace["model"]).overall - 0.8) < 1e-3
 
 
+@pytest.mark.trajectory
 def test_readme_custom_method_example_runs() -> None:
     """The "Your own method" example: registered with one call, it trains in a plain loop."""
     from growprune.methods import METHODS

@@ -60,8 +60,10 @@ class Task(ABC):
         """The training batches in another order (each P-GaP worker reads its own)."""
 
     def collapsed(self, scores: dict[str, float], peak: float) -> str | None:
-        """Why ``scores`` show a model that has collapsed (diverged while its numbers stay finite),
-        or None. ``peak`` is the best primary score of the run so far. The default sees none."""
+        """Why ``scores`` look like a model that has collapsed (back at chance while its numbers
+        stay finite), or None. ``peak`` is the best primary score under the current masks. The
+        engine only warns on it: a finite score cannot tell a collapse from a pruning shock or
+        evaluation noise on every machine, so it never stops a run. The default sees none."""
         del scores, peak
         return None
 

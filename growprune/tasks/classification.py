@@ -73,7 +73,8 @@ class ClassificationTask(Task):
         Chance is what predicting the commonest test class scores. "At chance" allows three
         binomial standard errors of noise on the test set's size; "well above" needs the run to
         have reached a quarter of the way from chance to perfect, so a model that never learned
-        (a short smoke run) is not called diverged, and neither is a dip after pruning.
+        (a short smoke run) is not flagged. The engine warns on it and trains on (see
+        :meth:`Task.collapsed`).
         """
         counts = torch.bincount(self.test_set.y.long().flatten().cpu(), minlength=self.num_classes)
         total = int(counts.sum())

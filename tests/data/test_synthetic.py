@@ -59,6 +59,7 @@ def test_bad_arguments() -> None:
         make_synthetic_images(height=2)
 
 
+@pytest.mark.trajectory
 def test_mlp_learns_synthetic_but_linear_model_does_not() -> None:
     """High MLP accuracy shows training works; the linear gap shows the task is nonlinear."""
     train, test = make_synthetic(seed=0)
@@ -70,6 +71,7 @@ def test_mlp_learns_synthetic_but_linear_model_does_not() -> None:
     assert _accuracy(linear, test) < 0.9
 
 
+@pytest.mark.trajectory
 def test_small_cnn_learns_synthetic_images() -> None:
     train, test = make_synthetic_images(n_train=1000, n_test=300, height=16, width=16, seed=0)
     cnn = SmallCNN(in_channels=1, num_classes=train.num_classes, width=8)

@@ -70,6 +70,7 @@ def test_list_shows_the_detection_datasets_and_recipes(capsys: pytest.CaptureFix
     assert "coco, coco_shapes (detection" in out and "detection/cgap-quick" in out
 
 
+@pytest.mark.trajectory
 def test_a_folder_not_made_by_the_generator_trains_with_data_root(tmp_path: Path) -> None:
     root = write_tiny_coco(tmp_path / "foreign")
     out = tmp_path / "run"

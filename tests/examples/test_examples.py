@@ -21,6 +21,7 @@ def test_every_example_is_tested() -> None:
     ]
 
 
+@pytest.mark.trajectory
 @pytest.mark.parametrize("script", ["plain_loop.py", "hf_trainer.py", "lightning_fit.py"])
 def test_example_runs(script: str, tmp_path: Path) -> None:
     for package in NEEDS.get(script, ()):

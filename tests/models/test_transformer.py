@@ -199,6 +199,7 @@ def test_masked_weights_take_effect_and_still_run() -> None:
         torch.testing.assert_close(model(src, tgt[:, :-1]), model(other, tgt[:, :-1]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.trajectory
 def test_overfits_a_tiny_batch() -> None:
     torch.manual_seed(0)
     model = Seq2SeqTransformer(

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.partseg.handmade import write_handmade
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +27,7 @@ def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.trajectory
 def test_unseen_folder_trains_with_data_root(tmp_path: Path) -> None:
     root = write_handmade(tmp_path / "shapenet")
     out = tmp_path / "run"

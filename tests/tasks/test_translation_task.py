@@ -110,6 +110,7 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("corpus-cache")
 
 
+@pytest.mark.trajectory
 def test_engine_trains_translation_and_resumes_exactly(corpus_cache: Path, tmp_path: Path) -> None:
     recipe = validate_recipe(_recipe(corpus_cache))
     straight = Trainer(recipe, tmp_path / "straight", smoke=True, progress=False)

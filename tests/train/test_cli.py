@@ -53,6 +53,7 @@ def write_recipe(path: Path, **sections: dict) -> Path:
     return path
 
 
+@pytest.mark.trajectory
 @pytest.mark.parametrize("recipe", bundled_recipes(), ids=lambda p: str(p.relative_to(RECIPES_DIR)))
 def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -107,6 +108,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["model"]
 
 
+@pytest.mark.trajectory
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     recipe = write_recipe(
         tmp_path / "r.yaml",

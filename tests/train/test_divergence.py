@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,30 +124,32 @@ def make_trainer(tmp_path: Path) -> Trainer:
     return Trainer(recipe, tmp_path / "run", progress=False)
 
 
-def test_evaluation_at_chance_after_learning_stops_the_run(
+def test_evaluation_at_chance_after_learning_warns_and_trains_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Finite numbers can hide a collapse: accuracy back at chance under the same masks is
-    divergence, found at the evaluation, before the epoch's checkpoint is written."""
+    """A finite score back at chance is a warning, never a stop: whether a legitimate run dips
+    there (a prune shock on a small evaluation set) depends on the CPU's round-off. The run ends
+    normally, with every checkpoint written."""
     trainer = make_trainer(tmp_path)
     scores = iter([0.9, 0.9, 0.9, 0.1, 0.1, 0.1])
     monkeypatch.setattr(trainer, "evaluate", lambda final=False: {"test_loss": 1.0, "test_acc": next(scores)})
-    with pytest.raises(
-        TrainingDiverged, match=r"test accuracy fell to 0\.1000, chance level .* after reaching 0\.9"
-    ):
-        trainer.run()
-    # The collapse came in fine-tuning (epoch 4: masks unchanged since epoch 3's 0.9).
-    steps = [int(p.stem.split("-")[1]) for p in all_checkpoints(trainer.run_dir) if p.stem.startswith("ckpt")]
-    assert max(steps) == 3 * trainer.steps_per_epoch
+    fell = r"test accuracy fell to 0\.1000, chance level .* after reaching 0\.9"
+    with pytest.warns(UserWarning, match=fell):
+        final = trainer.run()
+    assert final["test_acc"] == 0.1
+    assert (trainer.run_dir / "checkpoints" / "final.pt").is_file()
 
 
 def test_a_pruning_shock_is_not_divergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Accuracy at chance right after the masks changed (a GaP phase change here) is the schedule
-    at work; the run goes on."""
+    at work; the run goes on without even a warning."""
     trainer = make_trainer(tmp_path)
     scores = iter([0.9, 0.1, 0.1, 0.9, 0.9, 0.9])  # phase 1, phase 2, fine-tuning x 3, final
     monkeypatch.setattr(trainer, "evaluate", lambda final=False: {"test_loss": 1.0, "test_acc": next(scores)})
-    assert trainer.run()["test_acc"] == 0.9
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert trainer.run()["test_acc"] == 0.9
+    assert not [w for w in caught if "chance level" in str(w.message)]
 
 
 def test_non_finite_evaluation_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
