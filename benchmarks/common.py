@@ -49,6 +49,8 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # AVX-512, AVX2 and torch's unvectorized kernels round differently: a result names them.
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "mkl": torch.backends.mkl.is_available(),
         "python": platform.python_version(),
         "platform": platform.platform(),

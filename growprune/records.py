@@ -121,6 +121,12 @@ class StartRecord:
     process_steps: int  # optimizer steps this process runs (single-process P-GaP replays K workers)
     partitions: list[list[str]] | None = None
     parallel_partitions: bool = False  # partitions trained at once by different workers (P-GaP)
+    # Where it ran: the same recipe and seed give other numbers under other CPU kernels (AVX-512,
+    # AVX2 and torch's unvectorized "DEFAULT" round differently), so a result names them.
+    device: str | None = None
+    cpu_kernels: str | None = None  # torch.backends.cpu.get_cpu_capability()
+    threads: int | None = None
+    torch_version: str | None = None
 
     @property
     def total_epochs(self) -> float:
@@ -152,7 +158,29 @@ class StartRecord:
             process_steps=as_int(data.get("process_steps")) or total,
             partitions=partitions or None,
             parallel_partitions=bool(data.get("parallel_partitions", False)),
+            device=_optional_str(data.get("device")),
+            cpu_kernels=_optional_str(data.get("cpu_kernels")),
+            threads=as_int(data.get("threads")),
+            torch_version=_optional_str(data.get("torch_version")),
         )
+
+    @property
+    def platform_text(self) -> str | None:
+        """"cpu, AVX512 kernels, 2 threads, torch 2.13.0+cpu", or None for a run that did not record it."""
+        if self.device is None:
+            return None
+        parts = [self.device]
+        if self.cpu_kernels:
+            parts.append(f"{self.cpu_kernels} kernels")
+        if self.threads:
+            parts.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+        if self.torch_version:
+            parts.append(f"torch {self.torch_version}")
+        return ", ".join(parts)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass

@@ -364,6 +364,7 @@ def summary_table(run: RunData) -> list[str]:
         *([("partitions", partitions)] if partitions is not None else []),
         ("parameters kept / total", params_text(run)),
         ("wall time", duration(wall_seconds(run)) + ("" if run.finished else " (so far)")),
+        *([("computed on", platform)] if (platform := run.start and run.start.platform_text) else []),
         ("mask-change events", events_text(run.events)),
         ("last step", number(run.last_step)),
     ]

@@ -531,6 +531,10 @@ class Trainer:
             process_steps=self.planned_steps(),
             partitions=[list(p) for p in partitions] if partitions else None,
             parallel_partitions=isinstance(self.loop, RoundLoop),
+            device=str(self.device),
+            cpu_kernels=torch.backends.cpu.get_cpu_capability(),
+            threads=torch.get_num_threads(),
+            torch_version=torch.__version__,
         )
 
     def planned_steps(self) -> int:

@@ -347,3 +347,34 @@ def test_third_party_method_is_titled_by_its_registration(tmp_path: Path) -> Non
         METHODS.pop("mymethod", None)
     text = write_report(tmp_path / "old").read_text()  # no longer registered: the raw name
     assert text.startswith("# mymethod: mlp on synthetic")
+
+
+@pytest.mark.parametrize(
+    ("fields", "row"),
+    [
+        (
+            {"device": "cpu", "cpu_kernels": "AVX512", "threads": 2, "torch_version": "2.13.0+cpu"},
+            "| computed on | cpu, AVX512 kernels, 2 threads, torch 2.13.0+cpu |",
+        ),
+        (
+            {"device": "cpu", "cpu_kernels": "DEFAULT", "threads": 1},
+            "| computed on | cpu, DEFAULT kernels, 1 thread |",
+        ),
+        ({"device": "cuda:0", "torch_version": "2.14.1"}, "| computed on | cuda:0, torch 2.14.1 |"),
+        ({}, None),  # an older run did not record it: no row rather than a guess
+    ],
+)
+def test_report_names_the_kernels_a_run_was_computed_with(
+    tmp_path: Path, fields: dict[str, Any], row: str | None
+) -> None:
+    """The same recipe and seed give other numbers on AVX-512, AVX2 and unvectorized kernels."""
+    start = StartRecord("dense", "dense", STEPS_PER_EPOCH, 500, 500, **fields)
+    assert StartRecord.from_dict(record_to_json(start)) == start
+    records = [start, *metric_records(500, plain_phase, {}, lambda step: 0.0)]
+    records.append(final_record(500, 0.91, 0.0, 5000, 5000, 42.0, layers(3, 0.0)))
+    recipe = {"method": {"name": "dense"}, "model": {"name": "mlp"}, "data": {"name": "synthetic"}}
+    text = write_report(write_run(tmp_path / "run", recipe, records)).read_text()
+    if row is None:
+        assert "computed on" not in text
+    else:
+        assert row in text

@@ -64,6 +64,8 @@ def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None
     assert labels == ["done", "report"], result.stdout
     assert f"run directory: {out}" in result.stderr and "done: " not in result.stderr
     assert (out / "report" / "report.md").is_file()
+    kernels = torch.backends.cpu.get_cpu_capability()  # under ATEN_CPU_CAPABILITY, the kernels asked for
+    assert f"| computed on | cpu, {kernels} kernels, " in (out / "report" / "report.md").read_text()
     assert (out / "checkpoints" / "final.pt").is_file()
     final = [
         r
