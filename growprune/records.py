@@ -300,6 +300,9 @@ _FINAL_FIELDS = (
     "params_kept",
     "train_seconds",
     "layers",
+    "peak_rss_mib",
+    "peak_rss_above_start_mib",
+    "peak_cuda_mib",
 )
 
 
@@ -316,6 +319,10 @@ class FinalRecord:
     params_kept: int | None
     train_seconds: float | None
     layers: list[dict[str, Any]] = field(default_factory=list)
+    # Peak memory of the process that finished the run (growprune.train.memory says how measured).
+    peak_rss_mib: float | None = None
+    peak_rss_above_start_mib: float | None = None
+    peak_cuda_mib: float | None = None
 
     @property
     def score(self) -> float | None:
@@ -336,6 +343,9 @@ class FinalRecord:
             params_total=as_int(data.get("params_total")),
             params_kept=as_int(data.get("params_kept")),
             train_seconds=as_float(data.get("train_seconds")),
+            peak_rss_mib=as_float(data.get("peak_rss_mib")),
+            peak_rss_above_start_mib=as_float(data.get("peak_rss_above_start_mib")),
+            peak_cuda_mib=as_float(data.get("peak_cuda_mib")),
             layers=[layer for layer in layers if isinstance(layer, Mapping)]
             if isinstance(layers, list)
             else [],

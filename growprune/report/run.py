@@ -281,6 +281,21 @@ def params_text(run: RunData) -> str:
     return f"{kept:,} / {total:,} ({kept / total * 100:.2f} % kept)"
 
 
+def memory_text(run: RunData) -> str | None:
+    """Peak memory of the process that finished the run; None for a run that did not record it."""
+    final = run.final
+    if final is None or (final.peak_rss_mib is None and final.peak_cuda_mib is None):
+        return None
+    parts = []
+    if final.peak_cuda_mib is not None:
+        parts.append(f"{final.peak_cuda_mib:,.0f} MiB CUDA allocated")
+    if final.peak_rss_mib is not None:
+        above = final.peak_rss_above_start_mib
+        rss = f"{final.peak_rss_mib:,.0f} MiB process RSS"
+        parts.append(rss + (f" ({above:,.0f} MiB above the start of training)" if above is not None else ""))
+    return "; ".join(parts)
+
+
 def planned_text(start: StartRecord | None) -> str:
     """The planned length from the start record; "unknown" for a run written without one."""
     if start is None:
@@ -365,6 +380,7 @@ def summary_table(run: RunData) -> list[str]:
         ("parameters kept / total", params_text(run)),
         ("wall time", duration(wall_seconds(run)) + ("" if run.finished else " (so far)")),
         *([("computed on", platform)] if (platform := run.start and run.start.platform_text) else []),
+        *([("peak memory", memory)] if (memory := memory_text(run)) else []),
         ("mask-change events", events_text(run.events)),
         ("last step", number(run.last_step)),
     ]

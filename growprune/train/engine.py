@@ -42,6 +42,7 @@ from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_mo
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
 from growprune.train.distributed import init_distributed, shard_batch
 from growprune.train.loops import EpochStats, RoundLoop, StepLoop, loop_class
+from growprune.train.memory import PeakMemoryMeter
 from growprune.train.metrics import MetricsLogger
 from growprune.train.recipe import (
     Recipe,
@@ -501,6 +502,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end of the schedule; returns the final summary record."""
         self._start = self._last_ckpt_time = time.monotonic()
+        self.memory = PeakMemoryMeter(self.device)
         self.after_mask_changes()
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         self.bar = tqdm(
@@ -646,6 +648,7 @@ class Trainer:
             params_kept=total - report.zeros,
             train_seconds=self._elapsed(),
             layers=report.to_dict()["layers"],
+            **self.memory.read().record_fields(),
         )
         if self.is_main:
             (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))

@@ -74,6 +74,7 @@ def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None
     ]
     target = yaml.safe_load((out / "recipe.yaml").read_text())["method"]["sparsity"]
     assert final and final[0]["sparsity"] >= target - 1e-3
+    assert final[0]["peak_rss_mib"] > 0 and final[0]["peak_rss_above_start_mib"] >= 0
 
 
 @pytest.mark.parametrize(
