@@ -9,6 +9,7 @@ from typing import Any
 from growprune.integrations.schedule import check_arguments, schedule_kwargs
 from growprune.methods import get_method
 from growprune.methods.base import Sparsifier
+from growprune.methods.errors import SparsifierStateError
 
 
 def check_callback_arguments(method: str, method_args: Mapping[str, Any]) -> None:
@@ -43,9 +44,9 @@ def build_sparsifier(
     cls = get_method(method)
     try:
         return cls(model, optimizer, state=state, persistent_masks=False, **kwargs)
-    except ValueError as error:
+    except SparsifierStateError as error:
         if state is not None and "does not match" in str(error):
-            raise ValueError(
+            raise SparsifierStateError(
                 f"{error}; the checkpoint was saved by a run with another schedule: the schedule is "
                 f"derived from {length_source} ({total_steps} optimizer steps now) and the callback's "
                 "arguments, so resume with the same ones"
