@@ -21,6 +21,7 @@ from torch import nn
 
 import growprune as gp
 from growprune.errors import GrowpruneError
+from growprune.integrations.schedule import check_arguments
 from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
 from growprune.seeding import SeedError, stream_seed
 from growprune.sparsity.partition import partition_layers
@@ -270,6 +271,7 @@ SEED_TAKERS: dict[str, Callable[[Any], Any]] = {
     "oneshot": lambda seed: build("oneshot", seed=seed),
     "partition_layers": lambda seed: partition_layers(["a", "b", "c"], [1, 1, 1], 2, "random", seed),
     "stream_seed": lambda seed: stream_seed(seed, 1),
+    "callback_arguments": lambda seed: check_arguments("gmp", {"sparsity": 0.5, "seed": seed}),
 }
 BAD_SEEDS = [1.5, 2.0, np.float64(3.0), True, np.bool_(False), "3", None]
 
