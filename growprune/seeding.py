@@ -21,12 +21,46 @@ nothing but their arguments, and are the same on every platform and in every pro
 from __future__ import annotations
 
 import hashlib
+import operator
 
 import numpy as np
 
-__all__ = ["keyed_seed", "stream_seed"]
+from growprune.errors import UsageError
+
+__all__ = ["SeedError", "check_seed", "keyed_seed", "stream_seed"]
 
 _SEED_BITS = (1 << 63) - 1
+
+
+class SeedError(UsageError, ValueError):
+    """A seed that is not an integer (a float, a bool, a string)."""
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """`seed` as a plain Python ``int``, or :class:`SeedError` if it is not an integer.
+
+    Integer types of any kind (``int``, ``numpy.int64``, a 0-d integer tensor: anything with
+    ``__index__``) are accepted and normalised to ``int``, so that ``keyed_seed``, which hashes
+    ``repr``, gives ``numpy.int64(3)`` the masks of ``3``. Refused: ``bool`` (``True`` is not a
+    seed someone meant), and every float, ``2.0`` included: seeds are identities, not quantities,
+    a float seed is almost always a computation gone wrong (``n / 2``), and accepting ``2.0`` but
+    refusing ``2.5`` would make the valid set depend on the value. Truncating (as ``int()`` does)
+    would silently give ``1.5`` and ``1.9`` the masks of ``1``.
+    """
+    if isinstance(seed, (bool, np.bool_)):
+        raise SeedError(f"{name} must be an integer, got the bool {seed!r}; pass e.g. {name}=0")
+    try:
+        return int(operator.index(seed))  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    if isinstance(seed, (float, np.floating)) and float(seed).is_integer():
+        hint = f"{name}={int(seed)}"
+    else:
+        hint = f"an int such as {name}=0"
+    raise SeedError(
+        f"{name} must be an integer, got {type(seed).__name__} {seed!r} (not truncated, so that two "
+        f"different values never give the same masks); pass {hint}"
+    )
 
 
 def stream_seed(*keys: int) -> int:
@@ -35,8 +69,9 @@ def stream_seed(*keys: int) -> int:
     ``numpy.random.SeedSequence`` hashes its entropy well, so nearby keys such as (seed, 3) and
     (seed, 4) give unrelated streams.
     """
+    keys = tuple(check_seed(k, "seed key") for k in keys)
     if any(k < 0 for k in keys):
-        raise ValueError(f"seed keys must be non-negative, got {keys}")
+        raise SeedError(f"seed keys must be non-negative integers, got {keys}")
     state = np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]
     return int(state) & _SEED_BITS
 

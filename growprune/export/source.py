@@ -23,7 +23,7 @@ from torch import nn
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
 from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
-from growprune.sparsity.masks import MASK_SUFFIX
+from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR
 
 # Constructor arguments the training engine fills in from the data (see train/engine.py).
 DATA_ARGS = ("in_features", "in_channels", "num_classes")
@@ -164,11 +164,33 @@ def from_checkpoint(path: Path, model_args: Mapping[str, Any] | None = None) -> 
     return source
 
 
+def attached_masks(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks of the sparsifier attached to a live model, persistent buffers or not, under every
+    key of `state` (the model's state dict) their parameter is saved as.
+
+    A sparsifier built with ``persistent_masks=False`` (what the Trainer and Lightning callbacks
+    do, so that framework checkpoints load into fresh models) keeps its masks out of
+    ``model.state_dict()``, but they are still buffers of the modules, recorded under
+    :data:`~growprune.sparsity.masks.MASKED_MODULE_ATTR`.
+    """
+    masks: dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
+            key = f"{module_name}.{leaf}" if module_name else leaf
+            mask = module._buffers.get(buffer)
+            if key in state and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
+                masks[key] = mask.detach()
+    return masks
+
+
 def from_module(
     model: nn.Module, model_name: str | None = None, model_args: Mapping[str, Any] | None = None
 ) -> ExportSource:
-    """A live model (masks attached or not); the builder is known only if the caller names it."""
+    """A live model (masks attached or not, persistent or not); the builder is known only if the
+    caller names it."""
     state, masks = split_masks({k: v.detach() for k, v in model.state_dict().items()})
+    for key, mask in attached_masks(model, state).items():
+        masks.setdefault(key, mask)
     source = ExportSource(state=state, masks=masks, origin=f"model {type(model).__name__}")
     if model_name is not None:
         source.model_spec = resolve_model_spec(model_name, dict(model_args or {}), state, source.origin)

@@ -193,8 +193,8 @@ def export_model(
         src = from_checkpoint(Path(source), model_args)
     if format == "sparse" and not src.masks:
         raise ExportError(
-            f"{src.origin}: no mask buffers, so nothing is known to be pruned; export with format='dense', "
-            "or export while the sparsifier is attached"
+            f"{src.origin}: no masks (no sparsifier is attached, or it was removed), so nothing is known "
+            "to be pruned; export while the sparsifier is attached (before remove()), or with format='dense'"
         )
     check_masks(src)
     tensors, layout = build_tensors(src, format, torch_dtype)

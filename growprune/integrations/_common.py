@@ -3,12 +3,14 @@ when the run's length is known, and a cheap sparsity value for logging."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from growprune.integrations.schedule import check_arguments, schedule_kwargs
 from growprune.methods import get_method
 from growprune.methods.base import Sparsifier
+from growprune.methods.errors import SparsifierError, SparsifierStateError
 
 
 def check_callback_arguments(method: str, method_args: Mapping[str, Any]) -> None:
@@ -43,14 +45,35 @@ def build_sparsifier(
     cls = get_method(method)
     try:
         return cls(model, optimizer, state=state, persistent_masks=False, **kwargs)
-    except ValueError as error:
+    except SparsifierStateError as error:
         if state is not None and "does not match" in str(error):
-            raise ValueError(
+            raise SparsifierStateError(
                 f"{error}; the checkpoint was saved by a run with another schedule: the schedule is "
                 f"derived from {length_source} ({total_steps} optimizer steps now) and the callback's "
                 "arguments, so resume with the same ones"
             ) from None
         raise
+
+
+def export_sparse(
+    sparsifier: Sparsifier | None,
+    out: str | os.PathLike[str],
+    when: str,
+    **options: Any,
+) -> Any:
+    """``growprune.export_model`` of the callback's model, sparse from its sparsifier's masks.
+
+    The callbacks keep masks out of the model's ``state_dict`` (``persistent_masks=False``);
+    export reads them from the modules all the same, so the file holds only the kept values.
+    """
+    if sparsifier is None:
+        raise SparsifierError(
+            "SparsityCallback.export: there is no sparsifier yet (the callback builds it when training "
+            f"starts); call export(...) after {when}"
+        )
+    from growprune.export import export_model
+
+    return export_model(sparsifier.model, out, **options)
 
 
 class SparsityProbe:

@@ -23,7 +23,12 @@ except ImportError as error:  # exercised by tests/integrations/test_imports.py 
         "growprune.integrations.huggingface needs transformers and accelerate: pip install growprune[hf]"
     ) from error
 
-from growprune.integrations._common import SparsityProbe, build_sparsifier, check_callback_arguments
+from growprune.integrations._common import (
+    SparsityProbe,
+    build_sparsifier,
+    check_callback_arguments,
+    export_sparse,
+)
 from growprune.methods.base import Sparsifier
 
 STATE_FILE = "growprune_sparsifier.pt"
@@ -57,6 +62,8 @@ class SparsityCallback(TrainerCallback):
       and would warn about unexpected keys, and ``save_pretrained`` / ``from_pretrained`` would
       carry mask tensors that no model class expects. Pruned weights are exact zeros in every
       saved model, and the masks travel in ``growprune_sparsifier.pt``.
+    * **Export**: ``callback.export("model.safetensors")`` after ``trainer.train()`` writes the
+      sparse file (masks + kept values) with :func:`growprune.export_model`.
     """
 
     def __init__(self, method: str, *, resume_from: str | os.PathLike[str] | None = None, **method_args: Any):
@@ -122,6 +129,31 @@ class SparsityCallback(TrainerCallback):
         payload = {"global_step": state.global_step, "sparsifier": self.sparsifier.state_dict()}
         torch.save(payload, path + ".tmp")
         os.replace(path + ".tmp", path)
+
+    # -- export --------------------------------------------------------------------------------
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "sparse",
+        dtype: str | torch.dtype = "fp32",
+        model_name: str | None = None,
+        model_args: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Export the trained model with :func:`growprune.export_model`, sparse by default: the
+        pruned weights are stored as the sparsifier's masks plus kept values (the masks are not in
+        the model's ``state_dict``, but export reads them from the sparsifier). Call it after
+        trainer.train(); returns the :class:`~growprune.export.writer.ExportSummary`.
+        ``growprune.load(out, model=<a fresh model>)`` reads it back."""
+        return export_sparse(
+            self.sparsifier,
+            out,
+            "trainer.train()",
+            format=format,
+            dtype=dtype,
+            model_name=model_name,
+            model_args=model_args,
+        )
 
     # -- logging -------------------------------------------------------------------------------
     def on_log(

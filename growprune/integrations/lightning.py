@@ -8,8 +8,11 @@ is used when ``lightning`` is not installed).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 try:
     from lightning.pytorch import Callback
@@ -23,7 +26,12 @@ except ImportError:
             "growprune.integrations.lightning needs Lightning: pip install growprune[lightning]"
         ) from error
 
-from growprune.integrations._common import SparsityProbe, build_sparsifier, check_callback_arguments
+from growprune.integrations._common import (
+    SparsityProbe,
+    build_sparsifier,
+    check_callback_arguments,
+    export_sparse,
+)
 from growprune.methods.base import Sparsifier
 
 
@@ -52,6 +60,8 @@ class SparsityCallback(Callback):
       ``LightningModule`` loads the checkpoint (strictly, as Lightning does) without "Unexpected
       key(s) ... _mask"; pruned weights are exact zeros in it and the masks travel in this
       callback's state.
+    * **Export**: ``callback.export("model.safetensors")`` after ``trainer.fit()`` writes the
+      sparse file (masks + kept values) with :func:`growprune.export_model`.
     """
 
     def __init__(self, method: str, **method_args: Any) -> None:
@@ -119,6 +129,31 @@ class SparsityCallback(Callback):
                 f"sparsity {self._probe(self.sparsifier):.4f}"
             )
             self._last_phase = phase
+
+    # -- export --------------------------------------------------------------------------------
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "sparse",
+        dtype: str | torch.dtype = "fp32",
+        model_name: str | None = None,
+        model_args: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Export the trained model with :func:`growprune.export_model`, sparse by default: the
+        pruned weights are stored as the sparsifier's masks plus kept values (the masks are not in
+        the model's ``state_dict``, but export reads them from the sparsifier). Call it after
+        trainer.fit(); returns the :class:`~growprune.export.writer.ExportSummary`.
+        ``growprune.load(out, model=<a fresh model>)`` reads it back."""
+        return export_sparse(
+            self.sparsifier,
+            out,
+            "trainer.fit()",
+            format=format,
+            dtype=dtype,
+            model_name=model_name,
+            model_args=model_args,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         if self.sparsifier is not None:

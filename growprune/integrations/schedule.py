@@ -31,6 +31,7 @@ from typing import Any
 
 from growprune.methods import METHODS, get_method
 from growprune.methods.base import Sparsifier
+from growprune.seeding import check_seed
 from growprune.sparsity.distribution import validate_distribution, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
 
@@ -111,6 +112,8 @@ def check_arguments(method: str, kwargs: Mapping[str, Any]) -> None:
     for name, minimum in cls.step_arguments.items():
         if name in kwargs:
             _check_step_value(method, name, kwargs[name], minimum)
+    if "seed" in kwargs:
+        check_seed(kwargs["seed"])  # SeedError: a float (2.0 too) or a bool is not a seed
     # Cheap checks of the shared arguments (the constructor repeats them with the model at hand).
     try:
         if "pattern" in kwargs:

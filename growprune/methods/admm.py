@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
+from growprune.methods.errors import SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
 
 
@@ -147,6 +148,40 @@ class ADMM(Sparsifier):
 
     def extra_state(self) -> dict[str, Any]:
         return {"z": {n: z.cpu() for n, z in self.z.items()}, "u": {n: u.cpu() for n, u in self.u.items()}}
+
+    def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
+        shapes = {t.name: tuple(t.shape) for t in self.targets}
+        tables = {}
+        for key in ("z", "u"):
+            table = state.get(key, {})
+            if not isinstance(table, Mapping):
+                raise SparsifierStateError(f"ADMM state's '{key}' must be a dict of name -> tensor")
+            if table and set(table) != set(shapes):
+                odd = sorted(set(table) ^ set(shapes))[0]
+                raise SparsifierStateError(
+                    f"ADMM state's '{key}' does not cover the pruned layers (differs at '{odd}'): it "
+                    "was saved for another model or other targets"
+                )
+            for name, value in table.items():
+                if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                    raise SparsifierStateError(
+                        f"ADMM state's '{key}' for '{name}' is not a floating-point tensor"
+                    )
+                if tuple(value.shape) != shapes[name]:
+                    raise SparsifierStateError(
+                        f"ADMM state's '{key}' for '{name}' has shape {tuple(value.shape)}, but the "
+                        f"parameter is {shapes[name]}: it was saved for another model"
+                    )
+            tables[key] = table
+        if bool(tables["z"]) != bool(tables["u"]):
+            raise SparsifierStateError(
+                "ADMM state has one of 'z' and 'u' without the other: the state is inconsistent"
+            )
+        if self.pretrain_steps <= step < self.prune_step and not tables["z"]:
+            raise SparsifierStateError(
+                f"ADMM state at optimizer step {step} is in the ADMM phase (steps {self.pretrain_steps} to "
+                f"{self.prune_step}) but holds no 'z'/'u': it is incomplete; save it with state_dict()"
+            )
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         device = {t.name: t.param.device for t in self.targets}

@@ -38,17 +38,21 @@ are correct.
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
+from types import FunctionType
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength
 from growprune.records import MaskEvent, Phase
+from growprune.seeding import check_seed
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
     DistributionSpec,
@@ -181,6 +185,25 @@ def _put_back(saved: Any, device: torch.device | None, current: Any) -> Any:
     return saved.to(device, copy=True)
 
 
+def check_mask(name: str, mask: Any, shape: tuple[int, ...], what: str = "mask") -> torch.Tensor:
+    """A saved mask that can be installed for parameter `name` of `shape`, or SparsifierStateError."""
+    if not isinstance(mask, torch.Tensor):
+        raise SparsifierStateError(f"{what} for '{name}' is a {type(mask).__name__}, not a bool tensor")
+    if tuple(mask.shape) != tuple(shape):
+        raise SparsifierStateError(
+            f"{what} for '{name}' has shape {tuple(mask.shape)}, but the parameter is {tuple(shape)}: "
+            "it was saved for another model"
+        )
+    if mask.dtype != torch.bool:
+        raise SparsifierStateError(
+            f"{what} for '{name}' has dtype {mask.dtype}; masks are torch.bool (True = kept): "
+            "convert it with .bool() if it holds 0/1"
+        )
+    if mask.layout != torch.strided:
+        raise SparsifierStateError(f"{what} for '{name}' has layout {mask.layout}; pass a dense bool tensor")
+    return mask
+
+
 class Sparsifier:
     """Base class: masks, their application, and the bookkeeping shared by all methods."""
 
@@ -203,6 +226,7 @@ class Sparsifier:
     step_arguments: ClassVar[dict[str, int]] = {}
     # What a left-out step argument becomes in a run of T optimizer steps (README table).
     step_defaults: ClassVar[dict[str, str]] = {}
+    _removed: bool = False  # set by remove(); a class default so that repr() works during __init__
 
     def __init__(
         self,
@@ -237,7 +261,8 @@ class Sparsifier:
         self.pattern = parse_pattern(pattern)
         self.distribution = validate_distribution(distribution)
         self.sparsity = self._resolve_sparsity(sparsity)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
+        self.allow_empty_layers = bool(allow_empty_layers)
         shared = process_group != "auto" or self.ranks_share_masks
         self._rank_group = default_group(process_group) if shared else None
         self.targets = find_targets(model, targets, exclude)
@@ -316,10 +341,15 @@ class Sparsifier:
         schedule driven by someone else's steps. (Frozen targets are fine for methods that only
         prune: they stay masked.)"""
         held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
-        if not any(id(t.param) in held for t in self.targets):
+        # Frozen targets under an optimizer of the same model's other parameters (a LoRA
+        # fine-tune: the optimizer holds the adapters, the base weights are pruned) are fine.
+        if not any(id(t.param) in held for t in self.targets) and not any(
+            id(p) in held for p in self.model.parameters()
+        ):
             raise ValueError(
                 f"the optimizer holds none of the {len(self.targets)} pruned weights (e.g. "
-                f"'{self.targets[0].name}'): build it over this model's parameters"
+                f"'{self.targets[0].name}') nor any other parameter of this model: build it over this "
+                "model's parameters"
             )
         if self.regrows:
             frozen = [t.name for t in self.targets if id(t.param) not in held or not t.param.requires_grad]
@@ -394,6 +424,9 @@ class Sparsifier:
             "targets": self.names,
         }
 
+    # Class-level declarations still readable after remove() (and anything private).
+    _usable_after_remove: ClassVar[frozenset[str]] = frozenset({"remove", "removed"})
+
     # -- the training-loop API --------------------------------------------------------------
     def step(self) -> None:
         """Optional: the optimizer's hooks already did the work of this step.
@@ -407,7 +440,7 @@ class Sparsifier:
 
     def _check_attached(self) -> None:
         if self._removed:
-            raise RuntimeError(f"{type(self).__name__} was removed: build a new sparsifier")
+            raise SparsifierRemovedError(_removed_message(type(self).__name__, "step()"))
 
     def _inside_a_step(self) -> bool:
         """True when this pre-hook runs inside an optimizer step whose hooks already ran.
@@ -559,12 +592,28 @@ class Sparsifier:
         return 1.0 - kept / sum(self.numels.values())
 
     def remove(self) -> None:
-        """Detach from model and optimizer: drop the mask buffers and the optimizer hooks."""
+        """Detach from model and optimizer: drop the mask buffers and the optimizer hooks.
+
+        The weights keep their zeros. The sparsifier is finished: every later use of it (``step``,
+        ``masks``, ``state_dict``, ``load_state_dict``, ``phase``, ...) raises
+        :class:`~growprune.methods.errors.SparsifierRemovedError` saying so; ``remove()`` again is
+        harmless, and ``removed`` tells whether it happened.
+        """
+        if self._removed:
+            return
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        self.mask_set.remove()
+        mask_set = getattr(self, "mask_set", None)
+        if mask_set is not None:
+            mask_set.remove()
         self._removed = True
+        self.__class__ = _removed_class(type(self))
+
+    @property
+    def removed(self) -> bool:
+        """True once :meth:`remove` has detached this sparsifier."""
+        return self._removed
 
     # -- mask arithmetic shared by methods --------------------------------------------------
     def keep_counts_at(self, fraction: float) -> dict[str, int]:
@@ -637,30 +686,179 @@ class Sparsifier:
         frameworks do). In the second case, if no optimizer step has run since construction,
         the weights and optimizer state that construction zeroed are put back first, so the
         result is the saved run exactly.
+
+        All or nothing: the whole state is checked first (keys, the schedule's arguments, every
+        mask's name, shape, dtype and contents, the step, the history, the method's own state),
+        and a state that fails any check raises :class:`SparsifierStateError` naming the problem
+        with weights, masks, optimizer state and schedule position left exactly as they were.
         """
+        masks, step, history = self._check_state(state)
+        extra = state.get("extra") or {}
+        if self._undo is not None:
+            self._undo.restore()
+            self._undo = None
+        self.mask_set.update(masks)
+        self.step_count = step
+        self.history = history
+        self.load_extra_state(extra)
+        self._sync_weights_and_state()
+
+    def _check_state(self, state: Any) -> tuple[dict[str, torch.Tensor], int, list[MaskEvent]]:
+        """Everything :meth:`load_state_dict` installs, checked without changing anything."""
+        if not isinstance(state, Mapping):
+            raise SparsifierStateError(
+                f"sparsifier state must be the dict made by state_dict(), got {type(state).__name__}"
+            )
         for key in ("config", "step", "masks", "history"):
             if key not in state:
-                raise ValueError(f"sparsifier state has no '{key}': it was not made by state_dict()")
+                raise SparsifierStateError(
+                    f"sparsifier state has no '{key}': it was not made by state_dict()"
+                )
+        if not isinstance(state["config"], Mapping):
+            raise SparsifierStateError(
+                "sparsifier state's 'config' is not a dict: it was not made by state_dict()"
+            )
         saved, ours = dict(state["config"]), self.config()
         if saved != ours:
             keys = sorted(set(saved) | set(ours), key=lambda k: (k != "method", k))  # method first
             diffs = [k for k in keys if saved.get(k) != ours.get(k)]
             details = ", ".join(f"{k}: saved {saved.get(k)!r} != now {ours.get(k)!r}" for k in diffs[:3])
-            raise ValueError(f"sparsifier state does not match this sparsifier ({details})")
-        missing = [n for n in self.names if n not in state["masks"]]
+            raise SparsifierStateError(
+                f"sparsifier state does not match this sparsifier ({details}); build the sparsifier "
+                "with the arguments of the run that saved it"
+            )
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise SparsifierStateError(
+                f"sparsifier state's 'step' must be an integer >= 0 (optimizer steps), got {step!r}"
+            )
+        masks = self._check_saved_masks(state["masks"])
+        history = self._check_history(state["history"], step)
+        extra = state.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise SparsifierStateError(
+                f"sparsifier state's 'extra' must be a dict, got {type(extra).__name__}"
+            )
+        self.check_extra_state(extra, step)
+        return masks, step, history
+
+    def _check_saved_masks(self, saved: Any) -> dict[str, torch.Tensor]:
+        if not isinstance(saved, Mapping):
+            raise SparsifierStateError(
+                f"sparsifier state's 'masks' must be a dict of parameter name -> bool tensor, got "
+                f"{type(saved).__name__}"
+            )
+        missing = [n for n in self.names if n not in saved]
         if missing:
-            raise ValueError(f"sparsifier state has no mask for '{missing[0]}'")
-        if self._undo is not None:
-            self._undo.restore()
-            self._undo = None
-        self.mask_set.update({n: state["masks"][n] for n in self.names})
-        self.step_count = int(state["step"])
-        self.history = [MaskEvent.from_dict(h) for h in state["history"]]
-        self.load_extra_state(state.get("extra", {}))
-        self._sync_weights_and_state()
+            raise SparsifierStateError(
+                f"sparsifier state has no mask for '{missing[0]}'"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + ": it was saved for another model or other targets"
+            )
+        unknown = [n for n in saved if n not in self.numels]
+        if unknown:
+            raise SparsifierStateError(
+                f"sparsifier state has a mask for '{unknown[0]}', which this sparsifier does not prune: "
+                "it was saved for another model or other targets"
+            )
+        masks = {}
+        for target in self.targets:
+            name, mask = target.name, saved[target.name]
+            masks[name] = check_mask(name, mask, tuple(target.shape), "sparsifier state's mask")
+            if not self.allow_empty_layers and mask.numel() and not bool(mask.any()):
+                raise SparsifierStateError(
+                    f"sparsifier state's mask for '{name}' prunes every weight of the layer, which cuts "
+                    "the network; load it with allow_empty_layers=True if that is intended"
+                )
+        return masks
+
+    @staticmethod
+    def _check_history(saved: Any, step: int) -> list[MaskEvent]:
+        if not isinstance(saved, Sequence) or isinstance(saved, (str, bytes)):
+            raise SparsifierStateError(
+                f"sparsifier state's 'history' must be a list, got {type(saved).__name__}"
+            )
+        history = []
+        for i, entry in enumerate(saved):
+            if not isinstance(entry, Mapping):
+                raise SparsifierStateError(
+                    f"sparsifier state's history entry {i} is a {type(entry).__name__}, not a dict"
+                )
+            try:
+                event = MaskEvent.from_dict(entry)
+            except (TypeError, ValueError, KeyError) as error:
+                raise SparsifierStateError(
+                    f"sparsifier state's history entry {i} is malformed: {error}"
+                ) from None
+            if event.step > step:
+                raise SparsifierStateError(
+                    f"sparsifier state's history entry {i} ('{event.event}') is at optimizer step "
+                    f"{event.step}, after the state's step {step}: the state is inconsistent"
+                )
+            history.append(event)
+        return history
+
+    def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
+        """Raise :class:`SparsifierStateError` if `state` (from :meth:`extra_state`, saved at
+        optimizer step `step`) cannot be loaded by :meth:`load_extra_state`. Must change
+        nothing: it runs before anything of a saved state is installed."""
+        del state, step
 
     def __repr__(self) -> str:
+        if self._removed:
+            return f"{type(self).__name__}(removed)"
         return (
             f"{type(self).__name__}(sparsity={self.sparsity}, distribution={self.distribution!r}, "
             f"pattern='{self.pattern}', layers={len(self.targets)}, phase='{self.phase}')"
         )
+
+
+def _removed_message(cls_name: str, what: str) -> str:
+    return (
+        f"this {cls_name} was removed with remove(), so {what} is no longer available (its masks and "
+        "optimizer hooks are gone); build a new sparsifier on the model, or read what you need "
+        "before remove()"
+    )
+
+
+_REMOVED_CLASSES: dict[type, type] = {}
+
+
+def _class_level(cls: type, name: str) -> bool:
+    """A class declaration (``method``, ``title``, ``settings``, a classmethod): valid after remove()."""
+    try:
+        value = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return False
+    if isinstance(value, (classmethod, staticmethod)):
+        return True
+    return not isinstance(value, (property, FunctionType)) and not hasattr(value, "__get__")
+
+
+def _removed_class(cls: type) -> type:
+    """`cls` as a removed sparsifier becomes: a subclass (isinstance still holds, same name) whose
+    public attributes raise SparsifierRemovedError instead of failing somewhere deep inside with an
+    AttributeError. Swapped in by remove(), so attached sparsifiers pay nothing for it."""
+    found = _REMOVED_CLASSES.get(cls)
+    if found is not None:
+        return found
+    usable = cls._usable_after_remove  # type: ignore[attr-defined]
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        if name.startswith("_") or name in usable or _class_level(cls, name):
+            return object.__getattribute__(self, name)
+        kind = inspect.getattr_static(cls, name, None)
+        what = f"{name}()" if isinstance(kind, FunctionType) else name
+        raise SparsifierRemovedError(_removed_message(cls.__name__, what))
+
+    found = type(
+        cls.__name__,
+        (cls,),
+        {
+            "__getattribute__": __getattribute__,
+            "__qualname__": cls.__qualname__,
+            "__module__": cls.__module__,
+        },
+    )
+    _REMOVED_CLASSES[cls] = found
+    return found

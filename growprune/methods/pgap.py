@@ -22,7 +22,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, check_choice, check_steps
+from growprune.methods.base import Phase, check_choice, check_mask, check_steps
+from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
 from growprune.methods.settings import RunLength, plural
 from growprune.sparsity.masks import MASK_SUFFIX
@@ -197,6 +198,26 @@ class PGaP(GaPSchedule):
             "merged_rounds": self.merged_rounds,
             "sparse_masks": {n: m.cpu() for n, m in self._sparse_masks.items()},
         }
+
+    def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
+        del step
+        merged = state.get("merged_rounds", 0)
+        if isinstance(merged, bool) or not isinstance(merged, int) or not 0 <= merged <= self.rounds:
+            raise SparsifierStateError(
+                f"P-GaP state's 'merged_rounds' must be an integer in [0, {self.rounds}], got {merged!r}"
+            )
+        sparse = state.get("sparse_masks")
+        if not isinstance(sparse, Mapping):
+            raise SparsifierStateError(
+                "P-GaP state has no 'sparse_masks' dict: it was not made by state_dict()"
+            )
+        shapes = {t.name: tuple(t.shape) for t in self.targets}
+        for name, mask in sparse.items():
+            if name not in shapes:
+                raise SparsifierStateError(
+                    f"P-GaP state has a sparse mask for '{name}', which this sparsifier does not prune"
+                )
+            check_mask(name, mask, shapes[name], "P-GaP state's sparse mask")
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         # `worker` is not restored: every rank resumes from one file and keeps its own worker index.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from growprune.seeding import keyed_seed
+from growprune.seeding import check_seed, keyed_seed
 
 PartitionSpec = int | Sequence[str | Sequence[str]]
 PARTITION_MODES = ("contiguous", "random")
@@ -81,6 +81,7 @@ def partition_layers(
     "decoder.*"]``. Every target must fall in exactly one partition and no partition may be
     empty.
     """
+    seed = check_seed(seed)
     if isinstance(partitions, bool):
         raise ValueError(f"partitions must be an int K >= 1 or a list of name patterns, got {partitions!r}")
     if isinstance(partitions, int):

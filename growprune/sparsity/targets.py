@@ -33,6 +33,51 @@ DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (
 ATTENTION_PARAM_NAMES = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
 DEFAULT_KINDS = "Linear/Conv/Conv1D/attention"
+# Where PEFT's LoRA (and DoRA) keep their adapters inside a wrapped layer: `lora_A`/`lora_B` are
+# ModuleDicts of nn.Linear (or Conv), the embedding variants ParameterDicts; the wrapped layer's
+# own weight is `base_layer.weight`.
+LORA_ADAPTER_NAMES = frozenset(
+    {"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector"}
+)
+
+
+def _peft_tuner_layer() -> type | None:
+    """peft's ``BaseTunerLayer`` if the model's code already imported peft (never imported here)."""
+    loaded = sys.modules.get("peft.tuners.tuners_utils")
+    found = getattr(loaded, "BaseTunerLayer", None)
+    return found if isinstance(found, type) else None
+
+
+def lora_adapter_part(model: nn.Module, name: str) -> str | None:
+    """The adapter a parameter belongs to (``"lora_A"``, ...) when `name` lies inside a LoRA /
+    PEFT adapter, else None.
+
+    Recognised by peft's own declaration when peft is loaded (a ``BaseTunerLayer`` lists its
+    adapter sub-modules in ``adapter_layer_names``, which covers LoRA and its relatives), and by
+    LoRA's module names (:data:`LORA_ADAPTER_NAMES`) otherwise, without importing peft.
+    """
+    tuner = _peft_tuner_layer()
+    module: nn.Module | None = model
+    for part in name.split(".")[:-1]:
+        if part in LORA_ADAPTER_NAMES:
+            return part
+        if (
+            tuner is not None
+            and isinstance(module, tuner)
+            and part in tuple(getattr(module, "adapter_layer_names", ()) or ())
+        ):
+            return part
+        module = module._modules.get(part) if module is not None else None
+    return None
+
+
+def _lora_alias(model: nn.Module, names: Iterable[str]) -> tuple[str, str] | None:
+    """(alias, adapter part) for the first of `names` inside a LoRA adapter, if any."""
+    for n in names:
+        part = lora_adapter_part(model, n)
+        if part is not None:
+            return n, part
+    return None
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -99,8 +144,11 @@ def _embedding_alias(model: nn.Module, names: Iterable[str]) -> str | None:
 
 def _is_default_target(model: nn.Module, names: Sequence[str]) -> bool:
     """Some alias is a default kind and no alias is an embedding: a head tied to the token
-    embedding is the embedding table itself, and pruning it prunes the input vocabulary."""
-    if _embedding_alias(model, names) is not None:
+    embedding is the embedding table itself, and pruning it prunes the input vocabulary.
+    LoRA adapter matrices are not default targets either: they are a low-rank update, and
+    ``merge_and_unload`` adds their dense product to the base weight, so pruning them makes
+    nothing sparse; the wrapped layer's ``base_layer.weight`` is the target."""
+    if _embedding_alias(model, names) is not None or _lora_alias(model, names) is not None:
         return False
     return any(_is_default_kind(*_owner(model, n)) for n in names)
 
@@ -135,12 +183,17 @@ def _parametrized_defaults(model: nn.Module) -> list[str]:
         for name, module in model.named_modules()
         if (isinstance(module, DEFAULT_MODULE_TYPES) or is_conv1d(module))
         and parametrize.is_parametrized(module, "weight")
+        and lora_adapter_part(model, f"{name}.weight") is None
     ]
 
 
-DenseKind = Literal["excluded", "not_named", "embedding", "tied_to_embedding", "not_selected", "other"]
+DenseKind = Literal[
+    "excluded", "not_named", "embedding", "tied_to_embedding", "lora_adapter", "not_selected", "other"
+]
 # Kinds that are dense by design or by the user's choice; the others are warned about.
-DENSE_BY_DESIGN: frozenset[str] = frozenset({"excluded", "not_named", "embedding", "tied_to_embedding"})
+DENSE_BY_DESIGN: frozenset[str] = frozenset(
+    {"excluded", "not_named", "embedding", "tied_to_embedding", "lora_adapter"}
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +202,9 @@ class DenseMatrix:
 
     `kind` is machine-readable: ``excluded`` (an `exclude` pattern), ``not_named`` (explicit
     `targets` do not name it), ``embedding``, ``tied_to_embedding`` (one of its names is an
-    embedding's weight), ``not_selected`` (a default kind that the attached sparsifier does not
-    prune, i.e. its own `targets`/`exclude` left it out) or ``other`` (not a default kind: LSTM,
+    embedding's weight), ``lora_adapter`` (a LoRA/PEFT adapter matrix), ``not_selected`` (a
+    default kind that the attached sparsifier does not prune, i.e. its own `targets`/`exclude`
+    left it out) or ``other`` (not a default kind: LSTM,
     ConvTranspose, raw parameters). `reason` says the same for a person. One entry per tensor,
     under its first name; `aliases` are all the names it is reachable under (tied weights).
     """
@@ -194,6 +248,13 @@ def _dense_reason(
         return "embedding", f"embedding{tied}"
     if embedding is not None:
         return "tied_to_embedding", f"tied to embedding '{embedding}'"
+    lora = _lora_alias(model, names)
+    if lora is not None:
+        return "lora_adapter", (
+            f"LoRA adapter matrix ({lora[1]}): a low-rank update whose merge adds a dense product to "
+            "the base weight, so the base layer's weight is pruned instead; prune after "
+            "merge_and_unload() for a sparse merged model"
+        )
     if any(_is_default_kind(*_owner(model, n)) for n in names):
         return "not_selected", f"a {DEFAULT_KINDS} weight the sparsifier's `targets`/`exclude` left out"
     return "other", f"not a {DEFAULT_KINDS} weight ({type(_owner(model, names[0])[0]).__name__})"
@@ -269,9 +330,10 @@ def find_targets(
     """Resolve the prunable parameters of `model`, in registration order.
 
     `targets` are fnmatch patterns over parameter names (e.g. ``"encoder.*.weight"``); ``None``
-    means the default set: Linear/Conv/Conv1D weights and attention projections, minus embeddings
-    and anything tied to one. `exclude` patterns are removed afterwards. Every pattern must match
-    something, so that a typo cannot leave a layer dense without anyone noticing. A Conv1D weight
+    means the default set: Linear/Conv/Conv1D weights and attention projections, minus embeddings,
+    anything tied to one and LoRA adapter matrices (a PEFT layer's ``base_layer.weight`` is
+    pruned). `exclude` patterns are removed afterwards. Every pattern must match something, so
+    that a typo cannot leave a layer dense without anyone noticing. A Conv1D weight
     (default or named) gets ``input_first=True``, so N:M groups run along its input dimension.
     """
     if targets is not None and not isinstance(targets, str) and len(targets) == 0:
