@@ -224,6 +224,7 @@ def read_json(
     fail: Fail = _default_fail,
     expected: str = "JSON",
     missing: str = "no such file",
+    invalid: str = "not valid JSON",
 ) -> Any:
     """The parsed JSON of the regular file ``path``: at most ``max_bytes`` of UTF-8, nested at
     most ``max_depth`` deep (measured before parsing). Every failure is ``fail`` naming the file
@@ -243,7 +244,7 @@ def read_json(
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise fail(path, f"not valid JSON ({err}); expected {expected}") from None
+        raise fail(path, f"{invalid} ({err}); expected {expected}") from None
     except RecursionError:  # not reachable past the depth check; kept as the last line of defence
         raise fail(path, too_deep.format(depth="too many")) from None
 
