@@ -251,10 +251,14 @@ def _read_image(
         missing="no such image; expected the file the annotation JSON names",
         what="an image",
     )
-    with file, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with file:
         try:
-            with Image.open(file) as image:
+            with warnings.catch_warnings():
+                # Pillow warns from the header alone; the check below says more (and is stricter by default).
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(file)
+            with image, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
                 width, height = image.size
                 if width * height > max_pixels:
                     raise _fail(
@@ -272,7 +276,11 @@ def _read_image(
         except GrowpruneError:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-            raise _fail(path, f"refused as a decompression bomb by Pillow ({err}); downscale it") from None
+            raise _fail(
+                path,
+                f"refused as a decompression bomb by Pillow ({err}); at most {max_pixels:,} pixels are "
+                "allowed (data.args.max_image_pixels): downscale it (and its boxes)",
+            ) from None
         except Exception as err:  # Pillow's decoders raise many types on malformed bytes
             raise _fail(
                 path, f"not a readable image ({type(err).__name__}: {err}); expected JPEG or PNG"

@@ -140,8 +140,9 @@ def read_idx_file(
         if stream.compressed and stream.size > max_compressed_size(total):
             raise fail(
                 path,
-                f"is {stream.size:,} bytes on disk, more than {total:,} bytes of IDX content can "
-                "compress to (data after the IDX payload?)",
+                f"holds more than the IDX payload its header declares: {stream.size:,} bytes on disk, "
+                f"more than {total:,} bytes of content can compress to (another gzip member or trailing "
+                "bytes)",
             )
         body = stream.read(payload, f"dims {dims} of {dtype.name}")
         stream.expect_end(f"the IDX payload of dims {dims}")
