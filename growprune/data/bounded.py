@@ -110,6 +110,8 @@ def regular_file(
         raise fail(path, missing) from None
     except OSError as err:
         raise fail(path, f"cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # a NUL byte in the name (e.g. a file name taken from a JSON file)
+        raise fail(path, f"is not a usable file name ({err})") from None
     if not stat.S_ISREG(st.st_mode):
         raise fail(
             path, f"is {_describe(path, st.st_mode)}, not a regular file; replace it with the file itself"
@@ -243,7 +245,7 @@ def read_json(
         raise fail(path, f"is not UTF-8 text (byte {err.start}); expected {expected}") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, or a number past Python's int digit limit
         raise fail(path, f"{invalid} ({err}); expected {expected}") from None
     except RecursionError:  # not reachable past the depth check; kept as the last line of defence
         raise fail(path, too_deep.format(depth="too many")) from None
@@ -268,6 +270,7 @@ class ExactStream:
         self.compressed = head == GZIP_MAGIC
         self._input = head  # raw bytes not yet decompressed
         self._inflate: Any = None  # the decompressor of the current gzip member, if one is open
+        self._member_bytes = 0  # content bytes the current member gave so far
         self.position = 0  # decompressed bytes handed out
 
     # -- raw file bytes
@@ -301,11 +304,15 @@ class ExactStream:
                     self._input = data
                     return b""  # the end, between members
                 self._inflate = zlib.decompressobj(wbits=31)  # one gzip member
+                self._member_bytes = 0
             try:
                 out = self._inflate.decompress(data, limit)
             except zlib.error as err:
                 raise self._damaged(err) from None
+            self._member_bytes += len(out)
             if self._inflate.eof:
+                if not self._member_bytes:  # legal gzip, but no writer makes one: the bomb pattern
+                    raise self._fail(self.path, "holds an empty gzip member; expected the data itself")
                 self._input = self._inflate.unused_data
                 self._inflate = None
             else:

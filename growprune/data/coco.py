@@ -154,7 +154,14 @@ def _check_entries(path: Path, data: dict[str, Any]) -> None:
 
     for k, image in enumerate(data["images"]):
         need("images", k, image, "id", _is_int, "an integer id")
-        need("images", k, image, "file_name", lambda v: isinstance(v, str) and v, "a file name")
+        need(
+            "images",
+            k,
+            image,
+            "file_name",
+            lambda v: isinstance(v, str) and v and "\0" not in v,
+            "a file name",
+        )
         for key in ("width", "height"):
             need("images", k, image, key, lambda v: _is_int(v) and v > 0, "a positive integer (pixels)")
     for k, category in enumerate(data["categories"]):

@@ -189,6 +189,13 @@ def fm_short_member(root: Path) -> str:
     return IMAGES
 
 
+def fm_empty_members(root: Path) -> str:
+    """Valid content behind 10,000 empty gzip members (each costs a decompressor, none a byte)."""
+    path = root / LABELS
+    path.write_bytes(gzip.compress(b"", mtime=0) * 10_000 + path.read_bytes())
+    return LABELS
+
+
 def fm_forged_header(root: Path) -> str:
     """A header declaring 4M images (3.3 GB) in a file of a few bytes."""
     header = bytes([0, 0, 0x08, 3]) + np.asarray([1 << 22, 28, 28], ">u4").tobytes()
@@ -360,6 +367,7 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("gzip-oversized-member", "fmnist", fm_oversized_member, "more than the IDX payload", {}),
     ("gzip-member-longer-than-header", "fmnist", fm_longer_member, "more content after byte 14", {}),
     ("gzip-member-shorter-than-header", "fmnist", fm_short_member, "ends early", {}),
+    ("gzip-empty-members-first", "fmnist", fm_empty_members, "holds an empty gzip member", {}),
     ("gzip-forged-header", "fmnist", fm_forged_header, "more than the 1,073,741,824 allowed", {}),
     ("fmnist-tiny-images", "fmnist", fm_tiny_images, "expected 28x28 per item", {}),
     ("fmnist-wrong-image-size", "fmnist", fm_wrong_size, "expected 28x28 per item", {}),
@@ -406,6 +414,20 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
         "coco",
         _annotations(TRAIN_JSON, lambda d: d["images"][0].update(id="101")),
         "'id' is '101'",
+        {},
+    ),
+    (
+        "file-name-with-nul",
+        "coco",
+        _annotations(TRAIN_JSON, lambda d: d["images"][0].update(file_name="a\u0000.png")),
+        "'file_name' is 'a\\x00.png'",
+        {},
+    ),
+    (
+        "json-integer-of-5000-digits",
+        "coco",
+        coco_deep(VAL_JSON, '{"images": [], "annotations": [], "categories": [], "x": 1' + "0" * 5000 + "}"),
+        "not readable as JSON",
         {},
     ),
     ("bbox-strings", "coco", _annotations(TRAIN_JSON, _first_ann("bbox", ["1", 2, 3, 4])), "4 finite", {}),
