@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from growprune.data.bounded import DataFileError, read_json, read_text
 from growprune.data.fashion_mnist import DatasetNotFoundError
 from growprune.files import atomic_write_text
 
@@ -255,6 +256,9 @@ def _looks_like_module(raw: str) -> bool:
     return any(_VERSE_LINE.match(line) for line in raw.splitlines()[:5])
 
 
+_MAX_CACHE_BYTES = 256 << 20  # the cached module texts and pairs are ~5-10 MB each
+
+
 def read_raw(language: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """diatheke's raw output for one language's module, from the cache or printed once and cached.
 
@@ -264,10 +268,13 @@ def read_raw(language: str, cache_dir: str | os.PathLike[str] | None = None) -> 
     module = _module_for(language)
     path = cache_root(cache_dir) / "bible" / f"{module}.osis.txt"
     if path.is_file():
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        try:  # bounded: a module prints ~5 MB; a foreign file is not read whole
+            raw = read_text(path, max_bytes=_MAX_CACHE_BYTES, errors="replace")
+        except DataFileError:
+            raw = ""
         if _looks_like_module(raw):
             return raw
-        # An empty or foreign file is not worth an error: print the module again.
+        # An empty, foreign or oversized file is not worth an error: print the module again.
     raw = _run_diatheke(module)
     if not _looks_like_module(raw):
         raise _not_found(module, "is not installed (diatheke printed no verses)")
@@ -417,9 +424,9 @@ def load_aligned(
     path = cache_root(cache_dir) / "bible" / f"pairs-{source}-{target}-{h.hexdigest()[:16]}.json"
     if path.is_file():
         try:
-            blob = json.loads(path.read_text(encoding="utf-8"))
+            blob = read_json(path, max_bytes=_MAX_CACHE_BYTES)
             return [VersePair(*row) for row in blob["pairs"]], dict(blob["dropped"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # DataFileError is a ValueError
             pass  # a damaged cache file is rebuilt below
     pairs, dropped = align(parse_diatheke(raw_source), parse_diatheke(raw_target))
     rows = [[p.book, p.chapter, p.verse, p.source, p.target] for p in pairs]

@@ -14,11 +14,8 @@ are not byte-identical to upstream's) still verifies as long as the images are t
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import numpy as np
 import torch
 
 from growprune.data.dataset import InMemoryDataset
-from growprune.data.idx import IDXFormatError, parse_idx
+from growprune.data.idx import MAX_IDX_BYTES, IDXFormatError, read_idx_file
 from growprune.errors import UsageError
 
 __all__ = [
@@ -144,7 +141,7 @@ def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]
 def _not_found_message(searched: list[Path]) -> str:
     partial = []
     for d in searched:
-        present = [n for n in FILE_NAMES if (d / n).is_file()]
+        present = [n for n in FILE_NAMES if (d / n).exists()]
         if present:
             missing = [n for n in FILE_NAMES if n not in present]
             partial.append(f"{d} lacks {', '.join(missing)}")
@@ -158,10 +155,13 @@ def _not_found_message(searched: list[Path]) -> str:
 
 
 def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """First searched directory that holds all four files, else :class:`DatasetNotFoundError`."""
+    """First searched directory that holds all four files, else :class:`DatasetNotFoundError`.
+
+    A name that exists but is no regular file (a FIFO, a symlink to a device) counts as present,
+    so the loader then names it, instead of "not found" sending the user to reinstall."""
     searched = candidate_dirs(data_dir)
     for d in searched:
-        if all((d / n).is_file() for n in FILE_NAMES):
+        if all((d / n).exists() for n in FILE_NAMES):
             return d
     raise DatasetNotFoundError(_not_found_message(searched))
 
@@ -175,28 +175,39 @@ def _corrupt(path: Path, why: str) -> DatasetCorruptError:
 
 
 def _load_file(path: Path, spec: _FileSpec, verify: bool) -> np.ndarray:
-    """Read, verify and decode one file. Checksums run before parsing so truncation shows up
-    as 'corrupt, re-get it' rather than as a puzzling format error."""
-    blob = path.read_bytes()
-    trusted = verify and hashlib.sha256(blob).hexdigest() == spec.gz_sha256
+    """Read, verify and decode one file, in memory bounded by the file's own header.
+
+    The IDX header is read first and checked against ``spec`` before any payload is
+    decompressed: the magic always, the item shape (28 x 28 images, scalar labels) always, since
+    the models are built for it and nothing else, and the item count only with ``verify``. Only
+    then is exactly the declared payload streamed (see :func:`growprune.data.idx.read_idx_file`),
+    and its digest compared (with ``verify``): a gzip bomb or a forged header cannot make the
+    loader hold more than the declared payload.
+    """
+
+    def check_header(magic: int, dims: tuple[int, ...]) -> None:
+        if magic != spec.magic:
+            raise _corrupt(path, f"IDX magic 0x{magic:08x}, expected 0x{spec.magic:08x}")
+        if verify and dims != spec.shape:
+            raise _corrupt(
+                path,
+                f"shape {dims}, expected {spec.shape}: not the released file, whose SHA-256 it "
+                "cannot match; a deliberately modified copy loads with verify: false",
+            )
+        if dims[1:] != spec.shape[1:]:
+            item = "x".join(str(d) for d in spec.shape[1:]) or "a scalar label"
+            raise _corrupt(path, f"shape {dims}: items of shape {dims[1:]}, expected {item} per item")
+        if dims[0] == 0:
+            raise _corrupt(path, f"shape {dims} holds no items")
+
+    limit = int(np.prod(spec.shape)) if verify else MAX_IDX_BYTES
     try:
-        raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
-    except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, f"damaged gzip stream: {exc}") from exc
-    if verify and not trusted:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != spec.raw_sha256:
-            raise _corrupt(path, f"SHA-256 mismatch: content digest {digest}")
-    try:
-        arr = parse_idx(raw, source=str(path))
+        read = read_idx_file(path, max_bytes=limit, check_header=check_header)
     except IDXFormatError as exc:
-        raise _corrupt(path, str(exc)) from exc
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != spec.magic:
-        raise _corrupt(path, f"IDX magic 0x{magic:08x}, expected 0x{spec.magic:08x}")
-    if verify and arr.shape != spec.shape:
-        raise _corrupt(path, f"shape {arr.shape}, expected {spec.shape}")
-    return arr
+        raise _corrupt(path, str(exc).removeprefix(f"{path}: ")) from exc
+    if verify and spec.gz_sha256 != read.file_sha256 and spec.raw_sha256 != read.content_sha256:
+        raise _corrupt(path, f"SHA-256 mismatch: content digest {read.content_sha256}")
+    return read.array
 
 
 _CACHE: dict[tuple[Path, bool], dict[str, torch.Tensor]] = {}

@@ -5,17 +5,33 @@ uint32 per dimension, then the payload in big-endian row-major order. We parse i
 with numpy (instead of depending on torchvision, which does not run beside the CPU torch build)
 and are strict about every length, because a silently truncated download otherwise turns into
 a dataset with the wrong number of items and confusing shape errors much later.
+
+Files are read by streaming (:func:`read_idx_file`): the header is decompressed first, and then
+exactly the payload it declares, so a gzip bomb (a small ``.gz`` that inflates to gigabytes, or
+concatenated members) costs at most the declared size plus one byte, never the bomb's size.
 """
 
 from __future__ import annotations
 
 import gzip
-import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IDX_DTYPES", "IDXFormatError", "parse_idx", "read_idx", "write_idx"]
+from growprune.data.bounded import max_compressed_size, open_stream
+
+__all__ = [
+    "IDX_DTYPES",
+    "MAX_IDX_BYTES",
+    "IDXFile",
+    "IDXFormatError",
+    "parse_idx",
+    "read_idx",
+    "read_idx_file",
+    "write_idx",
+]
 
 # Type code -> big-endian numpy dtype, from the IDX specification.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -27,7 +43,9 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 
-_GZIP_MAGIC = b"\x1f\x8b"
+# The largest payload read_idx accepts unless told otherwise: 16x the Fashion-MNIST/MNIST train
+# images (47 MB), so modified or bigger IDX sets load, while a forged header cannot ask for more.
+MAX_IDX_BYTES = 1 << 30
 
 
 class IDXFormatError(ValueError):
@@ -66,16 +84,76 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file, gunzipping it first when it starts with the gzip magic bytes."""
+@dataclass
+class IDXFile:
+    """One IDX file as read: the array (native byte order), the 4-byte magic, and SHA-256 digests
+    of the file as stored (gzip or not) and of its decompressed content."""
+
+    array: np.ndarray
+    magic: int
+    file_sha256: str
+    content_sha256: str
+
+
+def read_idx_file(
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_IDX_BYTES,
+    check_header: Callable[[int, tuple[int, ...]], None] | None = None,
+) -> IDXFile:
+    """Read an IDX file (gunzipped when it starts with the gzip magic) by streaming: the header,
+    then exactly the payload it declares, then nothing more.
+
+    ``check_header(magic, dims)`` runs before the payload is read (raise there to refuse a file by
+    its header alone). A payload over ``max_bytes``, a file on disk larger than that payload can
+    compress to, anything after the payload (trailing bytes, another gzip member), a short file,
+    and a path that is not a regular file (a FIFO, a symlink to /dev/zero) are
+    :class:`IDXFormatError` naming the file.
+    """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise IDXFormatError(f"{path}: damaged gzip stream ({exc})") from exc
-    return parse_idx(raw, source=str(path))
+
+    def fail(where: Path, why: str) -> IDXFormatError:
+        return IDXFormatError(f"{where}: {why}")
+
+    with open_stream(path, max_bytes=max_compressed_size(max_bytes), fail=fail, what="an IDX file") as stream:
+        head = stream.read(4, "an IDX header")
+        if head[0] != 0 or head[1] != 0:
+            raise fail(path, f"bad IDX magic {head.hex()} (the first two bytes must be zero)")
+        type_code, ndim = head[2], head[3]
+        if type_code not in IDX_DTYPES:
+            raise fail(path, f"unknown IDX type code 0x{type_code:02x}")
+        if ndim == 0:
+            raise fail(path, "IDX header declares zero dimensions")
+        dims = tuple(int(d) for d in np.frombuffer(stream.read(4 * ndim, "the IDX dimensions"), dtype=">u4"))
+        dtype = IDX_DTYPES[type_code]
+        magic = int.from_bytes(head, "big")
+        if check_header is not None:
+            check_header(magic, dims)
+        payload = int(np.prod(dims, dtype=object)) * dtype.itemsize  # object: no int64 overflow
+        if payload > max_bytes:
+            raise fail(
+                path,
+                f"IDX header declares dims {dims} of {dtype.name}, {payload:,} bytes, more than the "
+                f"{max_bytes:,} allowed",
+            )
+        total = 4 + 4 * ndim + payload
+        if stream.compressed and stream.size > max_compressed_size(total):
+            raise fail(
+                path,
+                f"holds more than the IDX payload its header declares: {stream.size:,} bytes on disk, "
+                f"more than {total:,} bytes of content can compress to (another gzip member or trailing "
+                "bytes)",
+            )
+        body = stream.read(payload, f"dims {dims} of {dtype.name}")
+        stream.expect_end(f"the IDX payload of dims {dims}")
+        array = np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+        return IDXFile(array, magic, stream.file_sha256, stream.content_sha256)
+
+
+def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read an IDX file, gunzipping it when it starts with the gzip magic bytes (see
+    :func:`read_idx_file` for the bounds)."""
+    return read_idx_file(path, max_bytes=max_bytes).array
 
 
 def write_idx(path: str | Path, array: np.ndarray, *, compress: bool | None = None) -> None:

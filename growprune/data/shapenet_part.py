@@ -16,11 +16,17 @@ Each shape is sampled once to ``points`` points (seeded by the shape's index, so
 gives the same tensors on every run), centred on its centroid and scaled into the unit sphere,
 the normalisation of the PointNet++ data pipeline. Random scaling and jitter are applied per
 batch by :class:`PointAugment`, from the loader's (seed, epoch, batch) generators.
+
+Every file is read through :mod:`growprune.data.bounded`: only regular files (a FIFO or a symlink
+to ``/dev/zero`` is refused by name before it is opened), each below a size cap
+(:data:`MAX_SHAPE_BYTES`, :data:`MAX_LIST_BYTES`), split files at most
+:data:`~growprune.data.bounded.MAX_JSON_DEPTH` deep. Shape files are checked row by row (every
+row has the first row's column count; the error names the first bad line) and part labels are
+checked as numbers, before any cast, and shown as written.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from growprune.data.bounded import read_json, read_text
 from growprune.errors import UsageError
 
 __all__ = [
     "CATEGORIES",
     "FOLDER_NAME",
+    "MAX_LIST_BYTES",
+    "MAX_SHAPE_BYTES",
     "NUM_CATEGORIES",
     "NUM_PARTS",
     "ROOT_ENV_VAR",
@@ -51,6 +60,10 @@ FOLDER_NAME = "shapenetcore_partanno_segmentation_benchmark_v0_normal"
 ROOT_ENV_VAR = "GROWPRUNE_SHAPENET_PART"
 SPLITS = ("train", "val", "test")
 NUM_PARTS = 50
+# A benchmark shape file holds ~2,700 rows of ~60 bytes (160 kB); the split lists are < 1 MB.
+MAX_SHAPE_BYTES = 64 << 20
+MAX_LIST_BYTES = 64 << 20
+_MAX_COORDINATE = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -120,13 +133,14 @@ def _fail(path: Path, expected: str) -> PartDatasetError:
 def read_categories(root: Path) -> list[tuple[int, str]]:
     """(category index, synset folder) of each line of ``synsetoffset2category.txt``."""
     path = root / "synsetoffset2category.txt"
-    if not path.is_file():
+    if not path.exists():
         raise PartDatasetError(
             f"{path} not found: data.root (or ${ROOT_ENV_VAR}) must be the {FOLDER_NAME}/ folder itself, "
             "holding synsetoffset2category.txt, one folder per synset and train_test_split/"
         )
     out: list[tuple[int, str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    text = read_text(path, max_bytes=MAX_LIST_BYTES, fail=_fail, errors="replace", what="a category list")
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -148,14 +162,16 @@ def read_categories(root: Path) -> list[tuple[int, str]]:
 def read_split_list(root: Path, split: str) -> list[tuple[str, str]]:
     """(synset, shape id) of each entry ``shape_data/<synset>/<id>`` of one split file."""
     path = root / "train_test_split" / f"shuffled_{split}_file_list.json"
-    if not path.is_file():
-        raise _fail(path, "not found; expected a JSON list of 'shape_data/<synset>/<id>' entries")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _fail(path, f"not valid JSON ({err}); expected a list of 'shape_data/<synset>/<id>'") from None
+    expected = "a JSON list of 'shape_data/<synset>/<id>' entries"
+    entries = read_json(
+        path,
+        max_bytes=MAX_LIST_BYTES,
+        fail=_fail,
+        expected=expected,
+        missing=f"not found; expected {expected}",
+    )
     if not isinstance(entries, list):
-        raise _fail(path, "expected a JSON list of 'shape_data/<synset>/<id>' entries")
+        raise _fail(path, f"expected {expected}")
     out = []
     for entry in entries:
         parts = entry.split("/") if isinstance(entry, str) else []
@@ -165,45 +181,93 @@ def read_split_list(root: Path, split: str) -> list[tuple[str, str]]:
     return out
 
 
+def _nth_row_line(lines: list[str], row: int) -> int:
+    """The 1-based line number of data row ``row`` (blank lines hold no row)."""
+    for number, line in enumerate(lines, 1):
+        if line.split():
+            if row == 0:
+                return number
+            row -= 1
+    return len(lines)
+
+
 def read_shape(path: Path, category: Category) -> tuple[np.ndarray, np.ndarray]:
     """(points (M, 3 or 6) float32, global part labels (M,) int64) of one shape file.
 
-    Rows are ``x y z nx ny nz part`` (7 columns) or ``x y z part`` (4); labels may be written
-    as integers or as floats ("12.000000"), and must lie in the category's part range.
+    Rows are ``x y z nx ny nz part`` (7 columns) or ``x y z part`` (4), every row as many as the
+    first; labels may be written as integers or as floats ("12.000000"), and must lie in the
+    category's part range. Errors name the file, the first bad line and the value as written.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _fail(path, "not found (listed in the split files)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise _fail(path, f"unreadable ({err})") from None
-    lines = text.split("\n", 1)
-    cols = len(lines[0].split())
+    text = read_text(
+        path,
+        max_bytes=MAX_SHAPE_BYTES,
+        fail=_fail,
+        missing="not found (listed in the split files)",
+        what="a shape file",
+    )
+    lines = text.splitlines()
+    counts = [len(line.split()) for line in lines]
+    cols = next((c for c in counts if c), 0)
     if cols not in (4, 7):
-        raise _fail(
-            path, f"first row has {cols} columns; expected 'x y z nx ny nz part' (7) or 'x y z part' (4)"
-        )
+        what = f"first row has {cols} columns" if cols else "holds no rows"
+        raise _fail(path, f"{what}; expected 'x y z nx ny nz part' (7) or 'x y z part' (4)")
+    for number, count in enumerate(counts, 1):
+        if count and count != cols:
+            raise _fail(
+                path,
+                f"line {number} has {count} columns, the first row {cols}; expected {cols} in every row",
+            )
+    tokens = text.split()
     try:
-        values = np.array(text.split(), dtype=np.float64)
+        values = np.array(tokens, dtype=np.float64)
     except ValueError:
+        for number, line in enumerate(lines, 1):
+            for token in line.split():
+                try:
+                    float(token)
+                except ValueError:
+                    raise _fail(
+                        path,
+                        f"a value is not a number ({token[:40]!r}, line {number}); "
+                        "expected rows 'x y z nx ny nz part'",
+                    ) from None
         raise _fail(path, "a value is not a number; expected rows 'x y z nx ny nz part'") from None
-    if values.size % cols:
-        raise _fail(path, f"rows have different lengths; expected {cols} columns in every row")
     rows = values.reshape(-1, cols)
-    if not np.isfinite(rows).all():
-        raise _fail(path, "holds a non-finite value")
-    labels = rows[:, -1]
-    if (labels != np.round(labels)).any():
-        raise _fail(path, "part labels must be whole numbers")
-    labels = labels.astype(np.int64)
-    bad = (labels < category.first_part) | (labels >= category.first_part + category.num_parts)
-    if bad.any():
+
+    def written(row: int, col: int) -> str:
+        return tokens[row * cols + col]
+
+    finite = np.isfinite(rows)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise _fail(path, f"line {_nth_row_line(lines, row)} holds the non-finite value {written(row, col)}")
+    huge = np.abs(rows[:, :-1]) > _MAX_COORDINATE
+    if huge.any():
+        row, col = (int(i) for i in np.argwhere(huge)[0])
         raise _fail(
             path,
-            f"part label {int(labels[bad][0])} is outside {category.name}'s parts "
-            f"{category.first_part}-{category.first_part + category.num_parts - 1}",
+            f"line {_nth_row_line(lines, row)}: coordinate {written(row, col)} is beyond float32's range; "
+            "expected coordinates of a shape (the benchmark's lie within [-1, 1])",
         )
-    return rows[:, :-1].astype(np.float32), labels
+    labels = rows[:, -1]
+    first, last = category.first_part, category.first_part + category.num_parts - 1
+    whole = labels == np.round(labels)
+    if not whole.all():
+        row = int(np.argmin(whole))
+        raise _fail(
+            path,
+            f"part label {written(row, cols - 1)} (line {_nth_row_line(lines, row)}) is not a whole number: "
+            f"part labels must be whole numbers, {category.name}'s parts {first}-{last}",
+        )
+    bad = (labels < first) | (labels > last)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise _fail(
+            path,
+            f"part label {written(row, cols - 1)} is outside {category.name}'s parts {first}-{last} "
+            f"(line {_nth_row_line(lines, row)})",
+        )
+    return rows[:, :-1].astype(np.float32), labels.astype(np.int64)
 
 
 def normalize(points: np.ndarray) -> np.ndarray:

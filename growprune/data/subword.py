@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from growprune.data.bounded import regular_file
 from growprune.files import atomic_write_text
 
 __all__ = ["BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "SubwordTokenizer", "train_or_load"]
@@ -137,6 +138,9 @@ def cache_key(texts: Sequence[str], vocab_size: int) -> str:
     return h.hexdigest()
 
 
+_MAX_VOCABULARY_BYTES = 256 << 20  # a saved vocabulary of 32k pieces is ~2 MB
+
+
 def train_or_load(
     texts: Sequence[str], vocab_size: int, cache_dir: str | os.PathLike[str]
 ) -> SubwordTokenizer:
@@ -149,6 +153,7 @@ def train_or_load(
     path = Path(cache_dir) / f"bpe-{vocab_size}-{cache_key(texts, vocab_size)[:20]}.json"
     if path.is_file():
         try:
+            regular_file(path, max_bytes=_MAX_VOCABULARY_BYTES)  # a foreign giant is retrained over
             return SubwordTokenizer.load(path)
         except Exception:  # tokenizers raises a bare Exception; an unreadable file is retrained
             pass

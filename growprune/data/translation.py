@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, cache_root, load_aligned, split_by_book
+from growprune.data.bounded import DataFileError, regular_file
 from growprune.data.loader import EpochLoader
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
 from growprune.files import atomic_torch_save
@@ -187,6 +188,9 @@ def parse_direction(direction: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+_MAX_IDS_CACHE_BYTES = 1 << 30  # the cached ids of the whole corpus are ~10 MB
+
+
 def _encode_cached(tokenizer: SubwordTokenizer, texts: list[str], cache: Path | None) -> list[list[int]]:
     """``tokenizer.encode_batch(texts)``, cached: tokenizing ~60k verses costs seconds per run.
 
@@ -200,11 +204,12 @@ def _encode_cached(tokenizer: SubwordTokenizer, texts: list[str], cache: Path | 
     path = cache / f"ids-{digest.hexdigest()[:24]}.pt"
     if path.is_file():
         try:
+            regular_file(path, max_bytes=_MAX_IDS_CACHE_BYTES)  # a foreign giant is rebuilt, not loaded
             blob = torch.load(path, weights_only=True)
             flat, offsets = blob["flat"].tolist(), blob["offsets"].tolist()
             if len(offsets) == len(texts) + 1:
                 return [flat[offsets[i] : offsets[i + 1]] for i in range(len(texts))]
-        except (OSError, RuntimeError, KeyError, pickle.UnpicklingError):
+        except (OSError, RuntimeError, KeyError, pickle.UnpicklingError, DataFileError):
             pass  # a damaged cache file is rebuilt below
     ids = tokenizer.encode_batch(texts)
     offsets = np.cumsum([0, *map(len, ids)])
