@@ -1,0 +1,169 @@
+"""Compact storage of one layer: the same numbers as masked storage, kept values only.
+
+Every expectation is computed by an ordinary dense layer whose weight was multiplied by the
+mask (masked storage, the reference), never by the compact code itself.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from growprune.sparsity import compact
+from growprune.sparsity.compact import (
+    CompactStorageError,
+    dense_weight,
+    densify,
+    gather,
+    is_compact,
+    make_compact,
+    make_dense,
+    mask_of,
+    positions_of,
+)
+
+
+def pair(module: nn.Module, density: float, seed: int = 0) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    """(compact layer, masked reference layer, mask) holding the same kept weights."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(module.weight.shape, generator=gen) < density
+    reference = copy.deepcopy(module)
+    with torch.no_grad():
+        reference.weight.mul_(mask)
+    make_compact(module, mask)
+    return module, reference, mask
+
+
+LAYERS = {
+    "linear": (lambda: nn.Linear(20, 30), (5, 7, 20)),
+    "linear-no-bias": (lambda: nn.Linear(16, 8, bias=False), (4, 16)),
+    "conv1d": (lambda: nn.Conv1d(3, 5, 3, stride=2), (2, 3, 11)),
+    "conv2d-groups-reflect": (
+        lambda: nn.Conv2d(4, 6, 3, padding=1, groups=2, padding_mode="reflect"),
+        (2, 4, 8, 8),
+    ),
+    "conv3d": (lambda: nn.Conv3d(2, 3, 2, bias=False), (1, 2, 4, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_forward_and_backward_equal_masked_storage(kind: str, density: float) -> None:
+    torch.manual_seed(1)
+    build, shape = LAYERS[kind]
+    layer, reference, mask = pair(build(), density)
+    x = torch.randn(shape, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out, out_ref = layer(x), reference(x_ref)
+    torch.testing.assert_close(out, out_ref)
+    (out.square().sum()).backward()
+    (out_ref.square().sum()).backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    assert layer.weight.shape == (int(mask.sum()),)
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad[mask])
+    if reference.bias is not None:
+        torch.testing.assert_close(layer.bias.grad, reference.bias.grad)
+
+
+@pytest.mark.parametrize("block", [1, 7, 40, 1 << 22])
+def test_weight_gradient_in_row_blocks_is_the_same(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gradient is built a block of output rows at a time; any block size gives the same."""
+    monkeypatch.setattr(compact, "GRAD_BLOCK_ELEMENTS", block)
+    torch.manual_seed(2)
+    layer, reference, mask = pair(nn.Linear(9, 13), 0.4, seed=3)
+    x = torch.randn(6, 9)
+    layer(x).sum().backward()
+    reference(x).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad[mask])
+
+
+def test_same_parameter_object_and_optimizer_state_follow() -> None:
+    """The optimizer keeps its Parameter; Adam's moments are gathered, then scattered back with
+    zeros where nothing was kept (a regrown weight starts at value 0 and state 0)."""
+    torch.manual_seed(3)
+    layer = nn.Linear(8, 6)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.1)
+    layer(torch.randn(4, 8)).sum().backward()
+    optimizer.step()
+    param = layer.weight
+    before = {k: v.clone() for k, v in optimizer.state[param].items() if torch.is_tensor(v) and v.dim() == 2}
+    mask = torch.rand(6, 8) < 0.5
+    make_compact(layer, mask, optimizer)
+    assert layer.weight is param and optimizer.param_groups[0]["params"][0] is param
+    for key, value in before.items():
+        torch.testing.assert_close(optimizer.state[param][key], value[mask])
+    make_dense(layer, optimizer)
+    assert layer.weight is param and param.shape == (6, 8) and not is_compact(layer)
+    for key, value in before.items():
+        torch.testing.assert_close(optimizer.state[param][key], value * mask)
+
+
+def test_training_compact_equals_training_masked() -> None:
+    """Adam steps on a two-layer net: the same losses and weights as masked storage."""
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    reference = copy.deepcopy(net)
+    masks = [torch.rand(m.weight.shape) < 0.3 for m in (net[0], net[2])]
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    opt_ref = torch.optim.Adam(reference.parameters(), lr=0.01)
+    for layer, mask in zip((net[0], net[2]), masks):
+        make_compact(layer, mask, opt)
+    with torch.no_grad():
+        for layer, mask in zip((reference[0], reference[2]), masks):
+            layer.weight.mul_(mask)
+    x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+    for _ in range(5):
+        for model, optimizer in ((net, opt), (reference, opt_ref)):
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if model is reference:
+                with torch.no_grad():
+                    for layer, mask in zip((reference[0], reference[2]), masks):
+                        layer.weight.mul_(mask)
+                ref_loss = loss
+            else:
+                compact_loss = loss
+        torch.testing.assert_close(compact_loss, ref_loss)
+    for layer, ref in zip((net[0], net[2]), (reference[0], reference[2])):
+        torch.testing.assert_close(dense_weight(layer), ref.weight.detach())
+
+
+def test_state_dict_is_dense_and_loads_dense() -> None:
+    """Files keep their format: the dense weight under its usual name, in and out."""
+    torch.manual_seed(5)
+    layer, reference, mask = pair(nn.Linear(5, 4), 0.5)
+    state = layer.state_dict()
+    assert state["weight"].shape == (4, 5) and torch.equal(state["weight"], reference.weight.detach())
+    other = torch.randn(4, 5)
+    layer.load_state_dict({"weight": other, "bias": torch.zeros(4)})
+    torch.testing.assert_close(dense_weight(layer), other * mask)  # kept where the positions say
+
+
+def test_layers_it_cannot_run_are_refused_by_name() -> None:
+    with pytest.raises(CompactStorageError, match="not Embedding"):
+        make_compact(nn.Embedding(10, 4), torch.ones(10, 4, dtype=torch.bool))
+    with pytest.raises(CompactStorageError, match="mask of shape"):
+        make_compact(nn.Linear(3, 2), torch.ones(3, 2, dtype=torch.bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+    density=st.floats(0, 1),
+)
+def test_positions_round_trip(shape: list[int], seed: int, density: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(shape, generator=gen) < density
+    dense = torch.randn(shape, generator=gen) * mask
+    positions = positions_of(mask)
+    assert positions.dtype == torch.int32 and bool((positions[1:] > positions[:-1]).all())
+    assert torch.equal(mask_of(positions, mask.shape), mask)
+    assert torch.equal(densify(gather(dense, positions), positions, mask.shape), dense)
