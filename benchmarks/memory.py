@@ -1,0 +1,600 @@
+"""Memory benchmark: peak memory of a plain training loop, dense and every method, in a fresh process each.
+
+    python -m benchmarks.memory                    # MLP + Transformer LM, all methods -> results, RESULTS.md
+    python -m benchmarks.memory --models lm --methods dense cgap rigl --steps 12
+    python -m benchmarks.memory --smoke --out /tmp/m.json   # tiny models, seconds; what the tests run
+    python -m benchmarks.memory --from-json benchmarks/results/memory.json   # redo the RESULTS.md section
+
+What it measures: the CPU peak resident set size (``ru_maxrss``) of a training loop -- build the
+model, an Adam optimizer and the sparsifier, then N steps of forward, backward,
+``optimizer.step()``, ``sparsifier.step()`` -- above the peak RSS of the same process right after
+``import torch, growprune``. ``ru_maxrss`` cannot be reset, so every configuration runs in a
+fresh Python process with one torch thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``).
+Each method's schedule is squeezed into the N measured steps so that its memory-heavy moments
+happen in them: one-shot and GMP prune, SET and RigL update their masks, ADMM updates Z and U
+and prunes, C-GaP changes phase (one partition dense) three times and prunes the last one, and
+P-GaP ends two rounds.
+
+P-GaP cannot run as one plain loop: it is K workers exchanging weights. Its row is one worker
+(worker 0: partition 0 dense, the others sparse) in a plain loop whose merge exchanges nothing
+(a no-op merger, then the worker's own prune back to the target), i.e. the memory of one of the K
+worker processes, not of the merge that gathers K state dicts.
+
+Storage: today every method trains masked dense tensors (``--storage masked``), so these rows are
+the baseline that compact storage (issue 25, DESIGN.md invariant 8) will be judged against.
+``--storage compact`` is a known name that fails clearly until a sparsifier accepts
+``storage=``; then it is passed through unchanged and its rows stand beside the masked ones.
+Beside each method the table prints the *ideal weight fraction* of the GaP formula -- the
+fraction of the prunable weights compact storage needs to hold at the method's peak: 1 - r for a
+static sparse method, (1 - r) + r / K for C-GaP / P-GaP (equal partitions), 1 then 1 - r for the
+dense-to-sparse methods (one-shot, GMP, ADMM train dense before pruning) -- and the fraction
+the masks actually kept at their densest step.
+
+Step times are medians over the steps after the first, in one process at a time: on a machine
+other jobs share they move with the load, which every row records (load average at its start and
+end); peak RSS does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import growprune as gp
+from benchmarks.common import RESULTS_DIR, RESULTS_MD, ROOT, git_commit, load_average, machine, write_section
+
+RESULTS = RESULTS_DIR / "memory.json"
+SECTION = "memory"
+SPARSITY = 0.8
+PARTITIONS = 4
+MIB = 2**20
+METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap")
+MODELS = ("mlp", "lm")
+STORAGES = ("masked", "compact")  # names the benchmark knows; a sparsifier must accept the others
+DEFAULT_STEPS = {"mlp": 16, "lm": 16}
+SMOKE_STEPS = 3
+CHILD_TIMEOUT_S = 3600
+NOT_IMPLEMENTED = "storage='{storage}' is not implemented yet (issue 25)"
+
+# Model sizes: (full, smoke).
+MLP_SIZES = {"full": (1024, (4096, 4096, 4096), 10, 64), "smoke": (64, (128, 128, 128), 10, 4)}
+# vocab, d_model, heads, ffn, layers, sequence, batch
+LM_SIZES = {"full": (8192, 512, 8, 2048, 6, 128, 8), "smoke": (256, 32, 2, 64, 2, 16, 2)}
+
+
+class StorageNotImplemented(RuntimeError):
+    """A storage the sparsifiers do not accept yet."""
+
+
+# -- the models -------------------------------------------------------------------------------
+class TinyLM(nn.Module):
+    """A decoder-only Transformer language model from torch.nn modules.
+
+    Token and position embeddings (dense: the default targets leave embeddings alone), pre-norm
+    ``nn.TransformerEncoderLayer`` blocks under a causal mask, a final LayerNorm and an untied
+    Linear head over the vocabulary (a default target, like the attention and FFN projections).
+    """
+
+    def __init__(self, vocab: int, d_model: int, heads: int, ffn: int, layers: int, seq: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(seq, d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, ffn, dropout=0.0, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        x = self.embed(tokens) + self.pos(torch.arange(length, device=tokens.device))
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device)
+        x = self.blocks(x, mask=causal, is_causal=True)
+        return self.head(self.norm(x))
+
+
+def build_model(name: str, smoke: bool) -> tuple[nn.Module, Any, str]:
+    """The model, a function returning (loss) for one step on a fixed random batch, a description."""
+    size = "smoke" if smoke else "full"
+    gen = torch.Generator().manual_seed(0)
+    if name == "mlp":
+        from growprune.models import MLP
+
+        in_features, hidden, classes, batch = MLP_SIZES[size]
+        model = MLP(in_features=in_features, hidden=hidden, num_classes=classes)
+        x = torch.randn(batch, in_features, generator=gen)
+        y = torch.randint(0, classes, (batch,), generator=gen)
+        describe = f"MLP {in_features}-{'-'.join(map(str, hidden))}-{classes}, ReLU, batch {batch}"
+        return model, lambda: F.cross_entropy(model(x), y), describe
+    if name == "lm":
+        vocab, d_model, heads, ffn, layers, seq, batch = LM_SIZES[size]
+        model = TinyLM(vocab, d_model, heads, ffn, layers, seq)
+        tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen)
+        inputs, labels = tokens[:, :-1], tokens[:, 1:]
+
+        def loss() -> torch.Tensor:
+            return F.cross_entropy(model(inputs).reshape(-1, vocab), labels.reshape(-1))
+
+        describe = (
+            f"decoder-only Transformer LM: {layers} layers, d_model {d_model}, {heads} heads, FFN {ffn}, "
+            f"vocab {vocab}, sequence {seq}, batch {batch}"
+        )
+        return model, loss, describe
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+# -- the methods, their schedules squeezed into N steps ----------------------------------------
+def schedule(method: str, steps: int) -> dict[str, Any]:
+    """Constructor arguments that put ``method``'s memory-heavy moments inside ``steps`` steps."""
+    unit = max(1, steps // 4)
+    if method == "dense":
+        return {}
+    if method == "oneshot":  # dense until the prune, then sparse
+        return {"prune_step": unit}
+    if method == "gmp":  # dense at first, prunes every few steps up to 80%
+        return {"start_step": 1, "end_step": max(2, steps - unit), "frequency": max(1, unit // 2)}
+    if method in ("set", "rigl"):  # a drop/grow update every `unit` steps (RigL: dense gradients)
+        return {"end_step": steps, "update_interval": unit}
+    if method == "admm":  # one dense step, then ADMM (Z, U updated every unit/2 steps), then the prune
+        return {"pretrain_steps": 1, "admm_steps": max(1, steps // 2), "update_interval": max(1, unit // 2)}
+    if method == "cgap":  # one round: 4 phases (3 phase changes), the final prune, fine-tuning
+        per_phase = max(1, (steps - unit) // PARTITIONS)
+        return {
+            "partitions": PARTITIONS,
+            "steps_per_phase": per_phase,
+            "rounds": 1,
+            "finetune_steps": max(0, steps - PARTITIONS * per_phase),
+        }
+    if method == "pgap":  # worker 0 of K, two rounds (two merges), fine-tuning
+        per_phase = max(1, (steps - unit) // 2)
+        return {
+            "partitions": PARTITIONS,
+            "steps_per_phase": per_phase,
+            "rounds": 2,
+            "finetune_steps": max(0, steps - 2 * per_phase),
+            "worker": 0,
+            "merger": _no_exchange,
+        }
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _no_exchange(sparsifier: Any) -> None:
+    """P-GaP's merge in a one-worker loop: the weights stay this worker's own (see the docstring)."""
+    del sparsifier
+
+
+NOTES = {
+    "pgap": "one worker's process (worker 0) in a plain loop; the merge exchanges nothing (no-op merger), "
+    "so the K state dicts a real merge gathers are not in this row",
+    "rigl": "dense gradients captured at each update step",
+}
+
+
+def ideal_fraction(method: str) -> tuple[float, float]:
+    """(at the peak, in the sparse phase): the fraction of the prunable weights compact storage
+    must hold, by the GaP paper's formula (equal partitions)."""
+    kept = 1.0 - SPARSITY
+    if method == "dense":
+        return 1.0, 1.0
+    if method in ("cgap", "pgap"):
+        return kept + SPARSITY / PARTITIONS, kept
+    if method in ("oneshot", "gmp", "admm"):  # train dense, then prune
+        return 1.0, kept
+    return kept, kept  # set, rigl: sparse from the start
+
+
+def format_ideal(method: str) -> str:
+    peak, sparse = ideal_fraction(method)
+    if method == "dense":
+        return "1"
+    if method in ("oneshot", "gmp", "admm"):
+        return f"1 then {sparse:.2f}"
+    return f"{peak:.2f}"
+
+
+def check_storage(storage: str) -> None:
+    """Raise StorageNotImplemented unless today's sparsifiers accept ``storage``."""
+    if storage == "masked":
+        return
+    if "storage" not in inspect.signature(gp.methods.get_method("cgap").__init__).parameters and (
+        "storage" not in inspect.signature(gp.Sparsifier.__init__).parameters
+    ):
+        raise StorageNotImplemented(NOT_IMPLEMENTED.format(storage=storage))
+
+
+def build_sparsifier(
+    method: str, model: nn.Module, optimizer: torch.optim.Optimizer, storage: str, steps: int
+) -> Any:
+    """The method's sparsifier at 80% (None for dense), in ``storage`` ("masked": today's default,
+    no argument passed; any other name is passed as ``storage=`` once the sparsifiers take it)."""
+    check_storage(storage)
+    if method == "dense":
+        return None
+    kwargs = schedule(method, steps)
+    if storage != "masked":
+        kwargs["storage"] = storage
+    return gp.methods.get_method(method)(model, optimizer, sparsity=SPARSITY, seed=0, **kwargs)
+
+
+# -- one configuration, in a fresh process ------------------------------------------------------
+def peak_rss() -> int:
+    """This process's peak RSS in bytes (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def current_rss() -> int | None:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def kept_fraction(sparsifier: Any) -> float:
+    """Fraction of the prunable weights the masks keep now (1.0 without a sparsifier)."""
+    if sparsifier is None:
+        return 1.0
+    masks = sparsifier.mask_set
+    kept = sum(int(masks.mask(n).count_nonzero()) for n in sparsifier.names)
+    return kept / sum(sparsifier.numels.values())
+
+
+def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bool) -> dict[str, Any]:
+    """Build and train one configuration here; the caller is a fresh process (see child_main)."""
+    torch.set_num_threads(1)
+    baseline = peak_rss()
+    load_start = load_average()
+    # torch's one-time allocations (thread pools, kernel caches, autograd engine) happen at the
+    # first training step of any model: one step of the smoke-sized model shows how much of the
+    # peak they are, so that the part that grows with the model can be read apart.
+    warm_model, warm_loss, _ = build_model(model_name, smoke=True)
+    warm_opt = torch.optim.Adam(warm_model.parameters(), lr=1e-4)
+    warm_loss().backward()
+    warm_opt.step()
+    del warm_model, warm_loss, warm_opt
+    warmed = peak_rss()
+    torch.manual_seed(0)
+    model, loss_fn, describe = build_model(model_name, smoke)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    sparsifier = build_sparsifier(method, model, optimizer, storage, steps)
+    after_build = peak_rss()
+    trace, times, kept = [], [], [kept_fraction(sparsifier)]
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if sparsifier is not None:
+            sparsifier.step()
+        times.append(time.perf_counter() - start)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{model_name}/{method}: loss {loss.item()} is not finite")
+        rss = current_rss()
+        trace.append(
+            {  # after each step: the running peak and the RSS now, both above the baseline
+                "peak_mib": (peak_rss() - baseline) / MIB,
+                "rss_mib": None if rss is None else (rss - baseline) / MIB,
+            }
+        )
+        kept.append(kept_fraction(sparsifier))
+    peak = peak_rss()
+    # the step at which the peak was reached (first step whose running peak equals the final one)
+    peak_step = next(i + 1 for i, t in enumerate(trace) if t["peak_mib"] >= (peak - baseline) / MIB - 1e-9)
+    targets = sparsifier.names if sparsifier is not None else []
+    prunable = sum(sparsifier.numels.values()) if sparsifier is not None else None
+    row: dict[str, Any] = {
+        "model": model_name,
+        "model_description": describe,
+        "params": sum(p.numel() for p in model.parameters()),
+        "prunable_params": prunable,
+        "targets": len(targets),
+        "method": method,
+        "storage": storage,
+        "sparsity": 0.0 if method == "dense" else SPARSITY,
+        "schedule": {k: v for k, v in schedule(method, steps).items() if k != "merger"},
+        "steps": steps,
+        "optimizer": "Adam",
+        "threads": torch.get_num_threads(),
+        "baseline_rss_mib": baseline / MIB,
+        "peak_above_baseline_mib": (peak - baseline) / MIB,
+        "build_above_baseline_mib": (after_build - baseline) / MIB,
+        "warmup_above_baseline_mib": (warmed - baseline) / MIB,
+        "peak_above_warmup_mib": (peak - warmed) / MIB,
+        "peak_step": peak_step,
+        "trace": trace,
+        "step_ms": 1000 * statistics.median(times[1:] if len(times) > 1 else times),
+        "step_ms_all": [1000 * t for t in times],
+        "max_kept_fraction": max(kept),
+        "final_kept_fraction": kept[-1],
+        "ideal_peak_fraction": ideal_fraction(method)[0],
+        "ideal_sparse_fraction": ideal_fraction(method)[1],
+        "load_average_at_start": load_start,
+        "load_average_at_end": load_average(),
+    }
+    if method in ("cgap", "pgap") and sparsifier is not None:
+        total = sum(sparsifier.numels.values())
+        fractions = [sum(sparsifier.numels[n] for n in part) / total for part in sparsifier.partitions]
+        row["partition_fractions"] = fractions
+        # the formula with these (unequal) partitions: the largest one dense, the rest at 1 - r
+        row["ideal_peak_fraction_these_partitions"] = (1 - SPARSITY) + SPARSITY * max(fractions)
+    if method in NOTES:
+        row["note"] = NOTES[method]
+    return row
+
+
+def child_main(payload: str) -> None:
+    job = json.loads(payload)
+    row = run_config(job["model"], job["method"], job["storage"], job["steps"], job["smoke"])
+    row["machine"] = machine()
+    print("MEMORY-ROW " + json.dumps(row), flush=True)
+
+
+def run_child(model: str, method: str, storage: str, steps: int, smoke: bool) -> dict[str, Any]:
+    """One configuration in a fresh interpreter; its row, or a row saying why it failed."""
+    job = json.dumps({"model": model, "method": method, "storage": storage, "steps": steps, "smoke": smoke})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--child", job],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("MEMORY-ROW "):
+            row = json.loads(line[len("MEMORY-ROW ") :])
+            row["seconds"] = time.time() - started
+            return row
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return {
+        "model": model,
+        "method": method,
+        "storage": storage,
+        "steps": steps,
+        "error": lines[-1] if lines else f"exit code {proc.returncode}",
+        "returncode": proc.returncode,
+    }
+
+
+# -- the record -------------------------------------------------------------------------------
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Peak and step time as ratios to the dense row of the same model."""
+    dense = {r["model"]: r for r in rows if r["method"] == "dense" and "error" not in r}
+    for row in rows:
+        base = dense.get(row["model"])
+        if base is None or "error" in row:
+            continue
+        row["peak_ratio_to_dense"] = row["peak_above_baseline_mib"] / base["peak_above_baseline_mib"]
+        warm_base = base["peak_above_warmup_mib"]
+        if warm_base > 0:
+            row["peak_above_warmup_ratio_to_dense"] = row["peak_above_warmup_mib"] / warm_base
+        row["step_ratio_to_dense"] = row["step_ms"] / base["step_ms"]
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table_lines(data: dict[str, Any], model: str) -> list[str]:
+    rows = [r for r in data["rows"] if r["model"] == model]
+    if not rows:
+        return []
+    first = next((r for r in rows if "error" not in r), rows[0])
+    head = [f"**{model}**: {first.get('model_description', model)}"]
+    if "params" in first:
+        head[0] += (
+            f"; {first['params'] / 1e6:.1f}M parameters"
+            + (f", {first['prunable_params'] / 1e6:.1f}M prunable" if first.get("prunable_params") else "")
+            + f"; Adam; {first['steps']} steps; 1 thread."
+        )
+    out = [
+        *head,
+        "",
+        "| config | storage | peak MiB above baseline | x dense | above warm-up | x dense | step ms "
+        "| x dense | ideal weight fraction | kept at densest step | peak at step | load (start) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = r["method"] if r["method"] == "dense" else f"{r['method']} {int(SPARSITY * 100)}%"
+        if r["method"] in ("cgap", "pgap"):
+            name += f" K={PARTITIONS}"
+        if "error" in r:
+            out.append(f"| {name} | {r['storage']} | failed: {r['error']} |" + " |" * 9)
+            continue
+        load = r.get("load_average_at_start")
+        ideal = format_ideal(r["method"])
+        if "ideal_peak_fraction_these_partitions" in r:
+            ideal += f" ({r['ideal_peak_fraction_these_partitions']:.2f} for these partitions)"
+        cells = [
+            name,
+            r["storage"],
+            f"{r['peak_above_baseline_mib']:,.0f}",
+            _ratio(r.get("peak_ratio_to_dense")),
+            f"{r['peak_above_warmup_mib']:,.0f}",
+            _ratio(r.get("peak_above_warmup_ratio_to_dense")),
+            f"{r['step_ms']:,.0f}",
+            _ratio(r.get("step_ratio_to_dense")),
+            ideal,
+            f"{r['max_kept_fraction']:.2f}",
+            f"{r['peak_step']}/{r['steps']}",
+            f"{load[0]:.1f}" if load else "-",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def results_markdown(data: dict[str, Any]) -> str:
+    info = data["machine"]
+    loads = [r["load_average_at_start"][0] for r in data["rows"] if r.get("load_average_at_start")]
+    lines = [
+        "## Peak memory of training (CPU)",
+        "",
+        "Peak resident memory (`ru_maxrss`) of a plain training loop -- model, Adam, sparsifier, "
+        "forward, backward, `optimizer.step()`, `sparsifier.step()` -- above the peak right after "
+        "`import torch, growprune`, every configuration in a fresh process with 1 torch thread. "
+        "Sparsity 80%; each method's schedule is squeezed into the measured steps so that its prunes, "
+        "mask updates or phase changes happen in them. *Ideal weight fraction*: the fraction of the "
+        "prunable weights compact storage would hold at the method's peak (GaP formula: 1 - r static "
+        "sparse, (1 - r) + r/K for C-GaP / P-GaP; one-shot, GMP and ADMM train dense, then prune). "
+        "*Kept at densest step*: what the masks kept there. In masked storage every method holds "
+        "dense weights, gradients and Adam state plus masks, so no row can go below dense: these rows "
+        "are the baseline for compact storage (issue 25).",
+        "",
+    ]
+    for model in data["models"]:
+        lines += [*table_lines(data, model), ""]
+    for method, note in NOTES.items():
+        if any(r["method"] == method for r in data["rows"]):
+            lines.append(f"- {method}: {note}.")
+    lines += [
+        "",
+        f"Command: `{data['command']}`",
+        "",
+        f"Machine: {info['cpu']} ({info['cpu_count']} CPUs), CPU kernels {info['cpu_kernels']}, "
+        f"torch {info['torch']}, 1 thread per run; load average at the rows' starts "
+        + (f"{min(loads):.1f}-{max(loads):.1f}" if loads else "unknown")
+        + " (a shared machine: step times move with the load, peak RSS does not). "
+        f"Commit {data['commit'][:10]}{' (dirty tree)' if data.get('dirty') else ''}, {data['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+def print_rows(data: dict[str, Any]) -> None:
+    for model in data["models"]:
+        rows = [r for r in data["rows"] if r["model"] == model]
+        print(f"\n{model}")
+        print(
+            f"{'config':<9} {'storage':<8} {'peak MiB':>9} {'x dense':>8} {'step ms':>9} {'x dense':>8} "
+            f"{'ideal weight fraction':>22} {'kept max':>9} {'load':>5}"
+        )
+        for r in rows:
+            if "error" in r:
+                print(f"{r['method']:<9} {r['storage']:<8} FAILED: {r['error']}")
+                continue
+            print(
+                f"{r['method']:<9} {r['storage']:<8} {r['peak_above_baseline_mib']:9.0f} "
+                f"{r.get('peak_ratio_to_dense', float('nan')):8.2f} {r['step_ms']:9.1f} "
+                f"{r.get('step_ratio_to_dense', float('nan')):8.2f} {format_ideal(r['method']):>22} "
+                f"{r['max_kept_fraction']:9.2f} {(r.get('load_average_at_start') or [0])[0]:5.1f}"
+            )
+    for method, note in NOTES.items():
+        if any(r["method"] == method for r in data["rows"]):
+            print(f"note {method}: {note}")
+
+
+def describe_command(args: argparse.Namespace) -> str:
+    parts = ["python -m benchmarks.memory"]
+    if args.smoke:
+        parts.append("--smoke")
+    if tuple(args.models) != MODELS:
+        parts.append("--models " + " ".join(args.models))
+    if tuple(args.methods) != METHODS:
+        parts.append("--methods " + " ".join(args.methods))
+    if args.storage != ["masked"]:
+        parts.append("--storage " + " ".join(args.storage))
+    if args.steps:
+        parts.append(f"--steps {args.steps}")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models, 3 steps (tests); needs --out")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--storage",
+        nargs="+",
+        choices=STORAGES,
+        default=["masked"],
+        help="how sparse layers are stored; 'compact' fails until issue 25 lands",
+    )
+    parser.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS})")
+    parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--results-md", type=Path, help=f"Markdown to update (default {RESULTS_MD.name})")
+    parser.add_argument("--from-json", type=Path, help="do not measure: rewrite the section from this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args.child)
+        return 0
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        write_section(args.results_md or RESULTS_MD, SECTION, results_markdown(data))
+        print(f"section written: {args.results_md or RESULTS_MD}")
+        return 0
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    for storage in args.storage:
+        try:
+            check_storage(storage)
+        except StorageNotImplemented as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    if "dense" not in args.methods:
+        args.methods = ["dense", *args.methods]  # the ratios need it
+    started = time.time()
+    commit, dirty = git_commit("growprune", "benchmarks")
+    data: dict[str, Any] = {
+        "commit": commit,
+        "dirty": dirty,
+        "sparsity": SPARSITY,
+        "partitions": PARTITIONS,
+        "smoke": args.smoke,
+        "models": list(args.models),
+        "command": describe_command(args),
+        "machine": machine(),
+        "rows": [],
+    }
+    out = args.out or RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for model in args.models:
+        steps = args.steps or (SMOKE_STEPS if args.smoke else DEFAULT_STEPS[model])
+        for method in args.methods:
+            # dense has no storage variant: one row
+            for storage in ["masked"] if method == "dense" else args.storage:
+                row = run_child(model, method, storage, steps, args.smoke)
+                data["rows"].append(row)
+                shown = (
+                    f"FAILED: {row['error']}"
+                    if "error" in row
+                    else f"peak {row['peak_above_baseline_mib']:.0f} MiB at step {row['peak_step']}, "
+                    f"{row['step_ms']:.0f} ms/step, load {(row['load_average_at_start'] or [0])[0]:.1f}"
+                )
+                print(f"{model} {method} {storage}: {shown}", flush=True)
+                out.write_text(json.dumps({**data, "partial": True}, indent=1) + "\n")  # kept if stopped
+    add_ratios(data["rows"])
+    data["seconds"] = time.time() - started
+    data["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print_rows(data)
+    print(f"\nwrote {out}")
+    if not args.smoke or args.results_md:
+        md = args.results_md or RESULTS_MD
+        write_section(md, SECTION, results_markdown(data))
+        print(f"section written: {md}")
+    failed = [r for r in data["rows"] if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
