@@ -27,13 +27,19 @@ import numpy as np
 
 from growprune.errors import UsageError
 
-__all__ = ["SeedError", "check_seed", "keyed_seed", "stream_seed"]
+__all__ = ["SeedError", "check_seed", "is_bool", "keyed_seed", "stream_seed"]
 
 _SEED_BITS = (1 << 63) - 1
 
 
 class SeedError(UsageError, ValueError):
     """A seed that is not an integer (a float, a bool, a string)."""
+
+
+def is_bool(value: object) -> bool:
+    """True for a bool of any kind: ``bool``, ``numpy.bool_``, a 0-d bool array or tensor (all of
+    which have ``__index__``, so an integer check must exclude them first). torch is not imported."""
+    return isinstance(value, (bool, np.bool_)) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
 
 
 def check_seed(seed: object, name: str = "seed") -> int:
@@ -47,7 +53,7 @@ def check_seed(seed: object, name: str = "seed") -> int:
     refusing ``2.5`` would make the valid set depend on the value. Truncating (as ``int()`` does)
     would silently give ``1.5`` and ``1.9`` the masks of ``1``.
     """
-    if isinstance(seed, (bool, np.bool_)):
+    if is_bool(seed):
         raise SeedError(f"{name} must be an integer, got the bool {seed!r}; pass e.g. {name}=0")
     try:
         return int(operator.index(seed))  # type: ignore[arg-type]

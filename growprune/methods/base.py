@@ -39,6 +39,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
+import numbers
+import operator
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -52,7 +55,7 @@ from torch import nn
 from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength
 from growprune.records import MaskEvent, Phase
-from growprune.seeding import check_seed
+from growprune.seeding import check_seed, is_bool
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
     DistributionSpec,
@@ -86,10 +89,23 @@ def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
     return value
 
 
+def as_count(value: Any) -> int | None:
+    """`value` as a plain ``int`` if it is an integer of any type (``int``, ``numpy.int64``, a 0-d
+    integer tensor: anything with ``__index__``, as seeds are taken), else None. A bool is not a
+    count, and neither is a float, ``3.0`` included (see :func:`growprune.seeding.check_seed`)."""
+    if is_bool(value):
+        return None
+    try:
+        return int(operator.index(value))
+    except TypeError:
+        return None
+
+
 def check_steps(name: str, value: int, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    count = as_count(value)
+    if count is None or count < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return count
 
 
 def _skipped_inside(optimizer: torch.optim.Optimizer) -> bool:
@@ -201,6 +217,14 @@ def check_mask(name: str, mask: Any, shape: tuple[int, ...], what: str = "mask")
         )
     if mask.layout != torch.strided:
         raise SparsifierStateError(f"{what} for '{name}' has layout {mask.layout}; pass a dense bool tensor")
+    if mask.is_meta:
+        # A meta tensor has a shape and no values (a model built under torch.device("meta"), or a
+        # checkpoint read with map_location="meta"): there is nothing to install. A mask on any
+        # real device is fine: it is copied to its parameter's device.
+        raise SparsifierStateError(
+            f"{what} for '{name}' is on the meta device, so it holds no values; load the saved state "
+            "with map_location='cpu' (or the parameters' device)"
+        )
     return mask
 
 
@@ -608,6 +632,7 @@ class Sparsifier:
         if mask_set is not None:
             mask_set.remove()
         self._removed = True
+        self._outer_step, self._nested_steps = None, 0  # a frame (of a step that raised) cannot be pickled
         self.__class__ = _removed_class(type(self))
 
     @property
@@ -727,10 +752,11 @@ class Sparsifier:
                 f"sparsifier state does not match this sparsifier ({details}); build the sparsifier "
                 "with the arguments of the run that saved it"
             )
-        step = state["step"]
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        step = as_count(state["step"])
+        if step is None or step < 0:
             raise SparsifierStateError(
-                f"sparsifier state's 'step' must be an integer >= 0 (optimizer steps), got {step!r}"
+                "sparsifier state's 'step' must be an integer >= 0 (optimizer steps), got "
+                f"{type(state['step']).__name__} {state['step']!r}"
             )
         masks = self._check_saved_masks(state["masks"])
         history = self._check_history(state["history"], step)
@@ -778,25 +804,7 @@ class Sparsifier:
             raise SparsifierStateError(
                 f"sparsifier state's 'history' must be a list, got {type(saved).__name__}"
             )
-        history = []
-        for i, entry in enumerate(saved):
-            if not isinstance(entry, Mapping):
-                raise SparsifierStateError(
-                    f"sparsifier state's history entry {i} is a {type(entry).__name__}, not a dict"
-                )
-            try:
-                event = MaskEvent.from_dict(entry)
-            except (TypeError, ValueError, KeyError) as error:
-                raise SparsifierStateError(
-                    f"sparsifier state's history entry {i} is malformed: {error}"
-                ) from None
-            if event.step > step:
-                raise SparsifierStateError(
-                    f"sparsifier state's history entry {i} ('{event.event}') is at optimizer step "
-                    f"{event.step}, after the state's step {step}: the state is inconsistent"
-                )
-            history.append(event)
-        return history
+        return [_check_history_entry(i, entry, step) for i, entry in enumerate(saved)]
 
     def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
         """Raise :class:`SparsifierStateError` if `state` (from :meth:`extra_state`, saved at
@@ -811,6 +819,73 @@ class Sparsifier:
             f"{type(self).__name__}(sparsity={self.sparsity}, distribution={self.distribution!r}, "
             f"pattern='{self.pattern}', layers={len(self.targets)}, phase='{self.phase}')"
         )
+
+
+_HISTORY_KEYS = ("step", "event", "phase", "sparsity")  # MaskEvent.to_dict()
+_PHASE_COUNTS = ("round", "rounds", "dense_partition", "partitions")  # Phase's optional fields
+
+
+def _check_history_entry(i: int, entry: Any, step: int) -> MaskEvent:
+    """History entry `i` of a saved state (``MaskEvent.to_dict()``) at optimizer step `step`, checked
+    strictly (unlike ``MaskEvent.from_dict``, which reads run logs leniently): a wrong entry means
+    the state was edited or made by something else, and would otherwise surface later in reports."""
+
+    def refuse(problem: str) -> SparsifierStateError:
+        return SparsifierStateError(f"sparsifier state's history entry {i} {problem}")
+
+    if not isinstance(entry, Mapping):
+        raise refuse(f"is a {type(entry).__name__}, not a dict")
+    for key in ("step", "event"):
+        if key not in entry:
+            raise refuse(f"has no '{key}': it was not made by state_dict()")
+    unknown = [k for k in entry if k not in _HISTORY_KEYS]
+    if unknown:
+        raise refuse(
+            f"has the unknown field {unknown[0]!r} (fields: {', '.join(_HISTORY_KEYS)}): it was not "
+            "made by state_dict()"
+        )
+    at = as_count(entry["step"])
+    if at is None or at < 0:
+        raise refuse(f"has 'step' {entry['step']!r}; it must be an integer >= 0 (an optimizer step)")
+    event = entry["event"]
+    if not isinstance(event, str) or not event:
+        raise refuse(f"has 'event' {event!r}; it must be the event's name, a non-empty string")
+    if at > step:
+        raise refuse(
+            f"('{event}') is at optimizer step {at}, after the state's step {step}: the state is inconsistent"
+        )
+    sparsity = entry.get("sparsity")
+    if sparsity is not None:
+        if is_bool(sparsity) or not isinstance(sparsity, numbers.Real):
+            raise refuse(f"has 'sparsity' {sparsity!r}; it must be a number in [0, 1] or None")
+        sparsity = float(sparsity)
+        if not (math.isfinite(sparsity) and 0.0 <= sparsity <= 1.0):
+            raise refuse(f"has 'sparsity' {sparsity!r}; it must be a number in [0, 1] or None")
+    return MaskEvent(at, event, _check_history_phase(entry.get("phase"), refuse), sparsity)
+
+
+def _check_history_phase(phase: Any, refuse: Any) -> Phase | None:
+    if phase is None:
+        return None
+    if not isinstance(phase, Mapping):
+        raise refuse(f"has 'phase' of type {type(phase).__name__}; it must be a dict or None")
+    unknown = [k for k in phase if k not in ("name", "step", *_PHASE_COUNTS)]
+    if unknown:
+        raise refuse(f"has the unknown phase field {unknown[0]!r}: it was not made by state_dict()")
+    name = phase.get("name")
+    if not isinstance(name, str) or not name:
+        raise refuse(f"has phase 'name' {name!r}; it must be a non-empty string")
+    counts: dict[str, int | None] = {}
+    for key in ("step", *_PHASE_COUNTS):
+        value = phase.get(key)
+        if value is None and key != "step":
+            counts[key] = None
+            continue
+        count = as_count(value)
+        if count is None or count < 0:
+            raise refuse(f"has phase '{key}' {value!r}; it must be an integer >= 0")
+        counts[key] = count
+    return Phase(name, **counts)  # type: ignore[arg-type]
 
 
 def _removed_message(cls_name: str, what: str) -> str:
@@ -849,16 +924,31 @@ def _removed_class(cls: type) -> type:
             return object.__getattribute__(self, name)
         kind = inspect.getattr_static(cls, name, None)
         what = f"{name}()" if isinstance(kind, FunctionType) else name
-        raise SparsifierRemovedError(_removed_message(cls.__name__, what))
+        error = SparsifierRemovedError(_removed_message(cls.__name__, what))
+        error.name, error.obj = name, self  # as an AttributeError: which attribute, of what
+        raise error
+
+    def __reduce_ex__(self: Any, protocol: Any) -> tuple[Any, ...]:
+        # This class is made at run time, so pickle cannot find it by name (it would find `cls`,
+        # a different object): record `cls` and rebuild the removed class from it when loading.
+        # copy.copy/deepcopy go through here too.
+        del protocol
+        return (_new_removed, (cls,), dict(object.__getattribute__(self, "__dict__")))
 
     found = type(
         cls.__name__,
         (cls,),
         {
             "__getattribute__": __getattribute__,
+            "__reduce_ex__": __reduce_ex__,
             "__qualname__": cls.__qualname__,
             "__module__": cls.__module__,
         },
     )
     _REMOVED_CLASSES[cls] = found
     return found
+
+
+def _new_removed(cls: type) -> Any:
+    """An empty removed `cls` sparsifier, which unpickling fills with its saved ``__dict__``."""
+    return object.__new__(_removed_class(cls))

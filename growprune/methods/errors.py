@@ -18,8 +18,13 @@ class SparsifierStateError(SparsifierError):
     """``load_state_dict`` (or ``state=``) refused a saved state; nothing was changed."""
 
 
-class SparsifierRemovedError(SparsifierError, RuntimeError):
-    """A sparsifier was used after ``remove()`` detached it from its model and optimizer."""
+class SparsifierRemovedError(SparsifierError, RuntimeError, AttributeError):
+    """A sparsifier was used after ``remove()`` detached it from its model and optimizer.
+
+    Also an :class:`AttributeError`: a removed sparsifier has no usable API, so ``hasattr(s,
+    "phase")`` is False and ``getattr(s, "phase", None)`` is None, as for any missing attribute,
+    while using the attribute still raises this error with its message.
+    """
 
 
 __all__ = ["SparsifierError", "SparsifierRemovedError", "SparsifierStateError"]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, check_choice, check_mask, check_steps
+from growprune.methods.base import Phase, as_count, check_choice, check_mask, check_steps
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
 from growprune.methods.settings import RunLength, plural
@@ -202,7 +202,8 @@ class PGaP(GaPSchedule):
     def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
         del step
         merged = state.get("merged_rounds", 0)
-        if isinstance(merged, bool) or not isinstance(merged, int) or not 0 <= merged <= self.rounds:
+        count = as_count(merged)
+        if count is None or not 0 <= count <= self.rounds:
             raise SparsifierStateError(
                 f"P-GaP state's 'merged_rounds' must be an integer in [0, {self.rounds}], got {merged!r}"
             )
@@ -221,7 +222,7 @@ class PGaP(GaPSchedule):
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         # `worker` is not restored: every rank resumes from one file and keeps its own worker index.
-        self.merged_rounds = int(state.get("merged_rounds", 0))
+        self.merged_rounds = as_count(state.get("merged_rounds", 0)) or 0
         devices = {t.name: t.param.device for t in self.targets}
         self._sparse_masks = {n: m.to(devices[n]) for n, m in state["sparse_masks"].items()}
 

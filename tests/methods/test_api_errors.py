@@ -1,15 +1,19 @@
 """The sparsifier API's user errors, table-driven: each row is a mistake, the error it must raise
 (a GrowpruneError subclass, one line naming the problem) and what must be left untouched.
 
-* ``load_state_dict`` checks the whole state before changing anything: one bad mask among good
-  ones leaves weights, masks, optimizer state and schedule position bitwise as they were;
+* ``load_state_dict`` checks the whole state before changing anything: one bad mask (or history
+  entry) among good ones leaves weights, masks, optimizer state and schedule position bitwise as
+  they were; steps are integers of any type (numpy's, 0-d tensors), never bools or floats;
 * a loaded all-zero mask obeys ``allow_empty_layers``;
 * seeds are integers (no float, not even 2.0, no bool), everywhere a seed is taken;
-* every public use of a sparsifier after ``remove()`` is one clear error.
+* every public use of a sparsifier after ``remove()`` is one clear error (an AttributeError too,
+  so ``hasattr`` is False), and a removed sparsifier survives pickle and deepcopy.
 """
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +119,14 @@ def with_extra_mask(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "masks": {**state["masks"], "9.weight": torch.ones(2, 2, dtype=torch.bool)}}
 
 
+def with_history(state: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `state` whose history gets a second entry: a good one with `change` (KeyError as
+    a value: the field is left out), so the first, good entry comes before the bad one."""
+    good = state["history"][0]
+    entry = {k: v for k, v in {**good, **change}.items() if v is not KeyError}
+    return {**state, "history": [good, entry, *state["history"][1:]]}
+
+
 def with_extra(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**state, "extra": {**state["extra"], **changes}}
 
@@ -140,6 +152,19 @@ BAD_STATES = [
     ),
     BadState("dtype-float-rigl", "rigl", lambda s: with_mask(s, lambda m: m.float()), "torch.bool"),
     BadState(
+        "meta-device-gmp",
+        "gmp",
+        lambda s: with_mask(s, lambda m: torch.empty(m.shape, dtype=torch.bool, device="meta")),
+        "is on the meta device",
+    ),
+    BadState(
+        "meta-device-first-mask-cgap-fresh",
+        "cgap",
+        lambda s: with_mask(s, lambda m: m.to("meta"), name="0.weight"),
+        "'0.weight' is on the meta device",
+        trained=False,
+    ),
+    BadState(
         "dtype-uint8-oneshot", "oneshot", lambda s: with_mask(s, lambda m: m.to(torch.uint8)), "torch.bool"
     ),
     BadState("not-a-tensor-admm", "admm", lambda s: with_mask(s, lambda m: m.tolist()), "not a bool tensor"),
@@ -154,6 +179,11 @@ BAD_STATES = [
         trained=False,
     ),
     BadState("step-float", "gmp", lambda s: {**s, "step": 3.0}, "'step' must be an integer"),
+    BadState("step-numpy-float", "set", lambda s: {**s, "step": np.float64(3)}, "got float64"),
+    BadState("step-bool", "rigl", lambda s: {**s, "step": True}, "got bool True"),
+    BadState("step-numpy-bool", "gmp", lambda s: {**s, "step": np.bool_(True)}, "'step' must be an integer"),
+    BadState("step-bool-tensor", "cgap", lambda s: {**s, "step": torch.tensor(True)}, "got Tensor"),
+    BadState("step-str", "oneshot", lambda s: {**s, "step": "3"}, "got str '3'"),
     BadState(
         "step-negative-fresh", "cgap", lambda s: {**s, "step": -1}, "'step' must be an integer", trained=False
     ),
@@ -178,6 +208,38 @@ BAD_STATES = [
         "after the state's step",
     ),
     BadState("history-not-list", "oneshot", lambda s: {**s, "history": 5}, "'history' must be a list"),
+    *[
+        BadState(f"history-{id}", method, lambda s, change=change: with_history(s, change), fragment)
+        for id, method, change, fragment in [
+            ("step-negative", "gmp", {"step": -1}, "entry 1 has 'step' -1"),
+            ("step-nan", "cgap", {"step": float("nan")}, "entry 1 has 'step' nan"),
+            ("step-bool", "set", {"step": True}, "entry 1 has 'step' True"),
+            ("step-str", "rigl", {"step": "1"}, "entry 1 has 'step' '1'"),
+            ("step-none", "oneshot", {"step": None}, "entry 1 has 'step' None"),
+            ("step-float", "cgap", {"step": 1.0}, "entry 1 has 'step' 1.0"),
+            ("no-step", "gmp", {"step": KeyError}, "entry 1 has no 'step'"),
+            ("no-event", "gmp", {"event": KeyError}, "entry 1 has no 'event'"),
+            ("event-none", "cgap", {"event": None}, "entry 1 has 'event' None"),
+            ("event-int", "pgap", {"event": 3}, "entry 1 has 'event' 3"),
+            ("event-empty", "set", {"event": ""}, "entry 1 has 'event' ''"),
+            ("sparsity-str", "gmp", {"sparsity": "x"}, "entry 1 has 'sparsity' 'x'"),
+            ("sparsity-nan", "rigl", {"sparsity": float("nan")}, "entry 1 has 'sparsity' nan"),
+            ("sparsity-above-1", "cgap", {"sparsity": 1.5}, "entry 1 has 'sparsity' 1.5"),
+            ("sparsity-bool", "gmp", {"sparsity": False}, "entry 1 has 'sparsity' False"),
+            ("phase-not-dict", "gmp", {"phase": "gap"}, "entry 1 has 'phase' of type str"),
+            ("phase-step-str", "cgap", {"phase": {"name": "gap", "step": "2"}}, "phase 'step' '2'"),
+            ("phase-no-name", "cgap", {"phase": {"step": 2}}, "phase 'name' None"),
+            ("unknown-field", "set", {"when": 3}, "unknown field 'when'"),
+        ]
+    ],
+    BadState("history-empty-entry", "gmp", lambda s: {**s, "history": [{}]}, "entry 0 has no 'step'"),
+    BadState(
+        "history-not-a-dict-fresh",
+        "oneshot",
+        lambda s: {**s, "history": [7]},
+        "entry 0 is a int",
+        trained=False,
+    ),
     BadState("not-a-dict", "set", lambda s: [s], "must be the dict"),
     BadState(
         "admm-z-shape",
@@ -273,7 +335,7 @@ SEED_TAKERS: dict[str, Callable[[Any], Any]] = {
     "stream_seed": lambda seed: stream_seed(seed, 1),
     "callback_arguments": lambda seed: check_arguments("gmp", {"sparsity": 0.5, "seed": seed}),
 }
-BAD_SEEDS = [1.5, 2.0, np.float64(3.0), True, np.bool_(False), "3", None]
+BAD_SEEDS = [1.5, 2.0, np.float64(3.0), True, np.bool_(False), torch.tensor(True), "3", None]
 
 
 @pytest.mark.parametrize("taker", sorted(SEED_TAKERS))
@@ -282,6 +344,30 @@ def test_non_integer_seed_is_refused(taker: str, seed: Any) -> None:
     with pytest.raises(SeedError, match="must be an integer") as caught:
         SEED_TAKERS[taker](seed)
     assert isinstance(caught.value, GrowpruneError) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("step", [np.int64(3), np.int32(3), torch.tensor(3)], ids=repr)
+def test_integer_step_types_are_loaded_as_int(step: Any) -> None:
+    """A state's step (and a history entry's) may be any integer type, as seeds may: numpy's
+    from a computed position, a 0-d tensor from a checkpoint; it is stored as a plain int."""
+    model, optimizer, sparsifier = build("gmp")
+    train(model, optimizer, 3)
+    state = sparsifier.state_dict()
+    history = [{**event, "step": np.int64(event["step"])} for event in state["history"]]
+    _, _, fresh = build("gmp", init=1)
+    fresh.load_state_dict({**state, "step": step, "history": history})
+    assert fresh.step_count == 3 and type(fresh.step_count) is int
+    assert fresh.history == sparsifier.history and all(type(e.step) is int for e in fresh.history)
+    assert fresh.state_dict()["history"] == state["history"]
+
+
+def test_integer_step_arguments_of_any_type() -> None:
+    _, _, sparsifier = build("gmp", end_step=np.int64(6), frequency=torch.tensor(2))
+    assert sparsifier.end_step == 6 and type(sparsifier.end_step) is int
+    assert type(sparsifier.frequency) is int
+    for flag in (True, np.bool_(True), torch.tensor(True)):
+        with pytest.raises(ValueError, match="frequency must be an integer >= 1"):
+            build("gmp", frequency=flag)
 
 
 @pytest.mark.parametrize("method", ["cgap", "set"])
@@ -322,6 +408,9 @@ def test_use_after_remove_is_one_clear_error(method: str, use: str, call: Callab
         call(sparsifier, state)
     assert use in str(caught.value)
     assert isinstance(caught.value, GrowpruneError)
+    # an AttributeError too, so the attribute is simply missing to hasattr/getattr with a default
+    assert isinstance(caught.value, AttributeError) and caught.value.name == use
+    assert not hasattr(sparsifier, use) and getattr(sparsifier, use, "missing") == "missing"
     # still what it was, and harmless to remove again; the optimizer trains without it
     assert (
         isinstance(sparsifier, METHOD_ARGS[method][0])
@@ -330,3 +419,23 @@ def test_use_after_remove_is_one_clear_error(method: str, use: str, call: Callab
     assert sparsifier.removed and sparsifier.method == method and "removed" in repr(sparsifier)
     sparsifier.remove()
     train(model, optimizer, 1)
+
+
+@pytest.mark.parametrize("method", ["gmp", "pgap", "admm"])
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_removed_sparsifier_round_trips(method: str, how: str) -> None:
+    """pickle and copy.deepcopy of a removed sparsifier give a removed sparsifier of the same
+    class (the removed class is made at run time, so pickle cannot look it up by name)."""
+    model, optimizer, sparsifier = build(method)
+    train(model, optimizer, 2)
+    history = list(sparsifier.history)
+    sparsifier.remove()
+    copied = pickle.loads(pickle.dumps(sparsifier)) if how == "pickle" else copy.deepcopy(sparsifier)
+    assert type(copied) is type(sparsifier) and isinstance(copied, METHOD_ARGS[method][0])
+    assert copied.removed and copied.method == method and repr(copied) == repr(sparsifier)
+    assert copied.__dict__["history"] == history and copied.__dict__["step_count"] == 2
+    assert copied.__dict__["model"] is not model
+    with pytest.raises(SparsifierRemovedError, match=r"step\(\) is no longer available"):
+        copied.step()
+    assert not hasattr(copied, "phase")
+    copied.remove()  # still harmless
