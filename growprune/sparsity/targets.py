@@ -33,12 +33,29 @@ DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (
 ATTENTION_PARAM_NAMES = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
 DEFAULT_KINDS = "Linear/Conv/Conv1D/attention"
-# Where PEFT's LoRA (and DoRA) keep their adapters inside a wrapped layer: `lora_A`/`lora_B` are
-# ModuleDicts of nn.Linear (or Conv), the embedding variants ParameterDicts; the wrapped layer's
-# own weight is `base_layer.weight`.
+# Where LoRA adapters live, recognised by exact path components (never substrings: a layer named
+# `flora_up` or `explorer_down` is an ordinary layer):
+# * PEFT's LoRA (and DoRA) inside a wrapped layer: `lora_A`/`lora_B` are ModuleDicts of nn.Linear
+#   (or Conv) keyed by adapter name (`q.lora_A.default.weight`), the embedding variants
+#   ParameterDicts; the wrapped layer's own weight is `base_layer.weight`. loralib keeps `lora_A`/
+#   `lora_B` as raw parameters of the layer, which the same names cover.
+# * kohya-ss / diffusers LoRA networks: `x.lora_down.weight`, `x.lora_up.weight`.
 LORA_ADAPTER_NAMES = frozenset(
-    {"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector"}
+    {
+        "lora_A",
+        "lora_B",
+        "lora_embedding_A",
+        "lora_embedding_B",
+        "lora_magnitude_vector",
+        "lora_down",
+        "lora_up",
+    }
 )
+# `down`/`up` are adapter matrices only inside a LoRA container: `x.lora.down`, diffusers'
+# `to_q.lora_layer.down` (LoRACompatibleLinear) and `to_q_lora.down` (its attention processors).
+# A `down`/`up` anywhere else (a U-Net's up/down blocks) is an ordinary layer.
+LORA_PAIR_PARTS = frozenset({"down", "up"})
+LORA_CONTAINER_NAMES = frozenset({"lora", "lora_layer"})
 
 
 def _peft_tuner_layer() -> type | None:
@@ -48,19 +65,30 @@ def _peft_tuner_layer() -> type | None:
     return found if isinstance(found, type) else None
 
 
+def _is_lora_container(part: str) -> bool:
+    return part in LORA_CONTAINER_NAMES or (part.endswith("_lora") and len(part) > len("_lora"))
+
+
 def lora_adapter_part(model: nn.Module, name: str) -> str | None:
-    """The adapter a parameter belongs to (``"lora_A"``, ...) when `name` lies inside a LoRA /
-    PEFT adapter, else None.
+    """The adapter a parameter belongs to (``"lora_A"``, ``"lora_down"``, ``"lora.up"``, ...) when
+    `name` lies inside a LoRA / PEFT adapter or is one, else None.
 
     Recognised by peft's own declaration when peft is loaded (a ``BaseTunerLayer`` lists its
     adapter sub-modules in ``adapter_layer_names``, which covers LoRA and its relatives), and by
-    LoRA's module names (:data:`LORA_ADAPTER_NAMES`) otherwise, without importing peft.
+    LoRA's names otherwise (:data:`LORA_ADAPTER_NAMES`, ``down``/``up`` inside a
+    :data:`LORA_CONTAINER_NAMES` module or one named ``*_lora``), matched against whole path
+    components, without importing peft.
     """
     tuner = _peft_tuner_layer()
     module: nn.Module | None = model
-    for part in name.split(".")[:-1]:
+    parts = name.split(".")
+    for i, part in enumerate(parts):
         if part in LORA_ADAPTER_NAMES:
             return part
+        if part in LORA_PAIR_PARTS and i > 0 and _is_lora_container(parts[i - 1]):
+            return f"{parts[i - 1]}.{part}"
+        if i == len(parts) - 1:
+            break  # the parameter itself: not a module
         if (
             tuner is not None
             and isinstance(module, tuner)

@@ -3,6 +3,8 @@
 peft is not a dependency, so the models here are built by hand with peft's module layout
 (``q.base_layer``, ``q.lora_A.default``, ``q.lora_B.default``, ``emb.lora_embedding_A.default``,
 DoRA's ``lora_magnitude_vector``); with peft installed the same runs on a real ``LoraModel``.
+Also kohya-ss/diffusers LoRA networks (``x.lora_down``/``x.lora_up``, ``to_q.lora_layer.down``,
+``to_k_lora.up``, ``x.lora.down``) and loralib's raw ``lora_A``/``lora_B`` parameters.
 Table-driven: each row is a model, the default targets it must get and the adapter matrices that
 must be reported as left dense with a "LoRA adapter" reason.
 """
@@ -116,6 +118,71 @@ class EmbeddingLora(nn.Module):
         self.out = LoraLinear(nn.Linear(6, 6))
 
 
+class DownUp(nn.Module):
+    """A LoRA pair named down/up: kohya-ss' LoRAModule (``lora_down``/``lora_up``) or diffusers'
+    LoRALinearLayer (``down``/``up``)."""
+
+    def __init__(self, fan_in: int, fan_out: int, names: tuple[str, str] = ("down", "up")) -> None:
+        super().__init__()
+        self.names = names
+        self.add_module(names[0], nn.Linear(fan_in, 2, bias=False))
+        self.add_module(names[1], nn.Linear(2, fan_out, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.get_submodule(self.names[1])(self.get_submodule(self.names[0])(x))
+
+
+class KohyaLike(nn.Module):
+    """A kohya-ss / diffusers LoRA network: ``lora_unet_<layer>.lora_down/lora_up`` next to the
+    layers it adapts (as in the repro: ``x.lora_down.weight``, ``x.lora_up.weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+        self.lora_unet_proj = DownUp(8, 8, ("lora_down", "lora_up"))
+
+
+class LoRACompatibleLinear(nn.Linear):
+    """diffusers' LoRACompatibleLinear: the Linear itself is the base, its ``lora_layer`` the adapter."""
+
+    def __init__(self, fan_in: int, fan_out: int) -> None:
+        super().__init__(fan_in, fan_out)
+        self.lora_layer = DownUp(fan_in, fan_out)
+
+
+class DiffusersLike(nn.Module):
+    """diffusers' old LoRA layouts: ``to_q.lora_layer.down`` and an attention processor's
+    ``to_k_lora.down``; and the ``x.lora.down`` spelling of hand-written LoRA code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to_q = LoRACompatibleLinear(8, 8)
+        self.to_k = nn.Linear(8, 8)
+        self.processor = nn.Module()
+        self.processor.to_k_lora = DownUp(8, 8)
+        self.mlp = nn.Module()
+        self.mlp.fc = nn.Linear(8, 8)
+        self.mlp.lora = nn.ModuleDict(
+            {"down": nn.Linear(8, 2, bias=False), "up": nn.Linear(2, 8, bias=False)}
+        )
+
+
+class LoraLibLinear(nn.Linear):
+    """microsoft/loralib's ``lora.Linear``: the adapters are raw parameters ``lora_A``/``lora_B``."""
+
+    def __init__(self, fan_in: int, fan_out: int, rank: int = 2) -> None:
+        super().__init__(fan_in, fan_out)
+        self.lora_A = nn.Parameter(torch.randn(rank, fan_in))
+        self.lora_B = nn.Parameter(torch.randn(fan_out, rank))
+
+
+class LoraLibLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = LoraLibLinear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+
 @dataclass
 class LoraCase:
     id: str
@@ -159,7 +226,70 @@ CASES = [
             "out.lora_B.default.weight",
         ],
     ),
+    LoraCase(
+        "kohya-lora-down-up",
+        KohyaLike,
+        ["proj.weight"],
+        ["lora_unet_proj.lora_down.weight", "lora_unet_proj.lora_up.weight"],
+    ),
+    LoraCase(
+        "diffusers-down-up",
+        DiffusersLike,
+        ["to_q.weight", "to_k.weight", "mlp.fc.weight"],
+        [
+            "to_q.lora_layer.down.weight",
+            "to_q.lora_layer.up.weight",
+            "processor.to_k_lora.down.weight",
+            "processor.to_k_lora.up.weight",
+            "mlp.lora.down.weight",
+            "mlp.lora.up.weight",
+        ],
+    ),
+    LoraCase("loralib-parameters", LoraLibLike, ["fc.weight", "head.weight"], ["fc.lora_A", "fc.lora_B"]),
 ]
+
+
+class NotLora(nn.Module):
+    """Ordinary layers whose names merely contain LoRA's words: matched by whole path components,
+    none of them is an adapter (a U-Net's ``up``/``down`` blocks least of all)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("flora_up", "explorer_down", "lora_downsample", "up", "down", "lora"):
+            self.add_module(name, nn.Linear(4, 4))
+        self.flora = nn.ModuleDict({"down": nn.Linear(4, 4), "up": nn.Linear(4, 4)})
+        self.decoder = nn.ModuleDict({"up": nn.Linear(4, 4), "lora_Ax": nn.Linear(4, 4)})
+        self._lora = nn.ModuleDict({"down": nn.Linear(4, 4)})
+
+
+def test_names_that_only_resemble_lora_are_ordinary_layers() -> None:
+    model = NotLora()
+    matrices = [n for n, p in model.named_parameters() if p.dim() == 2]
+    assert [n for n in matrices if lora_adapter_part(model, n)] == []
+    assert [t.name for t in find_targets(model)] == matrices
+    assert not gp.sparsity_report(model).left_dense
+
+
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [
+        ("base_model.model.x.lora_A.default.weight", "lora_A"),  # peft
+        ("base_model.model.x.lora_B.default.weight", "lora_B"),
+        ("x.lora_down.weight", "lora_down"),  # kohya-ss / diffusers
+        ("x.lora_up.weight", "lora_up"),
+        ("x.lora.down.weight", "lora.down"),
+        ("to_q.lora_layer.up.weight", "lora_layer.up"),
+        ("attn.processor.to_k_lora.down.weight", "to_k_lora.down"),
+        ("fc.lora_A", "lora_A"),  # loralib's raw parameters
+        ("x.flora_up.weight", None),
+        ("x.explorer_down.weight", None),
+        ("up_blocks.0.up.weight", None),
+        ("x.lora.proj.weight", None),
+    ],
+)
+def test_adapter_part_of_a_name(name: str, part: str | None) -> None:
+    """By name alone (the model is only walked for peft's own declaration)."""
+    assert lora_adapter_part(nn.Module(), name) == part
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
