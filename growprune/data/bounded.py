@@ -25,6 +25,7 @@ default raises :class:`DataFileError`. ``why`` is a clause that reads after ``"<
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -41,12 +42,14 @@ from growprune.errors import UsageError
 
 __all__ = [
     "GZIP_MAGIC",
+    "MAX_GZIP_RATIO",
     "MAX_JSON_DEPTH",
     "DataFileError",
     "ExactStream",
     "Fail",
     "json_depth",
     "max_compressed_size",
+    "max_content_size",
     "open_regular",
     "open_stream",
     "read_bytes",
@@ -93,6 +96,26 @@ def _describe(path: Path, mode: int) -> str:
     return kind
 
 
+def _broken_link(path: Path, err: OSError | None = None) -> str | None:
+    """Why ``path`` (which ``os.stat`` could not follow) is a broken symlink, or None when it is
+    none: a name that exists as a link is not "missing", and reinstalling will not fix it."""
+    if err is not None and err.errno != errno.ELOOP:
+        return None
+    try:
+        target = os.readlink(path)
+    except (OSError, ValueError):
+        target = None
+    if err is not None:  # ELOOP: the name itself or a folder on its way is part of a loop
+        where = f"a symlink to {target}" if target is not None else "a path through a symlink"
+        return (
+            f"is {where} that never resolves (a symlink loop: {err.strerror or err}); "
+            "replace it with the file itself"
+        )
+    if target is None:
+        return None  # no link (or a link in a parent folder; the plain "missing" then applies)
+    return f"is a dangling symlink to {target} (which does not exist); replace it with the file itself"
+
+
 def regular_file(
     path: str | os.PathLike[str],
     *,
@@ -107,9 +130,9 @@ def regular_file(
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise fail(path, missing) from None
+        raise fail(path, _broken_link(path) or missing) from None
     except OSError as err:
-        raise fail(path, f"cannot be read ({err.strerror or err})") from None
+        raise fail(path, _broken_link(path, err) or f"cannot be read ({err.strerror or err})") from None
     except ValueError as err:  # a NUL byte in the name (e.g. a file name taken from a JSON file)
         raise fail(path, f"is not a usable file name ({err})") from None
     if not stat.S_ISREG(st.st_mode):
@@ -167,10 +190,19 @@ def read_bytes(
     """The whole regular file ``path``, refused past ``max_bytes`` (also if it grows while read)."""
     path = Path(path)
     with open_regular(path, max_bytes=max_bytes, fail=fail, missing=missing, what=what) as file:
-        try:
-            data = file.read(max_bytes + 1)
-        except OSError as err:
-            raise fail(path, f"cannot be read ({err.strerror or err})") from None
+        return _read_rest(path, file, max_bytes=max_bytes, fail=fail, what=what)
+
+
+def _read_rest(path: Path, file: BinaryIO, *, max_bytes: int, fail: Fail, what: str) -> bytes:
+    """The rest of ``file``, asking for the size ``fstat`` shows plus one byte (not ``max_bytes``:
+    a read of n bytes reserves n), refused past ``max_bytes``."""
+    try:
+        size = os.fstat(file.fileno()).st_size
+        data = file.read(min(size, max_bytes) + 1)
+        if len(data) > size:  # it grows while read: take what the cap allows and decide
+            data += file.read(max_bytes + 1 - len(data)) if len(data) <= max_bytes else b""
+    except OSError as err:
+        raise fail(path, f"cannot be read ({err.strerror or err})") from None
     if len(data) > max_bytes:
         raise fail(path, f"grew past the {max_bytes:,} bytes {what} may have while being read")
     return data
@@ -205,7 +237,13 @@ def json_depth(data: bytes) -> int:
     anything else it is a bound that ``json.loads`` then rejects."""
     # Escapes first (so every quote left delimits a string), then strings, then all but brackets:
     # each step is one linear pass of the regex engine or of bytes.translate.
-    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", data)).translate(None, _NOT_BRACKETS)
+    # A file without backslashes (most) skips the escape pass, so at most one reduced copy of
+    # the text exists beside it at a time.
+    unescaped = _ESCAPE.sub(b"", data) if b"\\" in data else data
+    strings_removed = _STRING.sub(b"", unescaped)
+    del unescaped
+    brackets = strings_removed.translate(None, _NOT_BRACKETS)
+    del strings_removed
     deepest, depth = 0, 0
     for start in range(0, len(brackets), 1 << 24):
         chunk = np.frombuffer(
@@ -218,6 +256,37 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
+_BLANK = b" \t\r\n"
+
+
+def _check_start(path: Path, file: BinaryIO, starts: bytes, *, fail: Fail, expected: str) -> None:
+    """``fail`` unless the first byte of ``file`` that is not JSON whitespace is one of ``starts``;
+    reads in 64 kB pieces (a file of blanks costs no memory) and rewinds."""
+    try:
+        while True:
+            piece = file.read(1 << 16)
+            first = piece.lstrip(_BLANK)[:1]
+            if first or not piece:
+                break
+        file.seek(0)
+    except OSError as err:
+        raise fail(path, f"cannot be read ({err.strerror or err})") from None
+    if not first:
+        raise fail(path, f"is empty (or blank); expected {expected}")
+    if first == b"\xef" and piece.lstrip(_BLANK).startswith(b"\xef\xbb\xbf"):
+        raise fail(
+            path,
+            f"starts with a UTF-8 byte-order mark, which JSON forbids: save it without; expected {expected}",
+        )
+    if first not in [bytes([b]) for b in starts]:
+        shown = " or ".join(repr(chr(b)) for b in starts)
+        raise fail(
+            path,
+            f"does not start like JSON: its first non-blank byte is 0x{first[0]:02x}, not {shown}; "
+            f"expected {expected}",
+        )
+
+
 def read_json(
     path: str | os.PathLike[str],
     *,
@@ -227,12 +296,21 @@ def read_json(
     expected: str = "JSON",
     missing: str = "no such file",
     invalid: str = "not valid JSON",
+    starts: bytes = b"{[",
 ) -> Any:
     """The parsed JSON of the regular file ``path``: at most ``max_bytes`` of UTF-8, nested at
     most ``max_depth`` deep (measured before parsing). Every failure is ``fail`` naming the file
-    and ``expected``."""
+    and ``expected``.
+
+    Before the file is read whole, its first non-blank byte must be one of ``starts`` (an object
+    or an array), so a file of NUL bytes or a binary file given by mistake is refused from its
+    first kilobytes. The bytes are freed once decoded: besides what ``json.loads`` builds, the
+    read holds at most about twice the file's size."""
     path = Path(path)
-    data = read_bytes(path, max_bytes=max_bytes, fail=fail, missing=missing, what="a JSON file here")
+    what = "a JSON file here"
+    with open_regular(path, max_bytes=max_bytes, fail=fail, missing=missing, what=what) as file:
+        _check_start(path, file, starts, fail=fail, expected=expected)
+        data = _read_rest(path, file, max_bytes=max_bytes, fail=fail, what=what)
     depth = json_depth(data)
     too_deep = (
         f"nests arrays/objects {{depth}} levels deep (at most {max_depth} allowed); expected {expected}"
@@ -243,12 +321,24 @@ def read_json(
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise fail(path, f"is not UTF-8 text (byte {err.start}); expected {expected}") from None
+    del data  # the parse holds the text and what it builds, not the bytes as well
     try:
         return json.loads(text)
     except ValueError as err:  # JSONDecodeError, or a number past Python's int digit limit
         raise fail(path, f"{invalid} ({err}); expected {expected}") from None
     except RecursionError:  # not reachable past the depth check; kept as the last line of defence
         raise fail(path, too_deep.format(depth="too many")) from None
+
+
+# Deflate's largest expansion: one 258-byte match per 2 bits gives a little over 1032:1, so a gzip
+# file of n bytes never holds more than MAX_GZIP_RATIO * n bytes of content.
+MAX_GZIP_RATIO = 1032
+
+
+def max_content_size(stream_size: int, compressed: bool) -> int:
+    """The most content bytes a file of ``stream_size`` bytes on disk can hold: itself when it
+    is not compressed, :data:`MAX_GZIP_RATIO` times it (plus a block's slack) when it is gzip."""
+    return MAX_GZIP_RATIO * stream_size + 1024 if compressed else stream_size
 
 
 def max_compressed_size(size: int) -> int:
@@ -324,21 +414,27 @@ class ExactStream:
 
     def read(self, n: int, what: str = "data") -> bytes:
         """Exactly ``n`` content bytes, else ``fail`` saying the file ends early."""
-        parts, got = [], 0
+        return bytes(self.read_into(bytearray(n), what))
+
+    def read_into(self, buffer: bytearray, what: str = "data") -> bytearray:
+        """Fill ``buffer`` (preallocated by the caller, after its size was checked) with exactly
+        ``len(buffer)`` content bytes, else ``fail`` saying the file ends early. Decompresses at
+        most :data:`_CHUNK` bytes at a time, so nothing but ``buffer`` grows with the size."""
+        n, got = len(buffer), 0
+        view = memoryview(buffer)
         while got < n:
-            part = self._next(n - got)
+            part = self._next(min(n - got, _CHUNK))
             if not part:
                 raise self._fail(
                     self.path,
                     f"ends early: {self.position + got:,} bytes of content where {what} needs "
                     f"{self.position + n:,}",
                 )
-            parts.append(part)
+            view[got : got + len(part)] = part
+            self._content_hash.update(part)
             got += len(part)
-        out = b"".join(parts)
-        self._content_hash.update(out)
         self.position += n
-        return out
+        return buffer
 
     def expect_end(self, what: str = "the declared data") -> None:
         """``fail`` unless the file holds nothing after what was read. Finishes the current gzip

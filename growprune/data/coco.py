@@ -58,8 +58,9 @@ __all__ = [
 
 ROOT_ENV_VAR = "GROWPRUNE_COCO"
 PAD_LABEL = -1  # label of the padding rows of a target tensor
-# COCO-2017's train annotations are 0.45 GB; parsed JSON takes several times its size in memory.
-MAX_ANNOTATION_BYTES = 2 << 30
+# COCO-2017's train annotations are 0.45 GB; parsed JSON takes several times its size in memory,
+# so the cap is about twice the largest real file, not what would fit.
+MAX_ANNOTATION_BYTES = 1 << 30
 MAX_IMAGE_BYTES = 256 << 20
 # The default cap on an image's width x height, read from its header before decoding: 8192 x 8192,
 # 200 MB as RGB. COCO photos are about 0.3 megapixels; the model sees image_size x image_size.
@@ -127,12 +128,29 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Ids are stored and compared as 64-bit integers downstream (tensors, pycocotools' arrays), and
+# an image side beyond 2**31 - 1 pixels is no image format's: JSON itself has no bound (10**400
+# is a valid JSON integer), so these are checked before any arithmetic.
+MAX_ID = 2**63 - 1
+MAX_SIDE = 2**31 - 1
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_id(value: Any) -> bool:
+    return _is_int(value) and -MAX_ID <= value <= MAX_ID
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number that converts to a float (an integer of 400 digits does not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _check_entries(path: Path, data: dict[str, Any]) -> None:
@@ -153,7 +171,7 @@ def _check_entries(path: Path, data: dict[str, Any]) -> None:
             raise bad(section, index, entry, key, expected)
 
     for k, image in enumerate(data["images"]):
-        need("images", k, image, "id", _is_int, "an integer id")
+        need("images", k, image, "id", _is_id, "an integer id (64-bit)")
         need(
             "images",
             k,
@@ -163,21 +181,28 @@ def _check_entries(path: Path, data: dict[str, Any]) -> None:
             "a file name",
         )
         for key in ("width", "height"):
-            need("images", k, image, key, lambda v: _is_int(v) and v > 0, "a positive integer (pixels)")
+            need(
+                "images",
+                k,
+                image,
+                key,
+                lambda v: _is_int(v) and 0 < v <= MAX_SIDE,
+                f"a positive integer (pixels), at most {MAX_SIDE:,}",
+            )
     for k, category in enumerate(data["categories"]):
-        need("categories", k, category, "id", _is_int, "an integer id")
+        need("categories", k, category, "id", _is_id, "an integer id (64-bit)")
         need("categories", k, category, "name", lambda v: isinstance(v, str), "a name (a string)")
     for k, ann in enumerate(data["annotations"]):
-        need("annotations", k, ann, "id", _is_int, "an integer id")
-        need("annotations", k, ann, "image_id", _is_int, "the integer id of an image")
-        need("annotations", k, ann, "category_id", _is_int, "the integer id of a category")
+        need("annotations", k, ann, "id", _is_id, "an integer id (64-bit)")
+        need("annotations", k, ann, "image_id", _is_id, "the integer id of an image")
+        need("annotations", k, ann, "category_id", _is_id, "the integer id of a category")
         need(
             "annotations",
             k,
             ann,
             "bbox",
             lambda v: isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v),
-            "[x, y, width, height]: 4 finite numbers (pixels)",
+            "[x, y, width, height]: 4 finite numbers (pixels) within a float's range",
         )
         if "iscrowd" in ann:
             need("annotations", k, ann, "iscrowd", lambda v: v in (0, 1), "0 or 1")
@@ -227,12 +252,29 @@ def read_annotations(path: Path) -> dict[str, Any]:
     _check_entries(path, data)
     if not data["categories"]:
         raise _fail(path, "the 'categories' list is empty; expected at least one category")
-    known = {c["id"] for c in data["categories"]}
+    # Ids are keys: pycocotools indexes each list by id, so a repeated one silently replaces an
+    # entry (a lost box makes the mAP wrong with no error).
+    known: set[int] = set()
+    for category in data["categories"]:
+        if category["id"] in known:
+            raise _fail(
+                path, f"category id {category['id']} is listed twice in 'categories'; ids must be unique"
+            )
+        known.add(category["id"])
     images: dict[int, dict[str, Any]] = {}
     for image in data["images"]:
         if image["id"] in images:
             raise _fail(path, f"image id {image['id']} is listed twice in 'images'; ids must be unique")
         images[image["id"]] = image
+    seen: set[int] = set()
+    for ann in data["annotations"]:
+        if ann["id"] in seen:
+            raise _fail(
+                path,
+                f"annotation id {ann['id']} is listed twice in 'annotations'; ids must be unique "
+                "(pycocotools keeps only one of them, so a box would be lost from scoring)",
+            )
+        seen.add(ann["id"])
     for ann in data["annotations"]:
         if ann["category_id"] not in known:
             raise _fail(

@@ -14,13 +14,14 @@ concatenated members) costs at most the declared size plus one byte, never the b
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from growprune.data.bounded import max_compressed_size, open_stream
+from growprune.data.bounded import MAX_GZIP_RATIO, max_compressed_size, max_content_size, open_stream
 
 __all__ = [
     "IDX_DTYPES",
@@ -71,13 +72,13 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
         raise IDXFormatError(f"{source}: truncated IDX header ({len(data)} bytes, need {header_len})")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no int64 overflow
     payload = len(data) - header_len
     if payload != expected:
         kind = "truncated" if payload < expected else "has trailing bytes"
         raise IDXFormatError(
-            f"{source}: IDX payload {kind}: {payload} bytes for dims {dims} of {dtype.name}, "
-            f"expected {expected}"
+            f"{source}: IDX payload {kind}: {payload:,} bytes for dims {dims} of {dtype.name}, "
+            f"expected {expected:,}"
         )
     arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
     # Native byte order + a writable copy, so torch.from_numpy can share it without warnings.
@@ -105,10 +106,12 @@ def read_idx_file(
     then exactly the payload it declares, then nothing more.
 
     ``check_header(magic, dims)`` runs before the payload is read (raise there to refuse a file by
-    its header alone). A payload over ``max_bytes``, a file on disk larger than that payload can
-    compress to, anything after the payload (trailing bytes, another gzip member), a short file,
-    and a path that is not a regular file (a FIFO, a symlink to /dev/zero) are
-    :class:`IDXFormatError` naming the file.
+    its header alone). A payload over ``max_bytes``, a payload larger than the file on disk can
+    hold (its size, or :data:`~growprune.data.bounded.MAX_GZIP_RATIO` times it for gzip: checked
+    before anything is allocated), a file on disk larger than that payload can compress to,
+    anything after the payload (trailing bytes, another gzip member), a short file, and a path
+    that is not a regular file (a FIFO, a symlink to /dev/zero) are :class:`IDXFormatError`
+    naming the file.
     """
     path = Path(path)
 
@@ -129,7 +132,7 @@ def read_idx_file(
         magic = int.from_bytes(head, "big")
         if check_header is not None:
             check_header(magic, dims)
-        payload = int(np.prod(dims, dtype=object)) * dtype.itemsize  # object: no int64 overflow
+        payload = math.prod(dims) * dtype.itemsize  # Python ints: no int64 overflow
         if payload > max_bytes:
             raise fail(
                 path,
@@ -137,6 +140,18 @@ def read_idx_file(
                 f"{max_bytes:,} allowed",
             )
         total = 4 + 4 * ndim + payload
+        if total > max_content_size(stream.size, stream.compressed):
+            holds = (
+                f"a {stream.size:,}-byte gzip file holds at most {max_content_size(stream.size, True):,} "
+                f"bytes (deflate expands at most {MAX_GZIP_RATIO}:1)"
+                if stream.compressed
+                else f"the file has {stream.size:,} bytes"
+            )
+            raise fail(
+                path,
+                f"IDX header declares dims {dims} of {dtype.name}, {total:,} bytes, but {holds}: the "
+                "header is wrong or the file is truncated",
+            )
         if stream.compressed and stream.size > max_compressed_size(total):
             raise fail(
                 path,
@@ -144,9 +159,15 @@ def read_idx_file(
                 f"more than {total:,} bytes of content can compress to (another gzip member or trailing "
                 "bytes)",
             )
-        body = stream.read(payload, f"dims {dims} of {dtype.name}")
+        # Allocated only now that the size is checked; filled in place and used as the array's
+        # memory (swapped in place where the machine's byte order differs), so the payload is
+        # held once.
+        body = stream.read_into(bytearray(payload), f"dims {dims} of {dtype.name}")
         stream.expect_end(f"the IDX payload of dims {dims}")
-        array = np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+        array = np.frombuffer(body, dtype=dtype).reshape(dims)
+        native = dtype.newbyteorder("=")
+        if native != dtype:
+            array = array.byteswap(inplace=True).view(native)
         return IDXFile(array, magic, stream.file_sha256, stream.content_sha256)
 
 

@@ -28,6 +28,7 @@ checked as numbers, before any cast, and shown as written.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def _fail(path: Path, expected: str) -> PartDatasetError:
 def read_categories(root: Path) -> list[tuple[int, str]]:
     """(category index, synset folder) of each line of ``synsetoffset2category.txt``."""
     path = root / "synsetoffset2category.txt"
-    if not path.exists():
+    if not os.path.lexists(path):  # a symlink loop or dangling link is named by read_text below
         raise PartDatasetError(
             f"{path} not found: data.root (or ${ROOT_ENV_VAR}) must be the {FOLDER_NAME}/ folder itself, "
             "holding synsetoffset2category.txt, one folder per synset and train_test_split/"
@@ -191,6 +192,26 @@ def _nth_row_line(lines: list[str], row: int) -> int:
     return len(lines)
 
 
+# A number as the benchmark writes it: decimal digits with an optional point and exponent (and
+# nan/inf, refused afterwards with their own message). Python's float() accepts more ("1_0" is
+# 10.0, non-ASCII digits, surrounding text), so every token is held to this first.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)", re.ASCII | re.I)
+# Text made only of these characters holds no token float() reads differently from _NUMBER.
+_UNUSUAL = re.compile(r"[^0-9eE.+\-\s]")
+
+
+def _check_numbers(path: Path, lines: list[str]) -> None:
+    """``fail`` naming the first token (and its line) that is not a plain decimal number."""
+    for number, line in enumerate(lines, 1):
+        for token in line.split():
+            if not _NUMBER.fullmatch(token):
+                raise _fail(
+                    path,
+                    f"a value is not a number ({token[:40]!r}, line {number}); "
+                    "expected rows 'x y z nx ny nz part' of decimal numbers",
+                )
+
+
 def read_shape(path: Path, category: Category) -> tuple[np.ndarray, np.ndarray]:
     """(points (M, 3 or 6) float32, global part labels (M,) int64) of one shape file.
 
@@ -218,19 +239,12 @@ def read_shape(path: Path, category: Category) -> tuple[np.ndarray, np.ndarray]:
                 f"line {number} has {count} columns, the first row {cols}; expected {cols} in every row",
             )
     tokens = text.split()
+    if _UNUSUAL.search(text):  # float() reads "1_0", "١" and "infinity" too: check token by token
+        _check_numbers(path, lines)
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError:
-        for number, line in enumerate(lines, 1):
-            for token in line.split():
-                try:
-                    float(token)
-                except ValueError:
-                    raise _fail(
-                        path,
-                        f"a value is not a number ({token[:40]!r}, line {number}); "
-                        "expected rows 'x y z nx ny nz part'",
-                    ) from None
+        _check_numbers(path, lines)
         raise _fail(path, "a value is not a number; expected rows 'x y z nx ny nz part'") from None
     rows = values.reshape(-1, cols)
 

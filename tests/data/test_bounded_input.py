@@ -203,6 +203,39 @@ def fm_forged_header(root: Path) -> str:
     return IMAGES
 
 
+def fm_items_past_cap(root: Path) -> str:
+    """A labels header declaring 600,001 items (one past the verify-off cap) in a tiny file."""
+    header = bytes([0, 0, 0x08, 1]) + np.asarray([fm.MAX_UNVERIFIED_ITEMS + 1], ">u4").tobytes()
+    (root / LABELS).write_bytes(gzip.compress(header + bytes(1000)))
+    return LABELS
+
+
+def fm_claim_past_deflate(root: Path) -> str:
+    """A header declaring 100,000 images (78 MB, under every cap) in a 1 kB gzip: deflate cannot
+    expand 1 kB that far, so it is refused from the sizes before a byte is allocated."""
+    header = bytes([0, 0, 0x08, 3]) + np.asarray([100_000, 28, 28], ">u4").tobytes()
+    (root / IMAGES).write_bytes(gzip.compress(header + bytes(1000)))
+    return IMAGES
+
+
+def fm_raw_claim_past_file(root: Path) -> str:
+    """The same claim in an uncompressed IDX file: the file is its own bound."""
+    header = bytes([0, 0, 0x08, 3]) + np.asarray([100_000, 28, 28], ">u4").tobytes()
+    (root / IMAGES).write_bytes(header + bytes(1000))
+    return IMAGES
+
+
+def fm_symlink_loop(root: Path) -> str:
+    _swap(root / IMAGES, "loop")
+    (root / "loop").symlink_to(root / IMAGES)
+    return IMAGES
+
+
+def fm_dangling(root: Path) -> str:
+    _swap(root / LABELS, "/nonexistent/labels.gz")
+    return LABELS
+
+
 def fm_tiny_images(root: Path) -> str:
     write_idx(root / IMAGES, np.zeros((6, 2, 2), np.uint8))
     return IMAGES
@@ -252,6 +285,23 @@ def ps_fifo_shape(root: Path) -> str:
 def ps_fifo_categories(root: Path) -> str:
     _fifo(root / "synsetoffset2category.txt")
     return "synsetoffset2category.txt"
+
+
+def ps_categories_loop(root: Path) -> str:
+    path = root / "synsetoffset2category.txt"
+    _swap(path, str(path))
+    return "synsetoffset2category.txt"
+
+
+def ps_categories_dangling(root: Path) -> str:
+    _swap(root / "synsetoffset2category.txt", "gone.txt")
+    return "synsetoffset2category.txt"
+
+
+def ps_split_nul_bytes(root: Path) -> str:
+    with open(root / SPLIT, "wb") as file:
+        file.truncate(32 << 20)  # sparse: costs no disk, and must cost no memory either
+    return "shuffled_train_file_list.json"
 
 
 def ps_directory_shape(root: Path) -> str:
@@ -325,6 +375,29 @@ def coco_swap_image(target: str) -> Callable[[Path], str]:
     return damage
 
 
+def coco_sparse_annotations(size: int) -> Callable[[Path], str]:
+    """The val annotation file replaced by ``size`` NUL bytes (sparse: no disk, and no memory
+    may be spent on it either)."""
+
+    def damage(root: Path) -> str:
+        with open(root / VAL_JSON, "wb") as file:
+            file.truncate(size)
+        return "instances_val2017.json"
+
+    return damage
+
+
+def _duplicate_id(section: str) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        document[section].append({**document[section][0]})
+
+    return change
+
+
+def _repeat_ann_id(document: dict[str, Any]) -> None:
+    document["annotations"][1]["id"] = document["annotations"][0]["id"]
+
+
 def coco_fifo_annotations(root: Path) -> str:
     _fifo(root / VAL_JSON)
     return "instances_val2017.json"
@@ -368,7 +441,10 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("gzip-member-longer-than-header", "fmnist", fm_longer_member, "more content after byte 14", {}),
     ("gzip-member-shorter-than-header", "fmnist", fm_short_member, "ends early", {}),
     ("gzip-empty-members-first", "fmnist", fm_empty_members, "holds an empty gzip member", {}),
-    ("gzip-forged-header", "fmnist", fm_forged_header, "more than the 1,073,741,824 allowed", {}),
+    ("gzip-forged-header", "fmnist", fm_forged_header, "4,194,304 items, more than the 600,000", {}),
+    ("fmnist-items-past-cap", "fmnist", fm_items_past_cap, "600,001 items, more than the 600,000", {}),
+    ("gzip-claim-past-deflate-ratio", "fmnist", fm_claim_past_deflate, "deflate expands at most 1032:1", {}),
+    ("raw-claim-past-file-size", "fmnist", fm_raw_claim_past_file, "but the file has 1,016 bytes", {}),
     ("fmnist-tiny-images", "fmnist", fm_tiny_images, "expected 28x28 per item", {}),
     ("fmnist-wrong-image-size", "fmnist", fm_wrong_size, "expected 28x28 per item", {}),
     ("fmnist-fine", "fmnist", lambda root: "", None, {}),
@@ -379,6 +455,12 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("shape-dev-urandom", "partseg", ps_swap("/dev/urandom"), "a symlink to /dev/urandom", {}),
     ("shape-fifo", "partseg", ps_fifo_shape, "a FIFO", {}),
     ("category-file-fifo", "partseg", ps_fifo_categories, "a FIFO", {}),
+    # symlinks that exist but never resolve are named as such, not "not found ... reinstall"
+    ("fmnist-symlink-loop", "fmnist", fm_symlink_loop, "a symlink loop", {}),
+    ("fmnist-dangling-symlink", "fmnist", fm_dangling, "a dangling symlink to /nonexistent/labels.gz", {}),
+    ("category-file-symlink-loop", "partseg", ps_categories_loop, "a symlink loop", {}),
+    ("category-file-dangling", "partseg", ps_categories_dangling, "a dangling symlink to gone.txt", {}),
+    ("coco-image-symlink-loop", "coco", coco_swap_image("a.png"), "a symlink loop", {}),
     ("shape-is-a-directory", "partseg", ps_directory_shape, "a directory, not a regular file", {}),
     ("coco-image-dev-zero", "coco", coco_swap_image("/dev/zero"), "a character device", {}),
     ("coco-annotations-fifo", "coco", coco_fifo_annotations, "a FIFO", {}),
@@ -400,6 +482,11 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("annotations-100k-deep", "coco", coco_deep(TRAIN_JSON, _nested(100_000)), "levels deep", {}),
     ("annotations-deep-info", "coco", _annotations(VAL_JSON, _deep_info), "levels deep", {}),
     ("split-100k-deep", "partseg", ps_deep_split, "levels deep", {}),
+    # JSON must start like JSON (checked from the first bytes), and the annotation cap is 1 GiB
+    ("annotations-nul-bytes", "coco", coco_sparse_annotations(900 << 20), "first non-blank byte is 0x00", {}),
+    ("annotations-past-1GiB", "coco", coco_sparse_annotations(3 << 29), "more than the 1,073,741,824", {}),
+    ("split-nul-bytes", "partseg", ps_split_nul_bytes, "does not start like JSON", {}),
+    ("annotations-blank", "coco", coco_deep(VAL_JSON, " \n" * 100_000), "is empty (or blank)", {}),
     ("split-deep-entry", "partseg", ps_deep_entry, "levels deep", {}),
     # 5. field types
     (
@@ -433,6 +520,57 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("bbox-strings", "coco", _annotations(TRAIN_JSON, _first_ann("bbox", ["1", 2, 3, 4])), "4 finite", {}),
     ("bbox-three-values", "coco", _annotations(VAL_JSON, _first_ann("bbox", [1, 2, 3])), "4 finite", {}),
     ("iscrowd-string", "coco", _annotations(TRAIN_JSON, _first_ann("iscrowd", "no")), "'iscrowd'", {}),
+    # JSON integers have no bound: one past a float's range is refused, not an OverflowError
+    (
+        "bbox-integer-10**400",
+        "coco",
+        _annotations(TRAIN_JSON, _first_ann("bbox", [10**400, 2, 3, 4])),
+        "annotations[0] (id 1): 'bbox' is [1000",
+        {},
+    ),
+    (
+        "width-integer-10**400",
+        "coco",
+        _annotations(VAL_JSON, lambda d: d["images"][0].update(width=10**400)),
+        "'width' is 1000",
+        {},
+    ),
+    (
+        "image-id-past-int64",
+        "coco",
+        _annotations(TRAIN_JSON, lambda d: d["images"][0].update(id=2**63)),
+        "'id' is 9223372036854775808; expected an integer id (64-bit)",
+        {},
+    ),
+    # ids are unique per file: pycocotools keys by id, a repeat silently replaces an entry
+    (
+        "duplicate-annotation-ids",
+        "coco",
+        _annotations(VAL_JSON, _repeat_ann_id),
+        "annotation id 8 is listed twice",
+        {},
+    ),
+    (
+        "duplicate-annotation-entry",
+        "coco",
+        _annotations(TRAIN_JSON, _duplicate_id("annotations")),
+        "annotation id 1 is listed twice",
+        {},
+    ),
+    (
+        "duplicate-category-ids",
+        "coco",
+        _annotations(TRAIN_JSON, _duplicate_id("categories")),
+        "category id 42 is listed twice",
+        {},
+    ),
+    (
+        "duplicate-category-id-other-name",
+        "coco",
+        _annotations(VAL_JSON, lambda d: d["categories"].append({"id": 11, "name": "other"})),
+        "category id 11 is listed twice",
+        {},
+    ),
     # 6. box values
     (
         "bbox-1e39",
@@ -472,6 +610,11 @@ CASES: list[tuple[str, str, Damage, str | None, dict[str, Any]]] = [
     ("label-past-int64", "partseg", _shape("0 0 0 22\n1 1 1 -9.3e18\n"), "part label -9.3e18 is outside", {}),
     ("label-not-whole", "partseg", _shape("0 0 0 22.5\n"), "part label 22.5 (line 1)", {}),
     ("coordinate-1e39", "partseg", _shape("0 0 0 22\n1e39 1 1 23\n"), "coordinate 1e39", {}),
+    # numbers are decimal forms only: float() would read "2_2" as 22 and "0_1" as 1.0
+    ("label-with-underscore", "partseg", _shape("0 0 0 22\n1 1 1 2_2\n"), "('2_2', line 2)", {}),
+    ("coordinate-with-underscore", "partseg", _shape("0_1 0 0 22\n"), "('0_1', line 1)", {}),
+    ("label-fullwidth-digits", "partseg", _shape("0 0 0 \uff12\uff12\n"), "line 1)", {}),
+    ("exponent-forms-are-fine", "partseg", _shape("0 0 0 2.2e1\n1E-3 .5 -1. +22\n"), None, {}),
     ("partseg-fine", "partseg", lambda root: "", None, {}),
 ]
 
@@ -515,6 +658,13 @@ CLI_CASES: list[tuple[str, str, Damage, list[str], str]] = [
         fm_extra_members,
         ["fmnist/dense", "--set", "data.args.verify=false"],
         "gzip",
+    ),
+    (
+        "fmnist-header-past-item-cap",
+        "fmnist",
+        fm_items_past_cap,
+        ["fmnist/dense", "--set", "data.args.verify=false"],
+        "more than the 600,000",
     ),
     (
         "coco-string-id",
@@ -574,3 +724,27 @@ def test_json_depth_skips_strings_and_escapes() -> None:
     assert json_depth(b'{"a": [1, [2, {"b": "]]]]\\"[[[["}]]}') == 4
     assert json_depth(b'"[[[[" ') == 0
     assert json_depth(_nested(100_000).encode()) == 100_000
+
+
+def test_parse_idx_dims_past_int64_are_a_format_error() -> None:
+    from growprune.data.idx import IDXFormatError, parse_idx
+
+    for dims in ([65536] * 4, [2**32 - 1] * 3):
+        header = bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, ">u4").tobytes()
+        with pytest.raises(
+            IDXFormatError,
+            match=r"<bytes>: IDX payload truncated: 0 bytes .* expected 18,446"
+            if dims[0] == 65536
+            else r"IDX payload truncated: 0 bytes",
+        ):
+            parse_idx(header)
+
+
+def test_idx_payload_lands_in_one_buffer(tmp_path: Path) -> None:
+    """Multi-byte big-endian payloads come back native, writable and equal (swapped in place)."""
+    from growprune.data.idx import read_idx
+
+    array = np.arange(-600, 600, dtype=np.int32).reshape(3, 400)
+    write_idx(tmp_path / "a.gz", array)
+    back = read_idx(tmp_path / "a.gz")
+    assert back.dtype == np.dtype("=i4") and back.flags.writeable and np.array_equal(back, array)
