@@ -119,6 +119,57 @@ CASES: list[tuple[str, object, list[str], int, str]] = [
     ("resume-with-other-out", "RESUME_OTHER_OUT", [], 2, "--out"),
     ("out-is-a-file", "OUT_FILE", [], 2, "is a file"),
     ("out-under-a-file", "OUT_UNDER_FILE", [], 2, "is a file"),
+    # model arguments of the wrong kind, checked against the builder's annotations
+    ("model-arg-inf", None, ["--set", "model.args.hidden=[1.0e+400]"], 2, "hidden is [inf]"),
+    (
+        "model-arg-text",
+        None,
+        ["--set", "model.args.hidden=[wide]"],
+        2,
+        "item 0 ('wide') is not a whole number",
+    ),
+    (
+        "model-arg-text-number",
+        None,
+        ["--set", "model.args.dropout=wide"],
+        2,
+        "dropout is 'wide', not a number",
+    ),
+    ("model-arg-huge", None, ["--set", f"model.args.hidden=[{10**40}]"], 2, "out of range"),
+    ("model-arg-nan", None, ["--set", "model.args.dropout=.nan"], 2, "dropout is nan, not a finite number"),
+    # seeds are whole numbers, wherever they are
+    ("seed-fraction", None, ["--set", "training.seed=1.5"], 2, "training.seed is 1.5 in recipe"),
+    ("seed-bool", None, ["--set", "training.seed=true"], 2, "seeds must be whole numbers"),
+    ("seed-float-whole", None, ["--set", "training.seed=2.0"], 2, "seeds must be whole numbers"),
+    ("data-seed-fraction", None, ["--set", "data.args.seed=0.5"], 2, "data.args.seed is 0.5"),
+    # nesting no recipe has: past Python's recursion limit, and past the bound below it
+    (
+        "nested-100k-json",
+        '{"name": "x", "description": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        [],
+        2,
+        "nests more",
+    ),
+    (
+        "nested-100k-yaml",
+        "data:\n  args:\n    x: " + "[" * 100_000 + "]" * 100_000 + "\n",
+        [],
+        2,
+        "nests more",
+    ),
+    (
+        "nested-60",
+        {
+            "data": {
+                **BASE["data"],
+                "args": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            }
+        },
+        [],
+        2,
+        "nests more than 32 levels deep (at data.args.x[0]",
+    ),
+    ("nested-set", None, ["--set", "model.args.hidden=" + "[" * 5000 + "]" * 5000], 2, "nests more"),
 ]
 
 
