@@ -24,7 +24,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
+from growprune.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    GrowpruneError,
+    UsageError,
+    is_out_of_memory,
+)
 
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -375,10 +382,15 @@ def describe_failure(err: BaseException, command: str) -> tuple[int, str]:
         # A lazy import that require() did not foresee still gets the one line naming the extra.
         missing = MissingExtra(command, [(err.name or "").partition(".")[0]])
         return missing.exit_code, str(missing)
+    from growprune.files import no_space_message
+
+    no_space = no_space_message(err)
+    if no_space is not None:
+        return EXIT_FAILURE, f"error: {_one_line(no_space)}"
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename else ""
         return EXIT_FAILURE, f"error: {where}{err.strerror}"
-    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(err):
         return EXIT_FAILURE, (
             "error: out of memory; lower training.batch_size (or training.eval_batch_size) "
             "or use a smaller model"

@@ -9,6 +9,7 @@ exception, Ctrl-C, rank 0 under torchrun) run the real command.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -326,3 +327,66 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path) -> None:
     # and the stop is still one line.
     lines = [line for line in lines if not line.startswith(("run directory: ", "epoch "))]
     assert len(lines) == 1, err
+
+
+# (case id, what ended the command, a fragment of the one line): the environment's failures
+ENVIRONMENT_FAILURES: list[tuple[str, BaseException, str]] = [
+    (
+        "cpu-allocator",
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        "error: out of memory",
+    ),
+    (
+        "cuda-as-runtime-error",
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 15.77 GiB total capacity)"),
+        "error: out of memory",
+    ),
+    (
+        "cuda-error-text",
+        RuntimeError("CUDA error: out of memory\nCompile with TORCH_USE_CUDA_DSA"),
+        "error: out of memory",
+    ),
+    ("memory-error", MemoryError(), "error: out of memory"),
+    (
+        "enospc",
+        OSError(errno.ENOSPC, "No space left on device", "/nonexistent/run/checkpoints/ckpt-00000004.pt"),
+        "error: no space left on the file system of /: writing /nonexistent/run/checkpoints/ckpt-00000004.pt",
+    ),
+    (
+        "edquot",
+        OSError(errno.EDQUOT, "Disk quota exceeded", "/nonexistent/model.safetensors"),
+        "error: disk quota exceeded on the file system of /: writing /nonexistent/model.safetensors",
+    ),
+    ("enospc-without-a-name", OSError(errno.ENOSPC, "No space left on device"), "error: no space left"),
+    ("other-runtime-error", RuntimeError("mat1 and mat2 shapes differ"), "error: internal error"),
+    (
+        "allocator-text-not-a-runtime-error",
+        ValueError("DefaultCPUAllocator: can't allocate memory"),
+        "error: internal error",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("failure", "fragment"), [c[1:] for c in ENVIRONMENT_FAILURES], ids=[c[0] for c in ENVIRONMENT_FAILURES]
+)
+def test_environment_failure_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: BaseException, fragment: str
+) -> None:
+    """Memory or disk space running out is named with the fix, not reported as a bug in growprune."""
+    import growprune.cli as cli
+
+    def fail(args: object) -> int:
+        raise failure
+
+    monkeypatch.setattr(cli, "cmd_list", fail)
+    code, lines = run_main(["list"], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(fragment), lines[0]
+    if "space" in fragment or "quota" in fragment:
+        assert "free space" in lines[0] and "another output directory" in lines[0], lines[0]
+    if "out of memory" in fragment:
+        assert "batch_size" in lines[0], lines[0]
