@@ -14,6 +14,7 @@ listed in EXTRAS, and a missing one is named with the install command that bring
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
@@ -108,6 +109,20 @@ def check_run_dir(run_dir: Path, named_by: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     require("train", TRAIN_MODULES)
+    with contextlib.ExitStack() as held:
+        return _train(args, held)
+
+
+def _lock(run_dir: Path, action: str, held: contextlib.ExitStack) -> None:
+    """Hold the run directory's lock (growprune.train.lock) until the command ends: before anything
+    there is read or written. Under torchrun only rank 0, the rank that writes, takes it."""
+    from growprune.train.lock import lock_run_dir
+
+    if _is_rank_zero():
+        held.enter_context(lock_run_dir(run_dir, action))
+
+
+def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from growprune.train.distributed import cleanup, launched_distributed
     from growprune.train.engine import Trainer
     from growprune.train.recipe import RecipeError, load_recipe
@@ -124,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume {run_dir} continues that run in its own directory, so --out {args.out} would be "
                 "ignored; drop --out (or copy the run directory there and resume the copy)"
             )
+        _lock(run_dir, "resume", held)
         recipe_path = resolve_recipe_path(args.recipe) if args.recipe else run_dir / "recipe.yaml"
     else:
         if not args.recipe:
@@ -154,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or recipe.output.dir or default or _default_run_dir(recipe.name, args.smoke))
         named_by = "--out" if args.out else "output.dir" if recipe.output.dir else "run directory"
         check_run_dir(run_dir, named_by)
+        _lock(run_dir, "train", held)
         has_run = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*.pt"))
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
         if has_run and not restarted:
