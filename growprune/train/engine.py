@@ -631,13 +631,15 @@ class Trainer:
                 f"{self.sparsifier.phase}",
                 file=sys.stderr,
             )
-        self.save_checkpoint()
         # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
+        # best.pt first: a kill between the two writes resumes from the checkpoint before this
+        # epoch's end, which ends the epoch again; the other order lost the new best.pt for good.
         score = scores[self.task.primary_metric]
         if self.sparsifier.done and score > self.best_score:
             self.best_score = score
             if self.is_main:
                 self.ckpts.save_named(self._checked_payload(), "best")
+        self.save_checkpoint()
 
     def _check_scores(self, scores: dict[str, float]) -> None:
         """Stop on an evaluation that only a diverged model gives (before anything is written)."""
