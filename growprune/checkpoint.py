@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from growprune.errors import GrowpruneError
+from growprune.errors import GrowpruneError, is_out_of_memory
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -94,6 +94,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/corrupt zips
+        if is_out_of_memory(err):  # a file too big for this machine is not a damaged one
+            raise
         raise CheckpointError(_load_failure(path, err)) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a growprune checkpoint (format {CHECKPOINT_FORMAT})")

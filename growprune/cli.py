@@ -14,6 +14,7 @@ listed in EXTRAS, and a missing one is named with the install command that bring
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
@@ -24,7 +25,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from growprune.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GrowpruneError, UsageError
+from growprune.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    GrowpruneError,
+    UsageError,
+    is_out_of_memory,
+)
 
 # Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -101,6 +109,20 @@ def check_run_dir(run_dir: Path, named_by: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     require("train", TRAIN_MODULES)
+    with contextlib.ExitStack() as held:
+        return _train(args, held)
+
+
+def _lock(run_dir: Path, action: str, held: contextlib.ExitStack) -> None:
+    """Hold the run directory's lock (growprune.train.lock) until the command ends: before anything
+    there is read or written. Under torchrun only rank 0, the rank that writes, takes it."""
+    from growprune.train.lock import lock_run_dir
+
+    if _is_rank_zero():
+        held.enter_context(lock_run_dir(run_dir, action))
+
+
+def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from growprune.train.distributed import cleanup, launched_distributed
     from growprune.train.engine import Trainer
     from growprune.train.recipe import RecipeError, load_recipe
@@ -117,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume {run_dir} continues that run in its own directory, so --out {args.out} would be "
                 "ignored; drop --out (or copy the run directory there and resume the copy)"
             )
+        _lock(run_dir, "resume", held)
         recipe_path = resolve_recipe_path(args.recipe) if args.recipe else run_dir / "recipe.yaml"
     else:
         if not args.recipe:
@@ -147,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or recipe.output.dir or default or _default_run_dir(recipe.name, args.smoke))
         named_by = "--out" if args.out else "output.dir" if recipe.output.dir else "run directory"
         check_run_dir(run_dir, named_by)
+        _lock(run_dir, "train", held)
         has_run = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*.pt"))
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
         if has_run and not restarted:
@@ -375,10 +399,15 @@ def describe_failure(err: BaseException, command: str) -> tuple[int, str]:
         # A lazy import that require() did not foresee still gets the one line naming the extra.
         missing = MissingExtra(command, [(err.name or "").partition(".")[0]])
         return missing.exit_code, str(missing)
+    from growprune.files import no_space_message
+
+    no_space = no_space_message(err)
+    if no_space is not None:
+        return EXIT_FAILURE, f"error: {_one_line(no_space)}"
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename else ""
         return EXIT_FAILURE, f"error: {where}{err.strerror}"
-    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(err):
         return EXIT_FAILURE, (
             "error: out of memory; lower training.batch_size (or training.eval_batch_size) "
             "or use a smaller model"

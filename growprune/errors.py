@@ -36,3 +36,23 @@ class InterruptedRun(GrowpruneError):
 
     exit_code = EXIT_INTERRUPTED
     prefix = "interrupted"
+
+
+# How torch words an allocation that failed when it raises a plain RuntimeError: the CPU allocator
+# ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes"), and CUDA's caching
+# allocator or driver in versions and paths that do not raise torch.OutOfMemoryError.
+_OUT_OF_MEMORY_TEXTS = (
+    "DefaultCPUAllocator: can't allocate memory",
+    "DefaultCPUAllocator: not enough memory",
+    "CUDA out of memory",
+    "CUDA error: out of memory",
+)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says memory ran out: MemoryError, torch's OutOfMemoryError, or a RuntimeError
+    with an allocator's out-of-memory text. Such an error is never a damaged input, so code that
+    turns RuntimeErrors into other errors passes these through."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _OUT_OF_MEMORY_TEXTS)

@@ -9,6 +9,7 @@ exception, Ctrl-C, rank 0 under torchrun) run the real command.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -119,6 +120,57 @@ CASES: list[tuple[str, object, list[str], int, str]] = [
     ("resume-with-other-out", "RESUME_OTHER_OUT", [], 2, "--out"),
     ("out-is-a-file", "OUT_FILE", [], 2, "is a file"),
     ("out-under-a-file", "OUT_UNDER_FILE", [], 2, "is a file"),
+    # model arguments of the wrong kind, checked against the builder's annotations
+    ("model-arg-inf", None, ["--set", "model.args.hidden=[1.0e+400]"], 2, "hidden is [inf]"),
+    (
+        "model-arg-text",
+        None,
+        ["--set", "model.args.hidden=[wide]"],
+        2,
+        "item 0 ('wide') is not a whole number",
+    ),
+    (
+        "model-arg-text-number",
+        None,
+        ["--set", "model.args.dropout=wide"],
+        2,
+        "dropout is 'wide', not a number",
+    ),
+    ("model-arg-huge", None, ["--set", f"model.args.hidden=[{10**40}]"], 2, "out of range"),
+    ("model-arg-nan", None, ["--set", "model.args.dropout=.nan"], 2, "dropout is nan, not a finite number"),
+    # seeds are whole numbers, wherever they are
+    ("seed-fraction", None, ["--set", "training.seed=1.5"], 2, "training.seed is 1.5 in recipe"),
+    ("seed-bool", None, ["--set", "training.seed=true"], 2, "seeds must be whole numbers"),
+    ("seed-float-whole", None, ["--set", "training.seed=2.0"], 2, "seeds must be whole numbers"),
+    ("data-seed-fraction", None, ["--set", "data.args.seed=0.5"], 2, "data.args.seed is 0.5"),
+    # nesting no recipe has: past Python's recursion limit, and past the bound below it
+    (
+        "nested-100k-json",
+        '{"name": "x", "description": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        [],
+        2,
+        "nests more",
+    ),
+    (
+        "nested-100k-yaml",
+        "data:\n  args:\n    x: " + "[" * 100_000 + "]" * 100_000 + "\n",
+        [],
+        2,
+        "nests more",
+    ),
+    (
+        "nested-60",
+        {
+            "data": {
+                **BASE["data"],
+                "args": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            }
+        },
+        [],
+        2,
+        "nests more than 32 levels deep (at data.args.x[0]",
+    ),
+    ("nested-set", None, ["--set", "model.args.hidden=" + "[" * 5000 + "]" * 5000], 2, "nests more"),
 ]
 
 
@@ -275,3 +327,66 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path) -> None:
     # and the stop is still one line.
     lines = [line for line in lines if not line.startswith(("run directory: ", "epoch "))]
     assert len(lines) == 1, err
+
+
+# (case id, what ended the command, a fragment of the one line): the environment's failures
+ENVIRONMENT_FAILURES: list[tuple[str, BaseException, str]] = [
+    (
+        "cpu-allocator",
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        "error: out of memory",
+    ),
+    (
+        "cuda-as-runtime-error",
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 15.77 GiB total capacity)"),
+        "error: out of memory",
+    ),
+    (
+        "cuda-error-text",
+        RuntimeError("CUDA error: out of memory\nCompile with TORCH_USE_CUDA_DSA"),
+        "error: out of memory",
+    ),
+    ("memory-error", MemoryError(), "error: out of memory"),
+    (
+        "enospc",
+        OSError(errno.ENOSPC, "No space left on device", "/nonexistent/run/checkpoints/ckpt-00000004.pt"),
+        "error: no space left on the file system of /: writing /nonexistent/run/checkpoints/ckpt-00000004.pt",
+    ),
+    (
+        "edquot",
+        OSError(errno.EDQUOT, "Disk quota exceeded", "/nonexistent/model.safetensors"),
+        "error: disk quota exceeded on the file system of /: writing /nonexistent/model.safetensors",
+    ),
+    ("enospc-without-a-name", OSError(errno.ENOSPC, "No space left on device"), "error: no space left"),
+    ("other-runtime-error", RuntimeError("mat1 and mat2 shapes differ"), "error: internal error"),
+    (
+        "allocator-text-not-a-runtime-error",
+        ValueError("DefaultCPUAllocator: can't allocate memory"),
+        "error: internal error",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("failure", "fragment"), [c[1:] for c in ENVIRONMENT_FAILURES], ids=[c[0] for c in ENVIRONMENT_FAILURES]
+)
+def test_environment_failure_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: BaseException, fragment: str
+) -> None:
+    """Memory or disk space running out is named with the fix, not reported as a bug in growprune."""
+    import growprune.cli as cli
+
+    def fail(args: object) -> int:
+        raise failure
+
+    monkeypatch.setattr(cli, "cmd_list", fail)
+    code, lines = run_main(["list"], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(fragment), lines[0]
+    if "space" in fragment or "quota" in fragment:
+        assert "free space" in lines[0] and "another output directory" in lines[0], lines[0]
+    if "out of memory" in fragment:
+        assert "batch_size" in lines[0], lines[0]

@@ -23,7 +23,7 @@ from torch import nn
 from growprune.export import codec, fileformat
 from growprune.export.errors import ExportError, ExportUsageError
 from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
-from growprune.files import atomic_write
+from growprune.files import atomic_write, no_space_message
 from growprune.version import __version__
 
 
@@ -117,6 +117,9 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     try:
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     except OSError as err:
+        no_space = no_space_message(err)
+        if no_space is not None:
+            raise ExportError(no_space) from None
         reason = err.strerror or str(err)
         if err.errno in _PATH_ERRNOS:
             raise ExportUsageError(

@@ -11,6 +11,7 @@ writes and rotates them.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class CheckpointManager:
     def __init__(self, directory: Path, keep_last: int = 3) -> None:
         self.directory = directory
         self.keep_last = keep_last
+        self.problems: list[str] = []  # why latest_good skipped each checkpoint, newest first
 
     def numbered(self) -> list[Path]:
         """Existing numbered checkpoints, oldest first."""
@@ -51,21 +53,36 @@ class CheckpointManager:
         atomic_torch_save(payload, path)
         return path
 
-    def latest_good(self) -> tuple[Path, dict[str, Any]] | None:
-        """Newest checkpoint that loads and holds only finite state; the others are reported by
-        name and skipped (growprune no longer writes non-finite ones, older versions did)."""
+    def latest_good(
+        self, validate: Callable[[Path, dict[str, Any]], None] | None = None
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """Newest checkpoint that loads, holds only finite state and passes ``validate``.
+
+        ``validate(path, payload)`` raises :class:`CheckpointError` for a checkpoint that loads but
+        cannot be used (a position outside the run, state that does not fit the model); other
+        errors propagate. Every newer checkpoint skipped is reported in a warning naming it, why,
+        and the checkpoint used instead; when none is usable, :attr:`problems` holds the reasons,
+        newest first, and None is returned. (growprune no longer writes non-finite checkpoints;
+        older versions did.)
+        """
+        self.problems = []
         for path in reversed(self.numbered()):
             try:
                 payload = load_checkpoint(path)
+                bad = next(
+                    (b for k in STATE_KEYS if (b := non_finite_entry(payload[k], k)) is not None), None
+                )
+                if bad is not None:
+                    raise CheckpointError(f"checkpoint {path} holds a diverged state ({bad} is not finite)")
+                if validate is not None:
+                    validate(path, payload)
             except CheckpointError as err:
-                warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+                self.problems.append(str(err))
                 continue
-            bad = next((b for k in STATE_KEYS if (b := non_finite_entry(payload[k], k)) is not None), None)
-            if bad is None:
-                return path, payload
-            warnings.warn(
-                f"checkpoint {path} holds a diverged state ({bad} is not finite); falling back to the "
-                "previous checkpoint",
-                stacklevel=2,
-            )
+            for problem in self.problems:
+                warnings.warn(
+                    f"{problem}; skipped it and fell back to the previous good checkpoint {path}",
+                    stacklevel=2,
+                )
+            return path, payload
         return None

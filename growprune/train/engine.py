@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -31,7 +32,8 @@ from tqdm import tqdm
 
 from growprune import version
 from growprune.checkpoint import STATE_KEYS, non_finite_entry
-from growprune.errors import GrowpruneError
+from growprune.errors import GrowpruneError, is_out_of_memory
+from growprune.files import atomic_write_text, remove_stale_temps
 from growprune.methods import Sparsifier, get_method
 from growprune.methods.settings import RunLength, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
@@ -196,7 +198,6 @@ class Trainer:
         self.is_main = self.dist is None or self.dist.is_main
         self.seed = cfg.seed
         self.ckpts = CheckpointManager(run_dir / "checkpoints", recipe.output.keep_last)
-        resumed = self._find_resume_point() if resume else None
 
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -207,15 +208,24 @@ class Trainer:
         self.peak_score, self.peak_masks = -math.inf, ""
         self.stats: EpochStats | None = None  # this epoch's running training loss and accuracy
         self._resumed_stats: dict[str, Any] | None = None
-        if resumed is not None:
-            self._restore(*resumed)
+        # Steps were trained since the last end of an epoch (end_epoch has not run for them yet).
+        self.epoch_open = False
+        resumed = self._resume() if resume else None
         run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics: MetricsLogger | None = None
         if self.is_main:
-            (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+            for stale in [*remove_stale_temps(run_dir), *remove_stale_temps(self.ckpts.directory)]:
+                tqdm.write(f"removed {stale}, left by a write that was cut off", file=sys.stderr)
+            recipe_text = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)
+            atomic_write_text(run_dir / "recipe.yaml", recipe_text)
             if resumed is None:
-                (run_dir / "metrics.jsonl").write_text("")
-            self.metrics = MetricsLogger(run_dir, recipe.output.tensorboard, self.step if resumed else None)
+                atomic_write_text(run_dir / "metrics.jsonl", "")
+            self.metrics = MetricsLogger(
+                run_dir,
+                recipe.output.tensorboard,
+                self.step if resumed else None,
+                epoch_open=self.epoch_open,
+            )
             if resumed is None:
                 self.log(self.start_record())
         self._start = self._last_ckpt_time = time.monotonic()  # run() starts the clock again
@@ -329,13 +339,28 @@ class Trainer:
                 f"training.batch_size {batch} must be divisible by the {self.dp_size} data-parallel processes"
             )
 
-    def _find_resume_point(self) -> tuple[Path, dict[str, Any]] | None:
-        found = self.ckpts.latest_good()
+    def _resume(self) -> Path:
+        """Restore the newest checkpoint that fits this run; newer unusable ones are named in a
+        warning and skipped, and none usable is an error naming why for each."""
+        found = self.ckpts.latest_good(self._restore)
         if found is None:
-            if self.ckpts.numbered():
-                raise CheckpointError(f"no usable checkpoint in {self.ckpts.directory}: every one is corrupt")
+            # the directory is named once; each reason names its file
+            problems = [p.replace(f"{self.ckpts.directory}{os.sep}", "") for p in self.ckpts.problems]
+            if problems:
+                raise CheckpointError(
+                    f"no usable checkpoint in {self.ckpts.directory}: every one is corrupt or does not fit "
+                    f"this run ({'; '.join(problems)})"
+                )
             raise CheckpointError(f"nothing to resume in {self.run_dir}: no checkpoints/ckpt-*.pt")
-        path, payload = found
+        path, _ = found
+        tqdm.write(
+            f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
+            file=sys.stderr,
+        )
+        return path
+
+    def _check_resumable(self, payload: dict[str, Any]) -> None:
+        """The run the checkpoint belongs to is this one (a RecipeError: no older checkpoint fixes it)."""
         changes = incompatible_changes(_current_schema(payload["recipe"]), recipe_to_dict(self.recipe))
         if changes:
             raise RecipeError(
@@ -346,23 +371,30 @@ class Trainer:
             raise RecipeError(
                 f"cannot resume {self.run_dir}: it was {'not ' if self.smoke else ''}a --smoke run"
             )
-        return path, payload
 
     def _restore(self, path: Path, payload: dict[str, Any]) -> None:
+        """Restore one checkpoint; CheckpointError when it cannot be used (checked before any state
+        is loaded where possible; a later checkpoint's load overwrites all of it)."""
+        self._check_resumable(payload)
+        position = payload["position"]  # load_checkpoint checked the counts' types
+        step, epoch, batch = position["step"], position["epoch"], position["batch"]
+        # batch == steps_per_epoch: the epoch's batches are all trained, its end not yet reached
+        # (the step checkpoint that ends an epoch is taken before the epoch rolls over).
+        if step > self.total_steps or batch > self.steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its position (step {step}, batch {batch}) is "
+                f"outside this run ({self.total_steps} steps, {self.steps_per_epoch} per epoch)"
+            )
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.sparsifier.load_state_dict(payload["sparsifier"])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+            if is_out_of_memory(err):
+                raise
             reason = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
             raise CheckpointError(f"checkpoint {path} does not fit this recipe's model: {reason}") from None
-        position = payload["position"]  # load_checkpoint checked the counts' types
-        self.step, self.epoch, self.batch = position["step"], position["epoch"], position["batch"]
-        if self.step > self.total_steps or self.batch >= self.steps_per_epoch:
-            raise CheckpointError(
-                f"checkpoint {path} is damaged: its position (step {self.step}, batch {self.batch}) is "
-                f"outside this run ({self.total_steps} steps, {self.steps_per_epoch} per epoch)"
-            )
+        self.step, self.epoch, self.batch = step, epoch, batch
         try:
             self.best_score = float(position.get("best_score", position.get("best_acc", -math.inf)))
             self.peak_score = float(position.get("peak_score", -math.inf))
@@ -372,16 +404,16 @@ class Trainer:
             if stats is not None:
                 EpochStats(self.device).load_state(stats)  # fails here, not mid-epoch, if damaged
             self._resumed_stats = stats
+            # Checkpoints without the flag: only the one that ends an epoch has its end pending.
+            self.epoch_open = bool(position.get("epoch_open", batch >= self.steps_per_epoch))
             _set_rng_state(payload["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            if is_out_of_memory(err):
+                raise
             raise CheckpointError(
                 f"checkpoint {path} is damaged: its position, random or epoch state cannot be restored "
                 f"({type(err).__name__}: {err})"
             ) from None
-        tqdm.write(
-            f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch})",
-            file=sys.stderr,
-        )
 
     # -- checkpoints ------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -404,6 +436,7 @@ class Trainer:
                 "peak_score": self.peak_score,
                 "peak_masks": self.peak_masks,
                 "elapsed": self._elapsed(),
+                "epoch_open": self.epoch_open,
                 "epoch_stats": self.stats.state() if self.stats is not None and self.batch else None,
             },
         }
@@ -558,6 +591,7 @@ class Trainer:
         self.optimizer.step()
         self.sparsifier.step()
         self.step += 1
+        self.epoch_open = True
         self.bar.update(1)
         self.after_mask_changes()
         due = self.step % self.recipe.training.log_every == 0 or self.step == self.total_steps
@@ -581,6 +615,7 @@ class Trainer:
 
     def end_epoch(self, stats: EpochStats) -> None:
         """Evaluate, log, checkpoint; keep `best.pt` among models whose masks are final."""
+        self.epoch_open = False  # the checkpoint below is past this epoch's end
         scores = self.evaluate()
         self._check_scores(scores)
         report = sparsity_report(self.model)
@@ -603,13 +638,15 @@ class Trainer:
                 f"{self.sparsifier.phase}",
                 file=sys.stderr,
             )
-        self.save_checkpoint()
         # Only a model whose masks are final can be "best": an intermediate GaP state is not a result.
+        # best.pt first: a kill between the two writes resumes from the checkpoint before this
+        # epoch's end, which ends the epoch again; the other order lost the new best.pt for good.
         score = scores[self.task.primary_metric]
         if self.sparsifier.done and score > self.best_score:
             self.best_score = score
             if self.is_main:
                 self.ckpts.save_named(self._checked_payload(), "best")
+        self.save_checkpoint()
 
     def _check_scores(self, scores: dict[str, float]) -> None:
         """Stop on an evaluation that only a diverged model gives (before anything is written)."""

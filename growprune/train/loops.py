@@ -96,6 +96,7 @@ class LoopHost(Protocol):
     steps_per_epoch: int
     log_steps: bool
     stop_signal: str | None
+    epoch_open: bool
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]: ...
     def epoch_stats(self) -> EpochStats: ...
@@ -125,14 +126,17 @@ class StepLoop:
 
     def run(self) -> None:
         host = self.host
-        while host.step < host.total_steps:
+        # A run resumed from a checkpoint taken after an epoch's (or the run's) last step, before
+        # that epoch ended, ends the epoch first: evaluation, record and checkpoint, as it would have.
+        while host.step < host.total_steps or host.epoch_open:
             self.train_epoch()
 
     def train_epoch(self) -> None:
         host = self.host
         host.model.train()
         stats = host.epoch_stats()
-        for batch in host.task.train_loader.iter_from(host.epoch, host.batch):
+        start = host.batch if host.step < host.total_steps else host.steps_per_epoch
+        for batch in host.task.train_loader.iter_from(host.epoch, start):
             stats.add(*host.train_step(batch))
             host.batch += 1
             if host.stop_signal is not None:

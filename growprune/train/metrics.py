@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from growprune.files import atomic_write_text
 from growprune.records import METRICS_FILE, Record, as_int, record_to_json
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, tensorboard: bool, resume_step: int | None = None, epoch_open: bool = False
+    ) -> None:
         self.path = run_dir / METRICS_FILE
         if resume_step is not None:
-            self._truncate_after(resume_step)
+            self._truncate_after(resume_step, epoch_open)
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
@@ -31,9 +34,11 @@ class MetricsLogger:
                 ) from err
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
 
-    def _truncate_after(self, step: int) -> None:
+    def _truncate_after(self, step: int, epoch_open: bool = False) -> None:
         """Drop records written after the checkpoint we resume from, so nothing is counted twice.
 
+        ``epoch_open``: the checkpoint was taken before the end of the epoch at ``step``, so an
+        epoch record at ``step`` came after it (the resumed run writes it again).
         Kept lines are copied as written, not re-encoded through the typed records, so a kind or
         field this version does not know survives a resume; unreadable lines (a killed run's
         half-written last one) are dropped. Records without a step (the start record) are kept.
@@ -49,9 +54,11 @@ class MetricsLogger:
                 isinstance(data, dict)
                 and data.get("type") != "final"
                 and (as_int(data.get("step")) or 0) <= step
+                and not (epoch_open and data.get("type") == "epoch" and as_int(data.get("step")) == step)
             ):
                 kept.append(line + "\n")
-        self.path.write_text("".join(kept), encoding="utf-8")
+        # atomically: a full disk here must not leave the run without its records
+        atomic_write_text(self.path, "".join(kept))
 
     def log(self, typed: Record) -> None:
         record = record_to_json(typed)

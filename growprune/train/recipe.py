@@ -373,6 +373,38 @@ RecipeLoader.add_constructor("tag:yaml.org,2002:int", _number_or_text)
 RecipeLoader.add_constructor("tag:yaml.org,2002:float", _number_or_text)
 
 
+# No recipe section is more than a few levels deep; a file nested far deeper is not a recipe (and
+# 100k levels would exhaust Python's recursion while it is parsed or validated).
+MAX_DEPTH = 32
+
+
+def _check_shape(data: Any, where: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and a seed that is not a whole number, anywhere.
+
+    Seeds (keys ``seed`` or ``*_seed``, in any section) are integers: 1.5 or true used to be
+    truncated or read as 1 on the way to the random generators.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RecipeError(
+                f"{where} nests more than {MAX_DEPTH} levels deep (at {path or 'the top'}); a recipe is a "
+                "mapping of a few sections: check the brackets"
+            )
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            child = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+            is_seed = isinstance(key, str) and (key == "seed" or key.endswith("_seed"))
+            if is_seed and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                shown = str(value).lower() if isinstance(value, bool) else repr(value)
+                raise RecipeError(
+                    f"{child} is {shown} in {where}: seeds must be whole numbers (integers), e.g. 0 or 1234"
+                )
+            if isinstance(value, dict | list):
+                stack.append((value, child, depth + 1))
+
+
 def read_yaml(text: str) -> Any:
     """Parse recipe YAML (a file or a ``--set`` value) with :class:`RecipeLoader`."""
     return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
@@ -395,6 +427,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         return key.strip().split("."), None
     try:
         value = read_yaml(raw)
+    except RecursionError:
+        raise RecipeError(
+            f"--set {key.strip()}=...: the value nests more than {MAX_DEPTH} levels deep; check the brackets"
+        ) from None
     except yaml.YAMLError as err:
         raise RecipeError(
             f"--set {text}: the value is not valid YAML{_yaml_problem(err)}; quote it (e.g. --set "
@@ -432,6 +468,11 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
         raise RecipeError(f"recipe {file} is not a text file (a recipe is YAML in UTF-8)")
     try:
         data = read_yaml(text)
+    except RecursionError:
+        raise RecipeError(
+            f"recipe {file} nests more than {MAX_DEPTH} levels deep; a recipe is a mapping of a few "
+            "sections: check the brackets"
+        ) from None
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe {file} is not valid YAML{_yaml_problem(err)}") from None
     if not isinstance(data, dict):
@@ -439,7 +480,8 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate_recipe(data: dict[str, Any]) -> Recipe:
+def validate_recipe(data: dict[str, Any], where: str = "the recipe") -> Recipe:
+    _check_shape(data, where)
     try:
         return recipe_model().model_validate(data)
     except ValidationError as err:
@@ -448,7 +490,7 @@ def validate_recipe(data: dict[str, Any]) -> Recipe:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override (`--set a.b=c`) and validate a recipe."""
-    return validate_recipe(apply_overrides(read_recipe_file(path), overrides or []))
+    return validate_recipe(apply_overrides(read_recipe_file(path), overrides or []), f"recipe {path}")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -130,7 +130,9 @@ VARIANTS: list[tuple[str, Edit, str]] = [
     ("model-args-negative", set_args(hidden=[-300, 100]), r"cannot rebuild the model 'mlp'"),
     ("model-args-float", set_args(hidden=[300.5, 100]), r"cannot rebuild the model 'mlp'"),
     ("model-args-bool", set_args(hidden=[True, 100]), r"cannot rebuild the model 'mlp'"),
-    ("model-args-huge-input", set_args(in_features=10**12), r"'features.1.weight' is \(300, 1000000000000\)"),
+    # the largest value build_model's argument check lets through (larger ones: test_model_args.py)
+    ("model-args-huge-input", set_args(in_features=2**31 - 1), r"'features.1.weight' is \(300, 2147483647\)"),
+    ("model-args-past-the-bound", set_args(in_features=10**12), r"in_features is 10+, out of range"),
     ("model-args-fewer-layers", set_args(hidden=[300]), r"does not match the tensors in the file"),
     (
         "model-huge-integer-literal",
@@ -236,9 +238,10 @@ def test_a_large_buffer_the_file_does_not_store_is_refused(tmp_path: Path) -> No
     }
     export_model(model, out, format="dense", model_name="transformer", model_args=args)
     assert load(out) is not None
-    rewrite_export(out, set_model({"name": "transformer", "args": {**args, "max_positions": 10**10}}))
+    # the largest value build_model's argument check lets through (larger ones: test_model_args.py)
+    rewrite_export(out, set_model({"name": "transformer", "args": {**args, "max_positions": 2**31 - 1}}))
     with pytest.raises(
-        ExportError, match=r"derives buffers not stored in the file \('positions' is \(10000000000, 16\)\)"
+        ExportError, match=r"derives buffers not stored in the file \('positions' is \(2147483647, 16\)\)"
     ):
         load(out)
 
