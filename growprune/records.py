@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
+
+from growprune.data.bounded import open_regular
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -389,12 +391,36 @@ class MetricsFile:
     skipped_lines: list[int]
 
 
+# A record is a few kB (a final record lists every layer); a line past this is damage, and is
+# skipped without being held in memory. The file itself grows with the run, so its cap is loose.
+MAX_RECORD_LINE = 16 * 2**20
+MAX_METRICS_BYTES = 2**40
+
+
+def _lines(file: BinaryIO) -> Iterator[str | None]:
+    """The file's lines decoded (bad bytes replaced), each read at most MAX_RECORD_LINE bytes at a
+    time; None for a line longer than that (its remainder is read and dropped piece by piece)."""
+    while True:
+        line = file.readline(MAX_RECORD_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_RECORD_LINE and not line.endswith(b"\n"):
+            while (more := file.readline(MAX_RECORD_LINE)) and not more.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield line.decode("utf-8", errors="replace")
+
+
 def read_records(path: Path) -> MetricsFile:
     """Parse a metrics file; bad lines (a killed run's half-written last one) are counted, not fatal."""
     records: list[Record] = []
     skipped: list[int] = []
-    with Path(path).open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
+    with open_regular(path, max_bytes=MAX_METRICS_BYTES, what="a metrics file") as file:
+        for number, line in enumerate(_lines(file), start=1):
+            if line is None:  # longer than any record: damaged (or not a metrics file)
+                skipped.append(number)
+                continue
             if not line.strip():
                 continue
             try:

@@ -390,3 +390,118 @@ def test_environment_failure_is_one_line(
         assert "free space" in lines[0] and "another output directory" in lines[0], lines[0]
     if "out of memory" in fragment:
         assert "batch_size" in lines[0], lines[0]
+
+
+# -- issue 27: memory while building, and files that are not regular files --------------------
+def test_model_too_big_is_refused_before_allocating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Counted on the meta device: the line names the model and its arguments, nothing is allocated."""
+    args = ["train", str(recipe_file(tmp_path)), "--out", str(tmp_path / "run"), "--no-progress"]
+    code, lines = run_main([*args, "--set", "model.args.hidden=[2000000000, 2000000000]"], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert (
+        "out of memory building model 'mlp' with model.args {'hidden': [2000000000, 2000000000]}" in lines[0]
+    )
+    assert "use smaller model.args" in lines[0]
+
+
+def test_out_of_memory_while_building_names_the_args(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the size cannot be counted first, the allocator's failure (instant at this size:
+    4e18 bytes) still ends in the line naming model.args; memory failing while the data is built
+    names data.args."""
+    from growprune.train import engine
+
+    monkeypatch.setattr(engine, "_check_model_size", lambda *args: None)
+    args = ["train", str(recipe_file(tmp_path)), "--out", str(tmp_path / "run"), "--no-progress"]
+    code, lines = run_main([*args, "--set", "model.args.hidden=[1000000000, 1000000000]"], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "out of memory building model 'mlp' with model.args" in lines[0]
+    assert "tried to allocate" in lines[0] and "use smaller model.args" in lines[0]
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError("Unable to allocate 1.00 TiB for an array with shape (1000, 1000000000)")
+
+    monkeypatch.setattr(engine, "build_task", no_memory)
+    code, lines = run_main([*args, "--set", "data.args.dim=1000000000"], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "out of memory building the data 'synthetic' with data.args" in lines[0]
+    assert "(tried to allocate 1.00 TiB); use smaller data.args" in lines[0]
+
+
+def _odd_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"odd-{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    elif kind == "dangling":
+        path.symlink_to(tmp_path / "nowhere")
+    return path
+
+
+ODD = [
+    ("fifo", "is a FIFO (named pipe)"),
+    ("dev-zero", "is a symlink to /dev/zero, a character device"),
+    ("directory", "is a directory"),
+    ("loop", "that never resolves (a symlink loop"),
+    ("dangling", "is a dangling symlink"),
+]
+
+
+@pytest.mark.parametrize(("kind", "fragment"), ODD, ids=[kind for kind, _ in ODD])
+def test_odd_files_are_named_for_what_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, fragment: str
+) -> None:
+    """A recipe, a checkpoint to export or a metrics file that is not a regular file is named for
+    what it is (not "not found"), and nothing is opened that could block or never end."""
+    odd = _odd_file(tmp_path, kind)
+    code, lines = run_main(["train", str(odd), "--out", str(tmp_path / "run"), "--no-progress"], capsys)
+    assert code == 2 and len(lines) == 1 and f"recipe {odd} " in lines[0] and fragment in lines[0], lines
+    if kind != "directory":  # a directory is a run directory to export
+        code, lines = run_main(["export", str(odd), "--out", str(tmp_path / "x")], capsys)
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+    run = tmp_path / "a-run"
+    run.mkdir()
+    if kind == "loop":
+        (run / "metrics.jsonl").symlink_to("metrics.jsonl")
+    else:
+        odd.rename(run / "metrics.jsonl")
+    code, lines = run_main(["report", str(run)], capsys)
+    assert code == 2 and len(lines) == 1 and f"metrics file {run / 'metrics.jsonl'} " in lines[0], lines
+
+
+def test_huge_recipe_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as file:
+        file.truncate(3 * 2**30)  # sparse: no disk, and never read
+    code, lines = run_main(["train", str(big), "--out", str(tmp_path / "run"), "--no-progress"], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "is 3,221,225,472 bytes, more than the 16,777,216 a recipe may have" in lines[0]
+
+
+def test_report_bounds_metrics_lines_and_sparsity_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An over-long metrics line is skipped as unreadable without being held; an over-large
+    sparsity.json is ignored (the cap is lowered here, so the test writes kilobytes)."""
+    from growprune import records
+    from growprune.report import run as report_run
+
+    monkeypatch.setattr(records, "MAX_RECORD_LINE", 64)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_bytes(b"\x00" * 1000 + b"\n" + b"x" * 200 + b"\n\n")
+    parsed = records.read_records(metrics)
+    assert parsed.records == [] and parsed.skipped_lines == [1, 2]
+    monkeypatch.setattr(report_run, "MAX_SPARSITY_BYTES", 64)
+    sparsity = tmp_path / "sparsity.json"
+    sparsity.write_text('{"overall": 0.5, "layers": []}' + " " * 100)
+    assert report_run.read_sparsity(sparsity) == ([], None)
+    sparsity.write_text('{"overall": 0.5, "layers": []}')
+    assert report_run.read_sparsity(sparsity) == ([], 0.5)

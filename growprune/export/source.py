@@ -11,6 +11,7 @@ fails saying which argument is missing.
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
+from growprune.data.bounded import regular_file
 from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR
@@ -47,8 +49,16 @@ def checkpoint_candidates(path: Path) -> list[Path]:
     them: ``final.pt``, ``best.pt``, then the numbered ones, newest first."""
     if path.is_file():
         return [path]
-    if not path.exists():
+    if not os.path.lexists(path):
         raise ExportUsageError(f"{path}: no such run directory or checkpoint file")
+    if not path.is_dir():  # a FIFO, a link to /dev/zero, a dangling link or a loop: named as such
+        regular_file(
+            path,
+            max_bytes=2**62,
+            fail=lambda where, why: ExportUsageError(
+                f"{where} {why.replace('the file itself', 'a checkpoint file or a run directory')}"
+            ),
+        )
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     found = [directory / name for name in RUN_CHECKPOINTS if (directory / name).is_file()]
     found += reversed(numbered_checkpoints(directory))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from growprune.data.bounded import DataFileError, read_json, read_text
 from growprune.errors import UsageError
 from growprune.records import (
     METRICS_FILE,
@@ -91,15 +93,23 @@ class ReportError(UsageError, ValueError):
     """A directory that holds no run to report on; the message says what is missing."""
 
 
+# Caps for the small files beside metrics.jsonl (each a few kB when a run writes it).
+MAX_RECIPE_BYTES = 16 * 2**20
+MAX_SPARSITY_BYTES = 64 * 2**20
+
+
 # -- reading ---------------------------------------------------------------------------------
 def read_recipe(path: Path, notes: list[str]) -> dict[str, Any]:
     """The recipe as a mapping; a missing or unreadable one only costs the report its title."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         notes.append(f"`{path.name}` not found: method, model and data are unknown.")
         return {}
     try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        recipe = yaml.safe_load(read_text(path, max_bytes=MAX_RECIPE_BYTES, what="a recipe"))
+    except DataFileError as error:
+        notes.append(f"`{path.name}` could not be read: {str(error).removeprefix(f'{path}: ')}.")
+        return {}
+    except (yaml.YAMLError, RecursionError) as error:
         notes.append(f"`{path.name}` could not be parsed ({type(error).__name__}).")
         return {}
     if not isinstance(recipe, dict):
@@ -110,11 +120,11 @@ def read_recipe(path: Path, notes: list[str]) -> dict[str, Any]:
 
 def read_sparsity(path: Path) -> tuple[list[dict[str, Any]], float | None]:
     """Per-layer entries and overall sparsity from ``sparsity.json``, or nothing when absent/bad."""
-    if not path.is_file():
+    if not path.exists():
         return [], None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = read_json(path, max_bytes=MAX_SPARSITY_BYTES, expected="a sparsity report")
+    except DataFileError:  # a damaged, huge or non-regular file: the final record has the figures
         return [], None
     if not isinstance(data, dict):
         return [], None
@@ -132,9 +142,12 @@ def load_run(run_dir: Path) -> RunData:
     if not run_dir.is_dir():
         raise ReportError(f"run directory not found: {run_dir} (give the directory a training run wrote)")
     metrics = run_dir / METRICS_FILE
-    if not metrics.is_file():
+    if not os.path.lexists(metrics):
         raise ReportError(f"no metrics file: {metrics} (a run directory must contain metrics.jsonl)")
-    parsed = read_records(metrics)
+    try:
+        parsed = read_records(metrics)
+    except DataFileError as error:  # a FIFO, a link to /dev/zero, a directory, a dangling link
+        raise ReportError(f"metrics file {str(error).replace(f'{metrics}: ', f'{metrics} ', 1)}") from None
     if not parsed.records:
         raise ReportError(
             f"{metrics} holds no metric records, so there is nothing to report; the run stopped before "

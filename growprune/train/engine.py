@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -252,6 +253,11 @@ class Trainer:
             )
         except (TypeError, ValueError) as err:
             raise RecipeError(f"data: {err}") from None
+        except (MemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            what = f"the data {recipe.data.name!r}"
+            raise _building_oom(what, "data.args", recipe.data.args, err) from None
         self.train_loader = self.task.train_loader
         if len(self.train_loader) == 0:
             raise RecipeError(f"training.batch_size {batch} is larger than the training set")
@@ -261,10 +267,16 @@ class Trainer:
         except ValueError as err:
             raise RecipeError(f"model.name: {err}") from None
         self.model_args = {**accepted_defaults(builder, self.task.model_defaults()), **recipe.model.args}
+        _check_model_size(recipe.model.name, self.model_args, recipe.model.args, self.device)
         try:
             self.model = build_model(recipe.model.name, **self.model_args).to(self.device)
         except (TypeError, ValueError) as err:
             raise RecipeError(f"model.args: {err}") from None
+        except (MemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            what = f"model {recipe.model.name!r}"
+            raise _building_oom(what, "model.args", recipe.model.args, err) from None
         if cfg.channels_last:  # before the optimizer and the masks exist, so their state follows the layout
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, recipe)
@@ -695,6 +707,62 @@ class Trainer:
             assert self.metrics is not None
             self.metrics.close()
         return record_to_json(final)
+
+
+def _shown_args(args: dict[str, Any]) -> str:
+    text = repr(dict(args))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _building_oom(what: str, key: str, args: dict[str, Any], err: BaseException) -> RecipeError:
+    """The one line for memory running out while building the model or the data: the recipe's
+    sizes are the cause (training.batch_size has not been used yet), so they are what it names."""
+    # torch: "you tried to allocate N bytes", "Tried to allocate 2.00 GiB"; numpy: "Unable to allocate 1 TiB"
+    found = re.search(r"(?:tried to|unable to) allocate (\d+ bytes|[\d.,]+ ?[KMGTP]?i?B)\b", str(err), re.I)
+    tried = f" (tried to allocate {found.group(1)})" if found else ""
+    return RecipeError(
+        f"out of memory building {what} with {key} {_shown_args(args)}{tried}; use smaller {key}"
+    )
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device`` (None when it cannot be told)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            import psutil
+
+            return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+    return None
+
+
+def _check_model_size(name: str, args: dict[str, Any], given: dict[str, Any], device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose parameters and buffers alone need
+    more memory than ``device`` has free: they are counted on the meta device (no storage), so
+    sizes the allocator would grant lazily and the kernel kill the process for later end in the
+    same one line as an allocation that fails at once. Where the meta build fails (a builder
+    that computes with real tensors), the real build decides as before."""
+    states = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_model(name, **args)
+        size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    except Exception:  # a wrong argument (the real build names it), or a builder meta cannot run
+        return
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+    free = _available_memory(device)
+    if free is not None and size > free:
+        raise RecipeError(
+            f"out of memory building model {name!r} with model.args {_shown_args(given)}: its "
+            f"parameters alone take {size:,} bytes, more than the {free:,} free on {device.type}; "
+            "use smaller model.args"
+        )
 
 
 def _builder_of(name: str) -> Callable[..., nn.Module]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import re
 import typing
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from growprune.data.bounded import read_bytes
 from growprune.errors import UsageError
 from growprune.methods import METHODS, Sparsifier, get_method
 from growprune.methods.settings import MethodSettings, RunLength
@@ -454,16 +456,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# Far above any recipe (the bundled ones are under 4 kB); a file past it was given by mistake.
+MAX_RECIPE_BYTES = 16 * 2**20
+
+
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     file = Path(path)
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise RecipeError(f"recipe file not found: {file} (bundled recipes: growprune list)")
+    # A FIFO, a link to /dev/zero, a directory or a 3 GB file given by mistake is named for what
+    # it is, before anything is read (and never read whole).
+    data = read_bytes(
+        file,
+        max_bytes=MAX_RECIPE_BYTES,
+        fail=lambda where, why: RecipeError(f"recipe {where} {why}"),
+        missing="does not exist (bundled recipes: growprune list)",
+        what="a recipe",
+    )
     try:
-        text = file.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"recipe {file} is not a text file (a recipe is YAML in UTF-8)") from None
-    except OSError as err:
-        raise RecipeError(f"recipe {file} cannot be read: {err.strerror}") from None
     if "\x00" in text:
         raise RecipeError(f"recipe {file} is not a text file (a recipe is YAML in UTF-8)")
     try:
