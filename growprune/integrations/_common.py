@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from growprune.integrations.schedule import check_arguments, schedule_kwargs
 from growprune.methods import get_method
 from growprune.methods.base import Sparsifier
@@ -55,25 +57,39 @@ def build_sparsifier(
         raise
 
 
-def export_sparse(
-    sparsifier: Sparsifier | None,
-    out: str | os.PathLike[str],
-    when: str,
-    **options: Any,
-) -> Any:
-    """``growprune.export_model`` of the callback's model, sparse from its sparsifier's masks.
+class SparseExport:
+    """The callbacks' one-call export (a mixin: each framework's callback class adds it).
 
-    The callbacks keep masks out of the model's ``state_dict`` (``persistent_masks=False``);
-    export reads them from the modules all the same, so the file holds only the kept values.
+    ``trained_by`` names the call after which the model is trained, for the error raised before
+    it (the callbacks build their sparsifier only when training starts).
     """
-    if sparsifier is None:
-        raise SparsifierError(
-            "SparsityCallback.export: there is no sparsifier yet (the callback builds it when training "
-            f"starts); call export(...) after {when}"
-        )
-    from growprune.export import export_model
 
-    return export_model(sparsifier.model, out, **options)
+    sparsifier: Sparsifier | None
+    trained_by: str = "training"
+
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        format: str = "sparse",
+        dtype: str | torch.dtype = "fp32",
+        model_name: str | None = None,
+        model_args: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Export the trained model with :func:`growprune.export_model`, sparse by default: the
+        pruned weights are stored as the sparsifier's masks plus kept values (the masks are not in
+        the model's ``state_dict``, ``persistent_masks=False``, but export reads them from the
+        modules). Returns the :class:`~growprune.export.writer.ExportSummary`;
+        ``growprune.load(out, model=<a fresh model>)`` reads it back."""
+        if self.sparsifier is None:
+            raise SparsifierError(
+                "SparsityCallback.export: there is no sparsifier yet (the callback builds it when "
+                f"training starts); call export(...) after {self.trained_by}"
+            )
+        from growprune.export import export_model
+
+        options = {"format": format, "dtype": dtype, "model_name": model_name, "model_args": model_args}
+        return export_model(self.sparsifier.model, out, **options)
 
 
 class SparsityProbe:

@@ -23,18 +23,19 @@ except ImportError as error:  # exercised by tests/integrations/test_imports.py 
         "growprune.integrations.huggingface needs transformers and accelerate: pip install growprune[hf]"
     ) from error
 
+from growprune.files import atomic_torch_save
 from growprune.integrations._common import (
+    SparseExport,
     SparsityProbe,
     build_sparsifier,
     check_callback_arguments,
-    export_sparse,
 )
 from growprune.methods.base import Sparsifier
 
 STATE_FILE = "growprune_sparsifier.pt"
 
 
-class SparsityCallback(TrainerCallback):
+class SparsityCallback(TrainerCallback, SparseExport):
     """Sparse training in a ``transformers.Trainer``: ``SparsityCallback("cgap", sparsity=0.8)``.
 
     `method` is a growprune method name (``"cgap"``, ``"gmp"``, ...) and `method_args` that
@@ -65,6 +66,8 @@ class SparsityCallback(TrainerCallback):
     * **Export**: ``callback.export("model.safetensors")`` after ``trainer.train()`` writes the
       sparse file (masks + kept values) with :func:`growprune.export_model`.
     """
+
+    trained_by = "trainer.train()"  # export() before it is an error
 
     def __init__(self, method: str, *, resume_from: str | os.PathLike[str] | None = None, **method_args: Any):
         check_callback_arguments(method, method_args)
@@ -127,33 +130,7 @@ class SparsityCallback(TrainerCallback):
             return
         path = os.path.join(folder, STATE_FILE)
         payload = {"global_step": state.global_step, "sparsifier": self.sparsifier.state_dict()}
-        torch.save(payload, path + ".tmp")
-        os.replace(path + ".tmp", path)
-
-    # -- export --------------------------------------------------------------------------------
-    def export(
-        self,
-        out: str | os.PathLike[str],
-        *,
-        format: str = "sparse",
-        dtype: str | torch.dtype = "fp32",
-        model_name: str | None = None,
-        model_args: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Export the trained model with :func:`growprune.export_model`, sparse by default: the
-        pruned weights are stored as the sparsifier's masks plus kept values (the masks are not in
-        the model's ``state_dict``, but export reads them from the sparsifier). Call it after
-        trainer.train(); returns the :class:`~growprune.export.writer.ExportSummary`.
-        ``growprune.load(out, model=<a fresh model>)`` reads it back."""
-        return export_sparse(
-            self.sparsifier,
-            out,
-            "trainer.train()",
-            format=format,
-            dtype=dtype,
-            model_name=model_name,
-            model_args=model_args,
-        )
+        atomic_torch_save(payload, path)  # a kill mid-write leaves the old file, never half a new one
 
     # -- logging -------------------------------------------------------------------------------
     def on_log(

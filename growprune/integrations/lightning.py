@@ -8,11 +8,8 @@ is used when ``lightning`` is not installed).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
-
-import torch
 
 try:
     from lightning.pytorch import Callback
@@ -27,15 +24,15 @@ except ImportError:
         ) from error
 
 from growprune.integrations._common import (
+    SparseExport,
     SparsityProbe,
     build_sparsifier,
     check_callback_arguments,
-    export_sparse,
 )
 from growprune.methods.base import Sparsifier
 
 
-class SparsityCallback(Callback):
+class SparsityCallback(Callback, SparseExport):
     """Sparse training in Lightning's ``Trainer``: ``SparsityCallback("cgap", sparsity=0.8)``.
 
     `method` is a growprune method name (``"cgap"``, ``"gmp"``, ...) and `method_args` that
@@ -63,6 +60,8 @@ class SparsityCallback(Callback):
     * **Export**: ``callback.export("model.safetensors")`` after ``trainer.fit()`` writes the
       sparse file (masks + kept values) with :func:`growprune.export_model`.
     """
+
+    trained_by = "trainer.fit()"  # export() before it is an error
 
     def __init__(self, method: str, **method_args: Any) -> None:
         check_callback_arguments(method, method_args)
@@ -129,31 +128,6 @@ class SparsityCallback(Callback):
                 f"sparsity {self._probe(self.sparsifier):.4f}"
             )
             self._last_phase = phase
-
-    # -- export --------------------------------------------------------------------------------
-    def export(
-        self,
-        out: str | os.PathLike[str],
-        *,
-        format: str = "sparse",
-        dtype: str | torch.dtype = "fp32",
-        model_name: str | None = None,
-        model_args: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Export the trained model with :func:`growprune.export_model`, sparse by default: the
-        pruned weights are stored as the sparsifier's masks plus kept values (the masks are not in
-        the model's ``state_dict``, but export reads them from the sparsifier). Call it after
-        trainer.fit(); returns the :class:`~growprune.export.writer.ExportSummary`.
-        ``growprune.load(out, model=<a fresh model>)`` reads it back."""
-        return export_sparse(
-            self.sparsifier,
-            out,
-            "trainer.fit()",
-            format=format,
-            dtype=dtype,
-            model_name=model_name,
-            model_args=model_args,
-        )
 
     def state_dict(self) -> dict[str, Any]:
         if self.sparsifier is not None:
