@@ -62,6 +62,10 @@ def _load_failure(path: Path, err: Exception) -> str:
     ``weights_only=False`` or allowlisting the refused class: on a file someone sent you, that is
     running their code. The line keeps what is wrong with the file and drops the advice.
     """
+    if isinstance(err, OSError) and err.strerror:
+        # The file system refused the read (permissions, an I/O error, a directory): the file may
+        # be perfectly good, so say what happened instead of calling it damaged.
+        return f"checkpoint {path} cannot be read ({err.strerror}); check the file and its permissions"
     text = _ANSI.sub("", str(err))
     unsafe = _UNSAFE_GLOBAL.search(text)
     if unsafe:

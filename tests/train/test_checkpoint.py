@@ -49,3 +49,37 @@ def test_foreign_file_is_rejected(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match="not a growprune checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        PermissionError(13, "Permission denied"),
+        OSError(5, "Input/output error"),
+        IsADirectoryError(21, "Is a directory"),
+    ],
+    ids=["permission", "io-error", "directory"],
+)
+def test_a_file_the_system_cannot_read_is_not_called_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: OSError
+) -> None:
+    """A read the file system refused says so (the file may be fine); resume still falls back."""
+    manager = CheckpointManager(tmp_path, keep_last=3)
+    for step in (1, 2):
+        manager.save(payload(step), step)
+    last = manager.numbered()[-1]
+    real_load = torch.load
+
+    def load(path: object, *args: object, **kwargs: object) -> object:
+        if Path(str(path)) == last:
+            raise refusal
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    expected = rf"{last.name} cannot be read \({refusal.strerror}\)"
+    with pytest.raises(CheckpointError, match=expected) as caught:
+        load_checkpoint(last)
+    assert "corrupt" not in str(caught.value)
+    with pytest.warns(UserWarning, match="cannot be read"):
+        path, loaded = manager.latest_good()
+    assert loaded["position"]["step"] == 1
