@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from growprune.data.bounded import open_regular
+from growprune.bounded import open_regular
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from growprune.data.bounded import DataFileError, read_json, read_text
+from growprune.bounded import DataFileError, read_json, read_text
 from growprune.data.fashion_mnist import DatasetNotFoundError
 from growprune.files import atomic_write_text
 

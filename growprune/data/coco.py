@@ -16,9 +16,9 @@ boxes (``iscrowd: 1``) and degenerate boxes are left out of the training targets
 training does; evaluation scores against the annotation file itself (pycocotools ignores crowd
 regions there), with predictions mapped back to each image's original pixel size.
 
-What is read is bounded and checked before it is used (see :mod:`growprune.data.bounded`): the
+What is read is bounded and checked before it is used (see :mod:`growprune.bounded`): the
 annotation files are regular files of at most :data:`MAX_ANNOTATION_BYTES`, nested at most
-:data:`~growprune.data.bounded.MAX_JSON_DEPTH` deep, and every field training and COCOeval rely
+:data:`~growprune.bounded.MAX_JSON_DEPTH` deep, and every field training and COCOeval rely
 on has its type checked (ids are integers, a bbox is 4 finite numbers lying in its image, with
 :data:`BOX_TOLERANCE` of slack). An image is a regular file of at most :data:`MAX_IMAGE_BYTES`
 whose header must show the width and height its annotation states (the boxes are in those
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from growprune.data.bounded import open_regular, read_json
+from growprune.bounded import open_regular, read_json
 from growprune.errors import GrowpruneError, UsageError
 
 __all__ = [

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growprune.data.bounded import MAX_GZIP_RATIO, max_compressed_size, max_content_size, open_stream
+from growprune.bounded import MAX_GZIP_RATIO, max_compressed_size, max_content_size, open_stream
 
 __all__ = [
     "IDX_DTYPES",
@@ -107,7 +107,7 @@ def read_idx_file(
 
     ``check_header(magic, dims)`` runs before the payload is read (raise there to refuse a file by
     its header alone). A payload over ``max_bytes``, a payload larger than the file on disk can
-    hold (its size, or :data:`~growprune.data.bounded.MAX_GZIP_RATIO` times it for gzip: checked
+    hold (its size, or :data:`~growprune.bounded.MAX_GZIP_RATIO` times it for gzip: checked
     before anything is allocated), a file on disk larger than that payload can compress to,
     anything after the payload (trailing bytes, another gzip member), a short file, and a path
     that is not a regular file (a FIFO, a symlink to /dev/zero) are :class:`IDXFormatError`

@@ -17,10 +17,10 @@ gives the same tensors on every run), centred on its centroid and scaled into th
 the normalisation of the PointNet++ data pipeline. Random scaling and jitter are applied per
 batch by :class:`PointAugment`, from the loader's (seed, epoch, batch) generators.
 
-Every file is read through :mod:`growprune.data.bounded`: only regular files (a FIFO or a symlink
+Every file is read through :mod:`growprune.bounded`: only regular files (a FIFO or a symlink
 to ``/dev/zero`` is refused by name before it is opened), each below a size cap
 (:data:`MAX_SHAPE_BYTES`, :data:`MAX_LIST_BYTES`), split files at most
-:data:`~growprune.data.bounded.MAX_JSON_DEPTH` deep. Shape files are checked row by row (every
+:data:`~growprune.bounded.MAX_JSON_DEPTH` deep. Shape files are checked row by row (every
 row has the first row's column count; the error names the first bad line) and part labels are
 checked as numbers, before any cast, and shown as written.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from growprune.data.bounded import read_json, read_text
+from growprune.bounded import read_json, read_text
 from growprune.errors import UsageError
 
 __all__ = [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from growprune.data.bounded import regular_file
+from growprune.bounded import regular_file
 from growprune.files import atomic_write_text
 
 __all__ = ["BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "SubwordTokenizer", "train_or_load"]

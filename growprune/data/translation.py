@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from growprune.bounded import DataFileError, regular_file
 from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, cache_root, load_aligned, split_by_book
-from growprune.data.bounded import DataFileError, regular_file
 from growprune.data.loader import EpochLoader
 from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
 from growprune.files import atomic_torch_save

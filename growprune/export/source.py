@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from growprune.bounded import regular_file
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
-from growprune.data.bounded import regular_file
 from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from growprune.data.bounded import DataFileError, read_json, read_text
+from growprune.bounded import DataFileError, read_json, read_text
 from growprune.errors import UsageError
 from growprune.records import (
     METRICS_FILE,

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from growprune.data.bounded import read_bytes
+from growprune.bounded import read_bytes
 from growprune.errors import UsageError
 from growprune.methods import METHODS, Sparsifier, get_method
 from growprune.methods.settings import MethodSettings, RunLength

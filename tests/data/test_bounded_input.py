@@ -719,7 +719,7 @@ def test_degenerate_train_boxes_are_dropped_with_a_count(tmp_path: Path) -> None
 
 
 def test_json_depth_skips_strings_and_escapes() -> None:
-    from growprune.data.bounded import json_depth
+    from growprune.bounded import json_depth
 
     assert json_depth(b'{"a": [1, [2, {"b": "]]]]\\"[[[["}]]}') == 4
     assert json_depth(b'"[[[[" ') == 0

@@ -1,8 +1,13 @@
-"""Bounded reading of user data files: regular files only, size caps, exact gunzip, shallow JSON.
+"""Bounded reading of files users hand us: regular files only, size caps, exact gunzip, shallow JSON.
 
 Data folders come from users and downloads, and every file in them is read by a loader before a
-single step trains. A file there may be a symlink to ``/dev/zero`` (a read never ends), a FIFO
-(``open()`` itself blocks forever), a 3 MB gzip that decompresses to gigabytes, or JSON nested
+single step trains; recipes, run directories (metrics, sparsity reports) and checkpoints to export
+come from users too, so this module sits at the top of the package (beside :mod:`growprune.files`,
+its writing counterpart) where the data loaders, the recipe reader, the report and export all
+reach it without importing one another.
+
+A file there may be a symlink to ``/dev/zero`` (a read never ends), a FIFO (``open()`` itself
+blocks forever), a 3 MB gzip that decompresses to gigabytes, or JSON nested
 100k deep (a RecursionError inside the decoder). Each loader reads through these helpers, so each
 of those ends in one line naming the file, in memory and time bounded by the format:
 
