@@ -11,6 +11,7 @@ and unpickling arbitrary objects from a run directory someone sent you is code e
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ def numbered_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+_UNREADABLE = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR})
+
+
 def _load_failure(path: Path, err: Exception) -> str:
     """One neutral line for a checkpoint ``torch.load(weights_only=True)`` refused.
 
@@ -62,9 +66,10 @@ def _load_failure(path: Path, err: Exception) -> str:
     ``weights_only=False`` or allowlisting the refused class: on a file someone sent you, that is
     running their code. The line keeps what is wrong with the file and drops the advice.
     """
-    if isinstance(err, OSError) and err.strerror:
+    if isinstance(err, OSError) and err.errno in _UNREADABLE and err.strerror:
         # The file system refused the read (permissions, an I/O error, a directory): the file may
-        # be perfectly good, so say what happened instead of calling it damaged.
+        # be perfectly good, so say what happened instead of calling it damaged. (Other OSErrors,
+        # such as EINVAL from mapping a truncated file, do come from a damaged file.)
         return f"checkpoint {path} cannot be read ({err.strerror}); check the file and its permissions"
     text = _ANSI.sub("", str(err))
     unsafe = _UNSAFE_GLOBAL.search(text)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 
 MIB = 2**20
+# The FinalRecord fields that carry a PeakMemory: measurements of the process, which differ
+# between two processes running the same run (a resumed one included).
+PEAK_MEMORY_FIELDS = ("peak_rss_mib", "peak_rss_above_start_mib", "peak_cuda_mib")
 
 
 def process_peak_rss() -> int | None:
@@ -41,11 +44,7 @@ class PeakMemory:
 
     def record_fields(self) -> dict[str, float | None]:
         """The FinalRecord fields that carry it."""
-        return {
-            "peak_rss_mib": self.rss_mib,
-            "peak_rss_above_start_mib": self.rss_above_start_mib,
-            "peak_cuda_mib": self.cuda_mib,
-        }
+        return dict(zip(PEAK_MEMORY_FIELDS, (self.rss_mib, self.rss_above_start_mib, self.cuda_mib)))
 
 
 class PeakMemoryMeter:

@@ -23,6 +23,7 @@ import yaml
 
 from growprune.files import temp_name
 from growprune.train.lock import LOCK_NAME, RunDirectoryLocked
+from growprune.train.memory import PEAK_MEMORY_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
@@ -93,7 +94,8 @@ def records(run_dir: Path) -> list[dict]:
     found = []
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = yaml.safe_load(line)
-        for key in ("time", "train_seconds", "merge_seconds", "wait_seconds"):
+        # measurements of the process, not of the run: they differ between any two processes
+        for key in ("time", "train_seconds", "merge_seconds", "wait_seconds", *PEAK_MEMORY_FIELDS):
             record.pop(key, None)
         found.append(record)
     return found
