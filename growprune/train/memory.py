@@ -3,9 +3,9 @@
 Sparse training is only worth its name if it costs less memory than dense training, so every run
 says what it used. On a CUDA device that is ``torch.cuda.max_memory_allocated`` since the
 training loop started (the allocator's own count, exact). On the CPU there is no allocator
-count: the process's peak resident set size (``getrusage``'s ``ru_maxrss``) is what the operating
+count: the process's peak resident set size (``VmHWM``, else ``ru_maxrss``) is what the operating
 system charged, and the part above its value when the loop started is what training added on
-top of the interpreter, torch, the data and the built model. ``ru_maxrss`` never goes down, so
+top of the interpreter, torch, the data and the built model. The peak never goes down, so
 that difference is zero when training stayed below an earlier peak (a large data set decoded at
 start); the benchmark ``benchmarks/memory.py`` measures each configuration in a fresh process for
 that reason.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,19 @@ PEAK_MEMORY_FIELDS = ("peak_rss_mib", "peak_rss_above_start_mib", "peak_cuda_mib
 
 
 def process_peak_rss() -> int | None:
-    """This process's peak resident set size in bytes, or None where the OS does not say."""
+    """This process's peak resident set size in bytes, or None where the OS does not say.
+
+    On Linux the high-water mark of this program's own memory map (``VmHWM`` in
+    ``/proc/self/status``): ``getrusage``'s ``ru_maxrss`` is carried across ``exec``, so a run
+    started by a large process (a test session, a notebook) would report its parent's size.
+    Elsewhere ``ru_maxrss``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
