@@ -5,10 +5,10 @@
     python -m benchmarks.memory --smoke --out /tmp/m.json   # tiny models, seconds; what the tests run
     python -m benchmarks.memory --from-json benchmarks/results/memory.json   # redo the RESULTS.md section
 
-What it measures: the CPU peak resident set size (``ru_maxrss``) of a training loop -- build the
-model, an Adam optimizer and the sparsifier, then N steps of forward, backward,
+What it measures: the CPU peak resident set size (``VmHWM``, else ``ru_maxrss``) of a training
+loop -- build the model, an Adam optimizer and the sparsifier, then N steps of forward, backward,
 ``optimizer.step()``, ``sparsifier.step()`` -- above the peak RSS of the same process right after
-``import torch, growprune``. ``ru_maxrss`` cannot be reset, so every configuration runs in a
+``import torch, growprune``. The peak cannot be reset, so every configuration runs in a
 fresh Python process with one torch thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``).
 Each method's schedule is squeezed into the N measured steps so that its memory-heavy moments
 happen in them: one-shot and GMP prune, SET and RigL update their masks, ADMM updates Z and U
@@ -41,7 +41,6 @@ import argparse
 import inspect
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -232,9 +231,15 @@ def build_sparsifier(
 
 # -- one configuration, in a fresh process ------------------------------------------------------
 def peak_rss() -> int:
-    """This process's peak RSS in bytes (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+    """This process's peak RSS in bytes: the engine's own reading (growprune.train.memory), so a
+    benchmark row and a run report measure the same thing (VmHWM on Linux: ``ru_maxrss`` would
+    carry the parent's size across ``exec``)."""
+    from growprune.train.memory import process_peak_rss
+
+    peak = process_peak_rss()
+    if peak is None:
+        raise SystemExit("error: this OS reports no peak resident memory; the benchmark needs it")
+    return peak
 
 
 def current_rss() -> int | None:
