@@ -259,6 +259,16 @@ def kept_fraction(sparsifier: Any) -> float:
     return kept / sum(sparsifier.numels.values())
 
 
+def step_of_peak(running_peaks_mib: list[float], final_peak_mib: float) -> int:
+    """The first step (1-based) whose running peak reached the final peak. The peak is a
+    process high-water mark, so it can still rise after the last step's reading (Python's own
+    bookkeeping): then the peak is put at the last step rather than failing the row."""
+    for step, value in enumerate(running_peaks_mib, start=1):
+        if value >= final_peak_mib - 1e-9:
+            return step
+    return len(running_peaks_mib)
+
+
 def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bool) -> dict[str, Any]:
     """Build and train one configuration here; the caller is a fresh process (see child_main)."""
     torch.set_num_threads(1)
@@ -290,6 +300,7 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
         times.append(time.perf_counter() - start)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{model_name}/{method}: loss {loss.item()} is not finite")
+        kept.append(kept_fraction(sparsifier))  # before the reading: counting masks allocates too
         rss = current_rss()
         trace.append(
             {  # after each step: the running peak and the RSS now, both above the baseline
@@ -297,10 +308,8 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
                 "rss_mib": None if rss is None else (rss - baseline) / MIB,
             }
         )
-        kept.append(kept_fraction(sparsifier))
     peak = peak_rss()
-    # the step at which the peak was reached (first step whose running peak equals the final one)
-    peak_step = next(i + 1 for i, t in enumerate(trace) if t["peak_mib"] >= (peak - baseline) / MIB - 1e-9)
+    peak_step = step_of_peak([t["peak_mib"] for t in trace], (peak - baseline) / MIB)
     targets = sparsifier.names if sparsifier is not None else []
     prunable = sum(sparsifier.numels.values()) if sparsifier is not None else None
     row: dict[str, Any] = {
