@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from growprune.methods import METHODS, get_method
-from growprune.methods.base import Sparsifier
+from growprune.methods.base import STORAGES, Sparsifier, check_choice
 from growprune.seeding import check_seed
 from growprune.sparsity.distribution import validate_distribution, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
@@ -122,6 +122,8 @@ def check_arguments(method: str, kwargs: Mapping[str, Any]) -> None:
             validate_sparsity(kwargs["sparsity"])
         if "distribution" in kwargs:
             validate_distribution(kwargs["distribution"])
+        if "storage" in kwargs:
+            check_choice("storage", kwargs["storage"], STORAGES)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{method}: {error}") from None
     cls.check_schedule_arguments(kwargs)

@@ -56,6 +56,16 @@ from growprune.methods.errors import SparsifierRemovedError, SparsifierStateErro
 from growprune.methods.settings import MethodSettings, RunLength
 from growprune.records import MaskEvent, Phase
 from growprune.seeding import check_seed, is_bool
+from growprune.sparsity.compact import (
+    COMPACT_MODULES,
+    compact_state,
+    dense_weight,
+    fit_state_to_layout,
+    is_compact,
+    make_compact,
+    make_dense,
+    positions_of,
+)
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
     DistributionSpec,
@@ -64,11 +74,11 @@ from growprune.sparsity.distribution import (
     validate_distribution,
     validate_sparsity,
 )
-from growprune.sparsity.masks import MaskSet, tensor_stamp
+from growprune.sparsity.masks import MASK_SUFFIX, MaskSet, tensor_stamp
 from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
-from growprune.sparsity.scoring import magnitude, random_scores
+from growprune.sparsity.scoring import gradient_magnitude, magnitude, random_scores
 from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 # Exact classes (not subclasses, which may change the update rule) whose step keeps an entry at
@@ -80,6 +90,9 @@ ZERO_PRESERVING_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
 )
 
 RESET_MODES = ("all", "changed")
+# How a pruned layer is held: "masked" (a dense weight multiplied by its mask) or "compact"
+# (kept values and their positions only: growprune.sparsity.compact).
+STORAGES = ("masked", "compact")
 INIT_MODES = ("random", "magnitude")
 
 
@@ -167,13 +180,21 @@ class _Undo:
         self.weight_stamps = [tensor_stamp(param) for param, _ in self.weights]
         self.state_stamps = [self._state_stamp(param) for param in self.params]
 
+    def unchanged(self) -> tuple[list[bool], list[bool]]:
+        """Which weights and which state entries are still as construction left them (only
+        those are rolled back): read before anything else touches them."""
+        weights = [tensor_stamp(p) == stamp for (p, _), stamp in zip(self.weights, self.weight_stamps)]
+        states = [self._state_stamp(p) == stamp for p, stamp in zip(self.params, self.state_stamps)]
+        return weights, states
+
     @torch.no_grad()
-    def restore(self) -> None:
-        for (param, value), stamp in zip(self.weights, self.weight_stamps):
-            if tensor_stamp(param) == stamp:
+    def restore(self, plan: tuple[list[bool], list[bool]] | None = None) -> None:
+        weights, states = plan if plan is not None else self.unchanged()
+        for (param, value), restore in zip(self.weights, weights):
+            if restore:
                 param.copy_(value)
-        for param, entry, stamp in zip(self.params, self.states, self.state_stamps):
-            if self._state_stamp(param) != stamp:
+        for param, entry, restore in zip(self.params, self.states, states):
+            if not restore:
                 continue  # the optimizer state was loaded or changed since: it is newer
             current = self.optimizer.state.get(param, {})
             if entry is None:
@@ -267,6 +288,7 @@ class Sparsifier:
         persistent_masks: bool = True,
         process_group: Any = "auto",
         allow_empty_layers: bool = False,
+        storage: str = "masked",
     ) -> None:
         """`optimizer` may wrap a torch optimizer (accelerate, Lightning, DeepSpeed-style
         ``.optimizer``). `state` (from :meth:`state_dict`) resumes a saved run: the saved masks
@@ -279,7 +301,10 @@ class Sparsifier:
         torch.distributed runs with more than one (none for P-GaP), ``None`` turns it off.
         A sparsity that would prune every weight of a layer (which cuts the network: its output
         no longer depends on its input) is refused naming the layer, unless
-        ``allow_empty_layers=True``."""
+        ``allow_empty_layers=True``. `storage`: ``"masked"`` trains a dense weight multiplied by
+        its mask; ``"compact"`` holds a pruned layer's kept values and their positions only (and
+        optimizer state for those only), so sparse training takes less memory than dense
+        (growprune.sparsity.compact); the same masks and losses either way."""
         self.model = model
         self.optimizer = unwrap_optimizer(optimizer)
         self.pattern = parse_pattern(pattern)
@@ -287,6 +312,7 @@ class Sparsifier:
         self.sparsity = self._resolve_sparsity(sparsity)
         self.seed = check_seed(seed)
         self.allow_empty_layers = bool(allow_empty_layers)
+        self.storage = check_choice("storage", storage, STORAGES)
         shared = process_group != "auto" or self.ranks_share_masks
         self._rank_group = default_group(process_group) if shared else None
         self.targets = find_targets(model, targets, exclude)
@@ -303,6 +329,7 @@ class Sparsifier:
             for t in self.targets:
                 check_nm_shape(t.name, t.shape, self.pattern, t.input_first)
         self._check_optimizer_holds_targets()
+        self._compactable = self._compactable_targets()
         shapes = [tuple(t.shape) for t in self.targets]
         self.numels = {t.name: t.numel for t in self.targets}
         sparsities = layer_sparsities(self.names, shapes, self.sparsity, self.distribution)
@@ -345,7 +372,9 @@ class Sparsifier:
             # Leave model and optimizer as they were: no buffers, no hooks, no zeroed weights.
             if self._undo is not None:
                 self._undo.seal()
-                self._undo.restore()
+                plan = self._undo.unchanged()
+                self._to_dense_storage()
+                self._undo.restore(plan)
             self.remove()
             raise
 
@@ -359,6 +388,92 @@ class Sparsifier:
                 f"weights of '{name}'{more}, which cuts the network; lower the sparsity, exclude the "
                 "layer, or set allow_empty_layers=True (method.allow_empty_layers: true) if that is intended"
             )
+
+    # -- storage ----------------------------------------------------------------------------
+    def _compactable_targets(self) -> list[Any]:
+        """The targets compact storage holds (none in masked storage); the others stay masked,
+        said once in a warning naming them and why."""
+        if self.storage != "compact":
+            return []
+        held, refused = [], []
+        for t in self.targets:
+            # Exact types: a subclass's forward, or an owner such as MultiheadAttention (whose
+            # out_proj is a Linear subclass it never calls), may read the weight directly.
+            if type(t.module) not in COMPACT_MODULES or t.leaf != "weight":
+                refused.append(f"{t.name} ({type(t.module).__name__})")
+            elif len(t.aliases) > 1:
+                refused.append(f"{t.name} (tied to {t.aliases[1]})")
+            elif t.param.numel() > 2**31 - 1:
+                refused.append(f"{t.name} (past int32 positions)")
+            else:
+                held.append(t)
+        if refused:
+            warnings.warn(
+                f"compact storage holds the weights of nn.Linear and nn.Conv layers (exact types) used by "
+                "their own layer only; "
+                f"{len(refused)} pruned weights stay in masked storage: {', '.join(refused[:4])}"
+                f"{' ...' if len(refused) > 4 else ''}",
+                stacklevel=4,
+            )
+        return held
+
+    def _fit_storage(self, names: Sequence[str] | None = None) -> None:
+        """Compact storage follows the masks: a layer whose mask keeps everything (C-GaP's dense
+        partition, GMP before its first prune) is dense, any other holds its kept values only.
+        Values and optimizer state move with it; a position new to a layer starts at 0."""
+        if not self._compactable:
+            return
+        wanted = None if names is None else set(names)
+        for t in self._compactable:
+            if wanted is not None and t.name not in wanted:
+                continue
+            mask = self.mask_set.mask(t.name)
+            if bool(mask.all()):
+                make_dense(t.module, self.optimizer)
+            else:
+                make_compact(t.module, mask, self.optimizer, mask_buffer=f"{t.leaf}{MASK_SUFFIX}")
+        self.mask_set.set_compact(frozenset(t.name for t in self._compactable if is_compact(t.module)))
+        self._arm_capture()
+
+    def _to_dense_storage(self) -> None:
+        """Every compact layer back to a dense weight (remove(), and undoing construction)."""
+        for t in getattr(self, "_compactable", []):
+            make_dense(t.module, self.optimizer)
+        mask_set = getattr(self, "mask_set", None)
+        if mask_set is not None:
+            mask_set.set_compact(frozenset())
+
+    def _arm_capture(self, drop: bool = False) -> None:
+        """Compact layers accumulate their dense weight gradient in backward when the coming
+        step's update reads dense gradients (RigL). `drop`: a step has used what was gathered
+        (right after it), so the next one starts afresh."""
+        wanted = self.wants_dense_gradients(self.step_count + 1)
+        for t in self._compactable:
+            state = compact_state(t.module)
+            if state is not None:
+                state.capture = wanted
+                if drop or not wanted:
+                    state.dense_grad = None
+
+    def weight_of(self, name: str) -> torch.Tensor:
+        """Target `name`'s weight as a dense tensor, whatever its storage (scores read this)."""
+        target = self.mask_set.by_name[name]
+        return dense_weight(target.module) if is_compact(target.module) else target.param.detach()
+
+    def dense_gradient_magnitude(self, name: str) -> torch.Tensor:
+        """|dense gradient| of target `name` on a step whose update reads it
+        (:meth:`wants_dense_gradients`), float32: from ``.grad`` in masked storage; in compact
+        storage from the gradient its backward accumulated, turned into the magnitude in place
+        (the accumulator is dropped after the step, so no second dense copy is made)."""
+        target = self.mask_set.by_name[name]
+        state = compact_state(target.module)
+        if state is None:
+            return gradient_magnitude(target.param.grad, name)
+        if target.param.grad is None:
+            return gradient_magnitude(None, name)  # no backward ran: the same error as masked storage
+        if state.dense_grad is None:  # the layer took no part in this step's backward passes
+            return torch.zeros(state.shape, dtype=torch.float32, device=target.param.device)
+        return state.dense_grad.abs_().float()
 
     def _check_optimizer_holds_targets(self) -> None:
         """An optimizer over another model's parameters would leave this model untrained and its
@@ -540,6 +655,7 @@ class Sparsifier:
         self._undo = None  # training has moved on: construction can no longer be undone
         self.step_count += 1
         self.on_step(self.step_count)
+        self._arm_capture(drop=True)
         self._stamp = self.mask_set.weight_stamp()
 
     def _after_optimizer_load(self, optimizer: Any) -> None:
@@ -553,15 +669,41 @@ class Sparsifier:
             self._sync_weights_and_state()
         elif stamp != self._stamp:
             self.mask_set.apply_to_weights()
+            self._fit_storage()  # a weight loaded into a compact layer may hold more than its mask
             self._stamp = self.mask_set.weight_stamp()
 
     def _sync_weights_and_state(self) -> None:
         """Weights and optimizer state masked to the current masks; remembered as seen."""
+        if self._state_dirty:
+            self._fit_loaded_optimizer_state()
         self.mask_set.apply_to_weights()
-        mask_optimizer_state(self.optimizer, [(t.param, self.mask_set.mask(t.name)) for t in self.targets])
+        self._fit_storage()
+        mask_optimizer_state(self.optimizer, self._masked_pairs(self.names))
         self._synced_revision = self.mask_set.revision
         self._state_dirty = False
         self._stamp = self.mask_set.weight_stamp()
+
+    def _masked_pairs(self, names: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, mask) of the layers among `names` in masked storage."""
+        compact = self.mask_set.compact
+        by_name = self.mask_set.by_name
+        return [(by_name[n].param, self.mask_set.mask(n)) for n in names if n not in compact]
+
+    def _fit_loaded_optimizer_state(self) -> None:
+        """Optimizer state just loaded from a checkpoint of the other storage, laid out as each
+        weight is now (the checkpoint was written with the masks now installed)."""
+        for t in self.targets:
+            param = t.param
+            entries = self.optimizer.state.get(param, {})
+            tensors = [v for v in entries.values() if torch.is_tensor(v) and v.dim() > 0]
+            if all(v.shape == param.shape for v in tensors):
+                continue  # laid out as the weight is (the common case: same storage)
+            state = compact_state(t.module)
+            if state is not None:
+                positions = state.positions(t.module)
+            else:
+                positions = positions_of(self.mask_set.mask(t.name))
+            fit_state_to_layout(self.optimizer, param, positions, t.shape)
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -628,6 +770,7 @@ class Sparsifier:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        self._to_dense_storage()  # the model is an ordinary one again, weights keeping their zeros
         mask_set = getattr(self, "mask_set", None)
         if mask_set is not None:
             mask_set.remove()
@@ -670,12 +813,13 @@ class Sparsifier:
         return {n: topk_mask(scores[n], keep[n]) for n in names}
 
     def magnitude_scores(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        params = {t.name: t.param for t in self.targets}
-        return {n: magnitude(params[n]) for n in names}
+        return {n: magnitude(self.weight_of(n)) for n in names}
 
     def random_scores(self, names: Sequence[str], *purpose: object) -> dict[str, torch.Tensor]:
-        params = {t.name: t.param for t in self.targets}
-        return {n: random_scores(params[n].shape, params[n].device, self.seed, *purpose, n) for n in names}
+        by_name = self.mask_set.by_name
+        return {
+            n: random_scores(by_name[n].shape, by_name[n].param.device, self.seed, *purpose, n) for n in names
+        }
 
     def resolve_partitions(self, partitions: PartitionSpec, mode: str) -> list[list[str]]:
         return partition_layers(self.names, [self.numels[n] for n in self.names], partitions, mode, self.seed)
@@ -686,9 +830,9 @@ class Sparsifier:
         self.mask_set.apply_to_weights()
         if reset == "all":
             reset_optimizer_state(self.optimizer)
-        else:
-            params = {t.name: t.param for t in self.targets}
-            mask_optimizer_state(self.optimizer, [(params[n], self.mask_set.mask(n)) for n in new_masks])
+        self._fit_storage(list(new_masks))
+        if reset != "all":
+            mask_optimizer_state(self.optimizer, self._masked_pairs(list(new_masks)))
         self._synced_revision = self.mask_set.revision
         self.history.append(MaskEvent(self.step_count, event, self.phase, self.current_sparsity()))
         if self._rank_group is not None:
@@ -720,12 +864,15 @@ class Sparsifier:
         masks, step, history = self._check_state(state)
         extra = state.get("extra") or {}
         if self._undo is not None:
-            self._undo.restore()
+            plan = self._undo.unchanged()
+            self._to_dense_storage()  # the saved weights are dense copies
+            self._undo.restore(plan)
             self._undo = None
         self.mask_set.update(masks)
         self.step_count = step
         self.history = history
         self.load_extra_state(extra)
+        self._state_dirty = True  # an optimizer restored before us may hold the other storage's layout
         self._sync_weights_and_state()
 
     def _check_state(self, state: Any) -> tuple[dict[str, torch.Tensor], int, list[MaskEvent]]:
@@ -817,7 +964,8 @@ class Sparsifier:
             return f"{type(self).__name__}(removed)"
         return (
             f"{type(self).__name__}(sparsity={self.sparsity}, distribution={self.distribution!r}, "
-            f"pattern='{self.pattern}', layers={len(self.targets)}, phase='{self.phase}')"
+            f"pattern='{self.pattern}', layers={len(self.targets)}, phase='{self.phase}'"
+            + (f", storage='{self.storage}')" if self.storage != "masked" else ")")
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from growprune.methods.set import SET
-from growprune.sparsity.scoring import gradient_magnitude
 
 
 class RigL(SET):
@@ -25,7 +24,7 @@ class RigL(SET):
 
     def before_optimizer_step(self, step: int) -> None:
         if self.is_update_step(step):
-            self._grads = {t.name: gradient_magnitude(t.param.grad, t.name) for t in self.targets}
+            self._grads = {t.name: self.dense_gradient_magnitude(t.name) for t in self.targets}
 
     def grow_scores(self, name: str, step: int) -> torch.Tensor:
         assert self._grads is not None  # guaranteed by on_step

@@ -102,8 +102,8 @@ class SET(Sparsifier):
         return step < self.end_step and step % self.update_interval == 0
 
     def grow_scores(self, name: str, step: int) -> torch.Tensor:
-        param = self.mask_set.by_name[name].param
-        return random_scores(param.shape, param.device, self.seed, "grow", step, name)
+        target = self.mask_set.by_name[name]
+        return random_scores(target.shape, target.param.device, self.seed, "grow", step, name)
 
     def on_step(self, step: int) -> None:
         if not self.is_update_step(step):
@@ -116,7 +116,7 @@ class SET(Sparsifier):
             moved = round(fraction * kept)
             if moved == 0:
                 continue
-            survivors = topk_mask(restrict(magnitude(target.param), mask), kept - moved)
+            survivors = topk_mask(restrict(magnitude(self.weight_of(target.name)), mask), kept - moved)
             grown = topk_mask(restrict(self.grow_scores(target.name, step), ~survivors), moved)
             new_masks[target.name] = survivors | grown
         if new_masks:

@@ -306,7 +306,8 @@ def memory_text(run: RunData) -> str | None:
         above = final.peak_rss_above_start_mib
         rss = f"{final.peak_rss_mib:,.0f} MiB process RSS"
         parts.append(rss + (f" ({above:,.0f} MiB above the start of training)" if above is not None else ""))
-    return "; ".join(parts)
+    storage = run.section("method").get("storage", "masked")
+    return "; ".join(parts) + f"; {storage} storage"
 
 
 def planned_text(start: StartRecord | None) -> str:

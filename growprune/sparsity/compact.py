@@ -27,7 +27,9 @@ compact and when they grow back to dense.
 from __future__ import annotations
 
 import math
+import threading
 import types
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -77,33 +79,110 @@ def mask_of(positions: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> tor
     return mask.view(shape)
 
 
+def set_data(param: torch.Tensor, data: torch.Tensor) -> None:
+    """``param.data = data`` for data of another shape, with a fresh gradient accumulator.
+
+    autograd keeps one accumulator node per leaf while anything references it (the graph of a
+    loss still held by the loop, say), with the shape it had when made; after a shape change the
+    next backward would be checked against the old shape. torch drops the cached node when the
+    data's dtype changes, so the data passes through an empty tensor of another dtype first."""
+    if data.shape != param.shape:
+        other = torch.float64 if data.dtype != torch.float64 else torch.float32
+        param.data = data.new_empty(0, dtype=other)
+    param.data = data
+
+
+def remap(values: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Values held at positions `old` moved to positions `new` (0 where `new` has a position that
+    `old` lacks), without building the dense tensor: both are ascending, so a binary search
+    finds each new position among the old ones."""
+    if old.numel() == 0:
+        return values.new_zeros(new.numel())
+    index = torch.searchsorted(old, new).clamp_(max=old.numel() - 1)
+    found = old.index_select(0, index) == new
+    out = values.index_select(0, index)
+    return out.masked_fill_(~found, 0)
+
+
+# The dense weight built for a forward or a backward lives in one reused, all-zero buffer per
+# thread, dtype and device: a fresh 64 MiB tensor costs more in page faults (on CPU) than
+# filling it does. After use only the positions written are cleared again, so the buffer stays
+# zero. Its size is the largest compact layer's: the "one layer's dense weight at a time".
+_SCRATCH = threading.local()
+
+
+def _scratch_dense(values: torch.Tensor, positions: torch.Tensor, shape: Shape) -> torch.Tensor:
+    pool: dict[tuple[torch.dtype, torch.device], torch.Tensor] = getattr(_SCRATCH, "pool", None) or {}
+    _SCRATCH.pool = pool
+    numel = math.prod(shape)
+    key = (values.dtype, values.device)
+    buffer = pool.get(key)
+    if buffer is None or buffer.numel() < numel:
+        pool.pop(key, None)  # the smaller one goes before the larger one is made
+        buffer = pool[key] = values.new_zeros(numel)
+    flat = buffer[:numel]
+    flat.index_put_((positions,), values)
+    return flat.view(shape)
+
+
+def _release(dense: torch.Tensor, positions: torch.Tensor) -> None:
+    """Zero again the positions :func:`_scratch_dense` wrote."""
+    dense.view(-1).index_put_((positions,), dense.new_zeros(()))
+
+
+def release_scratch() -> None:
+    """Free this thread's scratch buffers (they are rebuilt at the next compact forward)."""
+    _SCRATCH.pool = {}
+
+
 # -- the weight gradient at kept positions, in row blocks ----------------------------------------
 def _rows_per_block(rows: int, row_size: int) -> int:
     return max(1, min(rows, GRAD_BLOCK_ELEMENTS // max(1, row_size)))
 
 
 def _gathered_grad(
-    block_grad: Callable[[int, int], torch.Tensor], positions: torch.Tensor, rows: int, row_size: int
+    block_grad: Callable[[int, int], torch.Tensor],
+    positions: torch.Tensor,
+    rows: int,
+    row_size: int,
+    capture: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The weight gradient at ``positions``, from ``block_grad(r0, r1)`` = the dense gradient of
     output rows r0..r1 (shape [r1 - r0, row_size...]). Positions are ascending, so each block's
-    positions are one contiguous slice of them."""
+    positions are one contiguous slice of them. `capture` (a dense gradient being accumulated
+    for a method that reads it: RigL's update steps) gets every block added, kept or not."""
     step = _rows_per_block(rows, row_size)
     if step >= rows:
-        return gather(block_grad(0, rows), positions)
+        block = block_grad(0, rows)
+        if capture is not None:
+            capture.add_(block.view_as(capture))
+        return gather(block, positions)
     bounds = torch.arange(0, rows + step, step, device=positions.device).clamp_(max=rows) * row_size
     cuts = torch.searchsorted(positions, bounds.to(positions.dtype)).tolist()
     parts = []
     for b in range(len(cuts) - 1):
         lo, hi = cuts[b], cuts[b + 1]
-        if lo == hi:
+        if lo == hi and capture is None:
             continue
-        r0 = b * step
-        local = positions[lo:hi] - r0 * row_size
-        parts.append(gather(block_grad(r0, min(rows, r0 + step)), local))
+        r0, r1 = b * step, min(rows, (b + 1) * step)
+        block = block_grad(r0, r1)
+        if capture is not None:
+            capture.view(rows, -1)[r0:r1].add_(block.reshape(r1 - r0, -1))
+        parts.append(gather(block, positions[lo:hi] - r0 * row_size))
     if not parts:
         return positions.new_zeros(0, dtype=torch.float32)
     return torch.cat(parts)
+
+
+def _capture_for(state: CompactState, param: torch.Tensor) -> torch.Tensor | None:
+    """The dense gradient accumulator of a layer whose method reads dense gradients at this
+    step, or None. A new accumulation starts when the kept values' gradient was reset to None
+    (``zero_grad()``), as ``.grad`` of a masked layer would."""
+    if not state.capture:
+        return None
+    if state.dense_grad is None or param.grad is None:
+        state.dense_grad = param.new_zeros(state.shape)
+    return state.dense_grad
 
 
 class _CompactLinear(torch.autograd.Function):
@@ -112,25 +191,37 @@ class _CompactLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None,
-                positions: torch.Tensor, shape: torch.Size) -> torch.Tensor:  # fmt: skip
-        weight = densify(values, positions, shape)
-        out = F.linear(x, weight, bias)
+                positions: torch.Tensor, state: CompactState) -> torch.Tensor:  # fmt: skip
+        weight = _scratch_dense(values, positions, state.shape)
+        try:
+            out = F.linear(x, weight, bias)
+        finally:
+            _release(weight, positions)
         ctx.save_for_backward(x, values, positions)
-        ctx.shape, ctx.has_bias = shape, bias is not None
+        ctx.state, ctx.has_bias = state, bias is not None
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, values, positions = ctx.saved_tensors
+        state: CompactState = ctx.state
         grad_x = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad.matmul(densify(values, positions, ctx.shape))
+            weight = _scratch_dense(values, positions, state.shape)
+            try:
+                grad_x = grad.matmul(weight)
+            finally:
+                _release(weight, positions)
         grad2 = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])
-            rows, cols = ctx.shape
+            rows, cols = state.shape
             grad_values = _gathered_grad(
-                lambda r0, r1: grad2[:, r0:r1].t().matmul(x2), positions, rows, cols
+                lambda r0, r1: grad2[:, r0:r1].t().matmul(x2),
+                positions,
+                rows,
+                cols,
+                _capture_for(state, values),
             ).to(values.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad2.sum(0)
@@ -142,25 +233,35 @@ class _CompactConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None,
-                positions: torch.Tensor, shape: torch.Size, conv: nn.Module) -> torch.Tensor:  # fmt: skip
-        weight = densify(values, positions, shape)
-        out = conv._conv_forward(x, weight, bias)  # padding modes included
+                positions: torch.Tensor, state: CompactState, conv: nn.Module) -> torch.Tensor:  # fmt: skip
+        weight = _scratch_dense(values, positions, state.shape)
+        try:
+            out = conv._conv_forward(x, weight, bias)  # padding modes included
+        finally:
+            _release(weight, positions)
         ctx.save_for_backward(x, values, positions)
-        ctx.shape, ctx.has_bias, ctx.conv = shape, bias is not None, conv
+        ctx.state, ctx.has_bias, ctx.conv = state, bias is not None, conv
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, values, positions = ctx.saved_tensors
+        state: CompactState = ctx.state
         conv = ctx.conv
         with torch.enable_grad():  # the conv's own backward, on a rebuilt dense weight
             x_ = x.detach().requires_grad_(ctx.needs_input_grad[0])
-            weight = densify(values.detach(), positions, ctx.shape).requires_grad_(ctx.needs_input_grad[1])
+            weight = densify(values.detach(), positions, state.shape).requires_grad_(ctx.needs_input_grad[1])
             out = conv._conv_forward(x_, weight, None)
         inputs = [t for t, need in ((x_, ctx.needs_input_grad[0]), (weight, ctx.needs_input_grad[1])) if need]
         grads = list(torch.autograd.grad(out, inputs, grad)) if inputs else []
         grad_x = grads.pop(0) if ctx.needs_input_grad[0] else None
-        grad_values = gather(grads.pop(0), positions) if ctx.needs_input_grad[1] else None
+        grad_values = None
+        if ctx.needs_input_grad[1]:
+            dense_grad = grads.pop(0)
+            capture = _capture_for(state, values)
+            if capture is not None:
+                capture.add_(dense_grad)
+            grad_values = gather(dense_grad, positions)
         grad_bias = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=[d for d in range(grad.dim()) if d != 1])
@@ -171,15 +272,34 @@ COMPACT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d,
 
 
 class CompactState:
-    """What a compact layer needs beyond its Parameter: the dense shape and its forward."""
+    """What a compact layer needs beyond its Parameter: the dense shape, its forward, the
+    optimizer whose state follows the values, and the name of the mask buffer a sparsifier
+    keeps beside the weight (read when a dense weight is loaded)."""
 
-    def __init__(self, module: nn.Module, leaf: str, shape: torch.Size) -> None:
-        self.leaf, self.shape = leaf, shape
+    def __init__(
+        self,
+        module: nn.Module,
+        leaf: str,
+        shape: torch.Size,
+        optimizer: torch.optim.Optimizer | None,
+        mask_buffer: str | None,
+    ) -> None:
+        self.leaf, self.shape, self.mask_buffer = leaf, shape, mask_buffer
         # A forward the user set on the instance (rare) comes back; otherwise the class's.
         self.instance_forward = vars(module).get("forward")
+        # Weak: the layer must not keep an optimizer alive (nor copy it along in a deepcopy).
+        self.optimizer_ref = weakref.ref(optimizer) if optimizer is not None else None
+        # Set by a method that reads dense gradients at the coming step (RigL): the backward then
+        # accumulates the dense weight gradient here, one layer at a time.
+        self.capture = False
+        self.dense_grad: torch.Tensor | None = None
 
     def positions(self, module: nn.Module) -> torch.Tensor:
         return getattr(module, f"{self.leaf}{POSITIONS_SUFFIX}")
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        return None if self.optimizer_ref is None else self.optimizer_ref()
 
 
 def _compact_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -187,12 +307,39 @@ def _compact_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     values = getattr(module, state.leaf)
     positions = state.positions(module)
     if isinstance(module, nn.Linear):
-        return _CompactLinear.apply(x, values, module.bias, positions, state.shape)
-    return _CompactConv.apply(x, values, module.bias, positions, state.shape, module)
+        return _CompactLinear.apply(x, values, module.bias, positions, state)
+    return _CompactConv.apply(x, values, module.bias, positions, state, module)
 
 
 def is_compact(module: nn.Module) -> bool:
     return hasattr(module, COMPACT_ATTR)
+
+
+def compact_state(module: nn.Module) -> CompactState | None:
+    return getattr(module, COMPACT_ATTR, None)
+
+
+def dense_shape(module: nn.Module, leaf: str = "weight") -> torch.Size:
+    """The shape of ``module.<leaf>`` as the model defines it (the dense one when compact)."""
+    state = compact_state(module)
+    if state is not None and state.leaf == leaf:
+        return state.shape
+    return getattr(module, leaf).shape
+
+
+def parameter_count(model: nn.Module) -> int:
+    """The model's number of parameters as it defines them (a compact weight counts its dense
+    shape, not the kept values it holds); shared parameters once."""
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        state = compact_state(module)
+        for leaf, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            total += math.prod(state.shape) if state is not None and state.leaf == leaf else param.numel()
+    return total
 
 
 def dense_weight(module: nn.Module) -> torch.Tensor:
@@ -210,39 +357,72 @@ def _optimizer_states(optimizer: torch.optim.Optimizer | None, param: nn.Paramet
     return optimizer.state.get(param, {})
 
 
+def check_compactable(module: nn.Module, leaf: str = "weight") -> None:
+    """Raise :class:`CompactStorageError` unless ``module.<leaf>`` can be stored compactly."""
+    if type(module) not in COMPACT_MODULES:
+        raise CompactStorageError(
+            f"compact storage runs nn.Linear and nn.Conv1d/2d/3d layers (not subclasses, whose forward "
+            f"or owner may read the weight itself), not {type(module).__name__}; keep this layer in "
+            "masked storage"
+        )
+    if leaf != "weight":
+        raise CompactStorageError(f"compact storage holds a layer's 'weight', not '{leaf}'")
+
+
+def _move(module: nn.Module, state: CompactState, new: torch.Tensor) -> None:
+    """Re-lay the compact weight (values, gradient, optimizer state) from its positions to `new`;
+    entries new to it start at 0, entries it drops are gone."""
+    old = state.positions(module)
+    if old.numel() == new.numel() and torch.equal(old, new):
+        return
+    param: nn.Parameter = getattr(module, state.leaf)
+    count = old.numel()
+    states = _optimizer_states(state.optimizer, param)
+    for key, value in list(states.items()):
+        if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == count:
+            states[key] = remap(value, old, new)
+    set_data(param, remap(param.data, old, new))
+    if param.grad is not None:
+        param.grad = remap(param.grad, old, new) if param.grad.numel() == count else None
+    module.register_buffer(f"{state.leaf}{POSITIONS_SUFFIX}", new, persistent=False)
+
+
 def make_compact(
     module: nn.Module,
     mask: torch.Tensor,
     optimizer: torch.optim.Optimizer | None = None,
     leaf: str = "weight",
+    mask_buffer: str | None = None,
 ) -> None:
     """Store ``module.<leaf>`` compactly: kept values at the positions of ``mask``.
 
     The same Parameter object keeps its name and its place in the optimizer; every state tensor
-    of the parameter's shape (momentum, Adam's moments) is gathered with it. Refuses a module
-    type whose forward it cannot run (the error names it)."""
-    if not isinstance(module, COMPACT_MODULES):
-        raise CompactStorageError(
-            f"compact storage runs Linear and Conv1d/2d/3d layers, not {type(module).__name__}; "
-            "keep this layer in masked storage"
-        )
-    if leaf != "weight":
-        raise CompactStorageError(f"compact storage holds a layer's 'weight', not '{leaf}'")
+    of the parameter's shape (momentum, Adam's moments) is gathered with it. A layer already
+    compact is moved to the new positions directly (kept entries keep value and state, new
+    ones start at 0), without its dense weight. Refuses a module type whose forward it cannot
+    run (the error names it). `mask_buffer`: the name of the buffer a sparsifier keeps the
+    layer's mask in, read when a dense weight is loaded into the layer."""
+    check_compactable(module, leaf)
     param: nn.Parameter = getattr(module, leaf)
-    if is_compact(module):
-        make_dense(module, optimizer, leaf)
-    shape = param.shape
+    state = compact_state(module)
+    shape = state.shape if state is not None else param.shape
     if tuple(mask.shape) != tuple(shape):
         raise CompactStorageError(f"mask of shape {tuple(mask.shape)} for a weight of shape {tuple(shape)}")
     positions = positions_of(mask.to(param.device))
+    if state is not None:
+        if optimizer is not None:
+            state.optimizer_ref = weakref.ref(optimizer)
+        state.mask_buffer = mask_buffer or state.mask_buffer
+        _move(module, state, positions)
+        return
     for key, value in _optimizer_states(optimizer, param).items():
         if isinstance(value, torch.Tensor) and value.shape == shape:
             _optimizer_states(optimizer, param)[key] = gather(value, positions)
-    param.data = gather(param.data, positions)
+    set_data(param, gather(param.data, positions))
     if param.grad is not None:
         param.grad = gather(param.grad, positions) if param.grad.shape == shape else None
     module.register_buffer(f"{leaf}{POSITIONS_SUFFIX}", positions, persistent=False)
-    setattr(module, COMPACT_ATTR, CompactState(module, leaf, shape))
+    setattr(module, COMPACT_ATTR, CompactState(module, leaf, shape, optimizer, mask_buffer))
     module.forward = types.MethodType(_compact_forward, module)  # type: ignore[method-assign]
     module._growprune_state_dict_hooks = (  # type: ignore[assignment]
         module._register_state_dict_hook(_dense_in_state_dict),
@@ -258,13 +438,14 @@ def make_dense(
     state: CompactState | None = getattr(module, COMPACT_ATTR, None)
     if state is None:
         return
+    optimizer = optimizer if optimizer is not None else state.optimizer
     param: nn.Parameter = getattr(module, leaf)
     positions = state.positions(module)
     count = positions.numel()
     for key, value in _optimizer_states(optimizer, param).items():
         if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == count:
             _optimizer_states(optimizer, param)[key] = densify(value, positions, state.shape)
-    param.data = densify(param.data, positions, state.shape)
+    set_data(param, densify(param.data, positions, state.shape))
     if param.grad is not None:
         param.grad = densify(param.grad, positions, state.shape) if param.grad.numel() == count else None
     for handle in getattr(module, "_growprune_state_dict_hooks", ()):
@@ -278,6 +459,26 @@ def make_dense(
     delattr(module, COMPACT_ATTR)
 
 
+def fit_state_to_layout(
+    optimizer: torch.optim.Optimizer, param: torch.Tensor, positions: torch.Tensor, shape: Shape
+) -> None:
+    """Optimizer state loaded from a checkpoint of the other storage, laid out as `param` is
+    now: dense state gathered at `positions` for a compact weight, per-value state scattered
+    from `positions` for a dense one (a checkpoint's optimizer state follows the storage it was
+    trained in, so a run can resume in either)."""
+    states = optimizer.state.get(param)
+    if not states:
+        return
+    compact = tuple(param.shape) != tuple(shape)
+    for key, value in list(states.items()):
+        if not isinstance(value, torch.Tensor) or value.shape == param.shape:
+            continue
+        if compact and tuple(value.shape) == tuple(shape):
+            states[key] = gather(value, positions)
+        elif not compact and value.dim() == 1 and value.numel() == positions.numel():
+            states[key] = densify(value, positions, shape)
+
+
 def _dense_in_state_dict(module: nn.Module, destination: dict[str, Any], prefix: str, _meta: Any) -> None:
     """``state_dict()`` shows the dense weight: checkpoint and export files keep their format."""
     state: CompactState = getattr(module, COMPACT_ATTR)
@@ -289,11 +490,29 @@ def _dense_in_state_dict(module: nn.Module, destination: dict[str, Any], prefix:
 def _compact_on_load(
     module: nn.Module, state_dict: Mapping[str, Any], prefix: str, *args: Any
 ) -> None:
-    """``load_state_dict`` takes a dense weight: it is gathered at the layer's current positions
-    (what the weight holds elsewhere is dropped: the sparsifier's masks decide what is kept)."""
+    """``load_state_dict`` takes a dense weight, and the layer then holds all of it that may
+    matter: the positions of the mask loaded with it (or of the layer's current mask) plus every
+    nonzero of the loaded weight. That is what masked storage holds after the same load (the
+    whole weight, masked at the sparsifier's next step), so a sparsifier that then trims the
+    layer to its masks, or a merge that scores the loaded weight first (P-GaP), sees the same
+    numbers in either storage. Values, gradient and optimizer state move to the new positions."""
     state: CompactState = getattr(module, COMPACT_ATTR)
     key = prefix + state.leaf
     value = state_dict.get(key)
-    if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(state.shape):
-        assert isinstance(state_dict, dict)
-        state_dict[key] = gather(value.to(getattr(module, state.leaf).device), state.positions(module))
+    if not (isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(state.shape)):
+        return  # torch reports the missing key or the wrong shape
+    device = getattr(module, state.leaf).device
+    value = value.to(device)
+    base: torch.Tensor | None = None
+    if state.mask_buffer is not None:
+        incoming = state_dict.get(prefix + state.mask_buffer)
+        current = getattr(module, state.mask_buffer, None)
+        for candidate in (incoming, current):
+            if isinstance(candidate, torch.Tensor) and tuple(candidate.shape) == tuple(state.shape):
+                base = candidate.to(device=device, dtype=torch.bool)
+                break
+    if base is None:
+        base = mask_of(state.positions(module), state.shape)
+    _move(module, state, positions_of(base | (value != 0)))
+    assert isinstance(state_dict, dict)
+    state_dict[key] = gather(value, state.positions(module))

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from growprune.sparsity.compact import dense_weight, is_compact
 from growprune.sparsity.targets import Target
 
 MASK_SUFFIX = "_mask"
@@ -49,6 +50,10 @@ class MaskSet:
         # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
         # place): lets the sparsifier notice mask changes it did not make.
         self.revision = 0
+        # Layers in compact storage (growprune.sparsity.compact): their weight holds only kept
+        # values, so there is nothing to multiply by a mask; they are left out of the batched
+        # passes (and their weights are stamped apart, see weight_stamp).
+        self.compact: frozenset[str] = frozenset()
         for target in self.targets:  # check all before registering any: fail without side effects
             buffer = f"{target.leaf}{MASK_SUFFIX}"
             if hasattr(target.module, buffer):
@@ -89,6 +94,12 @@ class MaskSet:
     def kept(self, name: str) -> int:
         return int(self.mask(name).sum())
 
+    def set_compact(self, names: frozenset[str]) -> None:
+        """Which layers are stored compactly now (the cached lists are rebuilt)."""
+        if names != self.compact:
+            self.compact = names
+            self._cache_key = None
+
     # -- per-step work ----------------------------------------------------------------------
     def _active_lists(self) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
         """Parameters with a non-trivial mask and their masks in the parameter's dtype."""
@@ -99,7 +110,7 @@ class MaskSet:
             active = [
                 (t.name, p, m.to(p.dtype))
                 for t, p, m in zip(self.targets, params, masks)
-                if not bool(m.all())
+                if t.name not in self.compact and not bool(m.all())
             ]
             self._active_names = [n for n, _, _ in active]
             self._active = ([p for _, p, _ in active], [m for _, _, m in active])
@@ -111,9 +122,11 @@ class MaskSet:
         return self._active
 
     def weight_stamp(self) -> list[tuple[int, int, int]]:
-        """The :func:`tensor_stamp` of every masked parameter."""
+        """The :func:`tensor_stamp` of every masked parameter, then of every compact one (a
+        weight loaded into a compact layer may hold more than its mask keeps)."""
         params, _ = self._active_lists()
-        return [tensor_stamp(p) for p in params]
+        compact = [t.param for t in self.targets if t.name in self.compact]
+        return [tensor_stamp(p) for p in params + compact]
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -134,6 +147,8 @@ class MaskSet:
         grad = param.grad
         if grad is None or grad.layout != torch.strided:
             return  # sparse gradients are refused by apply_to_grads before the step
+        if name in self.compact:
+            return  # only kept values have a gradient
         mask = self.mask(name)
         key = (id(mask), mask._version, param.dtype, param.device)
         cached = self._layer_masks.get(name)
@@ -199,9 +214,11 @@ def _drop_mask(module: nn.Module, leaf: str) -> bool:
     return found
 
 
-def masked_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, torch.Tensor]]:
-    """(name, parameter, mask) for every parameter of `model` that carries a growprune mask."""
+def masked_parameters(model: nn.Module) -> Iterable[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, weight, mask) for every parameter of `model` that carries a growprune mask; the
+    weight is the parameter, or its dense form (a new tensor) when it is stored compactly."""
     for module_name, module in model.named_modules():
         for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
             prefix = f"{module_name}." if module_name else ""
-            yield f"{prefix}{leaf}", getattr(module, leaf), getattr(module, buffer)
+            weight = dense_weight(module) if is_compact(module) else getattr(module, leaf)
+            yield f"{prefix}{leaf}", weight, getattr(module, buffer)

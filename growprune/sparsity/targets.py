@@ -23,6 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from growprune.sparsity.compact import dense_shape
+
 DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
     nn.Conv1d,
@@ -146,11 +148,12 @@ class Target:
 
     @property
     def shape(self) -> torch.Size:
-        return self.param.shape
+        """The weight's shape as the model defines it (the dense one in compact storage)."""
+        return dense_shape(self.module, self.leaf)
 
     @property
     def numel(self) -> int:
-        return self.param.numel()
+        return math.prod(self.shape)
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:

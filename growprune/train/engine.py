@@ -40,6 +40,7 @@ from growprune.methods.settings import RunLength, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
 from growprune.records import EpochRecord, FinalRecord, Record, StartRecord, StepRecord, record_to_json
 from growprune.report import sparsity_report
+from growprune.sparsity.compact import parameter_count
 from growprune.sparsity.consensus import verify_masks_equal
 from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
@@ -301,6 +302,12 @@ class Trainer:
         self._setup_parallel(batch)
         self.forward_model: nn.Module = self.model
         if self.dp_size > 1:
+            if self.sparsifier.storage == "compact":
+                raise RecipeError(
+                    "method.storage: compact storage changes the shapes of pruned parameters at every mask "
+                    "change, which DistributedDataParallel's gradient buckets cannot follow; train with "
+                    "method.storage: masked under torchrun"
+                )
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -687,7 +694,7 @@ class Trainer:
         scores = self.evaluate(final=True)
         self._check_scores(scores)
         report = sparsity_report(self.model)
-        total = sum(p.numel() for p in self.model.parameters())
+        total = parameter_count(self.model)
         final = FinalRecord(
             step=self.step,
             scores=scores,

@@ -120,7 +120,7 @@ class ScheduleConfig(Section):
     restart_per_phase: bool = False
 
 
-CORE_KEYS = ("sparsity", "distribution", "pattern", "targets", "exclude", "allow_empty_layers")
+CORE_KEYS = ("sparsity", "distribution", "pattern", "targets", "exclude", "allow_empty_layers", "storage")
 
 
 class MethodBase(Section):
@@ -134,6 +134,9 @@ class MethodBase(Section):
     targets: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
     allow_empty_layers: bool = Field(False, description="accept a sparsity that prunes a whole layer")
+    storage: Literal["masked", "compact"] = Field(
+        "masked", description="compact: pruned layers hold their kept values only (less memory than dense)"
+    )
 
     @field_validator("sparsity")
     @classmethod

@@ -385,24 +385,26 @@ def test_report_names_the_kernels_a_run_was_computed_with(
     [
         (
             {"peak_rss_mib": 812.4, "peak_rss_above_start_mib": 301.2},
-            "| peak memory | 812 MiB process RSS (301 MiB above the start of training) |",
+            "| peak memory | 812 MiB process RSS (301 MiB above the start of training); masked storage |",
         ),
         (
             {"peak_rss_mib": 2048.0, "peak_rss_above_start_mib": 10.0, "peak_cuda_mib": 1536.0},
             "| peak memory | 1,536 MiB CUDA allocated; 2,048 MiB process RSS "
-            "(10 MiB above the start of training) |",
+            "(10 MiB above the start of training); compact storage |",
         ),
         ({}, None),
     ],
 )
 def test_report_states_peak_memory(tmp_path: Path, memory: dict[str, float], row: str | None) -> None:
+    """The run's peak memory and the storage it trained in (method.storage, masked by default)."""
     start = StartRecord("dense", "dense", STEPS_PER_EPOCH, 500, 500)
     final = final_record(500, 0.91, 0.0, 5000, 5000, 42.0, layers(3, 0.0))
     for key, value in memory.items():
         setattr(final, key, value)
     assert FinalRecord.from_dict(record_to_json(final)) == final
     records = [start, *metric_records(500, plain_phase, {}, lambda step: 0.0), final]
-    recipe = {"method": {"name": "dense"}, "model": {"name": "mlp"}, "data": {"name": "synthetic"}}
+    method = {"name": "dense", **({"storage": "compact"} if "peak_cuda_mib" in memory else {})}
+    recipe = {"method": method, "model": {"name": "mlp"}, "data": {"name": "synthetic"}}
     text = write_report(write_run(tmp_path / "run", recipe, records)).read_text()
     if row is None:
         assert "peak memory" not in text

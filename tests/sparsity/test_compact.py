@@ -143,7 +143,65 @@ def test_state_dict_is_dense_and_loads_dense() -> None:
     assert state["weight"].shape == (4, 5) and torch.equal(state["weight"], reference.weight.detach())
     other = torch.randn(4, 5)
     layer.load_state_dict({"weight": other, "bias": torch.zeros(4)})
-    torch.testing.assert_close(dense_weight(layer), other * mask)  # kept where the positions say
+    # held whole, as masked storage holds a loaded weight until its sparsifier masks it
+    torch.testing.assert_close(dense_weight(layer), other)
+
+
+def test_load_takes_the_mask_loaded_with_the_weight_and_moves_the_optimizer_state() -> None:
+    """A checkpoint's dense weight and mask: the layer holds the mask's positions plus the
+    weight's nonzeros; Adam's state of positions kept before and after is carried over."""
+    torch.manual_seed(6)
+    layer = nn.Linear(6, 5)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.1)
+    layer(torch.randn(3, 6)).sum().backward()
+    optimizer.step()
+    old_mask = torch.rand(5, 6) < 0.5
+    new_mask = torch.rand(5, 6) < 0.5
+    layer.register_buffer("weight_mask", old_mask.clone())
+    moment = optimizer.state[layer.weight]["exp_avg"].clone()
+    make_compact(layer, old_mask, optimizer, mask_buffer="weight_mask")
+    saved = torch.randn(5, 6) * new_mask
+    layer.load_state_dict({"weight": saved, "bias": torch.zeros(5), "weight_mask": new_mask})
+    assert layer.weight.shape == (int(new_mask.sum()),)
+    torch.testing.assert_close(dense_weight(layer), saved)
+    state = optimizer.state[layer.weight]["exp_avg"]
+    torch.testing.assert_close(densify(state, compact.compact_state(layer).positions(layer), (5, 6)),
+                               moment * old_mask * new_mask)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), seed=st.integers(0, 2**16), a=st.floats(0, 1), b=st.floats(0, 1))
+def test_remap_equals_going_through_the_dense_tensor(n: int, seed: int, a: float, b: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    old_mask, new_mask = torch.rand(n, generator=gen) < a, torch.rand(n, generator=gen) < b
+    dense = torch.randn(n, generator=gen) * old_mask
+    old, new = positions_of(old_mask), positions_of(new_mask)
+    expected = gather(densify(gather(dense, old), old, (n,)), new)
+    assert torch.equal(compact.remap(gather(dense, old), old, new), expected)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d-groups-reflect"])
+def test_captured_dense_gradient_is_the_masked_layers_gradient(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What RigL reads at an update step: the dense weight gradient, summed over backward passes
+    until zero_grad, equal to the gradient of the masked layer."""
+    monkeypatch.setattr(compact, "GRAD_BLOCK_ELEMENTS", 7)  # several row blocks
+    torch.manual_seed(7)
+    build, shape = LAYERS[kind]
+    layer, reference, mask = pair(build(), 0.4)
+    compact.compact_state(layer).capture = True
+    for _ in range(2):  # gradient accumulation
+        x = torch.randn(shape)
+        layer(x).square().sum().backward()
+        reference(x).square().sum().backward()
+    torch.testing.assert_close(compact.compact_state(layer).dense_grad, reference.weight.grad)
+    layer.weight.grad = None  # zero_grad(set_to_none=True): a new accumulation starts
+    reference.weight.grad = None
+    x = torch.randn(shape)
+    layer(x).sum().backward()
+    reference(x).sum().backward()
+    torch.testing.assert_close(compact.compact_state(layer).dense_grad, reference.weight.grad)
 
 
 def test_layers_it_cannot_run_are_refused_by_name() -> None:
