@@ -43,6 +43,7 @@ import math
 import numbers
 import operator
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -78,7 +79,7 @@ from growprune.sparsity.masks import MASK_SUFFIX, MaskSet, tensor_stamp
 from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
-from growprune.sparsity.scoring import gradient_magnitude, magnitude, random_scores
+from growprune.sparsity.scoring import LazyScores, gradient_magnitude, magnitude, random_scores
 from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 # Exact classes (not subclasses, which may change the update rule) whose step keeps an entry at
@@ -149,25 +150,52 @@ class _Undo:
     optimizer loaded after the sparsifier was built) is newer than this copy and is left alone.
     A state entry is restored whole, so state that construction cleared (P-GaP's and C-GaP's
     optimizer reset) comes back too. Costs one copy of the pruned weights and of their optimizer
-    state, in host memory, for that time.
+    state, in host memory, for that time -- or, with `spill` (compact storage, whose point is
+    not to hold the dense model), in an anonymous temporary file that is gone once closed.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, targets: Sequence[Any]) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, targets: Sequence[Any], spill: bool = False) -> None:
         self.optimizer = optimizer
         # Host memory, not the accelerator's: a GPU that just fits the model must not run out
         # because of a copy that is almost never used.
-        with torch.no_grad():
-            self.weights = [(t.param, _host_copy(t.param.detach())) for t in targets]
-        # Every parameter's state entry (None: it had none): a reset clears biases' state too.
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.states: list[dict[str, tuple[Any, torch.device | None]] | None] = []
-        for param in self.params:
-            state = optimizer.state.get(param)
-            self.states.append(
-                None if state is None else {k: (_host_copy(v), _device_of(v)) for k, v in state.items()}
-            )
+        self._file: Any = None
+        if spill:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until the first step)
+            with torch.no_grad():  # torch.save writes each tensor's storage as it is: no second copy
+                saved = ([t.param.detach() for t in targets], [optimizer.state.get(p) for p in self.params])
+                torch.save(saved, self._file)
+            self._file.flush()
+            self.weights = [(t.param, None) for t in targets]
+            self.states: list[dict[str, tuple[Any, torch.device | None]] | None] = [None] * len(self.params)
+            entries = [optimizer.state.get(p) for p in self.params]
+            self._devices = [None if e is None else {k: _device_of(v) for k, v in e.items()} for e in entries]
+        else:
+            with torch.no_grad():
+                self.weights = [(t.param, _host_copy(t.param.detach())) for t in targets]
+            # Every parameter's state entry (None: it had none): a reset clears biases' state too.
+            self.states = []
+            for param in self.params:
+                state = optimizer.state.get(param)
+                self.states.append(
+                    None if state is None else {k: (_host_copy(v), _device_of(v)) for k, v in state.items()}
+                )
         self.weight_stamps: list[tuple[int, int, int]] = []
         self.state_stamps: list[Any] = []
+
+    def _read_spilled(self) -> None:
+        """The spilled copies back into memory (only when a restore needs them)."""
+        self._file.seek(0)
+        weights, states = torch.load(self._file, map_location="cpu", weights_only=False)
+        self.weights = [(param, value) for (param, _), value in zip(self.weights, weights)]
+        for i, (state, devices) in enumerate(zip(states, self._devices)):
+            self.states[i] = None if state is None else {k: (v, devices[k]) for k, v in state.items()}
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _state_stamp(self, param: torch.Tensor) -> Any:
         state = self.optimizer.state.get(param)
@@ -190,6 +218,8 @@ class _Undo:
     @torch.no_grad()
     def restore(self, plan: tuple[list[bool], list[bool]] | None = None) -> None:
         weights, states = plan if plan is not None else self.unchanged()
+        if self._file is not None:
+            self._read_spilled()
         for (param, value), restore in zip(self.weights, weights):
             if restore:
                 param.copy_(value)
@@ -357,7 +387,7 @@ class Sparsifier:
             else:
                 # Construction zeroes weights and optimizer state; keep what it zeroes until the
                 # first step so that a load_state_dict() that follows can undo it exactly.
-                self._undo = _Undo(self.optimizer, self.targets)
+                self._undo = _Undo(self.optimizer, self.targets, spill=self.storage == "compact")
                 self.on_start()
                 self._sync_weights_and_state()
                 self._undo.seal()
@@ -424,14 +454,14 @@ class Sparsifier:
         if not self._compactable:
             return
         wanted = None if names is None else set(names)
-        for t in self._compactable:
-            if wanted is not None and t.name not in wanted:
-                continue
+        chosen = [t for t in self._compactable if wanted is None or t.name in wanted]
+        full = {t.name: bool(self.mask_set.mask(t.name).all()) for t in chosen}
+        # Layers that shrink first, then those that grow: a phase change never holds both dense.
+        for t in [t for t in chosen if not full[t.name]]:
             mask = self.mask_set.mask(t.name)
-            if bool(mask.all()):
-                make_dense(t.module, self.optimizer)
-            else:
-                make_compact(t.module, mask, self.optimizer, mask_buffer=f"{t.leaf}{MASK_SUFFIX}")
+            make_compact(t.module, mask, self.optimizer, mask_buffer=f"{t.leaf}{MASK_SUFFIX}")
+        for t in [t for t in chosen if full[t.name]]:
+            make_dense(t.module, self.optimizer)
         self.mask_set.set_compact(frozenset(t.name for t in self._compactable if is_compact(t.module)))
         self._arm_capture()
 
@@ -652,7 +682,9 @@ class Sparsifier:
         if _skipped_inside(optimizer):
             self._stamp = self.mask_set.weight_stamp()
             return  # GradScaler + fused optimizer: the kernel skipped the update, so do we
-        self._undo = None  # training has moved on: construction can no longer be undone
+        if self._undo is not None:
+            self._undo.close()
+            self._undo = None  # training has moved on: construction can no longer be undone
         self.step_count += 1
         self.on_step(self.step_count)
         self._arm_capture(drop=True)
@@ -812,14 +844,16 @@ class Sparsifier:
             return {n: p.view_as(scores[n]) for n, p in zip(names, pieces)}
         return {n: topk_mask(scores[n], keep[n]) for n in names}
 
-    def magnitude_scores(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        return {n: magnitude(self.weight_of(n)) for n in names}
+    def magnitude_scores(self, names: Sequence[str]) -> LazyScores:
+        """|weight| of each layer of `names`, made when read (one layer's copy at a time)."""
+        return LazyScores(names, lambda n: magnitude(self.weight_of(n)))
 
-    def random_scores(self, names: Sequence[str], *purpose: object) -> dict[str, torch.Tensor]:
+    def random_scores(self, names: Sequence[str], *purpose: object) -> LazyScores:
+        """Seeded random scores of each layer of `names`, made when read."""
         by_name = self.mask_set.by_name
-        return {
-            n: random_scores(by_name[n].shape, by_name[n].param.device, self.seed, *purpose, n) for n in names
-        }
+        return LazyScores(
+            names, lambda n: random_scores(by_name[n].shape, by_name[n].param.device, self.seed, *purpose, n)
+        )
 
     def resolve_partitions(self, partitions: PartitionSpec, mode: str) -> list[list[str]]:
         return partition_layers(self.names, [self.numels[n] for n in self.names], partitions, mode, self.seed)

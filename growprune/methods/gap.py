@@ -186,7 +186,7 @@ class GaPSchedule(Sparsifier):
         for part in self.partitions:
             members = [n for n in part if n in wanted]
             if members:
-                masks.update(self.compute_masks(members, {n: scores[n] for n in members}))
+                masks.update(self.compute_masks(members, scores))  # reads only the members
         return masks
 
     def prune_partitions(self, partitions: list[list[str]]) -> dict[str, torch.Tensor]:

@@ -121,9 +121,8 @@ class GMP(Sparsifier):
         fraction = self.sparsity_at(step) / self.sparsity
         if fraction == 0.0:
             return
-        scores = self.magnitude_scores(self.names)
         kept = self.masks
-        scores = {n: restrict(s, kept[n]) for n, s in scores.items()}
+        scores = self.magnitude_scores(self.names).map(lambda n, s: restrict(s, kept[n]))
         keep = self.keep_counts_at(fraction)
         if self.distribution != "global":
             # Per-layer counts are rounded per prune, so a layer can get one more weight than at

@@ -9,6 +9,8 @@ its ranks silently disagreed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
 import torch
 
 from growprune.seeding import keyed_seed
@@ -35,3 +37,32 @@ def gradient_magnitude(grad: torch.Tensor | None, name: str) -> torch.Tensor:
 def restrict(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Push entries outside `allowed` below every allowed score, so they are never chosen."""
     return torch.where(allowed, scores, torch.full_like(scores, -1.0))
+
+
+class LazyScores(Mapping[str, torch.Tensor]):
+    """Layer name -> scores, each made when it is read and not kept.
+
+    Mask computations rank one layer at a time (unless the distribution is global), so the
+    scores of every layer need never exist at once: in compact storage that would be a float
+    copy of the whole dense model at every mask change. Reading a layer twice makes it twice
+    (every score function here is deterministic)."""
+
+    def __init__(self, names: Sequence[str], make: Callable[[str], torch.Tensor]) -> None:
+        self._names = list(names)
+        self._known = set(self._names)
+        self._make = make
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._known:
+            raise KeyError(name)
+        return self._make(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def map(self, change: Callable[[str, torch.Tensor], torch.Tensor]) -> LazyScores:
+        """Scores passed through `change(name, scores)` when read (e.g. restricted to a mask)."""
+        return LazyScores(self._names, lambda name: change(name, self._make(name)))

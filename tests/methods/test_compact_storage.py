@@ -128,7 +128,7 @@ def test_unknown_storage_is_refused() -> None:
         gp.CGaP(model, make_optimizer("adam", model), storage="sparse", steps_per_phase=2, rounds=1)
 
 
-def _resume(variant: str, before: str, after: str, split: int, framework_order: bool) -> tuple:
+def _resume(variant: str, before: str, after: str, split: int, order: str) -> tuple:
     """Train `split` steps in one storage, save model/optimizer/sparsifier state, rebuild
     everything fresh and go on to STEPS in the other; the record of the whole run."""
     first = run("mlp", variant, "adam", before, steps=split)
@@ -142,10 +142,16 @@ def _resume(variant: str, before: str, after: str, split: int, framework_order: 
     optimizer = make_optimizer("adam", model)
     method, kwargs = VARIANTS[variant]
     args: dict[str, Any] = {"sparsity": 0.75, "seed": 0, **kwargs, "storage": after}
-    if framework_order:  # Lightning / the Trainer: model and optimizer first, then the sparsifier
+    if order == "framework":  # Lightning / the Trainer: model and optimizer first, then the sparsifier
         model.load_state_dict({k: v for k, v in saved["model"].items() if not k.endswith("_mask")})
         optimizer.load_state_dict(saved["optimizer"])
         sparsifier = gp.get_method(method)(model, optimizer, state=saved["sparsifier"], **args)
+    elif order == "build-then-load":  # the saved state loaded after construction pruned the weights:
+        # construction's changes are undone first (in compact storage from a spilled copy)
+        model.load_state_dict({k: v for k, v in saved["model"].items() if not k.endswith("_mask")})
+        optimizer.load_state_dict(saved["optimizer"])
+        sparsifier = gp.get_method(method)(model, optimizer, **args)
+        sparsifier.load_state_dict(saved["sparsifier"])
     else:  # growprune's engine: sparsifier first, then model, optimizer, sparsifier state
         sparsifier = gp.get_method(method)(model, optimizer, **args)
         model.load_state_dict(saved["model"])
@@ -164,7 +170,7 @@ def _resume(variant: str, before: str, after: str, split: int, framework_order: 
     return losses, masks, model, sparsifier, optimizer
 
 
-@pytest.mark.parametrize("framework_order", [False, True], ids=["engine-order", "framework-order"])
+@pytest.mark.parametrize("order", ["engine", "framework", "build-then-load"])
 @pytest.mark.parametrize(
     ("variant", "before", "after"),
     [
@@ -176,12 +182,12 @@ def _resume(variant: str, before: str, after: str, split: int, framework_order: 
     ],
 )
 def test_resume_equals_the_uninterrupted_run(
-    variant: str, before: str, after: str, framework_order: bool
+    variant: str, before: str, after: str, order: str
 ) -> None:
     """Checkpoints keep their format (dense weights; the optimizer state of a compact layer is
     its values' state), so a run resumes exactly, in the same storage or the other."""
     uninterrupted = run("mlp", variant, "adam", "masked")
-    resumed = _resume(variant, before, after, split=11, framework_order=framework_order)
+    resumed = _resume(variant, before, after, split=11, order=order)
     assert_same_run(uninterrupted, resumed)
     if after == "compact":
         assert_compact_where_sparse(resumed[3], resumed[4])
