@@ -20,10 +20,11 @@ P-GaP cannot run as one plain loop: it is K workers exchanging weights. Its row 
 (a no-op merger, then the worker's own prune back to the target), i.e. the memory of one of the K
 worker processes, not of the merge that gathers K state dicts.
 
-Storage: today every method trains masked dense tensors (``--storage masked``), so these rows are
-the baseline that compact storage (issue 25, DESIGN.md invariant 8) will be judged against.
-``--storage compact`` is a known name that fails clearly until a sparsifier accepts
-``storage=``; then it is passed through unchanged and its rows stand beside the masked ones.
+Storage: every method runs in masked storage (a dense weight times its mask, growprune's
+default) and in compact storage (``storage="compact"``: a pruned layer holds its kept values,
+their int32 positions and their optimizer state only); compact rows also give their ratio to the
+masked row of the same method and sparsity. ``--sparsities 0.8 0.9`` measures both levels.
+
 Beside each method the table prints the *ideal weight fraction* of the GaP formula -- the
 fraction of the prunable weights compact storage needs to hold at the method's peak: 1 - r for a
 static sparse method, (1 - r) + r / K for C-GaP / P-GaP (equal partitions), 1 then 1 - r for the
@@ -38,7 +39,6 @@ end); peak RSS does not.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import statistics
@@ -57,7 +57,7 @@ from benchmarks.common import RESULTS_DIR, RESULTS_MD, ROOT, git_commit, load_av
 
 RESULTS = RESULTS_DIR / "memory.json"
 SECTION = "memory"
-SPARSITY = 0.8
+SPARSITY = 0.8  # the default level; --sparsities picks others
 PARTITIONS = 4
 MIB = 2**20
 METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap")
@@ -66,7 +66,6 @@ STORAGES = ("masked", "compact")  # names the benchmark knows; a sparsifier must
 DEFAULT_STEPS = {"mlp": 16, "lm": 16}
 SMOKE_STEPS = 3
 CHILD_TIMEOUT_S = 3600
-NOT_IMPLEMENTED = "storage='{storage}' is not implemented yet (issue 25)"
 
 # Model sizes: (full, smoke).
 MLP_SIZES = {"full": (1024, (4096, 4096, 4096), 10, 64), "smoke": (64, (128, 128, 128), 10, 4)}
@@ -74,35 +73,53 @@ MLP_SIZES = {"full": (1024, (4096, 4096, 4096), 10, 64), "smoke": (64, (128, 128
 LM_SIZES = {"full": (8192, 512, 8, 2048, 6, 128, 8), "smoke": (256, 32, 2, 64, 2, 16, 2)}
 
 
-class StorageNotImplemented(RuntimeError):
-    """A storage the sparsifiers do not accept yet."""
-
-
 # -- the models -------------------------------------------------------------------------------
+class Block(nn.Module):
+    """A pre-norm decoder block: causal self-attention with its q/k/v/o projections as plain
+    ``nn.Linear`` layers (as Llama-style models write them, so every projection is a default
+    pruning target that compact storage can hold), then a GELU feed-forward."""
+
+    def __init__(self, d_model: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.q, self.k, self.v, self.o = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.up, self.down = nn.Linear(d_model, ffn), nn.Linear(ffn, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        h = self.norm1(x)
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.o(attn.transpose(1, 2).reshape(batch, length, width))
+        return x + self.down(F.gelu(self.up(self.norm2(x))))
+
+
 class TinyLM(nn.Module):
     """A decoder-only Transformer language model from torch.nn modules.
 
     Token and position embeddings (dense: the default targets leave embeddings alone), pre-norm
-    ``nn.TransformerEncoderLayer`` blocks under a causal mask, a final LayerNorm and an untied
-    Linear head over the vocabulary (a default target, like the attention and FFN projections).
+    :class:`Block` layers, a final LayerNorm and an untied Linear head over the vocabulary (a
+    default target, like the attention and FFN projections).
     """
 
     def __init__(self, vocab: int, d_model: int, heads: int, ffn: int, layers: int, seq: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.pos = nn.Embedding(seq, d_model)
-        layer = nn.TransformerEncoderLayer(
-            d_model, heads, ffn, dropout=0.0, batch_first=True, norm_first=True, activation="gelu"
-        )
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(Block(d_model, heads, ffn) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         length = tokens.shape[1]
         x = self.embed(tokens) + self.pos(torch.arange(length, device=tokens.device))
-        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device)
-        x = self.blocks(x, mask=causal, is_causal=True)
+        for block in self.blocks:
+            x = block(x)
         return self.head(self.norm(x))
 
 
@@ -183,21 +200,21 @@ NOTES = {
 }
 
 
-def ideal_fraction(method: str) -> tuple[float, float]:
+def ideal_fraction(method: str, sparsity: float = SPARSITY) -> tuple[float, float]:
     """(at the peak, in the sparse phase): the fraction of the prunable weights compact storage
     must hold, by the GaP paper's formula (equal partitions)."""
-    kept = 1.0 - SPARSITY
+    kept = 1.0 - sparsity
     if method == "dense":
         return 1.0, 1.0
     if method in ("cgap", "pgap"):
-        return kept + SPARSITY / PARTITIONS, kept
+        return kept + sparsity / PARTITIONS, kept
     if method in ("oneshot", "gmp", "admm"):  # train dense, then prune
         return 1.0, kept
     return kept, kept  # set, rigl: sparse from the start
 
 
-def format_ideal(method: str) -> str:
-    peak, sparse = ideal_fraction(method)
+def format_ideal(method: str, sparsity: float = SPARSITY) -> str:
+    peak, sparse = ideal_fraction(method, sparsity)
     if method == "dense":
         return "1"
     if method in ("oneshot", "gmp", "admm"):
@@ -205,28 +222,15 @@ def format_ideal(method: str) -> str:
     return f"{peak:.2f}"
 
 
-def check_storage(storage: str) -> None:
-    """Raise StorageNotImplemented unless today's sparsifiers accept ``storage``."""
-    if storage == "masked":
-        return
-    if "storage" not in inspect.signature(gp.methods.get_method("cgap").__init__).parameters and (
-        "storage" not in inspect.signature(gp.Sparsifier.__init__).parameters
-    ):
-        raise StorageNotImplemented(NOT_IMPLEMENTED.format(storage=storage))
-
-
 def build_sparsifier(
-    method: str, model: nn.Module, optimizer: torch.optim.Optimizer, storage: str, steps: int
+    method: str, model: nn.Module, optimizer: torch.optim.Optimizer, storage: str, steps: int, sparsity: float
 ) -> Any:
-    """The method's sparsifier at 80% (None for dense), in ``storage`` ("masked": today's default,
-    no argument passed; any other name is passed as ``storage=`` once the sparsifiers take it)."""
-    check_storage(storage)
+    """The method's sparsifier (None for dense) at `sparsity`, in `storage`."""
     if method == "dense":
         return None
     kwargs = schedule(method, steps)
-    if storage != "masked":
-        kwargs["storage"] = storage
-    return gp.methods.get_method(method)(model, optimizer, sparsity=SPARSITY, seed=0, **kwargs)
+    cls = gp.methods.get_method(method)
+    return cls(model, optimizer, sparsity=sparsity, seed=0, storage=storage, **kwargs)
 
 
 # -- one configuration, in a fresh process ------------------------------------------------------
@@ -269,7 +273,9 @@ def step_of_peak(running_peaks_mib: list[float], final_peak_mib: float) -> int:
     return len(running_peaks_mib)
 
 
-def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bool) -> dict[str, Any]:
+def run_config(
+    model_name: str, method: str, storage: str, steps: int, smoke: bool, sparsity: float = SPARSITY
+) -> dict[str, Any]:
     """Build and train one configuration here; the caller is a fresh process (see child_main)."""
     torch.set_num_threads(1)
     baseline = peak_rss()
@@ -286,7 +292,7 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
     torch.manual_seed(0)
     model, loss_fn, describe = build_model(model_name, smoke)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    sparsifier = build_sparsifier(method, model, optimizer, storage, steps)
+    sparsifier = build_sparsifier(method, model, optimizer, storage, steps, sparsity)
     after_build = peak_rss()
     trace, times, kept = [], [], [kept_fraction(sparsifier)]
     for _ in range(steps):
@@ -320,7 +326,7 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
         "targets": len(targets),
         "method": method,
         "storage": storage,
-        "sparsity": 0.0 if method == "dense" else SPARSITY,
+        "sparsity": 0.0 if method == "dense" else sparsity,
         "schedule": {k: v for k, v in schedule(method, steps).items() if k != "merger"},
         "steps": steps,
         "optimizer": "Adam",
@@ -336,8 +342,8 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
         "step_ms_all": [1000 * t for t in times],
         "max_kept_fraction": max(kept),
         "final_kept_fraction": kept[-1],
-        "ideal_peak_fraction": ideal_fraction(method)[0],
-        "ideal_sparse_fraction": ideal_fraction(method)[1],
+        "ideal_peak_fraction": ideal_fraction(method, sparsity)[0],
+        "ideal_sparse_fraction": ideal_fraction(method, sparsity)[1],
         "load_average_at_start": load_start,
         "load_average_at_end": load_average(),
     }
@@ -346,7 +352,7 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
         fractions = [sum(sparsifier.numels[n] for n in part) / total for part in sparsifier.partitions]
         row["partition_fractions"] = fractions
         # the formula with these (unequal) partitions: the largest one dense, the rest at 1 - r
-        row["ideal_peak_fraction_these_partitions"] = (1 - SPARSITY) + SPARSITY * max(fractions)
+        row["ideal_peak_fraction_these_partitions"] = (1 - sparsity) + sparsity * max(fractions)
     if method in NOTES:
         row["note"] = NOTES[method]
     return row
@@ -354,14 +360,21 @@ def run_config(model_name: str, method: str, storage: str, steps: int, smoke: bo
 
 def child_main(payload: str) -> None:
     job = json.loads(payload)
-    row = run_config(job["model"], job["method"], job["storage"], job["steps"], job["smoke"])
+    row = run_config(
+        job["model"], job["method"], job["storage"], job["steps"], job["smoke"], job["sparsity"]
+    )
     row["machine"] = machine()
     print("MEMORY-ROW " + json.dumps(row), flush=True)
 
 
-def run_child(model: str, method: str, storage: str, steps: int, smoke: bool) -> dict[str, Any]:
+def run_child(
+    model: str, method: str, storage: str, steps: int, smoke: bool, sparsity: float = SPARSITY
+) -> dict[str, Any]:
     """One configuration in a fresh interpreter; its row, or a row saying why it failed."""
-    job = json.dumps({"model": model, "method": method, "storage": storage, "steps": steps, "smoke": smoke})
+    job = json.dumps(
+        {"model": model, "method": method, "storage": storage, "steps": steps, "smoke": smoke}
+        | {"sparsity": sparsity}
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     started = time.time()
@@ -383,6 +396,7 @@ def run_child(model: str, method: str, storage: str, steps: int, smoke: bool) ->
         "model": model,
         "method": method,
         "storage": storage,
+        "sparsity": 0.0 if method == "dense" else sparsity,
         "steps": steps,
         "error": lines[-1] if lines else f"exit code {proc.returncode}",
         "returncode": proc.returncode,
@@ -402,10 +416,28 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if warm_base > 0:
             row["peak_above_warmup_ratio_to_dense"] = row["peak_above_warmup_mib"] / warm_base
         row["step_ratio_to_dense"] = row["step_ms"] / base["step_ms"]
+    masked = {
+        (r["model"], r["method"], r.get("sparsity")): r
+        for r in rows
+        if r["storage"] == "masked" and "error" not in r
+    }
+    for row in rows:
+        twin = masked.get((row["model"], row["method"], row.get("sparsity")))
+        if row["storage"] == "masked" or twin is None or "error" in row:
+            continue
+        row["peak_ratio_to_masked"] = row["peak_above_baseline_mib"] / twin["peak_above_baseline_mib"]
+        row["step_ratio_to_masked"] = row["step_ms"] / twin["step_ms"]
 
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def row_name(method: str, sparsity: float) -> str:
+    if method == "dense":
+        return "dense"
+    name = f"{method} {round(sparsity * 100)}%"
+    return name + (f" K={PARTITIONS}" if method in ("cgap", "pgap") else "")
 
 
 def table_lines(data: dict[str, Any], model: str) -> list[str]:
@@ -423,19 +455,19 @@ def table_lines(data: dict[str, Any], model: str) -> list[str]:
     out = [
         *head,
         "",
-        "| config | storage | peak MiB above baseline | x dense | above warm-up | x dense | step ms "
-        "| x dense | ideal weight fraction | kept at densest step | peak at step | load (start) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | storage | peak MiB above baseline | x dense | x masked | above warm-up | x dense "
+        "| step ms | x dense | x masked | ideal weight fraction | kept at densest step | peak at step "
+        "| load (start) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = r["method"] if r["method"] == "dense" else f"{r['method']} {int(SPARSITY * 100)}%"
-        if r["method"] in ("cgap", "pgap"):
-            name += f" K={PARTITIONS}"
+        sparsity = r.get("sparsity", SPARSITY)
+        name = row_name(r["method"], sparsity)
         if "error" in r:
-            out.append(f"| {name} | {r['storage']} | failed: {r['error']} |" + " |" * 9)
+            out.append(f"| {name} | {r['storage']} | failed: {r['error']} |" + " |" * 11)
             continue
         load = r.get("load_average_at_start")
-        ideal = format_ideal(r["method"])
+        ideal = format_ideal(r["method"], sparsity)
         if "ideal_peak_fraction_these_partitions" in r:
             ideal += f" ({r['ideal_peak_fraction_these_partitions']:.2f} for these partitions)"
         cells = [
@@ -443,10 +475,12 @@ def table_lines(data: dict[str, Any], model: str) -> list[str]:
             r["storage"],
             f"{r['peak_above_baseline_mib']:,.0f}",
             _ratio(r.get("peak_ratio_to_dense")),
+            _ratio(r.get("peak_ratio_to_masked")),
             f"{r['peak_above_warmup_mib']:,.0f}",
             _ratio(r.get("peak_above_warmup_ratio_to_dense")),
             f"{r['step_ms']:,.0f}",
             _ratio(r.get("step_ratio_to_dense")),
+            _ratio(r.get("step_ratio_to_masked")),
             ideal,
             f"{r['max_kept_fraction']:.2f}",
             f"{r['peak_step']}/{r['steps']}",
@@ -462,16 +496,19 @@ def results_markdown(data: dict[str, Any]) -> str:
     lines = [
         "## Peak memory of training (CPU)",
         "",
-        "Peak resident memory (`ru_maxrss`) of a plain training loop -- model, Adam, sparsifier, "
+        "Peak resident memory (`VmHWM`) of a plain training loop -- model, Adam, sparsifier, "
         "forward, backward, `optimizer.step()`, `sparsifier.step()` -- above the peak right after "
         "`import torch, growprune`, every configuration in a fresh process with 1 torch thread. "
-        "Sparsity 80%; each method's schedule is squeezed into the measured steps so that its prunes, "
+        "Each method's schedule is squeezed into the measured steps so that its prunes, "
         "mask updates or phase changes happen in them. *Ideal weight fraction*: the fraction of the "
         "prunable weights compact storage would hold at the method's peak (GaP formula: 1 - r static "
         "sparse, (1 - r) + r/K for C-GaP / P-GaP; one-shot, GMP and ADMM train dense, then prune). "
-        "*Kept at densest step*: what the masks kept there. In masked storage every method holds "
-        "dense weights, gradients and Adam state plus masks, so no row can go below dense: these rows "
-        "are the baseline for compact storage (issue 25).",
+        "*Kept at densest step*: what the masks kept there. *Masked* storage holds dense weights, "
+        "gradients and Adam state plus masks, so no masked row can go below dense; *compact* storage "
+        "(`storage=\"compact\"`) holds a pruned layer's kept values, int32 positions and their Adam "
+        "state only. *x masked*: a compact row over the masked row of the same method and sparsity. "
+        "Every run starts from the user's dense model (the model is built dense, then the "
+        "sparsifier), so the dense weights are part of every peak.",
         "",
     ]
     for model in data["models"]:
@@ -497,17 +534,21 @@ def print_rows(data: dict[str, Any]) -> None:
         rows = [r for r in data["rows"] if r["model"] == model]
         print(f"\n{model}")
         print(
-            f"{'config':<9} {'storage':<8} {'peak MiB':>9} {'x dense':>8} {'step ms':>9} {'x dense':>8} "
-            f"{'ideal weight fraction':>22} {'kept max':>9} {'load':>5}"
+            f"{'config':<15} {'storage':<8} {'peak MiB':>9} {'x dense':>8} {'x masked':>9} {'step ms':>9} "
+            f"{'x dense':>8} {'x masked':>9} {'ideal weight fraction':>22} {'kept max':>9} {'load':>5}"
         )
         for r in rows:
+            sparsity = r.get("sparsity", SPARSITY)
+            name = row_name(r["method"], sparsity)
             if "error" in r:
-                print(f"{r['method']:<9} {r['storage']:<8} FAILED: {r['error']}")
+                print(f"{name:<15} {r['storage']:<8} FAILED: {r['error']}")
                 continue
             print(
-                f"{r['method']:<9} {r['storage']:<8} {r['peak_above_baseline_mib']:9.0f} "
-                f"{r.get('peak_ratio_to_dense', float('nan')):8.2f} {r['step_ms']:9.1f} "
-                f"{r.get('step_ratio_to_dense', float('nan')):8.2f} {format_ideal(r['method']):>22} "
+                f"{name:<15} {r['storage']:<8} {r['peak_above_baseline_mib']:9.0f} "
+                f"{r.get('peak_ratio_to_dense', float('nan')):8.2f} "
+                f"{_ratio(r.get('peak_ratio_to_masked')):>9} "
+                f"{r['step_ms']:9.1f} {r.get('step_ratio_to_dense', float('nan')):8.2f} "
+                f"{_ratio(r.get('step_ratio_to_masked')):>9} {format_ideal(r['method'], sparsity):>22} "
                 f"{r['max_kept_fraction']:9.2f} {(r.get('load_average_at_start') or [0])[0]:5.1f}"
             )
     for method, note in NOTES.items():
@@ -523,8 +564,10 @@ def describe_command(args: argparse.Namespace) -> str:
         parts.append("--models " + " ".join(args.models))
     if tuple(args.methods) != METHODS:
         parts.append("--methods " + " ".join(args.methods))
-    if args.storage != ["masked"]:
+    if args.storage != list(STORAGES):
         parts.append("--storage " + " ".join(args.storage))
+    if args.sparsities != [SPARSITY]:
+        parts.append("--sparsities " + " ".join(f"{s:g}" for s in args.sparsities))
     if args.steps:
         parts.append(f"--steps {args.steps}")
     return " ".join(parts)
@@ -539,8 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         "--storage",
         nargs="+",
         choices=STORAGES,
-        default=["masked"],
-        help="how sparse layers are stored; 'compact' fails until issue 25 lands",
+        default=list(STORAGES),
+        help="how pruned layers are stored (default: both, side by side)",
+    )
+    parser.add_argument(
+        "--sparsities", nargs="+", type=float, default=[SPARSITY], help="sparsity levels (default 0.8)"
     )
     parser.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS})")
     parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
@@ -558,12 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.smoke and args.out is None:
         parser.error("--smoke writes only where --out says (never the committed results)")
-    for storage in args.storage:
-        try:
-            check_storage(storage)
-        except StorageNotImplemented as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    for level in args.sparsities:
+        if not 0 < level < 1:
+            parser.error(f"--sparsities: {level:g} is not in (0, 1)")
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]  # the ratios need it
     started = time.time()
@@ -571,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "commit": commit,
         "dirty": dirty,
-        "sparsity": SPARSITY,
+        "sparsities": list(args.sparsities),
         "partitions": PARTITIONS,
         "smoke": args.smoke,
         "models": list(args.models),
@@ -583,19 +626,25 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         steps = args.steps or (SMOKE_STEPS if args.smoke else DEFAULT_STEPS[model])
-        for method in args.methods:
-            # dense has no storage variant: one row
-            for storage in ["masked"] if method == "dense" else args.storage:
-                row = run_child(model, method, storage, steps, args.smoke)
-                data["rows"].append(row)
-                shown = (
-                    f"FAILED: {row['error']}"
-                    if "error" in row
-                    else f"peak {row['peak_above_baseline_mib']:.0f} MiB at step {row['peak_step']}, "
-                    f"{row['step_ms']:.0f} ms/step, load {(row['load_average_at_start'] or [0])[0]:.1f}"
-                )
-                print(f"{model} {method} {storage}: {shown}", flush=True)
-                out.write_text(json.dumps({**data, "partial": True}, indent=1) + "\n")  # kept if stopped
+        configs = [("dense", "masked", 0.0)] if "dense" in args.methods else []  # one dense row
+        configs += [
+            (method, storage, level)
+            for level in args.sparsities
+            for method in args.methods
+            if method != "dense"
+            for storage in args.storage
+        ]
+        for method, storage, level in configs:
+            row = run_child(model, method, storage, steps, args.smoke, level or SPARSITY)
+            data["rows"].append(row)
+            shown = (
+                f"FAILED: {row['error']}"
+                if "error" in row
+                else f"peak {row['peak_above_baseline_mib']:.0f} MiB at step {row['peak_step']}, "
+                f"{row['step_ms']:.0f} ms/step, load {(row['load_average_at_start'] or [0])[0]:.1f}"
+            )
+            print(f"{model} {row_name(method, level)} {storage}: {shown}", flush=True)
+            out.write_text(json.dumps({**data, "partial": True}, indent=1) + "\n")  # kept if stopped
     add_ratios(data["rows"])
     data["seconds"] = time.time() - started
     data["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -18,13 +18,16 @@ def test_memory_smoke(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # a failed row is in stdout
     data = json.loads(out.read_text())
     rows = {(r["model"], r["method"], r["storage"]): r for r in data["rows"]}
-    assert set(rows) == {(m, k, "masked") for m in ("mlp", "lm") for k in METHODS}
-    for (_, method, _), row in rows.items():
+    expected = {(m, "dense", "masked") for m in ("mlp", "lm")}
+    sparse = [k for k in METHODS if k != "dense"]
+    expected |= {(m, k, s) for m in ("mlp", "lm") for k in sparse for s in ("masked", "compact")}
+    assert set(rows) == expected
+    for (_, method, storage), row in rows.items():
         assert "error" not in row, row
         assert row["peak_above_baseline_mib"] > 0 and row["step_ms"] > 0 and row["params"] > 0
         assert row["threads"] == 1 and row["steps"] == 3
@@ -34,35 +37,45 @@ def test_memory_smoke(tmp_path: Path) -> None:
         else:
             assert row["peak_ratio_to_dense"] > 0 and row["step_ratio_to_dense"] > 0
             assert 0 < row["max_kept_fraction"] < 1
+        if storage == "compact":
+            assert row["peak_ratio_to_masked"] > 0 and row["step_ratio_to_masked"] > 0
     assert abs(rows[("mlp", "cgap", "masked")]["ideal_peak_fraction"] - 0.4) < 1e-9  # (1-r) + r/K
-    assert abs(rows[("lm", "rigl", "masked")]["ideal_peak_fraction"] - 0.2) < 1e-9  # 1 - r
+    assert abs(rows[("lm", "rigl", "compact")]["ideal_peak_fraction"] - 0.2) < 1e-9  # 1 - r
     assert data["command"].startswith("python -m benchmarks.memory --smoke")
     assert "ideal weight fraction" in result.stdout
 
 
-def test_compact_storage_fails_clearly(tmp_path: Path) -> None:
+def test_other_sparsities_are_rows_of_their_own(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
+    args = ["--smoke", "--out", str(out), "--models", "mlp", "--methods", "rigl", "--storage", "compact"]
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", "--smoke", "--out", str(out), "--storage", "compact"],
+        [sys.executable, "-m", "benchmarks.memory", *args, "--sparsities", "0.5", "0.9"],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert result.returncode != 0
-    assert result.stderr.strip() == "error: storage='compact' is not implemented yet (issue 25)"
-    assert not out.exists()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    levels = {r["method"]: [] for r in data["rows"]}
+    for row in data["rows"]:
+        levels[row["method"]].append(row["sparsity"])
+    assert levels == {"dense": [0.0], "rigl": [0.5, 0.9]}
+    rigl = [r for r in data["rows"] if r["method"] == "rigl"]
+    assert [round(r["ideal_peak_fraction"], 9) for r in rigl] == [0.5, 0.1]
+    assert "--sparsities 0.5 0.9" in data["command"]
 
 
 def test_table_reads_rows() -> None:
     """The RESULTS.md section from hand-made rows: a failed configuration is shown, not dropped."""
     from benchmarks.memory import add_ratios, results_markdown
 
-    def row(method: str, peak: float, ms: float) -> dict:
+    def row(method: str, peak: float, ms: float, storage: str = "masked") -> dict:
         return {
             "model": "mlp",
             "method": method,
-            "storage": "masked",
+            "storage": storage,
+            "sparsity": 0.0 if method == "dense" else 0.8,
             "model_description": "MLP",
             "params": 10,
             "prunable_params": 8,
@@ -75,15 +88,17 @@ def test_table_reads_rows() -> None:
             "load_average_at_start": [3.0, 2.0, 1.0],
         }
 
-    rows = [row("dense", 100.0, 10.0), row("gmp", 150.0, 12.0)]
+    rows = [row("dense", 100.0, 10.0), row("gmp", 150.0, 12.0), row("gmp", 60.0, 9.0, "compact")]
     rows.append({"model": "mlp", "method": "admm", "storage": "masked", "steps": 4, "error": "boom"})
     add_ratios(rows)
     assert rows[1]["peak_ratio_to_dense"] == 1.5
+    assert rows[2]["peak_ratio_to_masked"] == 0.4 and rows[2]["step_ratio_to_masked"] == 0.75
     machine = {"cpu": "x", "cpu_count": 2, "cpu_kernels": "AVX2", "torch": "2"}
     data = {"rows": rows, "models": ["mlp"], "machine": machine, "command": "c", "commit": "abc", "date": "d"}
     text = results_markdown(data)
-    expected = "| gmp 80% | masked | 150 | 1.50 | 75 | 1.50 | 12 | 1.20 | 1 then 0.20 | 1.00 | 2/4 | 3.0 |"
+    expected = "| gmp 80% | masked | 150 | 1.50 | - | 75 | 1.50 | 12 | 1.20 | - | 1 then 0.20 | 1.00 | 2/4 |"
     assert expected in text
+    assert "| gmp 80% | compact | 60 | 0.60 | 0.40 | 30 | 0.60 | 9 | 0.90 | 0.75 | 1 then 0.20 |" in text
     assert "| admm 80% | masked | failed: boom |" in text
     assert "CPU kernels AVX2" in text
 
