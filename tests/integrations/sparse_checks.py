@@ -10,7 +10,7 @@ from growprune.methods.base import Sparsifier
 def assert_masked_zero(sparsifier: Sparsifier) -> None:
     for target in sparsifier.targets:
         mask = sparsifier.masks[target.name]
-        pruned = target.param.detach()[~mask]
+        pruned = sparsifier.weight_of(target.name)[~mask]  # dense in either storage
         assert torch.count_nonzero(pruned) == 0, f"{target.name}: pruned weights are not zero"
 
 

@@ -120,6 +120,25 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert_at_target(cb_a.sparsifier)
 
 
+def test_compact_storage_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """storage="compact" through the callback (a Llama: its projections are nn.Linear): the
+    Trainer's checkpoint holds the dense model and the kept values' optimizer state, and a
+    resumed run ends bitwise where the uninterrupted one does."""
+    common: dict[str, Any] = dict(max_steps=12, save_strategy="steps", save_steps=5)
+    kwargs = {"sparsity": 0.8, "partitions": 2, "storage": "compact"}
+    model_a, cb_a, trainer_a, _ = run(tmp_path / "a", model_fn=llama, callback_kwargs=kwargs, **common)
+    checkpoint = tmp_path / "a" / "checkpoint-5"
+    model_b, cb_b, trainer_b, check_b = run(
+        tmp_path / "b", model_fn=llama, callback_kwargs=kwargs, resume=str(checkpoint), **common
+    )
+    assert check_b.steps == 7 and cb_a.sparsifier is not None and cb_b.sparsifier is not None
+    assert_same_state(model_a, model_b, cb_a.sparsifier, cb_b.sparsifier)
+    state_a, state_b = trainer_a.optimizer.state_dict()["state"], trainer_b.optimizer.state_dict()["state"]
+    assert all(torch.equal(state_a[i][k], state_b[i][k]) for i in state_a for k in state_a[i])
+    assert_at_target(cb_b.sparsifier)
+    assert any(t.param.shape != t.shape for t in cb_b.sparsifier.targets)  # held compactly
+
+
 def test_resume_refuses_missing_or_mismatched_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     common: dict[str, Any] = dict(max_steps=8, save_strategy="steps", save_steps=3)
     run(tmp_path / "a", **common)

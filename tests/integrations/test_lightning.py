@@ -116,17 +116,20 @@ def test_manual_optimization() -> None:
     assert_at_target(callback.sparsifier)
 
 
-def test_ckpt_path_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
-    """Checkpoint after epoch 3 (step 12, mid phase 3 of C-GaP); a fresh module and Trainer resume."""
+@pytest.mark.parametrize("storage", ["masked", "compact"])
+def test_ckpt_path_resume_equals_uninterrupted_run(tmp_path: Path, storage: str) -> None:
+    """Checkpoint after epoch 3 (step 12, mid phase 3 of C-GaP); a fresh module and Trainer resume.
+    In compact storage too: the checkpoint's model is dense, its optimizer state the kept values'."""
     path = str(tmp_path / "epoch3.ckpt")
-    module_a, cb_a, _, trainer_a = fit(save_after_epoch=3, path=path)
+    args = {"sparsity": 0.8, "partitions": 3, "storage": storage}
+    module_a, cb_a, _, trainer_a = fit(args, save_after_epoch=3, path=path)
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["global_step"] == 12
     assert checkpoint["callbacks"]["SparsityCallback"]["sparsifier"]["step"] == 12
     assert not [k for k in checkpoint["state_dict"] if k.endswith("_mask")]
     CausalLM().load_state_dict(checkpoint["state_dict"])  # strict: a fresh module loads it
 
-    module_b, cb_b, check_b, trainer_b = fit(ckpt_path=path)
+    module_b, cb_b, check_b, trainer_b = fit(args, ckpt_path=path)
     assert check_b.batches == 24 and check_b.steps_seen == set(range(12, 25))  # only epochs 4-6 ran
     assert cb_a.sparsifier is not None and cb_b.sparsifier is not None
     assert_same_state(module_a, module_b, cb_a.sparsifier, cb_b.sparsifier)
@@ -134,6 +137,8 @@ def test_ckpt_path_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     state_b = trainer_b.optimizers[0].state_dict()["state"]
     assert all(torch.equal(state_a[i][k], state_b[i][k]) for i in state_a for k in state_a[i])
     assert_at_target(cb_b.sparsifier)
+    compact = [t.name for t in cb_b.sparsifier.targets if t.param.shape != t.shape]
+    assert bool(compact) == (storage == "compact"), compact
 
 
 def test_resume_refuses_other_schedule_or_missing_state(tmp_path: Path) -> None:

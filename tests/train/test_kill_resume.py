@@ -71,6 +71,21 @@ PGAP = {
     "training": {"epochs": 4},
 }
 
+# Compact storage (method.storage: compact): layers change shape at every mask change, and the
+# checkpoints hold their dense weights and the values' optimizer state; a resume is still exact.
+GMP_COMPACT = {"method": {**RECIPE["method"], "storage": "compact"}}
+CGAP_COMPACT = {
+    "method": {
+        "name": "cgap",
+        "sparsity": 0.8,
+        "partitions": 2,
+        "epochs_per_phase": 1,
+        "rounds": 1,
+        "finetune_epochs": 1,
+        "storage": "compact",
+    },
+}
+
 
 def cli(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "growprune", *args]
@@ -133,6 +148,9 @@ CASES: list[tuple[str, dict, int, Callable[[Path], None], int]] = [
     ("end-of-epoch-then-position-outside", {}, 16, set_position_batch, 12),
     ("end-of-epoch-then-non-finite", {}, 8, make_non_finite, 4),
     ("pgap-end-of-finetune-epoch", PGAP, 24, no_damage, 24),
+    ("compact-gmp-mid-epoch", GMP_COMPACT, 12, no_damage, 12),
+    ("compact-cgap-end-of-phase", CGAP_COMPACT, 8, no_damage, 8),
+    ("compact-cgap-mid-phase-then-truncated", CGAP_COMPACT, 16, truncate, 12),
 ]
 
 
@@ -143,7 +161,8 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict], Pat
     done: dict[str, Path] = {}
 
     def reference(sections: dict) -> Path:
-        key = sections.get("method", RECIPE["method"])["name"]
+        method = sections.get("method", RECIPE["method"])
+        key = f"{method['name']}-{method.get('storage', 'masked')}"
         if key not in done:
             recipe = write_recipe(root / f"{key}.yaml", **sections)
             result = cli("train", str(recipe), "--out", str(root / key), "--no-progress")
