@@ -65,6 +65,7 @@ from growprune.sparsity.compact import (
     is_compact,
     make_compact,
     make_dense,
+    mask_of,
     positions_of,
 )
 from growprune.sparsity.consensus import default_group, verify_masks_equal
@@ -79,7 +80,7 @@ from growprune.sparsity.masks import MASK_SUFFIX, MaskSet, tensor_stamp
 from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
-from growprune.sparsity.scoring import LazyScores, gradient_magnitude, magnitude, random_scores
+from growprune.sparsity.scoring import LazyScores, gradient_magnitude, magnitude, random_scores, restrict
 from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 # Exact classes (not subclasses, which may change the update rule) whose step keeps an entry at
@@ -854,6 +855,18 @@ class Sparsifier:
         return LazyScores(
             names, lambda n: random_scores(by_name[n].shape, by_name[n].param.device, self.seed, *purpose, n)
         )
+
+    def kept_by_magnitude(self, name: str, count: int) -> torch.Tensor:
+        """The mask keeping the `count` largest-magnitude weights among those layer `name` keeps
+        now (ties to the lowest flat index, as :func:`topk_mask`). In compact storage it ranks the
+        kept values themselves (their order is their positions'), without the dense weight."""
+        target = self.mask_set.by_name[name]
+        state = compact_state(target.module)
+        if state is None:
+            return topk_mask(restrict(magnitude(target.param), self.mask_set.mask(name)), count)
+        positions = state.positions(target.module)
+        chosen = topk_mask(magnitude(target.param), count)
+        return mask_of(positions[chosen], target.shape)
 
     def resolve_partitions(self, partitions: PartitionSpec, mode: str) -> list[list[str]]:
         return partition_layers(self.names, [self.numels[n] for n in self.names], partitions, mode, self.seed)

@@ -12,7 +12,7 @@ from torch import nn
 from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
 from growprune.sparsity.patterns import topk_mask
-from growprune.sparsity.scoring import magnitude, random_scores, restrict
+from growprune.sparsity.scoring import random_scores
 
 DECAYS = ("cosine", "constant")
 
@@ -102,6 +102,8 @@ class SET(Sparsifier):
         return step < self.end_step and step % self.update_interval == 0
 
     def grow_scores(self, name: str, step: int) -> torch.Tensor:
+        """Scores of layer `name` for growing at update `step` (float, the layer's shape): a new
+        tensor each call, since the update restricts it in place."""
         target = self.mask_set.by_name[name]
         return random_scores(target.shape, target.param.device, self.seed, "grow", step, name)
 
@@ -116,9 +118,10 @@ class SET(Sparsifier):
             moved = round(fraction * kept)
             if moved == 0:
                 continue
-            survivors = topk_mask(restrict(magnitude(self.weight_of(target.name)), mask), kept - moved)
-            grown = topk_mask(restrict(self.grow_scores(target.name, step), ~survivors), moved)
-            new_masks[target.name] = survivors | grown
+            survivors = self.kept_by_magnitude(target.name, kept - moved)
+            # the scores are this update's own (consumed here): restricted in place, one layer at a time
+            grown = topk_mask(self.grow_scores(target.name, step).masked_fill_(survivors, -1.0), moved)
+            new_masks[target.name] = survivors.logical_or_(grown)
         if new_masks:
             self.change_masks(new_masks, "drop-grow")
         self.after_update()
