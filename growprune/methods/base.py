@@ -701,16 +701,16 @@ class Sparsifier:
         if self.mask_set.revision != self._synced_revision or self._state_dirty:
             self._sync_weights_and_state()
         elif stamp != self._stamp:
-            self.mask_set.apply_to_weights()
             self._fit_storage()  # a weight loaded into a compact layer may hold more than its mask
+            self.mask_set.apply_to_weights()
             self._stamp = self.mask_set.weight_stamp()
 
     def _sync_weights_and_state(self) -> None:
         """Weights and optimizer state masked to the current masks; remembered as seen."""
         if self._state_dirty:
             self._fit_loaded_optimizer_state()
-        self.mask_set.apply_to_weights()
         self._fit_storage()
+        self.mask_set.apply_to_weights()
         mask_optimizer_state(self.optimizer, self._masked_pairs(self.names))
         self._synced_revision = self.mask_set.revision
         self._state_dirty = False
@@ -874,10 +874,12 @@ class Sparsifier:
     def change_masks(self, new_masks: Mapping[str, torch.Tensor], event: str, reset: str = "changed") -> None:
         """Install new masks, zero pruned weights and their optimizer state, log the event."""
         self.mask_set.update(new_masks)
-        self.mask_set.apply_to_weights()
         if reset == "all":
             reset_optimizer_state(self.optimizer)
+        # Compact layers first (they drop their pruned values, nothing to multiply), so that
+        # masking the others never builds a float copy of a mask for a layer about to be compact.
         self._fit_storage(list(new_masks))
+        self.mask_set.apply_to_weights()
         if reset != "all":
             mask_optimizer_state(self.optimizer, self._masked_pairs(list(new_masks)))
         self._synced_revision = self.mask_set.revision

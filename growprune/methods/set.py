@@ -114,7 +114,7 @@ class SET(Sparsifier):
         new_masks = {}
         for target in self.targets:
             mask = self.mask_set.mask(target.name)
-            kept = int(mask.sum())
+            kept = int(mask.count_nonzero())
             moved = round(fraction * kept)
             if moved == 0:
                 continue

@@ -54,7 +54,16 @@ def positions_of(mask: torch.Tensor) -> torch.Tensor:
         raise CompactStorageError(
             f"a layer of {mask.numel():,} weights is past int32 positions; keep it in masked storage"
         )
-    return mask.reshape(-1).nonzero().reshape(-1).to(torch.int32)
+    flat = mask.reshape(-1)
+    # nonzero() gives int64 positions: made a block at a time, so only int32 ones are ever whole
+    block = 1 << 22
+    if flat.numel() <= block:
+        return flat.nonzero().reshape(-1).to(torch.int32)
+    parts = [
+        flat[start : start + block].nonzero().reshape(-1).to(torch.int32).add_(start)
+        for start in range(0, flat.numel(), block)
+    ]
+    return torch.cat(parts)
 
 
 Shape = torch.Size | tuple[int, ...]

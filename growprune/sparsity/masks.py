@@ -92,7 +92,7 @@ class MaskSet:
             self.set(name, mask)
 
     def kept(self, name: str) -> int:
-        return int(self.mask(name).sum())
+        return int(self.mask(name).count_nonzero())  # a bool .sum() would copy the mask to int64
 
     def set_compact(self, names: frozenset[str]) -> None:
         """Which layers are stored compactly now (the cached lists are rebuilt)."""

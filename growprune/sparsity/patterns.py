@@ -62,6 +62,13 @@ def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern, input_first: 
         )
 
 
+# Above this many scores the threshold is found by bisection instead of ``kthvalue``, which
+# copies the scores and an int64 index of each (12 bytes per score, 200 MiB for a 4096x4096
+# layer): the same value, found with a few dozen counting passes that allocate one bool per score.
+LEAN_TOPK_NUMEL = 1 << 20
+_TIE_CHUNK = 1 << 20
+
+
 def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
     """Boolean mask keeping the `keep` highest scores; ties go to the lowest flat index."""
     flat = scores.reshape(-1)
@@ -71,13 +78,44 @@ def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
     if keep <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
     # The (numel - keep)-th smallest value: everything above it is kept for sure.
-    threshold = flat.kthvalue(numel - keep).values
+    threshold = _kth_largest(flat, keep)
     mask = flat > threshold
-    missing = keep - int(mask.sum())
-    if missing > 0:
-        tied = (flat == threshold).nonzero().squeeze(1)[:missing]
-        mask[tied] = True
+    missing = keep - int(mask.count_nonzero())  # count_nonzero: a bool .sum() would copy to int64
+    start = 0
+    while missing > 0:  # ties at the threshold, lowest flat index first, a chunk at a time
+        chunk = flat[start : start + _TIE_CHUNK]
+        tied = (chunk == threshold).nonzero().squeeze(1)[:missing]
+        mask[start + tied] = True
+        missing -= tied.numel()
+        start += _TIE_CHUNK
     return mask.view_as(scores)
+
+
+def _kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest entry of 1-D `flat` (a 0-d tensor), counting duplicates."""
+    numel = flat.numel()
+    if numel <= LEAN_TOPK_NUMEL or flat.dtype != torch.float32 or bool(flat.isnan().any()):
+        return flat.kthvalue(numel - k).values
+    # Bisection over the float32 values in their bit order (an int32 key that sorts as the floats
+    # do): the answer is the smallest key whose value has fewer than k entries above it.
+    lo, hi = _sortable_key(flat.min()), _sortable_key(flat.max())
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int((flat > _key_value(mid)).count_nonzero()) < k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _key_value(lo).to(flat.device)
+
+
+def _sortable_key(value: torch.Tensor) -> int:
+    bits = int(value.reshape(1).cpu().view(torch.int32).item())
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF) - 1
+
+
+def _key_value(key: int) -> torch.Tensor:
+    bits = key if key >= 0 else -(key + 1) | -0x80000000
+    return torch.tensor([bits], dtype=torch.int32).view(torch.float32)[0]
 
 
 def nm_mask(scores: torch.Tensor, pattern: Pattern, input_first: bool = False) -> torch.Tensor:

@@ -152,6 +152,15 @@ CASES: list[tuple[str, dict, int, Callable[[Path], None], int]] = [
     ("compact-cgap-end-of-phase", CGAP_COMPACT, 8, no_damage, 8),
     ("compact-cgap-mid-phase-then-truncated", CGAP_COMPACT, 16, truncate, 12),
 ]
+# Variants of a case the default suite keeps (another position in the same loop, another damage
+# of the same kind): `make test-slow` runs them, the default suite stays under 15 minutes.
+SLOW_CASES = {
+    "end-of-epoch-2",
+    "after-the-last-epoch",
+    "end-of-epoch-then-position-outside",
+    "compact-gmp-mid-epoch",
+    "compact-cgap-mid-phase-then-truncated",
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +183,8 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict], Pat
 
 
 @pytest.mark.parametrize(
-    ("sections", "kill_step", "damage", "used"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+    ("sections", "kill_step", "damage", "used"),
+    [pytest.param(*c[1:], id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW_CASES else []) for c in CASES],
 )
 def test_killed_run_resumes_like_the_uninterrupted_one(
     tmp_path: Path,
