@@ -153,3 +153,44 @@ def test_check_nm_shape_input_first_uses_the_first_dimension() -> None:
     with pytest.raises(ValueError, match=r"'w'.*input dimension 6.*M=4"):
         check_nm_shape("w", torch.Size((6, 8)), Pattern(2, 4), input_first=True)
     check_nm_shape("w", torch.Size((6, 8)), Pattern(2, 4))
+
+
+def _kthvalue_topk(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """The reference: threshold from kthvalue, ties to the lowest flat index."""
+    flat = scores.reshape(-1)
+    threshold = flat.kthvalue(flat.numel() - keep).values
+    mask = flat > threshold
+    missing = keep - int(mask.count_nonzero())
+    if missing > 0:
+        mask[(flat == threshold).nonzero().squeeze(1)[:missing]] = True
+    return mask.view_as(scores)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(2, 300),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["normal", "few-values", "restricted", "signed-zeros"]),
+    data=st.data(),
+)
+def test_lean_threshold_keeps_what_kthvalue_keeps(n: int, seed: int, kind: str, data: st.DataObject) -> None:
+    """Large layers find the threshold by bisection over the float order (no copy of the scores);
+    the mask must be the one kthvalue's threshold gives, ties included."""
+    from growprune.sparsity import patterns
+
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "normal":
+        scores = torch.randn(n, generator=gen)
+    elif kind == "few-values":
+        scores = torch.randint(-2, 3, (n,), generator=gen).float()
+    elif kind == "restricted":  # what restrict() makes: -1 outside the allowed entries
+        scores = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, torch.rand(n, generator=gen))
+    else:
+        scores = torch.zeros(n) * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+        scores += (torch.rand(n, generator=gen) < 0.3).float()
+    keep = data.draw(st.integers(1, n - 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(patterns, "LEAN_TOPK_NUMEL", 1)
+        patch.setattr(patterns, "_TIE_CHUNK", 7)
+        lean = topk_mask(scores, keep)
+    assert torch.equal(lean, _kthvalue_topk(scores, keep))
