@@ -35,3 +35,17 @@ def test_readme_custom_method_example_runs() -> None:
         assert [e.event for e in namespace["sparsifier"].history] == ["prune"]
     finally:
         METHODS.pop("lateprune", None)
+
+
+def test_readme_compact_storage_example_runs() -> None:
+    """The "Compact storage" example: the pruned layers hold their kept values only, and the
+    report still sees the dense model at its target."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if 'storage="compact"' in b)
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)
+    model, sparsifier, gp = namespace["model"], namespace["sparsifier"], namespace["gp"]
+    assert sparsifier.storage == "compact"
+    for target in sparsifier.targets:
+        assert target.param.shape == (sparsifier.mask_set.kept(target.name),)
+    assert abs(gp.sparsity_report(model).overall - 0.9) < 1e-3
