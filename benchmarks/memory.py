@@ -68,7 +68,8 @@ SMOKE_STEPS = 3
 CHILD_TIMEOUT_S = 3600
 
 # Model sizes: (full, smoke).
-MLP_SIZES = {"full": (1024, (4096, 4096, 4096), 10, 64), "smoke": (64, (128, 128, 128), 10, 4)}
+# The MLP of issue 25's targets: 4 x Linear(4096, 4096) and a head (67M weights), batch 64.
+MLP_SIZES = {"full": (4096, (4096, 4096, 4096, 4096), 10, 64), "smoke": (64, (128, 128, 128), 10, 4)}
 # vocab, d_model, heads, ffn, layers, sequence, batch
 LM_SIZES = {"full": (8192, 512, 8, 2048, 6, 128, 8), "smoke": (256, 32, 2, 64, 2, 16, 2)}
 

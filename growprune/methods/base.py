@@ -67,6 +67,7 @@ from growprune.sparsity.compact import (
     make_dense,
     mask_of,
     positions_of,
+    tune_malloc,
 )
 from growprune.sparsity.consensus import default_group, verify_masks_equal
 from growprune.sparsity.distribution import (
@@ -426,6 +427,7 @@ class Sparsifier:
         said once in a warning naming them and why."""
         if self.storage != "compact":
             return []
+        tune_malloc()
         held, refused = [], []
         for t in self.targets:
             # Exact types: a subclass's forward, or an owner such as MultiheadAttention (whose

@@ -225,3 +225,28 @@ def test_positions_round_trip(shape: list[int], seed: int, density: float) -> No
     assert positions.dtype == torch.int32 and bool((positions[1:] > positions[:-1]).all())
     assert torch.equal(mask_of(positions, mask.shape), mask)
     assert torch.equal(densify(gather(dense, positions), positions, mask.shape), dense)
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_compact_storage_fixes_the_malloc_threshold_unless_told_not_to(setting: str) -> None:
+    """glibc's moving mmap threshold would keep freed kept-value blocks in the heap; compact
+    storage fixes it once per process, and GROWPRUNE_MALLOC_TUNING=0 leaves malloc alone."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, growprune as gp\n"
+        "from growprune.sparsity import compact\n"
+        "assert not compact._malloc_tuned\n"
+        "m = torch.nn.Linear(8, 8)\n"
+        "gp.GMP(m, torch.optim.SGD(m.parameters(), lr=0.1), sparsity=0.5, start_step=1, end_step=2,\n"
+        "       frequency=1, storage='compact')\n"
+        "print(compact._malloc_tuned)\n"
+    )
+    env = {**os.environ, "GROWPRUNE_MALLOC_TUNING": setting}
+    command = [sys.executable, "-c", script]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = "True" if setting == "1" and sys.platform.startswith("linux") else "False"
+    assert result.stdout.strip() == expected
