@@ -8,6 +8,7 @@ change must stay cheap.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern, input_first: 
 # copies the scores and an int64 index of each (12 bytes per score, 200 MiB for a 4096x4096
 # layer): the same value, found with a few dozen counting passes that allocate one bool per score.
 LEAN_TOPK_NUMEL = 1 << 20
+SAMPLE_SIZE = 1 << 16  # entries of the strided sample that guesses the threshold's bracket
 _TIE_CHUNK = 1 << 20
 
 
@@ -96,6 +98,9 @@ def _kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
     numel = flat.numel()
     if numel <= LEAN_TOPK_NUMEL or flat.dtype != torch.float32 or bool(flat.isnan().any()):
         return flat.kthvalue(numel - k).values
+    bracketed = _kth_largest_in_bracket(flat, k)
+    if bracketed is not None:
+        return bracketed
     # Bisection over the float32 values in their bit order (an int32 key that sorts as the floats
     # do): the answer is the smallest key whose value has fewer than k entries above it.
     lo, hi = _sortable_key(flat.min()), _sortable_key(flat.max())
@@ -106,6 +111,28 @@ def _kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
         else:
             lo = mid + 1
     return _key_value(lo).to(flat.device)
+
+
+def _kth_largest_in_bracket(flat: torch.Tensor, k: int) -> torch.Tensor | None:
+    """The k-th largest entry from a bracket guessed on a strided sample: two counting passes
+    check that it holds the answer, and ``kthvalue`` runs on the entries inside it only (a small
+    fraction of them). None when the guess missed (the caller bisects instead)."""
+    numel = flat.numel()
+    stride = max(1, numel // SAMPLE_SIZE)
+    sample = flat[::stride]
+    m = sample.numel()
+    rank = k * m / numel  # where the answer falls among the sample's largest
+    margin = 4.0 * math.sqrt(rank + 1.0) + 8.0
+    high_rank, low_rank = max(1, int(rank - margin)), min(m, int(rank + margin) + 1)
+    high = sample.kthvalue(m - high_rank + 1).values  # the sample's high_rank-th largest
+    low = sample.kthvalue(m - low_rank + 1).values
+    above = int((flat > high).count_nonzero())
+    inside = (flat >= low) & (flat <= high)
+    count = int(inside.count_nonzero())
+    if not (above < k <= above + count) or count > numel // 8:
+        return None
+    candidates = flat[inside]
+    return candidates.kthvalue(count - (k - above) + 1).values
 
 
 def _sortable_key(value: torch.Tensor) -> int:

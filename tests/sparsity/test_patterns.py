@@ -174,8 +174,9 @@ def _kthvalue_topk(scores: torch.Tensor, keep: int) -> torch.Tensor:
     data=st.data(),
 )
 def test_lean_threshold_keeps_what_kthvalue_keeps(n: int, seed: int, kind: str, data: st.DataObject) -> None:
-    """Large layers find the threshold by bisection over the float order (no copy of the scores);
-    the mask must be the one kthvalue's threshold gives, ties included."""
+    """Large layers find the threshold without copying the scores (a bracket guessed on a strided
+    sample, else bisection over the float order); the mask must be the one kthvalue's threshold
+    gives, ties included."""
     from growprune.sparsity import patterns
 
     gen = torch.Generator().manual_seed(seed)
@@ -192,5 +193,6 @@ def test_lean_threshold_keeps_what_kthvalue_keeps(n: int, seed: int, kind: str, 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(patterns, "LEAN_TOPK_NUMEL", 1)
         patch.setattr(patterns, "_TIE_CHUNK", 7)
+        patch.setattr(patterns, "SAMPLE_SIZE", data.draw(st.integers(2, 400)))  # strided samples too
         lean = topk_mask(scores, keep)
     assert torch.equal(lean, _kthvalue_topk(scores, keep))
