@@ -4,6 +4,7 @@
     python -m benchmarks.memory --models lm --methods dense cgap rigl --steps 12
     python -m benchmarks.memory --smoke --out /tmp/m.json   # tiny models, seconds; what the tests run
     python -m benchmarks.memory --from-json benchmarks/results/memory.json   # redo the RESULTS.md section
+    python -m benchmarks.memory --device cuda        # on a GPU: torch.cuda.max_memory_allocated
 
 What it measures: the CPU peak resident set size (``VmHWM``, else ``ru_maxrss``) of a training
 loop -- build the model, an Adam optimizer and the sparsifier, then N steps of forward, backward,
@@ -124,7 +125,7 @@ class TinyLM(nn.Module):
         return self.head(self.norm(x))
 
 
-def build_model(name: str, smoke: bool) -> tuple[nn.Module, Any, str]:
+def build_model(name: str, smoke: bool, device: str = "cpu") -> tuple[nn.Module, Any, str]:
     """The model, a function returning (loss) for one step on a fixed random batch, a description."""
     size = "smoke" if smoke else "full"
     gen = torch.Generator().manual_seed(0)
@@ -132,15 +133,15 @@ def build_model(name: str, smoke: bool) -> tuple[nn.Module, Any, str]:
         from growprune.models import MLP
 
         in_features, hidden, classes, batch = MLP_SIZES[size]
-        model = MLP(in_features=in_features, hidden=hidden, num_classes=classes)
-        x = torch.randn(batch, in_features, generator=gen)
-        y = torch.randint(0, classes, (batch,), generator=gen)
+        model = MLP(in_features=in_features, hidden=hidden, num_classes=classes).to(device)
+        x = torch.randn(batch, in_features, generator=gen).to(device)
+        y = torch.randint(0, classes, (batch,), generator=gen).to(device)
         describe = f"MLP {in_features}-{'-'.join(map(str, hidden))}-{classes}, ReLU, batch {batch}"
         return model, lambda: F.cross_entropy(model(x), y), describe
     if name == "lm":
         vocab, d_model, heads, ffn, layers, seq, batch = LM_SIZES[size]
-        model = TinyLM(vocab, d_model, heads, ffn, layers, seq)
-        tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen)
+        model = TinyLM(vocab, d_model, heads, ffn, layers, seq).to(device)
+        tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device)
         inputs, labels = tokens[:, :-1], tokens[:, 1:]
 
         def loss() -> torch.Tensor:
@@ -274,27 +275,53 @@ def step_of_peak(running_peaks_mib: list[float], final_peak_mib: float) -> int:
     return len(running_peaks_mib)
 
 
+class Meter:
+    """Peak and current memory of one configuration: the process's resident set on the CPU, torch's
+    allocator (``max_memory_allocated``: tensors, not the allocator's cache) on a CUDA device."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.measure = "torch.cuda.max_memory_allocated" if self.cuda else "peak RSS (VmHWM)"
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_allocated() if self.cuda else peak_rss()
+
+    def current(self) -> int | None:
+        return torch.cuda.memory_allocated() if self.cuda else current_rss()
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
 def run_config(
-    model_name: str, method: str, storage: str, steps: int, smoke: bool, sparsity: float = SPARSITY
+    model_name: str,
+    method: str,
+    storage: str,
+    steps: int,
+    smoke: bool,
+    sparsity: float = SPARSITY,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Build and train one configuration here; the caller is a fresh process (see child_main)."""
     torch.set_num_threads(1)
-    baseline = peak_rss()
+    meter = Meter(device)
+    baseline = meter.peak()
     load_start = load_average()
     # torch's one-time allocations (thread pools, kernel caches, autograd engine) happen at the
     # first training step of any model: one step of the smoke-sized model shows how much of the
     # peak they are, so that the part that grows with the model can be read apart.
-    warm_model, warm_loss, _ = build_model(model_name, smoke=True)
+    warm_model, warm_loss, _ = build_model(model_name, smoke=True, device=device)
     warm_opt = torch.optim.Adam(warm_model.parameters(), lr=1e-4)
     warm_loss().backward()
     warm_opt.step()
     del warm_model, warm_loss, warm_opt
-    warmed = peak_rss()
+    warmed = meter.peak()
     torch.manual_seed(0)
-    model, loss_fn, describe = build_model(model_name, smoke)
+    model, loss_fn, describe = build_model(model_name, smoke, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     sparsifier = build_sparsifier(method, model, optimizer, storage, steps, sparsity)
-    after_build = peak_rss()
+    after_build = meter.peak()
     trace, times, kept = [], [], [kept_fraction(sparsifier)]
     for _ in range(steps):
         start = time.perf_counter()
@@ -304,18 +331,19 @@ def run_config(
         optimizer.step()
         if sparsifier is not None:
             sparsifier.step()
+        meter.sync()
         times.append(time.perf_counter() - start)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{model_name}/{method}: loss {loss.item()} is not finite")
         kept.append(kept_fraction(sparsifier))  # before the reading: counting masks allocates too
-        rss = current_rss()
+        rss = meter.current()
         trace.append(
-            {  # after each step: the running peak and the RSS now, both above the baseline
-                "peak_mib": (peak_rss() - baseline) / MIB,
+            {  # after each step: the running peak and the memory now, both above the baseline
+                "peak_mib": (meter.peak() - baseline) / MIB,
                 "rss_mib": None if rss is None else (rss - baseline) / MIB,
             }
         )
-    peak = peak_rss()
+    peak = meter.peak()
     peak_step = step_of_peak([t["peak_mib"] for t in trace], (peak - baseline) / MIB)
     targets = sparsifier.names if sparsifier is not None else []
     prunable = sum(sparsifier.numels.values()) if sparsifier is not None else None
@@ -332,6 +360,8 @@ def run_config(
         "steps": steps,
         "optimizer": "Adam",
         "threads": torch.get_num_threads(),
+        "device": str(device),
+        "measure": meter.measure,
         "baseline_rss_mib": baseline / MIB,
         "peak_above_baseline_mib": (peak - baseline) / MIB,
         "build_above_baseline_mib": (after_build - baseline) / MIB,
@@ -362,19 +392,26 @@ def run_config(
 def child_main(payload: str) -> None:
     job = json.loads(payload)
     row = run_config(
-        job["model"], job["method"], job["storage"], job["steps"], job["smoke"], job["sparsity"]
+        job["model"], job["method"], job["storage"], job["steps"], job["smoke"], job["sparsity"],
+        job["device"],
     )
     row["machine"] = machine()
     print("MEMORY-ROW " + json.dumps(row), flush=True)
 
 
 def run_child(
-    model: str, method: str, storage: str, steps: int, smoke: bool, sparsity: float = SPARSITY
+    model: str,
+    method: str,
+    storage: str,
+    steps: int,
+    smoke: bool,
+    sparsity: float = SPARSITY,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """One configuration in a fresh interpreter; its row, or a row saying why it failed."""
     job = json.dumps(
         {"model": model, "method": method, "storage": storage, "steps": steps, "smoke": smoke}
-        | {"sparsity": sparsity}
+        | {"sparsity": sparsity, "device": device}
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
@@ -494,10 +531,12 @@ def table_lines(data: dict[str, Any], model: str) -> list[str]:
 def results_markdown(data: dict[str, Any]) -> str:
     info = data["machine"]
     loads = [r["load_average_at_start"][0] for r in data["rows"] if r.get("load_average_at_start")]
+    cuda = data.get("device") == "cuda"
     lines = [
-        "## Peak memory of training (CPU)",
+        f"## Peak memory of training ({'CUDA' if cuda else 'CPU'})",
         "",
-        "Peak resident memory (`VmHWM`) of a plain training loop -- model, Adam, sparsifier, "
+        ("Peak `torch.cuda.max_memory_allocated`" if cuda else "Peak resident memory (`VmHWM`)")
+        + " of a plain training loop -- model, Adam, sparsifier, "
         "forward, backward, `optimizer.step()`, `sparsifier.step()` -- above the peak right after "
         "`import torch, growprune`, every configuration in a fresh process with 1 torch thread. "
         "Each method's schedule is squeezed into the measured steps so that its prunes, "
@@ -571,6 +610,8 @@ def describe_command(args: argparse.Namespace) -> str:
         parts.append("--sparsities " + " ".join(f"{s:g}" for s in args.sparsities))
     if args.steps:
         parts.append(f"--steps {args.steps}")
+    if args.device != "cpu":
+        parts.append(f"--device {args.device}")
     return " ".join(parts)
 
 
@@ -590,6 +631,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sparsities", nargs="+", type=float, default=[SPARSITY], help="sparsity levels (default 0.8)"
     )
     parser.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS})")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="cpu: peak RSS of the process; cuda: torch.cuda.max_memory_allocated on the GPU",
+    )
     parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--results-md", type=Path, help=f"Markdown to update (default {RESULTS_MD.name})")
     parser.add_argument("--from-json", type=Path, help="do not measure: rewrite the section from this file")
@@ -600,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_json:
         data = json.loads(args.from_json.read_text())
-        write_section(args.results_md or RESULTS_MD, SECTION, results_markdown(data))
+        section = f"{SECTION}-cuda" if data.get("device") == "cuda" else SECTION
+        write_section(args.results_md or RESULTS_MD, section, results_markdown(data))
         print(f"section written: {args.results_md or RESULTS_MD}")
         return 0
     if args.smoke and args.out is None:
@@ -608,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     for level in args.sparsities:
         if not 0 < level < 1:
             parser.error(f"--sparsities: {level:g} is not in (0, 1)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda needs a CUDA build of torch and a GPU; none here", file=sys.stderr)
+        return 2
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]  # the ratios need it
     started = time.time()
@@ -623,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "rows": [],
     }
-    out = args.out or RESULTS
+    cuda = args.device == "cuda"
+    data["device"] = args.device
+    out = args.out or (RESULTS_DIR / "memory_cuda.json" if cuda else RESULTS)
+    section = f"{SECTION}-cuda" if cuda else SECTION
     out.parent.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         steps = args.steps or (SMOKE_STEPS if args.smoke else DEFAULT_STEPS[model])
@@ -636,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
             for storage in args.storage
         ]
         for method, storage, level in configs:
-            row = run_child(model, method, storage, steps, args.smoke, level or SPARSITY)
+            row = run_child(model, method, storage, steps, args.smoke, level or SPARSITY, args.device)
             data["rows"].append(row)
             shown = (
                 f"FAILED: {row['error']}"
@@ -654,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}")
     if not args.smoke or args.results_md:
         md = args.results_md or RESULTS_MD
-        write_section(md, SECTION, results_markdown(data))
+        write_section(md, section, results_markdown(data))
         print(f"section written: {md}")
     failed = [r for r in data["rows"] if "error" in r]
     return 1 if failed else 0

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("dense", "cgap", "rigl")  # a subset: every configuration is a fresh interpreter
 
@@ -110,3 +113,31 @@ def test_peak_reached_after_the_last_reading_is_put_at_the_last_step() -> None:
     assert step_of_peak([10.0, 20.0, 20.0], 20.0) == 2
     assert step_of_peak([10.0, 20.0, 20.0], 20.5) == 3
     assert step_of_peak([5.0], 5.0) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_device_without_a_gpu_is_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--smoke", "--out", "/nonexistent/m", "--device", "cuda"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --device cuda needs a CUDA build of torch and a GPU; none here"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_memory_smoke_on_cuda(tmp_path: Path) -> None:
+    """On a GPU the rows measure torch.cuda.max_memory_allocated (benchmarks/gpu_suite.py runs the
+    cuda tests); compact storage must hold less than masked storage there too."""
+    out = tmp_path / "memory.json"
+    args = ["--smoke", "--out", str(out), "--device", "cuda", "--methods", "dense", "cgap", "rigl"]
+    command = [sys.executable, "-m", "benchmarks.memory", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(r["device"] == "cuda" for r in rows)
+    assert all(r["measure"] == "torch.cuda.max_memory_allocated" for r in rows)
