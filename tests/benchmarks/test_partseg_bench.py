@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.make_results import partseg_section
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a task benchmark's smoke: minutes of CPU; `make test-slow` runs it
 def test_partseg_smoke_rows(tmp_path: Path) -> None:
     out = tmp_path / "partseg.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GROWPRUNE_CACHE": str(tmp_path / "cache")}

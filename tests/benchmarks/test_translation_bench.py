@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.make_results import translation_section
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +30,7 @@ FIELDS = {
 }
 
 
+@pytest.mark.slow  # a task benchmark's smoke: minutes of CPU; `make test-slow` runs it
 def test_translation_smoke_rows(tmp_path: Path) -> None:
     out = tmp_path / "translation.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
