@@ -142,11 +142,6 @@ def _release(dense: torch.Tensor, positions: torch.Tensor) -> None:
     dense.view(-1).index_put_((positions,), dense.new_zeros(()))
 
 
-def release_scratch() -> None:
-    """Free this thread's scratch buffers (they are rebuilt at the next compact forward)."""
-    _SCRATCH.pool = {}
-
-
 # glibc's malloc serves a request from its heap, not from a fresh mapping, once it is below the
 # mmap threshold, and it raises that threshold (up to 32 MiB) each time a large block is freed.
 # Compact storage frees and allocates blocks of kept values of a few MiB at every mask change, so
