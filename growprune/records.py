@@ -168,7 +168,7 @@ class StartRecord:
 
     @property
     def platform_text(self) -> str | None:
-        """"cpu, AVX512 kernels, 2 threads, torch 2.13.0+cpu", or None for a run that did not record it."""
+        """ "cpu, AVX512 kernels, 2 threads, torch 2.13.0+cpu", or None for a run that did not record it."""
         if self.device is None:
             return None
         parts = [self.device]

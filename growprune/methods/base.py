@@ -59,6 +59,7 @@ from growprune.records import MaskEvent, Phase
 from growprune.seeding import check_seed, is_bool
 from growprune.sparsity.compact import (
     COMPACT_MODULES,
+    ReadDenseGradient,
     compact_state,
     dense_weight,
     fit_state_to_layout,
@@ -67,6 +68,7 @@ from growprune.sparsity.compact import (
     make_dense,
     mask_of,
     positions_of,
+    release_scratch,
     tune_malloc,
 )
 from growprune.sparsity.consensus import default_group, verify_masks_equal
@@ -81,7 +83,14 @@ from growprune.sparsity.masks import MASK_SUFFIX, MaskSet, tensor_stamp
 from growprune.sparsity.optim_state import mask_optimizer_state, reset_optimizer_state, unwrap_optimizer
 from growprune.sparsity.partition import PartitionSpec, partition_layers
 from growprune.sparsity.patterns import Pattern, check_nm_shape, nm_mask, parse_pattern, topk_mask
-from growprune.sparsity.scoring import LazyScores, gradient_magnitude, magnitude, random_scores, restrict
+from growprune.sparsity.scoring import (
+    DenseGradient,
+    LazyScores,
+    gradient_magnitude,
+    magnitude,
+    random_scores,
+    restrict,
+)
 from growprune.sparsity.targets import find_targets, untargeted_matrices
 
 # Exact classes (not subclasses, which may change the update rule) whose step keeps an entry at
@@ -375,6 +384,7 @@ class Sparsifier:
         self._stamp: list[tuple[int, int]] = []  # weight versions after the last step we saw
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
+        self._accumulates = False  # compact layers saw gradient accumulation (see _arm_capture)
         self._unhooked: list[Any] = []  # targets without a gradient hook yet (frozen so far)
         self._outer_step: Any = None  # frame of the optimizer step our pre-hook is inside
         self._nested_steps = 0
@@ -477,36 +487,61 @@ class Sparsifier:
             mask_set.set_compact(frozenset())
 
     def _arm_capture(self, drop: bool = False) -> None:
-        """Compact layers accumulate their dense weight gradient in backward when the coming
-        step's update reads dense gradients (RigL). `drop`: a step has used what was gathered
-        (right after it), so the next one starts afresh."""
-        wanted = self.wants_dense_gradients(self.step_count + 1)
-        for t in self._compactable:
-            state = compact_state(t.module)
-            if state is not None:
-                state.capture = wanted
-                if drop or not wanted:
-                    state.dense_grad = None
+        """Tell compact layers what the coming step's update reads of their dense gradient
+        (RigL: the candidates it could grow; with gradient accumulation seen, the whole gradient).
+        `drop`: a step has used what was gathered (right after it), so the next one starts afresh."""
+        step = self.step_count + 1
+        wanted = self.wants_dense_gradients(step)
+        states = [(t.name, compact_state(t.module)) for t in self._compactable]
+        if any(state is not None and state.accumulated for _, state in states):
+            self._accumulates = True
+        for name, state in states:
+            if state is None:
+                continue
+            if wanted:
+                count = None if self._accumulates else self.growth_candidates(name, step)
+                state.read = ReadDenseGradient(count)
+            else:
+                state.read = None
+            if drop or not wanted:
+                state.gathered = None
+            if drop:
+                state.passes = 0
 
     def weight_of(self, name: str) -> torch.Tensor:
         """Target `name`'s weight as a dense tensor, whatever its storage (scores read this)."""
         target = self.mask_set.by_name[name]
         return dense_weight(target.module) if is_compact(target.module) else target.param.detach()
 
-    def dense_gradient_magnitude(self, name: str) -> torch.Tensor:
-        """|dense gradient| of target `name` on a step whose update reads it
-        (:meth:`wants_dense_gradients`), float32: from ``.grad`` in masked storage; in compact
-        storage from the gradient its backward accumulated, turned into the magnitude in place
-        (the accumulator is dropped after the step, so no second dense copy is made)."""
-        target = self.mask_set.by_name[name]
-        state = compact_state(target.module)
-        if state is None:
-            return gradient_magnitude(target.param.grad, name)
-        if target.param.grad is None:
-            return gradient_magnitude(None, name)  # no backward ran: the same error as masked storage
-        if state.dense_grad is None:  # the layer took no part in this step's backward passes
-            return torch.zeros(state.shape, dtype=torch.float32, device=target.param.device)
-        return state.dense_grad.abs_().float()
+    def take_dense_gradients(self, names: Sequence[str]) -> dict[str, DenseGradient]:
+        """What backward left of the dense gradient of each layer of `names`, taken now -- on a
+        step whose update reads it (:meth:`wants_dense_gradients`), before gradients are masked:
+        |gradient| as a float32 tensor (masked storage copies ``.grad``; a compact layer that
+        accumulated it), or a compact layer's :class:`GrowthCandidates`. Rank either with
+        :func:`top_by_gradient`."""
+        taken: dict[str, DenseGradient] = {}
+        for name in names:
+            target = self.mask_set.by_name[name]
+            state = compact_state(target.module)
+            if state is None:
+                taken[name] = gradient_magnitude(target.param.grad, name)
+                continue
+            if target.param.grad is None:
+                gradient_magnitude(None, name)  # no backward ran: the same error as masked storage
+            gathered, state.gathered = state.gathered, None  # the record is the caller's now
+            if gathered is None:  # the layer took no part in this step's backward passes
+                gathered = torch.zeros(target.shape, dtype=torch.float32, device=target.param.device)
+            taken[name] = gathered.abs_() if isinstance(gathered, torch.Tensor) else gathered
+        return taken
+
+    def growth_candidates(self, name: str, step: int) -> int | None:
+        """How many of layer `name`'s pruned positions, those of largest |dense gradient|, the
+        update at `step` can grow, when that (and the gradient at kept positions) is all it reads
+        of the dense gradient; None (the default) reads the whole gradient. Compact storage then
+        gathers only those in backward instead of the layer's dense gradient (exact for one
+        backward pass per step; with gradient accumulation it keeps the whole gradient)."""
+        del name, step
+        return None
 
     def _check_optimizer_holds_targets(self) -> None:
         """An optimizer over another model's parameters would leave this model untrained and its
@@ -638,6 +673,8 @@ class Sparsifier:
             self._nested_steps += 1
             return None
         self._outer_step = sys._getframe(1)
+        if self._compactable:
+            release_scratch()  # backward is over: the step needs the memory, the next forward the buffer
         self.check_can_step(self.step_count + 1)
         if self._unhooked:
             self._hook_gradients()

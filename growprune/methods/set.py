@@ -12,7 +12,7 @@ from torch import nn
 from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
 from growprune.sparsity.patterns import topk_mask
-from growprune.sparsity.scoring import random_scores
+from growprune.sparsity.scoring import LazyScores, random_scores
 
 DECAYS = ("cosine", "constant")
 
@@ -29,7 +29,7 @@ class SET(Sparsifier):
     """Every `update_interval` steps until `end_step`, each layer drops the smallest-magnitude
     fraction of its kept weights and grows as many new ones (at value zero, with zero optimizer
     state). The drop fraction decays with a cosine by default, as in the RigL paper.
-    Subclasses change only :meth:`grow_scores`.
+    Subclasses change only :meth:`grow`.
     """
 
     method = "set"
@@ -98,32 +98,38 @@ class SET(Sparsifier):
             return self.drop_fraction
         return self.drop_fraction / 2 * (1 + math.cos(math.pi * step / self.end_step))
 
+    def moved_at(self, name: str, step: int) -> int:
+        """How many weights layer `name` drops (and grows) at update `step`, masks as they are now."""
+        return round(self.fraction_at(step) * self.mask_set.kept(name))
+
     def is_update_step(self, step: int) -> bool:
         return step < self.end_step and step % self.update_interval == 0
 
-    def grow_scores(self, name: str, step: int) -> torch.Tensor:
-        """Scores of layer `name` for growing at update `step` (float, the layer's shape): a new
-        tensor each call, since the update restricts it in place."""
+    def grow(self, name: str, step: int, survivors: torch.Tensor, count: int) -> torch.Tensor:
+        """Mask of the `count` weights layer `name` grows at update `step`, chosen outside
+        `survivors` (the kept weights it does not drop). SET: seeded random scores."""
         target = self.mask_set.by_name[name]
-        return random_scores(target.shape, target.param.device, self.seed, "grow", step, name)
+        scores = random_scores(target.shape, target.param.device, self.seed, "grow", step, name)
+        return topk_mask(scores.masked_fill_(survivors, -1.0), count)
 
     def on_step(self, step: int) -> None:
         if not self.is_update_step(step):
             return
         fraction = self.fraction_at(step)
-        new_masks = {}
-        for target in self.targets:
-            mask = self.mask_set.mask(target.name)
-            kept = int(mask.count_nonzero())
-            moved = round(fraction * kept)
-            if moved == 0:
-                continue
-            survivors = self.kept_by_magnitude(target.name, kept - moved)
-            # the scores are this update's own (consumed here): restricted in place, one layer at a time
-            grown = topk_mask(self.grow_scores(target.name, step).masked_fill_(survivors, -1.0), moved)
-            new_masks[target.name] = survivors.logical_or_(grown)
-        if new_masks:
-            self.change_masks(new_masks, "drop-grow")
+        moves = {}
+        for name in self.names:
+            kept = self.mask_set.kept(name)
+            moved = round(fraction * kept)  # as moved_at()
+            if moved:
+                moves[name] = (kept, moved)
+
+        def new_mask(name: str) -> torch.Tensor:
+            kept, moved = moves[name]
+            survivors = self.kept_by_magnitude(name, kept - moved)
+            return survivors.logical_or_(self.grow(name, step, survivors, moved))
+
+        if moves:  # each layer's new mask made as it is installed: one layer's at a time
+            self.change_masks(LazyScores(list(moves), new_mask), "drop-grow")
         self.after_update()
 
     def after_update(self) -> None:

@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import types
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,6 +40,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from growprune.sparsity.patterns import topk_mask
 
 POSITIONS_SUFFIX = "_positions"
 COMPACT_ATTR = "_growprune_compact"  # module attribute: CompactState of the compact leaf
@@ -142,6 +145,14 @@ def _release(dense: torch.Tensor, positions: torch.Tensor) -> None:
     dense.view(-1).index_put_((positions,), dense.new_zeros(()))
 
 
+def release_scratch() -> None:
+    """Free this thread's scratch buffers; the next compact forward makes them again. Called
+    before each optimizer step: the step (Adam's temporaries for a dense layer) is where the
+    peak is, and the buffer is not needed until the next forward (measured on the 67M MLP, C-GaP
+    80%: the peak falls by the buffer's 64 MiB, the step costs one page-faulting fill more)."""
+    _SCRATCH.pool = {}
+
+
 # glibc's malloc serves a request from its heap, not from a fresh mapping, once it is below the
 # mmap threshold, and it raises that threshold (up to 32 MiB) each time a large block is freed.
 # Compact storage frees and allocates blocks of kept values of a few MiB at every mask change, so
@@ -175,49 +186,148 @@ def _rows_per_block(rows: int, row_size: int) -> int:
     return max(1, min(rows, GRAD_BLOCK_ELEMENTS // max(1, row_size)))
 
 
+class GrowthCandidates:
+    """What a regrowth by gradient magnitude (RigL) reads of a compact layer's dense gradient,
+    gathered block by block in backward so that the dense gradient never exists whole: the
+    `count` largest |gradient| entries outside the kept positions (ties to the lowest flat index,
+    as :func:`topk_mask`) and |gradient| at the kept positions. The update grows at most `count`
+    weights among the positions it did not keep, and those are either kept now (their score is
+    here) or pruned now, where any it grows is among these `count` -- so ranking the layer
+    from this record chooses exactly what ranking the dense gradient would."""
+
+    def __init__(self, count: int, positions: torch.Tensor, shape: torch.Size) -> None:
+        self.count, self.positions, self.shape = count, positions, shape
+        self.values = torch.empty(0, dtype=torch.float32, device=positions.device)
+        self.indices = torch.empty(0, dtype=torch.int64, device=positions.device)
+        self.kept: torch.Tensor | None = None
+
+    def add_block(self, start: int, block: torch.Tensor, kept_in_block: torch.Tensor) -> None:
+        """Take in the dense gradient of flat positions ``start..start + block.numel()``; blocks
+        come in ascending order, `kept_in_block` are the kept positions among them (relative)."""
+        scores = block.detach().reshape(-1).abs().float()
+        scores[kept_in_block.long()] = -1.0  # |gradient| >= 0: never chosen over a pruned position
+        chosen = topk_mask(scores, min(self.count, scores.numel())).nonzero().squeeze(1)
+        chosen = chosen[scores[chosen] >= 0]
+        indices = torch.cat([self.indices, chosen + start])  # still ascending: blocks come in order
+        values = torch.cat([self.values, scores[chosen]])
+        if indices.numel() > self.count:
+            best = topk_mask(values, self.count)
+            indices, values = indices[best], values[best]
+        self.indices, self.values = indices, values
+
+    def dense(self) -> torch.Tensor:
+        """The layer's |gradient| where it was recorded, 0 elsewhere (float32, dense shape):
+        a pruned position left out scores at most the lowest candidate and comes after it in
+        flat order on a tie, so a top-k over this equals one over the dense gradient."""
+        out = torch.zeros(math.prod(self.shape), dtype=torch.float32, device=self.positions.device)
+        if self.kept is not None:
+            out[self.positions.long()] = self.kept
+        out[self.indices] = self.values
+        return out.view(self.shape)
+
+    def top(self, survivors: torch.Tensor, count: int) -> torch.Tensor:
+        """The mask of the `count` highest |gradient| positions outside `survivors` (a subset of
+        the kept positions), ties to the lowest flat index -- ``topk_mask(dense().masked_fill(
+        survivors, -1), count)`` without the dense scores: only candidates and dropped kept
+        positions can be among them."""
+        positions = self.positions.long()
+        kept = self.kept if self.kept is not None else torch.zeros(positions.numel())
+        dropped = ~survivors.reshape(-1)[positions]
+        indices = torch.cat([self.indices, positions[dropped]])
+        values = torch.cat([self.values, kept[dropped]])
+        order = indices.argsort()  # flat order, so that ties go to the lowest index
+        indices, values = indices[order], values[order]
+        chosen = indices[topk_mask(values, min(count, values.numel()))]
+        grown = torch.zeros(survivors.numel(), dtype=torch.bool, device=survivors.device)
+        grown[chosen] = True
+        return grown.view_as(survivors)
+
+
+Sink = torch.Tensor | GrowthCandidates  # where backward puts what a method reads of the dense gradient
+
+
 def _gathered_grad(
     block_grad: Callable[[int, int], torch.Tensor],
     positions: torch.Tensor,
     rows: int,
     row_size: int,
-    capture: torch.Tensor | None = None,
+    sink: Sink | None = None,
 ) -> torch.Tensor:
     """The weight gradient at ``positions``, from ``block_grad(r0, r1)`` = the dense gradient of
     output rows r0..r1 (shape [r1 - r0, row_size...]). Positions are ascending, so each block's
-    positions are one contiguous slice of them. `capture` (a dense gradient being accumulated
-    for a method that reads it: RigL's update steps) gets every block added, kept or not."""
+    positions are one contiguous slice of them. `sink` (for a method that reads the dense
+    gradient: RigL's update steps) gets every block, kept or not: added to a dense tensor, or
+    ranked into :class:`GrowthCandidates`."""
     step = _rows_per_block(rows, row_size)
     if step >= rows:
         block = block_grad(0, rows)
-        if capture is not None:
-            capture.add_(block.view_as(capture))
-        return gather(block, positions)
+        _to_sink(sink, 0, block, positions)
+        return _finish_sink(sink, gather(block, positions))
     bounds = torch.arange(0, rows + step, step, device=positions.device).clamp_(max=rows) * row_size
     cuts = torch.searchsorted(positions, bounds.to(positions.dtype)).tolist()
     parts = []
     for b in range(len(cuts) - 1):
         lo, hi = cuts[b], cuts[b + 1]
-        if lo == hi and capture is None:
+        if lo == hi and sink is None:
             continue
         r0, r1 = b * step, min(rows, (b + 1) * step)
         block = block_grad(r0, r1)
-        if capture is not None:
-            capture.view(rows, -1)[r0:r1].add_(block.reshape(r1 - r0, -1))
+        _to_sink(sink, r0 * row_size, block, positions[lo:hi] - r0 * row_size)
         parts.append(gather(block, positions[lo:hi] - r0 * row_size))
     if not parts:
-        return positions.new_zeros(0, dtype=torch.float32)
-    return torch.cat(parts)
+        return _finish_sink(sink, positions.new_zeros(0, dtype=torch.float32))
+    return _finish_sink(sink, torch.cat(parts))
 
 
-def _capture_for(state: CompactState, param: torch.Tensor) -> torch.Tensor | None:
-    """The dense gradient accumulator of a layer whose method reads dense gradients at this
-    step, or None. A new accumulation starts when the kept values' gradient was reset to None
-    (``zero_grad()``), as ``.grad`` of a masked layer would."""
-    if not state.capture:
+def _to_sink(sink: Sink | None, start: int, block: torch.Tensor, kept: torch.Tensor) -> None:
+    if isinstance(sink, GrowthCandidates):
+        sink.add_block(start, block, kept)
+    elif sink is not None:
+        sink.view(-1)[start : start + block.numel()].add_(block.reshape(-1))
+
+
+def _finish_sink(sink: Sink | None, kept_grad: torch.Tensor) -> torch.Tensor:
+    if isinstance(sink, GrowthCandidates):
+        sink.kept = kept_grad.detach().abs().float()
+    return kept_grad
+
+
+class ReadDenseGradient:
+    """What a method reads of a compact layer's dense gradient at the coming step (set by the
+    sparsifier): the `count` largest |gradient| entries it could grow (:class:`GrowthCandidates`),
+    or with `count` None the whole dense gradient, summed over the backward passes of the step."""
+
+    def __init__(self, count: int | None) -> None:
+        self.count = count
+
+
+def _sink_for(state: CompactState, param: torch.Tensor, positions: torch.Tensor) -> Sink | None:
+    """Where this backward pass puts what the layer's method reads of its dense gradient, or
+    None. A new step starts when the kept values' gradient was reset to None (``zero_grad()``),
+    as ``.grad`` of a masked layer would; passes counted since then tell gradient accumulation
+    apart (top-k of a sum is not found from the top-k of each pass)."""
+    fresh = param.grad is None
+    state.passes = 1 if fresh else state.passes + 1
+    if state.passes > 1:
+        state.accumulated = True
+    if state.read is None:
         return None
-    if state.dense_grad is None or param.grad is None:
-        state.dense_grad = param.new_zeros(state.shape)
-    return state.dense_grad
+    if fresh or state.gathered is None:
+        if state.read.count is None:
+            state.gathered = param.new_zeros(state.shape, dtype=torch.float32)
+        else:
+            state.gathered = GrowthCandidates(state.read.count, positions, state.shape)
+    elif isinstance(state.gathered, GrowthCandidates):
+        # A second pass into the same step: keep the whole gradient from here on; this step's
+        # ranking lacks the earlier passes' gradient outside their own candidates.
+        warnings.warn(
+            "gradient accumulation seen by a compact layer at a step whose update ranks dense "
+            "gradients (RigL): this update ranks the earlier passes' largest gradients only; later "
+            "updates keep the whole dense gradient of each layer (exact, more memory)",
+            stacklevel=2,
+        )
+        state.gathered = state.gathered.dense()
+    return state.gathered
 
 
 class _CompactLinear(torch.autograd.Function):
@@ -256,7 +366,7 @@ class _CompactLinear(torch.autograd.Function):
                 positions,
                 rows,
                 cols,
-                _capture_for(state, values),
+                _sink_for(state, values, positions),
             ).to(values.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad2.sum(0)
@@ -293,10 +403,9 @@ class _CompactConv(torch.autograd.Function):
         grad_values = None
         if ctx.needs_input_grad[1]:
             dense_grad = grads.pop(0)
-            capture = _capture_for(state, values)
-            if capture is not None:
-                capture.add_(dense_grad)
-            grad_values = gather(dense_grad, positions)
+            sink = _sink_for(state, values, positions)
+            _to_sink(sink, 0, dense_grad, positions)
+            grad_values = _finish_sink(sink, gather(dense_grad, positions))
         grad_bias = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=[d for d in range(grad.dim()) if d != 1])
@@ -325,9 +434,11 @@ class CompactState:
         # Weak: the layer must not keep an optimizer alive (nor copy it along in a deepcopy).
         self.optimizer_ref = weakref.ref(optimizer) if optimizer is not None else None
         # Set by a method that reads dense gradients at the coming step (RigL): the backward then
-        # accumulates the dense weight gradient here, one layer at a time.
-        self.capture = False
-        self.dense_grad: torch.Tensor | None = None
+        # gathers what it reads into `gathered`, one layer at a time (see _sink_for).
+        self.read: ReadDenseGradient | None = None
+        self.gathered: Sink | None = None
+        self.passes = 0  # backward passes into the current step
+        self.accumulated = False  # some step had more than one
 
     def positions(self, module: nn.Module) -> torch.Tensor:
         return getattr(module, f"{self.leaf}{POSITIONS_SUFFIX}")
@@ -522,9 +633,7 @@ def _dense_in_state_dict(module: nn.Module, destination: dict[str, Any], prefix:
         destination[key] = dense_weight(module)
 
 
-def _compact_on_load(
-    module: nn.Module, state_dict: Mapping[str, Any], prefix: str, *args: Any
-) -> None:
+def _compact_on_load(module: nn.Module, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
     """``load_state_dict`` takes a dense weight, and the layer then holds all of it that may
     matter: the positions of the mask loaded with it (or of the layer's current mask) plus every
     nonzero of the loaded weight. That is what masked storage holds after the same load (the

@@ -14,6 +14,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 
 from growprune.seeding import keyed_seed
+from growprune.sparsity.compact import GrowthCandidates
+from growprune.sparsity.patterns import topk_mask
+
+# What an update that grows by gradient magnitude reads of a layer's dense gradient: |gradient|
+# as a dense float32 tensor, or (a compact layer) only the candidates it can grow.
+DenseGradient = torch.Tensor | GrowthCandidates
 
 
 def magnitude(param: torch.Tensor) -> torch.Tensor:
@@ -32,6 +38,14 @@ def gradient_magnitude(grad: torch.Tensor | None, name: str) -> torch.Tensor:
             "before optimizer.step() (or pass a closure that does)"
         )
     return grad.detach().abs().float()
+
+
+def top_by_gradient(gradient: DenseGradient, survivors: torch.Tensor, count: int) -> torch.Tensor:
+    """Mask of the `count` positions outside `survivors` of highest |gradient| (ties to the
+    lowest flat index); a dense |gradient| tensor is used up (restricted in place)."""
+    if isinstance(gradient, GrowthCandidates):
+        return gradient.top(survivors, count)
+    return topk_mask(gradient.masked_fill_(survivors, -1.0), count)
 
 
 def restrict(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

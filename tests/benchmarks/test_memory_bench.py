@@ -85,6 +85,7 @@ def test_table_reads_rows() -> None:
             "steps": 4,
             "peak_above_baseline_mib": peak,
             "peak_above_warmup_mib": peak / 2,
+            "steps_peak_above_baseline_mib": peak * 0.8,
             "step_ms": ms,
             "max_kept_fraction": 1.0,
             "peak_step": 2,
@@ -99,9 +100,12 @@ def test_table_reads_rows() -> None:
     machine = {"cpu": "x", "cpu_count": 2, "cpu_kernels": "AVX2", "torch": "2"}
     data = {"rows": rows, "models": ["mlp"], "machine": machine, "command": "c", "commit": "abc", "date": "d"}
     text = results_markdown(data)
-    expected = "| gmp 80% | masked | 150 | 1.50 | - | 75 | 1.50 | 12 | 1.20 | - | 1 then 0.20 | 1.00 | 2/4 |"
+    expected = "| gmp 80% | masked | 150 | 1.50 | - | 120 | 1.50 | 75 | 1.50 | 12 | 1.20 | - | 1 then 0.20 | 1.00 | 2/4 |"
     assert expected in text
-    assert "| gmp 80% | compact | 60 | 0.60 | 0.40 | 30 | 0.60 | 9 | 0.90 | 0.75 | 1 then 0.20 |" in text
+    assert (
+        "| gmp 80% | compact | 60 | 0.60 | 0.40 | 48 | 0.60 | 30 | 0.60 | 9 | 0.90 | 0.75 | 1 then 0.20 |"
+        in text
+    )
     assert "| admm 80% | masked | failed: boom |" in text
     assert "CPU kernels AVX2" in text
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import growprune as gp
-from growprune.sparsity.compact import is_compact
+from growprune.sparsity.compact import GrowthCandidates, compact_state, is_compact
 from tests.methods import zoo
 from tests.methods.harness import STEPS, VARIANTS, loss_of, make_optimizer, make_sparsifier
 
@@ -122,6 +122,49 @@ def test_gradient_accumulation_gives_the_same_masks(variant: str) -> None:
     assert_same_run(masked, run("mlp", variant, "adam", "compact", accumulate=3))
 
 
+def test_rigl_gathers_candidates_not_dense_gradients() -> None:
+    """One backward pass per step: at an update step a compact layer holds the candidates it
+    could grow (as many as it drops), never its dense gradient."""
+    model = zoo.build("mlp")
+    optimizer = make_optimizer("adam", model)
+    sparsifier = make_sparsifier("rigl", model, optimizer, storage="compact")
+    data = zoo.batches("mlp", 4)
+    for step in range(4):  # update_interval 4: step 4 is the first update
+        optimizer.zero_grad()
+        loss_of(model, data[step]).backward()
+        states = [compact_state(t.module) for t in sparsifier.targets if is_compact(t.module)]
+        assert states
+        for state in states:
+            if step < 3:
+                assert state.gathered is None
+            else:
+                assert isinstance(state.gathered, GrowthCandidates)
+                assert state.gathered.count == round(sparsifier.fraction_at(4) * state.gathered.kept.numel())
+        optimizer.step()
+    assert [e.event for e in sparsifier.history] == ["init", "drop-grow"]
+
+
+def test_rigl_learns_gradient_accumulation_at_a_first_update() -> None:
+    """Updating at step 1 with two backward passes: the pass count is unknown yet, so that update
+    ranks the first pass's candidates (said in a warning); later updates read the summed dense
+    gradient."""
+    model = zoo.build("mlp")
+    optimizer = make_optimizer("adam", model)
+    sparsifier = make_sparsifier("rigl", model, optimizer, storage="compact", update_interval=1)
+    data = zoo.batches("mlp", 6)
+    with pytest.warns(UserWarning, match="gradient accumulation seen by a compact layer"):
+        for step in range(3):
+            optimizer.zero_grad()
+            for micro in range(2):
+                loss_of(model, data[2 * step + micro]).backward()
+            if step > 0:
+                gathered = [
+                    compact_state(t.module).gathered for t in sparsifier.targets if is_compact(t.module)
+                ]
+                assert gathered and all(isinstance(g, torch.Tensor) for g in gathered)
+            optimizer.step()
+
+
 def test_unknown_storage_is_refused() -> None:
     model = zoo.build("mlp")
     with pytest.raises(ValueError, match="storage must be one of masked, compact, got 'sparse'"):
@@ -181,9 +224,7 @@ def _resume(variant: str, before: str, after: str, split: int, order: str) -> tu
         ("rigl", "compact", "masked"),
     ],
 )
-def test_resume_equals_the_uninterrupted_run(
-    variant: str, before: str, after: str, order: str
-) -> None:
+def test_resume_equals_the_uninterrupted_run(variant: str, before: str, after: str, order: str) -> None:
     """Checkpoints keep their format (dense weights; the optimizer state of a compact layer is
     its values' state), so a run resumes exactly, in the same storage or the other."""
     uninterrupted = run("mlp", variant, "adam", "masked")

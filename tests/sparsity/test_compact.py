@@ -26,6 +26,7 @@ from growprune.sparsity.compact import (
     mask_of,
     positions_of,
 )
+from growprune.sparsity.patterns import topk_mask
 
 
 def pair(module: nn.Module, density: float, seed: int = 0) -> tuple[nn.Module, nn.Module, torch.Tensor]:
@@ -184,24 +185,85 @@ def test_remap_equals_going_through_the_dense_tensor(n: int, seed: int, a: float
 def test_captured_dense_gradient_is_the_masked_layers_gradient(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What RigL reads at an update step: the dense weight gradient, summed over backward passes
-    until zero_grad, equal to the gradient of the masked layer."""
+    """What RigL reads at an update step when it needs the whole dense gradient (gradient
+    accumulation): the dense weight gradient, summed over backward passes until zero_grad,
+    equal to the gradient of the masked layer."""
     monkeypatch.setattr(compact, "GRAD_BLOCK_ELEMENTS", 7)  # several row blocks
     torch.manual_seed(7)
     build, shape = LAYERS[kind]
     layer, reference, mask = pair(build(), 0.4)
-    compact.compact_state(layer).capture = True
+    state = compact.compact_state(layer)
+    state.read = compact.ReadDenseGradient(None)
     for _ in range(2):  # gradient accumulation
         x = torch.randn(shape)
         layer(x).square().sum().backward()
         reference(x).square().sum().backward()
-    torch.testing.assert_close(compact.compact_state(layer).dense_grad, reference.weight.grad)
+    torch.testing.assert_close(state.gathered, reference.weight.grad)
+    assert state.accumulated
     layer.weight.grad = None  # zero_grad(set_to_none=True): a new accumulation starts
     reference.weight.grad = None
     x = torch.randn(shape)
     layer(x).sum().backward()
     reference(x).sum().backward()
-    torch.testing.assert_close(compact.compact_state(layer).dense_grad, reference.weight.grad)
+    torch.testing.assert_close(state.gathered, reference.weight.grad)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d-groups-reflect"])
+def test_growth_candidates_rank_as_the_dense_gradient(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RigL's read in one backward pass: the `count` largest pruned gradients and the kept ones,
+    which give the masked layer's |gradient| at each of those positions."""
+    monkeypatch.setattr(compact, "GRAD_BLOCK_ELEMENTS", 7)
+    torch.manual_seed(3)
+    build, shape = LAYERS[kind]
+    layer, reference, mask = pair(build(), 0.4)
+    state = compact.compact_state(layer)
+    state.read = compact.ReadDenseGradient(5)
+    x = torch.randn(shape)
+    layer(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    record = state.gathered
+    assert isinstance(record, compact.GrowthCandidates) and not state.accumulated
+    full = reference.weight.grad.abs()
+    expected = torch.zeros_like(full)
+    expected[mask] = full[mask]
+    pruned = full.masked_fill(mask, -1.0).reshape(-1)
+    top = topk_mask(pruned, 5)
+    expected.view(-1)[top] = pruned[top]
+    torch.testing.assert_close(record.dense(), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 9),
+    block=st.integers(1, 20),
+    seed=st.integers(0, 2**16),
+    levels=st.integers(1, 4),
+    data=st.data(),
+)
+def test_growth_candidates_choose_what_the_dense_gradient_would(
+    rows: int, cols: int, block: int, seed: int, levels: int, data: st.DataObject
+) -> None:
+    """Property: fed the dense gradient block by block (ties made likely by few levels), the
+    candidates give the same top-`moved` growth as the dense gradient, for any kept set and any
+    survivors among it -- RigL's update without the dense gradient."""
+    gen = torch.Generator().manual_seed(seed)
+    grad = torch.randint(-levels, levels + 1, (rows, cols), generator=gen).float()
+    mask = torch.rand(rows, cols, generator=gen) < 0.5
+    kept = int(mask.sum())
+    moved = data.draw(st.integers(0, min(kept, rows * cols - kept) if kept else 0))
+    kept_flat = mask.reshape(-1).nonzero().squeeze(1)
+    survivors = torch.zeros(rows * cols, dtype=torch.bool)
+    survivors[kept_flat[torch.randperm(kept, generator=gen)[: kept - moved]]] = True
+    survivors = survivors.view(rows, cols)
+    positions = positions_of(mask)
+    record = compact.GrowthCandidates(moved, positions, torch.Size((rows, cols)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compact, "GRAD_BLOCK_ELEMENTS", block)
+        kept_grad = compact._gathered_grad(lambda r0, r1: grad[r0:r1], positions, rows, cols, record)
+    torch.testing.assert_close(kept_grad, gather(grad, positions))
+    chosen = topk_mask(record.dense().masked_fill(survivors, -1.0), moved)
+    assert torch.equal(chosen, topk_mask(grad.abs().masked_fill(survivors, -1.0), moved))
 
 
 def test_layers_it_cannot_run_are_refused_by_name() -> None:
