@@ -32,6 +32,7 @@ class ADMM(Sparsifier):
 
     method = "admm"
     title = "ADMM"
+    supports_sharding = False  # Z and U are whole-model copies per rank: not with FSDP2 yet
     settings = ADMMSettings
     step_arguments = {"pretrain_steps": 0, "admm_steps": 1, "update_interval": 1}
     step_defaults = {

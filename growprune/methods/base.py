@@ -45,6 +45,7 @@ import operator
 import sys
 import tempfile
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from functools import partial
 from types import FunctionType
@@ -90,6 +91,12 @@ from growprune.sparsity.scoring import (
     magnitude,
     random_scores,
     restrict,
+)
+from growprune.sparsity.sharding import (
+    check_sharding,
+    full,
+    inside_checkpoint_state_init,
+    replaced_parameter_error,
 )
 from growprune.sparsity.targets import find_targets, untargeted_matrices
 
@@ -191,7 +198,7 @@ class _Undo:
                 self.states.append(
                     None if state is None else {k: (_host_copy(v), _device_of(v)) for k, v in state.items()}
                 )
-        self.weight_stamps: list[tuple[int, int, int]] = []
+        self.weight_stamps: list[tuple[int, ...]] = []
         self.state_stamps: list[Any] = []
 
     def _read_spilled(self) -> None:
@@ -302,6 +309,8 @@ class Sparsifier:
     regrows: ClassVar[bool] = False
     # Whether every data-parallel rank holds the same masks (P-GaP's workers differ by design).
     ranks_share_masks: ClassVar[bool] = True
+    # Runs on FSDP2-sharded models (growprune.sparsity.sharding); False: refused in one line.
+    supports_sharding: ClassVar[bool] = True
     # The method's recipe keys beyond the shared ones (see growprune.methods.settings).
     settings: ClassVar[type[MethodSettings]] = MethodSettings
     # How growprune's trainer runs it: "steps" (one model, step after step) or "rounds" (K
@@ -370,6 +379,15 @@ class Sparsifier:
             for t in self.targets:
                 check_nm_shape(t.name, t.shape, self.pattern, t.input_first)
         self._check_optimizer_holds_targets()
+        # The parameter objects this sparsifier was built on (weakly: a replaced one may go).
+        self._built_on = [weakref.ref(t.param) for t in self.targets]
+        self.sharded = check_sharding(
+            model,
+            {t.name: t.param for t in self.targets},
+            self.title,
+            supported=self.supports_sharding,
+            storage=self.storage,
+        )
         self._compactable = self._compactable_targets()
         shapes = [tuple(t.shape) for t in self.targets]
         self.numels = {t.name: t.numel for t in self.targets}
@@ -385,6 +403,7 @@ class Sparsifier:
         self._state_dirty = False  # optimizer state was loaded from outside
         self._undo: _Undo | None = None
         self._accumulates = False  # compact layers saw gradient accumulation (see _arm_capture)
+        self._stateless_at_save: list[int] = []  # from a loaded state (see _drop_made_up_state)
         self._unhooked: list[Any] = []  # targets without a gradient hook yet (frozen so far)
         self._outer_step: Any = None  # frame of the optimizer step our pre-hook is inside
         self._nested_steps = 0
@@ -408,6 +427,7 @@ class Sparsifier:
                 self.optimizer.register_step_post_hook(self._after_optimizer_step),
                 self.optimizer.register_load_state_dict_post_hook(self._after_optimizer_load),
             ]
+            self._hooks.append(self.model.register_forward_pre_hook(self._check_parameters_in_place))
             self._unhooked = list(self.targets)
             self._hook_gradients()
         except BaseException:
@@ -511,7 +531,9 @@ class Sparsifier:
     def weight_of(self, name: str) -> torch.Tensor:
         """Target `name`'s weight as a dense tensor, whatever its storage (scores read this)."""
         target = self.mask_set.by_name[name]
-        return dense_weight(target.module) if is_compact(target.module) else target.param.detach()
+        if is_compact(target.module):
+            return dense_weight(target.module)
+        return full(target.param.detach())  # gathered when sharded: every rank reads it
 
     def take_dense_gradients(self, names: Sequence[str]) -> dict[str, DenseGradient]:
         """What backward left of the dense gradient of each layer of `names`, taken now -- on a
@@ -524,7 +546,8 @@ class Sparsifier:
             target = self.mask_set.by_name[name]
             state = compact_state(target.module)
             if state is None:
-                taken[name] = gradient_magnitude(target.param.grad, name)
+                grad = target.param.grad
+                taken[name] = gradient_magnitude(None if grad is None else full(grad), name)
                 continue
             if target.param.grad is None:
                 gradient_magnitude(None, name)  # no backward ran: the same error as masked storage
@@ -669,10 +692,13 @@ class Sparsifier:
 
     def _before_optimizer_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
         del optimizer
-        if self._inside_a_step():
-            self._nested_steps += 1
+        if self._inside_a_step() or (not self.optimizer.state and inside_checkpoint_state_init()):
+            self._nested_steps += 1  # a step inside ours, or one that only makes optimizer state
             return None
         self._outer_step = sys._getframe(1)
+        self._check_parameters_in_place()
+        if self._stateless_at_save:
+            self._drop_made_up_state()
         if self._compactable:
             release_scratch()  # backward is over: the step needs the memory, the next forward the buffer
         self.check_can_step(self.step_count + 1)
@@ -693,6 +719,32 @@ class Sparsifier:
         if "closure" in kwargs:
             return args, {**kwargs, "closure": closure_then_mask}
         return (args[0], closure_then_mask, *args[2:]), kwargs
+
+    def _optimizer_params(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _stateless_params(self) -> list[int]:
+        state = self.optimizer.state
+        return [i for i, p in enumerate(self._optimizer_params()) if not state.get(p)]
+
+    def _drop_made_up_state(self) -> None:
+        """First step after a load: optimizer state of parameters that had none when the state
+        was saved was made by the loader since (torch.distributed.checkpoint's zero-gradient
+        step), not by training; it goes, so the step makes it afresh as the saved run did."""
+        params = self._optimizer_params()
+        for index in self._stateless_at_save:
+            if index < len(params):
+                self.optimizer.state.pop(params[index], None)
+        self._stateless_at_save = []
+
+    def _check_parameters_in_place(self, *_: Any) -> None:
+        """A pruned parameter replaced since construction (fully_shard applied after the
+        sparsifier, a wrapper, ``load_state_dict(assign=True)``) would train unmasked: refused at
+        the next forward (a model pre-hook) or optimizer step, whichever comes first."""
+        for t, built_on in zip(self.targets, self._built_on):
+            now = getattr(t.module, t.leaf, None)
+            if now is not built_on():
+                raise replaced_parameter_error(t.name, now)
 
     def _hook_gradients(self) -> None:
         """Gradient hooks on every trainable target; a frozen one gets its hook once it is
@@ -759,7 +811,7 @@ class Sparsifier:
         """(parameter, mask) of the layers among `names` in masked storage."""
         compact = self.mask_set.compact
         by_name = self.mask_set.by_name
-        return [(by_name[n].param, self.mask_set.mask(n)) for n in names if n not in compact]
+        return [(by_name[n].param, self.mask_set.buffer(n)) for n in names if n not in compact]
 
     def _fit_loaded_optimizer_state(self) -> None:
         """Optimizer state just loaded from a checkpoint of the other storage, laid out as each
@@ -842,6 +894,7 @@ class Sparsifier:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        self._built_on = []  # weak references: not picklable, and nothing to check any more
         self._to_dense_storage()  # the model is an ordinary one again, weights keeping their zeros
         mask_set = getattr(self, "mask_set", None)
         if mask_set is not None:
@@ -902,7 +955,7 @@ class Sparsifier:
         target = self.mask_set.by_name[name]
         state = compact_state(target.module)
         if state is None:
-            return topk_mask(restrict(magnitude(target.param), self.mask_set.mask(name)), count)
+            return topk_mask(restrict(magnitude(self.weight_of(name)), self.mask_set.mask(name)), count)
         positions = state.positions(target.module)
         chosen = topk_mask(magnitude(target.param), count)
         return mask_of(positions[chosen], target.shape)
@@ -934,6 +987,13 @@ class Sparsifier:
             "masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
             "history": [event.to_dict() for event in self.history],
             "extra": self.extra_state(),
+            # Parameters without optimizer state now (a GaP reset cleared it): a loader that makes
+            # state before loading into it (torch.distributed.checkpoint steps once with zero
+            # gradients) gives them state that resumes differently; it is dropped again (see
+            # _drop_made_up_state), so the run resumes exactly.
+            "stateless": [
+                i for i, p in enumerate(self._optimizer_params()) if not self.optimizer.state.get(p)
+            ],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -960,6 +1020,8 @@ class Sparsifier:
         self.step_count = step
         self.history = history
         self.load_extra_state(extra)
+        stateless = state.get("stateless")
+        self._stateless_at_save = [int(i) for i in stateless] if isinstance(stateless, list) else []
         self._state_dirty = True  # an optimizer restored before us may hold the other storage's layout
         self._sync_weights_and_state()
 

@@ -58,6 +58,7 @@ class PGaP(GaPSchedule):
     method = "pgap"
     title = "P-GaP"
     ranks_share_masks = False  # worker k holds partition k dense until the merge
+    supports_sharding = False  # K worker groups, each its own model copy: not with FSDP2 yet
     settings = PGaPSettings
     loop = "rounds"
     step_defaults = {

@@ -18,18 +18,24 @@ import torch
 from torch import nn
 
 from growprune.sparsity.compact import dense_weight, is_compact
+from growprune.sparsity.sharding import count_nonzero, full, local, local_part
 from growprune.sparsity.targets import Target
 
 MASK_SUFFIX = "_mask"
-LayerKey = tuple[int, int, torch.dtype, torch.device]  # mask identity and version, param dtype/device
+LayerKey = tuple[tuple[int, ...], torch.dtype, torch.device]  # mask stamp, param dtype and device
 MASKED_MODULE_ATTR = "_growprune_masked"  # module attribute: {leaf: buffer name}
 
 
-def tensor_stamp(tensor: torch.Tensor) -> tuple[int, int, int]:
+def tensor_stamp(tensor: torch.Tensor) -> tuple[int, ...]:
     """Identity, version counter and storage of a tensor: any in-place write (``copy_``,
     ``load_state_dict``, an optimizer step, GradScaler's unscale), a new tensor in its place or a
-    swapped ``.data`` changes it. How growprune notices changes it did not make."""
-    return (id(tensor), tensor._version, tensor.data_ptr())
+    swapped ``.data`` changes it. How growprune notices changes it did not make. A sharded
+    tensor (FSDP2) is stamped by its own version (writes through the DTensor: an optimizer step,
+    ``load_state_dict``) and by the shard this rank holds (writes to the shard itself)."""
+    part = local(tensor)
+    if part is tensor:
+        return (id(tensor), tensor._version, tensor.data_ptr())
+    return (id(tensor), tensor._version, part._version, part.data_ptr())
 
 
 class MaskSet:
@@ -38,7 +44,7 @@ class MaskSet:
     def __init__(self, targets: Sequence[Target], persistent: bool = True) -> None:
         self.targets = list(targets)
         self.by_name = {t.name: t for t in self.targets}
-        self._cache_key: list[tuple[int, int, torch.dtype, torch.device]] | None = None
+        self._cache_key: list[LayerKey] | None = None
         self._active: tuple[list[nn.Parameter], list[torch.Tensor]] = ([], [])
         self._active_names: list[str] = []
         # The same cached masks by layer (None: keeps everything), with the key each was built
@@ -46,7 +52,7 @@ class MaskSet:
         # and the stamp of each gradient right after it was masked: a gradient
         # still carrying that stamp needs no second pass before the optimizer step.
         self._layer_masks: dict[str, tuple[LayerKey, torch.Tensor | None]] = {}
-        self._grad_stamps: dict[str, tuple[int, int, int]] = {}
+        self._grad_stamps: dict[str, tuple[int, ...]] = {}
         # Bumped whenever a mask buffer is found changed (by us, by load_state_dict, or edited in
         # place): lets the sparsifier notice mask changes it did not make.
         self.revision = 0
@@ -64,6 +70,7 @@ class MaskSet:
                 )
         for target in self.targets:
             buffer = f"{target.leaf}{MASK_SUFFIX}"
+            # laid out as the parameter: a sharded one (FSDP2) gets a mask sharded the same way
             mask = torch.ones_like(target.param, dtype=torch.bool)
             target.module.register_buffer(buffer, mask, persistent=persistent)
             masked = getattr(target.module, MASKED_MODULE_ATTR, {})
@@ -71,28 +78,36 @@ class MaskSet:
             setattr(target.module, MASKED_MODULE_ATTR, masked)
 
     # -- access -----------------------------------------------------------------------------
-    def mask(self, name: str) -> torch.Tensor:
+    def buffer(self, name: str) -> torch.Tensor:
+        """The mask buffer of target `name` as stored: sharded as its parameter under FSDP2."""
         target = self.by_name[name]
         return getattr(target.module, f"{target.leaf}{MASK_SUFFIX}")
+
+    def mask(self, name: str) -> torch.Tensor:
+        """The whole mask of target `name`: the buffer itself, or gathered from every rank when
+        sharded (a collective: under FSDP2 every rank must read it)."""
+        return full(self.buffer(name))
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {t.name: self.mask(t.name) for t in self.targets}
 
     def set(self, name: str, mask: torch.Tensor) -> None:
-        """Replace one mask in place (same buffer object, so references stay valid)."""
-        current = self.mask(name)
+        """Replace one mask in place (same buffer object, so references stay valid); a sharded
+        buffer takes this rank's part of a whole mask."""
+        current = self.buffer(name)
         if mask.shape != current.shape:
             raise ValueError(
                 f"mask for '{name}' has shape {tuple(mask.shape)}, expected {tuple(current.shape)}"
             )
-        current.copy_(mask.to(device=current.device, dtype=torch.bool))
+        part = local(current)
+        part.copy_(local_part(mask, current).to(device=part.device, dtype=torch.bool))
 
     def update(self, masks: Mapping[str, torch.Tensor]) -> None:
         for name, mask in masks.items():
             self.set(name, mask)
 
     def kept(self, name: str) -> int:
-        return int(self.mask(name).count_nonzero())  # a bool .sum() would copy the mask to int64
+        return count_nonzero(self.buffer(name))  # a bool .sum() would copy the mask to int64
 
     def set_compact(self, names: frozenset[str]) -> None:
         """Which layers are stored compactly now (the cached lists are rebuilt)."""
@@ -102,11 +117,15 @@ class MaskSet:
 
     # -- per-step work ----------------------------------------------------------------------
     def _active_lists(self) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
-        """Parameters with a non-trivial mask and their masks in the parameter's dtype."""
-        masks = [self.mask(t.name) for t in self.targets]
-        params = [t.param for t in self.targets]
-        key = [(id(m), m._version, p.dtype, p.device) for m, p in zip(masks, params)]
+        """Parameters with a non-trivial mask and their masks in the parameter's dtype: the
+        shards this rank holds, for a model sharded with FSDP2 (every pass here is per entry)."""
+        buffers = [self.buffer(t.name) for t in self.targets]
+        masks = [local(b) for b in buffers]
+        params = [local(t.param) for t in self.targets]
+        key = [(tensor_stamp(b), p.dtype, p.device) for b, p in zip(buffers, params)]
         if key != self._cache_key:
+            # a shard that keeps everything needs no pass on this rank (no collective here: this
+            # also runs inside gradient hooks)
             active = [
                 (t.name, p, m.to(p.dtype))
                 for t, p, m in zip(self.targets, params, masks)
@@ -121,7 +140,7 @@ class MaskSet:
             self.revision += 1
         return self._active
 
-    def weight_stamp(self) -> list[tuple[int, int, int]]:
+    def weight_stamp(self) -> list[tuple[int, ...]]:
         """The :func:`tensor_stamp` of every masked parameter, then of every compact one (a
         weight loaded into a compact layer may hold more than its mask keeps)."""
         params, _ = self._active_lists()
@@ -149,25 +168,25 @@ class MaskSet:
             return  # sparse gradients are refused by apply_to_grads before the step
         if name in self.compact:
             return  # only kept values have a gradient
-        mask = self.mask(name)
-        key = (id(mask), mask._version, param.dtype, param.device)
+        grad_part = local(grad)
+        key = (tensor_stamp(self.buffer(name)), local(param).dtype, local(param).device)
         cached = self._layer_masks.get(name)
         if cached is None or cached[0] != key:
             self._active_lists()  # a mask changed: rebuild the shared cache
             cached = self._layer_masks[name]
         if cached[1] is not None:
-            grad.mul_(cached[1])
+            grad_part.mul_(cached[1])
             self._grad_stamps[name] = tensor_stamp(grad)
 
     @torch.no_grad()
     def apply_to_grads(self) -> None:
         """Mask every gradient not already masked since it last changed (manual gradients,
         in-place rescaling by GradScaler or clipping, data-parallel write-backs)."""
-        params, masks = self._active_lists()
+        _, masks = self._active_lists()
         stamps = self._grad_stamps
         pairs = []
-        for name, p, m in zip(self._active_names, params, masks):
-            grad = p.grad
+        for name, m in zip(self._active_names, masks):
+            grad = self.by_name[name].param.grad  # the parameter's (a sharded one's grad is sharded too)
             if grad is None:
                 continue
             if grad.layout != torch.strided:
@@ -175,7 +194,7 @@ class MaskSet:
                     "growprune cannot mask sparse gradients; use dense gradients for pruned layers"
                 )
             if stamps.get(name) != tensor_stamp(grad):
-                pairs.append((grad, m))
+                pairs.append((local(grad), m))
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
         stamps.clear()
@@ -220,5 +239,5 @@ def masked_parameters(model: nn.Module) -> Iterable[tuple[str, torch.Tensor, tor
     for module_name, module in model.named_modules():
         for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
             prefix = f"{module_name}." if module_name else ""
-            weight = dense_weight(module) if is_compact(module) else getattr(module, leaf)
-            yield f"{prefix}{leaf}", weight, getattr(module, buffer)
+            weight = dense_weight(module) if is_compact(module) else full(getattr(module, leaf))
+            yield f"{prefix}{leaf}", weight, full(getattr(module, buffer))

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from growprune.sparsity.sharding import local, local_part
+
 # Per-element state tensors whose "fresh" value is zero, by the torch.optim names.
 ZEROABLE_STATE = frozenset(
     {
@@ -57,7 +59,7 @@ def mask_optimizer_state(
                     "growprune does not know how to reset for pruned weights; use SGD, Adam, "
                     "AdamW, RMSprop, Adagrad or Adadelta, or reset_optimizer='all'"
                 )
-            value.mul_(mask.to(value.dtype))
+            local(value).mul_(local_part(mask, value).to(value.dtype))  # per shard under FSDP2
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:

@@ -15,6 +15,7 @@ NEEDS = {"hf_trainer.py": ("transformers", "accelerate"), "lightning_fit.py": ("
 
 def test_every_example_is_tested() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "fsdp_loop.py",
         "hf_trainer.py",
         "lightning_fit.py",
         "plain_loop.py",
@@ -40,3 +41,22 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
     assert "overall" in output  # the sparsity report was printed
     if script != "plain_loop.py":
         assert "resumed run equals the uninterrupted one: weights True, masks True" in output
+
+
+@pytest.mark.trajectory
+def test_fsdp_example_runs_on_two_ranks(tmp_path: Path) -> None:
+    """As its docstring says to run it: torchrun, 2 processes (gloo on CPU)."""
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = subprocess.run(
+        [*command, str(EXAMPLES / "fsdp_loop.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "overall" in output
+    assert "resumed run equals the uninterrupted one: masks True, report True" in output
