@@ -26,6 +26,7 @@ from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_chec
 from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
 from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR
+from growprune.sparsity.sharding import full, is_sharded
 
 # Constructor arguments the training engine fills in from the data (see train/engine.py).
 DATA_ARGS = ("in_features", "in_channels", "num_classes")
@@ -42,6 +43,7 @@ class ExportSource:
     model_spec: dict[str, Any] | None = None  # {"name": ..., "args": {...}}
     recipe: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    gathered: bool = False  # whole tensors of a sharded model: every rank has them, rank 0 writes
 
 
 def checkpoint_candidates(path: Path) -> list[Path]:
@@ -189,7 +191,7 @@ def attached_masks(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[
             key = f"{module_name}.{leaf}" if module_name else leaf
             mask = module._buffers.get(buffer)
             if key in state and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
-                masks[key] = mask.detach()
+                masks[key] = full(mask.detach())  # gathered when sharded (FSDP2)
     return masks
 
 
@@ -197,11 +199,14 @@ def from_module(
     model: nn.Module, model_name: str | None = None, model_args: Mapping[str, Any] | None = None
 ) -> ExportSource:
     """A live model (masks attached or not, persistent or not); the builder is known only if the
-    caller names it."""
-    state, masks = split_masks({k: v.detach() for k, v in model.state_dict().items()})
+    caller names it. A model sharded with FSDP2 gives its whole tensors, gathered from every rank
+    (so every rank must export it; rank 0 writes the file)."""
+    raw = model.state_dict()
+    sharded = any(is_sharded(v) for v in raw.values())
+    state, masks = split_masks({k: full(v.detach()) for k, v in raw.items()})
     for key, mask in attached_masks(model, state).items():
         masks.setdefault(key, mask)
-    source = ExportSource(state=state, masks=masks, origin=f"model {type(model).__name__}")
+    source = ExportSource(state=state, masks=masks, origin=f"model {type(model).__name__}", gathered=sharded)
     if model_name is not None:
         source.model_spec = resolve_model_spec(model_name, dict(model_args or {}), state, source.origin)
     return source

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import nn
 
@@ -214,7 +215,12 @@ def export_model(
         "source": json.dumps({"origin": src.origin, **src.info}),
         "sha256": fileformat.digest(tensors),
     }
-    _write(out_path, tensors, {fileformat.PREFIX + k: v for k, v in meta.items()})
+    writes = not src.gathered or not dist.is_initialized() or dist.get_rank() == 0
+    if writes:
+        _write(out_path, tensors, {fileformat.PREFIX + k: v for k, v in meta.items()})
+    file_bytes = [out_path.stat().st_size if writes else 0]
+    if src.gathered and dist.is_initialized():  # every rank reports the size rank 0 wrote
+        dist.broadcast_object_list(file_bytes, src=0)
     itemsize = torch.empty((), dtype=torch_dtype).element_size()
     dense_bytes = sum(
         v.numel() * (itemsize if v.is_floating_point() else v.element_size()) for v in src.state.values()
@@ -223,7 +229,7 @@ def export_model(
         path=out_path,
         format=format,
         dtype=meta["dtype"],
-        file_bytes=out_path.stat().st_size,
+        file_bytes=file_bytes[0],
         tensor_bytes=sum(t.numel() * t.element_size() for t in tensors.values()),
         dense_tensor_bytes=dense_bytes,
         pruned_layers=len(src.masks),

@@ -17,6 +17,7 @@ from torch import nn
 from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.sparsity.sharding import full, local, shard_like
 
 
 @dataclass(kw_only=True)
@@ -32,7 +33,6 @@ class ADMM(Sparsifier):
 
     method = "admm"
     title = "ADMM"
-    supports_sharding = False  # Z and U are whole-model copies per rank: not with FSDP2 yet
     settings = ADMMSettings
     step_arguments = {"pretrain_steps": 0, "admm_steps": 1, "update_interval": 1}
     step_defaults = {
@@ -107,11 +107,17 @@ class ADMM(Sparsifier):
 
     @torch.no_grad()
     def _update_z_u(self, first: bool) -> None:
-        weights = {t.name: t.param.detach() for t in self.targets}
+        # Whole tensors (gathered when FSDP2 shards the model: the projection ranks whole layers);
+        # Z and U are then kept laid out as their parameters, each rank its own rows.
+        weights = {t.name: self.weight_of(t.name) for t in self.targets}
         if first:
-            self.u = {n: torch.zeros_like(w) for n, w in weights.items()}
-        self.z = self._project({n: w + self.u[n] for n, w in weights.items()})
-        self.u = {n: self.u[n] + weights[n] - self.z[n] for n in self.names}
+            u = {n: torch.zeros_like(w) for n, w in weights.items()}
+        else:
+            u = {n: full(self.u[n]) for n in self.names}
+        z = self._project({n: w + u[n] for n, w in weights.items()})
+        params = {t.name: t.param for t in self.targets}
+        self.z = {n: shard_like(z[n], params[n]) for n in self.names}
+        self.u = {n: shard_like(u[n] + weights[n] - z[n], params[n]) for n in self.names}
 
     def on_start(self) -> None:
         if self.pretrain_steps == 0:
@@ -136,11 +142,12 @@ class ADMM(Sparsifier):
             return
         scale = gradient_scale(self.optimizer)  # gradients may still carry GradScaler's scale
         for t in self.targets:
-            if t.param.grad is not None:
-                penalty = t.param.detach() - self.z[t.name] + self.u[t.name]
+            if t.param.grad is not None:  # per shard under FSDP2: every term is laid out alike
+                penalty = local(t.param.detach()) - local(self.z[t.name]) + local(self.u[t.name])
                 if scale is not None:
                     penalty = penalty * scale.to(penalty.dtype)
-                t.param.grad.add_(penalty.to(t.param.grad.dtype), alpha=self.rho)
+                grad = local(t.param.grad)
+                grad.add_(penalty.to(grad.dtype), alpha=self.rho)
 
     def describe_phase(self, step: int) -> Phase:
         if step < self.pretrain_steps:
@@ -148,7 +155,10 @@ class ADMM(Sparsifier):
         return Phase("admm" if step < self.prune_step else "finetune", step)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"z": {n: z.cpu() for n, z in self.z.items()}, "u": {n: u.cpu() for n, u in self.u.items()}}
+        return {  # whole tensors (gathered when sharded): a file from any world size loads anywhere
+            "z": {n: full(z).cpu() for n, z in self.z.items()},
+            "u": {n: full(u).cpu() for n, u in self.u.items()},
+        }
 
     def check_extra_state(self, state: Mapping[str, Any], step: int) -> None:
         shapes = {t.name: tuple(t.shape) for t in self.targets}
@@ -185,6 +195,6 @@ class ADMM(Sparsifier):
             )
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        device = {t.name: t.param.device for t in self.targets}
-        self.z = {n: z.to(device[n]) for n, z in state.get("z", {}).items()}
-        self.u = {n: u.to(device[n]) for n, u in state.get("u", {}).items()}
+        params = {t.name: t.param for t in self.targets}
+        self.z = {n: shard_like(z.to(params[n].device), params[n]) for n, z in state.get("z", {}).items()}
+        self.u = {n: shard_like(u.to(params[n].device), params[n]) for n, u in state.get("u", {}).items()}

@@ -53,6 +53,14 @@ def local_part(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(whole, like.device_mesh, like.placements, src_data_rank=None).to_local()
 
 
+def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`whole` (the same on every rank) laid out as `like`: a DTensor holding this rank's part
+    when `like` is sharded (cut locally, no communication), `whole` itself otherwise."""
+    if not is_sharded(like):
+        return whole
+    return distribute_tensor(whole, like.device_mesh, like.placements, src_data_rank=None)
+
+
 def count_nonzero(tensor: torch.Tensor) -> int:
     """Nonzero entries of the whole of `tensor` (summed over ranks when sharded: a collective)."""
     count = local(tensor).count_nonzero()

@@ -106,7 +106,9 @@ def run(args: argparse.Namespace, world: int, rank: int) -> dict[str, Any]:
     masks = sparsifier.masks
     buffers = [sparsifier.mask_set.buffer(n) for n in sparsifier.names]
     report = gp.sparsity_report(model)
+    exported = gp.export_model(model, f"{args.out}.safetensors")  # every rank; rank 0 writes
     return {
+        "export": {"sparsity": exported.sparsity, "file_bytes": exported.file_bytes},
         "masks": {n: m.int().tolist() for n, m in masks.items()},
         "weights": {n: full(p.detach()).tolist() for n, p in model.named_parameters()},
         "report": {row.name: row.zeros for row in report.layers},

@@ -25,14 +25,15 @@ from growprune.sparsity.sharding import ShardingError, check_sharding, count_non
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 REPO = WORKER.parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-# C-GaP, GMP and RigL in the default suite; SET and one-shot (the same paths: random and
-# magnitude masks) with `make test-slow`
+# C-GaP, GMP and RigL in the default suite; SET, one-shot (the same paths: random and magnitude
+# masks) and ADMM (its Z and U laid out as the parameters) with `make test-slow`
 SHARDED_METHODS = [
     "cgap",
     "gmp",
     "rigl",
     pytest.param("set", marks=pytest.mark.slow),
     pytest.param("oneshot", marks=pytest.mark.slow),
+    pytest.param("admm", marks=pytest.mark.slow),
 ]
 
 
@@ -84,6 +85,23 @@ def test_sharded_training_ends_sparse_with_the_one_process_masks(method: str, tm
     assert rank0["report_overall"] == rank1["report_overall"] == pytest.approx(0.7, abs=0.02)
 
 
+def test_sharded_model_exports_the_file_one_process_exports(tmp: str) -> None:
+    """export_model on every rank gathers the whole tensors; rank 0 writes the one file."""
+    from safetensors.torch import load_file
+
+    single, (rank0, rank1) = runs("cgap", tmp)
+    assert rank0["export"] == rank1["export"] and rank0["export"]["file_bytes"] > 0
+    assert rank0["export"]["sparsity"] == pytest.approx(single["export"]["sparsity"])
+    one = load_file(str(Path(tmp) / "cgap-single.safetensors"))
+    two = load_file(str(Path(tmp) / "cgap-sharded.safetensors"))
+    assert one.keys() == two.keys()
+    for key in one:
+        if one[key].is_floating_point():
+            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=key)
+        else:
+            assert torch.equal(two[key], one[key]), key
+
+
 def test_mask_memory_per_rank_falls_with_the_world_size(tmp: str) -> None:
     single, (rank0, rank1) = runs("cgap", tmp)
     assert single["local_mask_elements"] == single["mask_elements"]
@@ -124,7 +142,6 @@ def one_rank_group(tmp_path: Path) -> Any:
             "storage='compact' is not supported on sharded models yet; use storage='masked'",
         ),
         ("pgap", {}, "P-GaP does not run on FSDP2-sharded models yet ('0.weight' is sharded)"),
-        ("admm", {}, "ADMM does not run on FSDP2-sharded models yet ('0.weight' is sharded)"),
     ],
 )
 def test_what_cannot_train_sharded_yet_is_refused_at_construction(
