@@ -96,6 +96,7 @@ from growprune.sparsity.sharding import (
     check_sharding,
     full,
     inside_checkpoint_state_init,
+    is_sharded,
     replaced_parameter_error,
 )
 from growprune.sparsity.targets import find_targets, untargeted_matrices
@@ -427,7 +428,8 @@ class Sparsifier:
                 self.optimizer.register_step_post_hook(self._after_optimizer_step),
                 self.optimizer.register_load_state_dict_post_hook(self._after_optimizer_load),
             ]
-            self._hooks.append(self.model.register_forward_pre_hook(self._check_parameters_in_place))
+            # prepended: before FSDP2's own pre-forward of a model sharded before this sparsifier
+            self._hooks.append(self.model.register_forward_pre_hook(self._check_before_forward, prepend=True))
             self._unhooked = list(self.targets)
             self._hook_gradients()
         except BaseException:
@@ -737,14 +739,20 @@ class Sparsifier:
                 self.optimizer.state.pop(params[index], None)
         self._stateless_at_save = []
 
-    def _check_parameters_in_place(self, *_: Any) -> None:
+    def _check_parameters_in_place(self, *_: Any, in_forward: bool = False) -> None:
         """A pruned parameter replaced since construction (fully_shard applied after the
         sparsifier, a wrapper, ``load_state_dict(assign=True)``) would train unmasked: refused at
-        the next forward (a model pre-hook) or optimizer step, whichever comes first."""
+        the next forward (a model pre-hook) or optimizer step, whichever comes first. In a
+        forward of a model the sparsifier was built on sharded, FSDP2 itself swaps in gathered
+        parameters, so there only the optimizer step checks."""
         for t, built_on in zip(self.targets, self._built_on):
-            now = getattr(t.module, t.leaf, None)
-            if now is not built_on():
-                raise replaced_parameter_error(t.name, now)
+            now, original = getattr(t.module, t.leaf, None), built_on()
+            if now is original or (in_forward and is_sharded(original)):
+                continue
+            raise replaced_parameter_error(t.name, now)
+
+    def _check_before_forward(self, *_: Any) -> None:
+        self._check_parameters_in_place(in_forward=True)
 
     def _hook_gradients(self) -> None:
         """Gradient hooks on every trainable target; a frozen one gets its hook once it is

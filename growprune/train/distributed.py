@@ -51,6 +51,18 @@ class DistContext:
         return self.rank == 0
 
 
+def shard_model(model: nn.Module) -> None:
+    """FSDP2 over every rank (``training.parallel: fsdp``), one group for the whole model: its
+    parameters, gradients, optimizer state and masks are sharded at rest (each rank its rows),
+    and the whole model is gathered for each forward and for each backward. Groups per block
+    would gather less at a time, but only for models whose blocks are entered through their own
+    forward alone; growprune's Transformer computes the decoder's cross-attention keys outside
+    its decoder blocks, and tied weights cross blocks, so the engine does not assume it."""
+    from torch.distributed.fsdp import fully_shard
+
+    fully_shard(model)
+
+
 def launched_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 

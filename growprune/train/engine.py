@@ -44,7 +44,7 @@ from growprune.sparsity.compact import parameter_count
 from growprune.sparsity.consensus import verify_masks_equal
 from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
-from growprune.train.distributed import init_distributed, shard_batch
+from growprune.train.distributed import init_distributed, shard_batch, shard_model
 from growprune.train.loops import EpochStats, RoundLoop, StepLoop, loop_class
 from growprune.train.memory import PeakMemoryMeter
 from growprune.train.metrics import MetricsLogger
@@ -280,6 +280,7 @@ class Trainer:
             raise _building_oom(what, "model.args", recipe.model.args, err) from None
         if cfg.channels_last:  # before the optimizer and the masks exist, so their state follows the layout
             self.model.to(memory_format=torch.channels_last)
+        self.sharded = self._shard(recipe)  # before the optimizer and the masks: they follow the shards
         self.optimizer = build_optimizer(self.model, recipe)
         self.steps_per_epoch = len(self.train_loader)
         self.sparsifier = self._build_sparsifier(recipe)
@@ -301,7 +302,7 @@ class Trainer:
         self.loop: StepLoop = loop_class(type(self.sparsifier))(self)
         self._setup_parallel(batch)
         self.forward_model: nn.Module = self.model
-        if self.dp_size > 1:
+        if self.dp_size > 1 and not self.sharded:
             if self.sparsifier.storage == "compact":
                 raise RecipeError(
                     "method.storage: compact storage changes the shapes of pruned parameters at every mask "
@@ -314,6 +315,30 @@ class Trainer:
             self.forward_model = DistributedDataParallel(
                 self.model, device_ids=ids, process_group=self.dp_group, broadcast_buffers=False
             )
+
+    def _shard(self, recipe: Recipe) -> bool:
+        """``training.parallel: fsdp`` under torchrun: FSDP2 over every rank. In one process there
+        is nothing to shard (said once); methods and storages that cannot train sharded are
+        refused here, before anything is built on the shards."""
+        if recipe.training.parallel != "fsdp":
+            return False
+        cls = get_method(recipe.method.name)
+        if not cls.supports_sharding:
+            raise RecipeError(
+                f"training.parallel: {cls.title} does not run on FSDP2-sharded models yet; use "
+                "training.parallel: ddp (its partition groups replicate the model)"
+            )
+        if recipe.method.storage != "masked":
+            raise RecipeError(
+                "training.parallel: fsdp trains in masked storage only (FSDP already splits every "
+                "weight across ranks); set method.storage: masked"
+            )
+        if self.dist is None or self.dist.world == 1:
+            if self.is_main:
+                tqdm.write("training.parallel: fsdp in one process: nothing to shard", file=sys.stderr)
+            return False
+        shard_model(self.model)
+        return True
 
     def _build_sparsifier(self, recipe: Recipe) -> Sparsifier:
         method = recipe.method
@@ -405,8 +430,7 @@ class Trainer:
                 f"outside this run ({self.total_steps} steps, {self.steps_per_epoch} per epoch)"
             )
         try:
-            self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            self._load_model_and_optimizer_state(payload["model"], payload["optimizer"])
             self.sparsifier.load_state_dict(payload["sparsifier"])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
             if is_out_of_memory(err):
@@ -435,15 +459,38 @@ class Trainer:
             ) from None
 
     # -- checkpoints ------------------------------------------------------------------------
+    def _model_and_optimizer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Their state dicts; sharded (FSDP2), the whole tensors gathered on every rank, keyed by
+        parameter name (torch.distributed.checkpoint's full state dicts)."""
+        if not self.sharded:
+            return self.model.state_dict(), self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, broadcast_from_rank0=False)
+        return get_state_dict(self.model, self.optimizer, options=options)
+
+    def _load_model_and_optimizer_state(self, model: dict[str, Any], optimizer: dict[str, Any]) -> None:
+        if not self.sharded:
+            self.model.load_state_dict(model)
+            self.optimizer.load_state_dict(optimizer)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        options = StateDictOptions(full_state_dict=True)  # every rank read the same file
+        set_state_dict(
+            self.model, self.optimizer, model_state_dict=model, optim_state_dict=optimizer, options=options
+        )
+
     def _payload(self) -> dict[str, Any]:
+        model_state, optimizer_state = self._model_and_optimizer_state()
         return {
             "format": CHECKPOINT_FORMAT,
             "version": version.__version__,
             "recipe": recipe_to_dict(self.recipe),
             "smoke": self.smoke,
-            "model": self.model.state_dict(),
+            "model": model_state,
             "model_spec": {"name": self.recipe.model.name, "args": self.model_args},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "sparsifier": self.sparsifier.state_dict(),
             "lr_schedule": {"step": self.step, "lr": self.lr_schedule.lr(max(0, self.step - 1))},
             "rng": _rng_state(),
@@ -663,8 +710,9 @@ class Trainer:
         score = scores[self.task.primary_metric]
         if self.sparsifier.done and score > self.best_score:
             self.best_score = score
+            payload = self._checked_payload()  # every rank: gathering a sharded model's state is a collective
             if self.is_main:
-                self.ckpts.save_named(self._checked_payload(), "best")
+                self.ckpts.save_named(payload, "best")
         self.save_checkpoint()
 
     def _check_scores(self, scores: dict[str, float]) -> None:
@@ -706,11 +754,12 @@ class Trainer:
             layers=report.to_dict()["layers"],
             **self.memory.read().record_fields(),
         )
+        payload = self._checked_payload()  # every rank (a collective when sharded)
         if self.is_main:
             (self.run_dir / "sparsity.json").write_text(json.dumps(report.to_dict(), indent=1))
             self.task.write_artifacts(self.model, self.run_dir)
             self.log(final)
-            self.ckpts.save_named(self._checked_payload(), "final")
+            self.ckpts.save_named(payload, "final")
             assert self.metrics is not None
             self.metrics.close()
         return record_to_json(final)

@@ -224,6 +224,11 @@ class TrainingConfig(Section):
         "state stay fp32)",
     )
     channels_last: bool = Field(False, description="convolution (4-D) weights in channels-last layout")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="under torchrun: ddp keeps a whole model on every rank; fsdp shards it (FSDP2: each "
+        "rank holds its rows of every weight, gradient, optimizer state and mask)",
+    )
 
     @field_validator("device")
     @classmethod

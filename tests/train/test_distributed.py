@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +117,79 @@ def test_ddp_cgap_matches_single_process(tmp_path: Path) -> None:
             kept = single["model"].get(f"{key}_mask", torch.ones_like(value, dtype=torch.bool))
             kept = kept & ddp["model"].get(f"{key}_mask", torch.ones_like(value, dtype=torch.bool))
             torch.testing.assert_close(value[kept], ddp["model"][key][kept], rtol=1e-3, atol=1e-3)
+
+
+CGAP_FSDP = {"name": "cgap", "sparsity": 0.8, "partitions": 2, "epochs_per_phase": 1, "rounds": 1}
+
+
+def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> None:
+    """training.parallel: fsdp on 2 ranks ends with the one-process run's masks; a run resumed
+    from a mid-epoch checkpoint ends bitwise where the uninterrupted one ends."""
+    out = {
+        "tensorboard": False,
+        "report": False,
+        "checkpoint_every_minutes": None,
+        "checkpoint_every_steps": 20,
+    }
+    recipe = recipe_file(
+        tmp_path,
+        {**CGAP_FSDP, "finetune_epochs": 1},
+        training={"batch_size": 32, "seed": 0, "threads": 1, "log_every": 10, "parallel": "fsdp"},
+        output=out,
+    )
+    train(recipe, tmp_path / "single")
+    train(recipe, tmp_path / "fsdp", 2)
+    single, sharded = final_state(tmp_path / "single"), final_state(tmp_path / "fsdp")
+    assert single["model"].keys() == sharded["model"].keys()  # whole tensors, the one-process format
+    for name, mask in single["sparsifier"]["masks"].items():
+        assert torch.equal(mask, sharded["sparsifier"]["masks"][name]), name
+    for key, value in single["model"].items():
+        torch.testing.assert_close(sharded["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    # the same run resumed from step 80 of 96 (mid-epoch), its later checkpoints gone
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "fsdp", resumed)
+    for name in ("ckpt-00000096.pt", "final.pt", "best.pt"):
+        (resumed / "checkpoints" / name).unlink(missing_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
+         "growprune", "train", "--resume", str(resumed), "--no-progress"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr and "ckpt-00000080.pt" in result.stderr
+    again = final_state(resumed)
+    for key, value in sharded["model"].items():
+        assert torch.equal(again["model"][key], value), key
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        (PGAP, "training.parallel: P-GaP does not run on FSDP2-sharded models yet"),
+        ({**CGAP_FSDP, "storage": "compact"}, "training.parallel: fsdp trains in masked storage only"),
+    ],
+)
+def test_fsdp_refuses_what_it_cannot_shard(tmp_path: Path, method: dict, message: str) -> None:
+    recipe = recipe_file(
+        tmp_path, method, training={"batch_size": 32, "seed": 0, "threads": 1, "parallel": "fsdp"}
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "-m",
+        "growprune",
+    ]
+    result = subprocess.run(
+        [*cmd, "train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and message in errors[0], result.stderr[-2000:]
 
 
 def test_killed_worker_restarts_and_ends_with_same_masks(tmp_path: Path) -> None:
