@@ -116,7 +116,11 @@ class SparsityCallback(TrainerCallback, SparseExport):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.sparsifier is None or not args.should_save:
+        if self.sparsifier is None:
+            return
+        # FSDP2: gathering the masks is a collective, so every rank makes the state; rank 0 saves it
+        saved = self.sparsifier.state_dict() if self.sparsifier.sharded else None
+        if not args.should_save:
             return
         folder = os.path.join(self._run_dir or args.output_dir, f"checkpoint-{state.global_step}")
         if not os.path.isdir(folder):
@@ -129,7 +133,9 @@ class SparsityCallback(TrainerCallback, SparseExport):
                 self._warned_save = True
             return
         path = os.path.join(folder, STATE_FILE)
-        payload = {"global_step": state.global_step, "sparsifier": self.sparsifier.state_dict()}
+        if saved is None:
+            saved = self.sparsifier.state_dict()
+        payload = {"global_step": state.global_step, "sparsifier": saved}
         atomic_torch_save(payload, path)  # a kill mid-write leaves the old file, never half a new one
 
     # -- logging -------------------------------------------------------------------------------

@@ -162,6 +162,25 @@ def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> N
         assert torch.equal(again["model"][key], value), key
 
 
+def test_bundled_fsdp_recipe_trains_the_transformer_sharded(tmp_path: Path) -> None:
+    """translation/cgap-quick-fsdp's smoke on 2 ranks: the Transformer (tied embeddings,
+    cross-attention computed outside its decoder blocks) trains sharded to its target."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
+    out = tmp_path / "run"
+    cmd += ["-m", "growprune", "train", "translation/cgap-quick-fsdp", "--smoke"]
+    result = subprocess.run(
+        [*cmd, "--out", str(out), "--no-progress"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = final_state(out)
+    masks = final["sparsifier"]["masks"]
+    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    assert abs(kept - 0.2) < 0.01
+    for name, mask in masks.items():
+        assert int((final["model"][name][~mask] != 0).sum()) == 0, f"{name}: nonzero weights where pruned"
+
+
 @pytest.mark.parametrize(
     ("method", "message"),
     [
