@@ -45,7 +45,6 @@ import operator
 import sys
 import tempfile
 import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from functools import partial
 from types import FunctionType
@@ -380,8 +379,9 @@ class Sparsifier:
             for t in self.targets:
                 check_nm_shape(t.name, t.shape, self.pattern, t.input_first)
         self._check_optimizer_holds_targets()
-        # The parameter objects this sparsifier was built on (weakly: a replaced one may go).
-        self._built_on = [weakref.ref(t.param) for t in self.targets]
+        # The parameter objects this sparsifier was built on (the same objects the model holds,
+        # so no memory; strong references, so that a deepcopy of model and hooks maps them too).
+        self._built_on = [t.param for t in self.targets]
         self.sharded = check_sharding(
             model,
             {t.name: t.param for t in self.targets},
@@ -746,7 +746,7 @@ class Sparsifier:
         forward of a model the sparsifier was built on sharded, FSDP2 itself swaps in gathered
         parameters, so there only the optimizer step checks."""
         for t, built_on in zip(self.targets, self._built_on):
-            now, original = getattr(t.module, t.leaf, None), built_on()
+            now, original = getattr(t.module, t.leaf, None), built_on
             if now is original or (in_forward and is_sharded(original)):
                 continue
             raise replaced_parameter_error(t.name, now)
@@ -902,7 +902,7 @@ class Sparsifier:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        self._built_on = []  # weak references: not picklable, and nothing to check any more
+        self._built_on = []  # nothing to check any more (and the parameters are not ours to hold)
         self._to_dense_storage()  # the model is an ordinary one again, weights keeping their zeros
         mask_set = getattr(self, "mask_set", None)
         if mask_set is not None:

@@ -187,6 +187,18 @@ def test_replaced_parameter_is_refused_at_the_next_forward() -> None:
         model(torch.randn(1, 8))
 
 
+def test_a_deepcopy_of_the_model_still_runs() -> None:
+    """copy.deepcopy copies the model's hooks with it (benchmarks recalibrate BatchNorm on a
+    copy): the copy's parameters are its own, not replaced ones."""
+    import copy
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    gp.GMP(model, optimizer, sparsity=0.5, start_step=1, end_step=4, frequency=1)
+    copy.deepcopy(model)(torch.randn(1, 8))
+    model(torch.randn(1, 8))
+
+
 def test_helpers_leave_ordinary_tensors_alone() -> None:
     tensor = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
     assert local(tensor) is tensor and full(tensor) is tensor
