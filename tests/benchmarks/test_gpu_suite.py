@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 SUITE_RUNS = 33  # 3 seeds x (dense + 5 methods x 2 sparsities)
 
 
+@pytest.mark.slow  # a minute of CPU; `make test-slow` runs it (and a GPU session runs the suite itself)
 def test_smoke_runs_every_part_on_the_cpu(tmp_path: Path) -> None:
     committed = [REPO / "benchmarks" / "RESULTS.md", *(REPO / "benchmarks" / "results").iterdir()]
     stamps = {path: path.stat().st_mtime_ns for path in committed}

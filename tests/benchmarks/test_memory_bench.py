@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 METHODS = ("dense", "cgap", "rigl")  # a subset: every configuration is a fresh interpreter
 
 
+# a minute of subprocesses: `make test-slow` runs it; test_other_sparsities_are_rows_of_their_own
+# runs the benchmark end to end in the default suite
+@pytest.mark.slow
 def test_memory_smoke(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
     result = subprocess.run(

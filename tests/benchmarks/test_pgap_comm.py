@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # 20 s of torchrun; `make test-slow` runs it
 def test_pgap_comm_smoke() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.pgap_comm", "--smoke"],

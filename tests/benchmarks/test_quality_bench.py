@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = {
     "tier",
@@ -25,6 +27,7 @@ FIELDS = {
 }
 
 
+@pytest.mark.slow  # half a minute; `make test-slow` runs it
 def test_quality_smoke(tmp_path: Path) -> None:
     out = tmp_path / "quality.jsonl"
     methods = ["dense", "cgap", "pgap", "rigl"]

@@ -25,12 +25,12 @@ from growprune.sparsity.sharding import ShardingError, check_sharding, count_non
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 REPO = WORKER.parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-# C-GaP, GMP and RigL in the default suite; SET, one-shot (the same paths: random and magnitude
-# masks) and ADMM (its Z and U laid out as the parameters) with `make test-slow`
+# C-GaP in the default suite (gathered magnitudes, a phase's grow and prune); GMP, RigL (gathered
+# gradients), SET, one-shot and ADMM (its Z and U laid out as the parameters) with `make test-slow`
 SHARDED_METHODS = [
     "cgap",
-    "gmp",
-    "rigl",
+    pytest.param("gmp", marks=pytest.mark.slow),
+    pytest.param("rigl", marks=pytest.mark.slow),
     pytest.param("set", marks=pytest.mark.slow),
     pytest.param("oneshot", marks=pytest.mark.slow),
     pytest.param("admm", marks=pytest.mark.slow),

@@ -162,6 +162,7 @@ def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> N
         assert torch.equal(again["model"][key], value), key
 
 
+@pytest.mark.slow  # the engine's FSDP path runs in test_fsdp_run_equals_single_process_and_resumes_exactly
 def test_bundled_fsdp_recipe_trains_the_transformer_sharded(tmp_path: Path) -> None:
     """translation/cgap-quick-fsdp's smoke on 2 ranks: the Transformer (tied embeddings,
     cross-attention computed outside its decoder blocks) trains sharded to its target."""
@@ -185,7 +186,11 @@ def test_bundled_fsdp_recipe_trains_the_transformer_sharded(tmp_path: Path) -> N
     ("method", "message"),
     [
         (PGAP, "training.parallel: P-GaP does not run on FSDP2-sharded models yet"),
-        ({**CGAP_FSDP, "storage": "compact"}, "training.parallel: fsdp trains in masked storage only"),
+        pytest.param(
+            {**CGAP_FSDP, "storage": "compact"},
+            "training.parallel: fsdp trains in masked storage only",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_fsdp_refuses_what_it_cannot_shard(tmp_path: Path, method: dict, message: str) -> None:
