@@ -1,10 +1,12 @@
 """Lightning's ModelParallelStrategy (FSDP2 via ``configure_model``) with the growprune callback,
-2 CPU processes; Lightning starts the second one by running this script again. Prints one
-``RESULT {...}`` line per rank for tests/integrations/test_lightning_fsdp.py."""
+2 CPU processes; Lightning starts the second one by running this script again. Each rank writes
+``result.<rank>.json`` in the working directory for tests/integrations/test_lightning_fsdp.py (a
+file each: the ranks share one stdout, where their lines can interleave)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -68,7 +70,7 @@ def main() -> None:
         "layers": {row.name: row.zeros for row in report.layers},
         "masks": {name: int(mask.flatten().nonzero().sum()) for name, mask in masks.items()},
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    Path(f"result.{trainer.global_rank}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
