@@ -36,21 +36,14 @@ def recipe_file(tmp_path: Path, method: dict, n_train: int = 1024, hidden: int =
     return path
 
 
+def growprune_on(procs: int, *extra: str) -> list[str]:
+    """The command line of growprune under torchrun on `procs` local processes."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--standalone"]
+    return [*launcher, *extra, "-m", "growprune"]
+
+
 def train(recipe: Path, out: Path, procs: int = 1, *extra: str) -> subprocess.CompletedProcess[str]:
-    if procs == 1:
-        cmd = [sys.executable, "-m", "growprune"]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            str(procs),
-            "--standalone",
-            *extra,
-            "-m",
-            "growprune",
-        ]
+    cmd = [sys.executable, "-m", "growprune"] if procs == 1 else growprune_on(procs, *extra)
     result = subprocess.run(
         [*cmd, "train", str(recipe), "--out", str(out), "--no-progress"],
         cwd=REPO,
@@ -151,8 +144,7 @@ def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> N
     for name in ("ckpt-00000096.pt", "final.pt", "best.pt"):
         (resumed / "checkpoints" / name).unlink(missing_ok=True)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
-         "growprune", "train", "--resume", str(resumed), "--no-progress"],
+        [*growprune_on(2), "train", "--resume", str(resumed), "--no-progress"],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -166,11 +158,10 @@ def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> N
 def test_bundled_fsdp_recipe_trains_the_transformer_sharded(tmp_path: Path) -> None:
     """translation/cgap-quick-fsdp's smoke on 2 ranks: the Transformer (tied embeddings,
     cross-attention computed outside its decoder blocks) trains sharded to its target."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
     out = tmp_path / "run"
-    cmd += ["-m", "growprune", "train", "translation/cgap-quick-fsdp", "--smoke"]
+    command = [*growprune_on(2), "train", "translation/cgap-quick-fsdp", "--smoke"]
     result = subprocess.run(
-        [*cmd, "--out", str(out), "--no-progress"],
+        [*command, "--out", str(out), "--no-progress"],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -197,18 +188,8 @@ def test_fsdp_refuses_what_it_cannot_shard(tmp_path: Path, method: dict, message
     recipe = recipe_file(
         tmp_path, method, training={"batch_size": 32, "seed": 0, "threads": 1, "parallel": "fsdp"}
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--standalone",
-        "-m",
-        "growprune",
-    ]
     result = subprocess.run(
-        [*cmd, "train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"],
+        [*growprune_on(2), "train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode != 0
