@@ -25,7 +25,7 @@ from growprune.bounded import regular_file
 from growprune.checkpoint import CheckpointError, load_checkpoint, numbered_checkpoints
 from growprune.export.errors import ExportError, ExportUsageError, ExportWarning
 from growprune.models.registry import build_model, list_models, model_builder
-from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR
+from growprune.sparsity.masks import MASK_SUFFIX, MASKED_MODULE_ATTR, stored_mask
 from growprune.sparsity.sharding import full, is_sharded
 
 # Constructor arguments the training engine fills in from the data (see train/engine.py).
@@ -189,9 +189,9 @@ def attached_masks(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[
     for module_name, module in model.named_modules(remove_duplicate=False):
         for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
             key = f"{module_name}.{leaf}" if module_name else leaf
-            mask = module._buffers.get(buffer)
+            mask = stored_mask(module, leaf, buffer)  # gathered when sharded (FSDP2)
             if key in state and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
-                masks[key] = full(mask.detach())  # gathered when sharded (FSDP2)
+                masks[key] = mask.detach()
     return masks
 
 

@@ -409,7 +409,9 @@ class Sparsifier:
         self._outer_step: Any = None  # frame of the optimizer step our pre-hook is inside
         self._nested_steps = 0
         self.prepare()  # structure and validation: nothing has been touched yet
-        self.mask_set = MaskSet(self.targets, persistent=persistent_masks)
+        # in compact storage every layer it holds starts dense, its storage holding its mask
+        held = [t.name for t in self._compactable]
+        self.mask_set = MaskSet(self.targets, persistent=persistent_masks, held=held)
         self._synced_revision = -1  # mask revision at which weights and state were last masked
         self._skip_weight_pass = type(self.optimizer) in ZERO_PRESERVING_OPTIMIZERS
         self._hooks: list[Any] = []
@@ -484,27 +486,69 @@ class Sparsifier:
 
     def _fit_storage(self, names: Sequence[str] | None = None) -> None:
         """Compact storage follows the masks: a layer whose mask keeps everything (C-GaP's dense
-        partition, GMP before its first prune) is dense, any other holds its kept values only.
-        Values and optimizer state move with it; a position new to a layer starts at 0."""
+        partition, GMP before its first prune) is dense, any other holds its kept values only;
+        either way its storage then holds its mask (:meth:`MaskSet.hold`). Values and optimizer
+        state move with it; a position new to a layer starts at 0. Layers whose storage holds
+        their mask already fit it."""
         if not self._compactable:
             return
         wanted = None if names is None else set(names)
-        chosen = [t for t in self._compactable if wanted is None or t.name in wanted]
-        full = {t.name: bool(self.mask_set.mask(t.name).all()) for t in chosen}
+        chosen = [
+            t for t in self._compactable
+            if (wanted is None or t.name in wanted) and not self.mask_set.is_held(t.name)
+        ]  # fmt: skip
         # Layers that shrink first, then those that grow: a phase change never holds both dense.
-        for t in [t for t in chosen if not full[t.name]]:
-            mask = self.mask_set.mask(t.name)
-            make_compact(t.module, mask, self.optimizer, mask_buffer=f"{t.leaf}{MASK_SUFFIX}")
-        for t in [t for t in chosen if full[t.name]]:
-            make_dense(t.module, self.optimizer)
+        growing = [t for t in chosen if not self._shrink(t)]
+        for t in growing:
+            self._grow(t)
+        self._storage_changed()
+
+    def _install_masks(self, new_masks: Mapping[str, torch.Tensor]) -> None:
+        """Install new masks. In compact storage each layer that shrinks is fitted as soon as its
+        mask is in, so its real mask buffer lives only that long: a lazy mapping (SET, RigL)
+        makes one new mask at a time, and the masks of compact layers are never all whole."""
+        if not self._compactable:
+            self.mask_set.update(new_masks)
+            return
+        compactable = {t.name: t for t in self._compactable}
+        growing = []
+        for name, mask in new_masks.items():
+            self.mask_set.set(name, mask)
+            del mask
+            target = compactable.get(name)
+            if target is not None and not self._shrink(target):
+                growing.append(target)
+        for t in growing:
+            self._grow(t)
+        self._storage_changed()
+
+    def _shrink(self, target: Any) -> bool:
+        """Store `target` compactly at its mask's positions and let that storage hold the mask;
+        False (nothing done) if the mask keeps everything."""
+        mask = self.mask_set.mask(target.name)
+        if bool(mask.all()):
+            return False
+        make_compact(target.module, mask, self.optimizer, mask_buffer=f"{target.leaf}{MASK_SUFFIX}")
+        self.mask_set.hold(target.name)
+        return True
+
+    def _grow(self, target: Any) -> None:
+        """`target` dense (its mask keeps everything), its storage holding that mask."""
+        make_dense(target.module, self.optimizer)
+        self.mask_set.hold(target.name)
+
+    def _storage_changed(self) -> None:
         self.mask_set.set_compact(frozenset(t.name for t in self._compactable if is_compact(t.module)))
         self._arm_capture()
 
     def _to_dense_storage(self) -> None:
-        """Every compact layer back to a dense weight (remove(), and undoing construction)."""
-        for t in getattr(self, "_compactable", []):
-            make_dense(t.module, self.optimizer)
+        """Every compact layer back to a dense weight (remove(), and undoing construction); a
+        mask its storage held is a real buffer again first (a dense layer's holds all True)."""
         mask_set = getattr(self, "mask_set", None)
+        for t in getattr(self, "_compactable", []):
+            if mask_set is not None and is_compact(t.module):
+                mask_set.release(t.name)
+            make_dense(t.module, self.optimizer)
         if mask_set is not None:
             mask_set.set_compact(frozenset())
 
@@ -817,9 +861,7 @@ class Sparsifier:
 
     def _masked_pairs(self, names: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parameter, mask) of the layers among `names` in masked storage."""
-        compact = self.mask_set.compact
-        by_name = self.mask_set.by_name
-        return [(by_name[n].param, self.mask_set.buffer(n)) for n in names if n not in compact]
+        return self.mask_set.masked_pairs(names)
 
     def _fit_loaded_optimizer_state(self) -> None:
         """Optimizer state just loaded from a checkpoint of the other storage, laid out as each
@@ -839,7 +881,9 @@ class Sparsifier:
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
-        """Parameter name -> bool mask (True = kept). These are the live buffers."""
+        """Parameter name -> bool mask (True = kept). In masked storage these are the live buffers;
+        in compact storage a layer's mask is made from its storage (a new tensor each time):
+        change masks through :meth:`load_state_dict` or the model's ``load_state_dict``."""
         return self.mask_set.as_dict()
 
     # -- the schedule's length, declared once -------------------------------------------------
@@ -928,22 +972,30 @@ class Sparsifier:
         names: Sequence[str],
         scores: Mapping[str, torch.Tensor],
         keep: Mapping[str, int] | None = None,
-    ) -> dict[str, torch.Tensor]:
+    ) -> Mapping[str, torch.Tensor]:
         """Masks keeping the highest scores of `names`, in this sparsifier's pattern.
 
         With the `global` distribution the layers in `names` are ranked together, so their
-        total keep-count is respected while each layer's share follows the scores.
+        total keep-count is respected while each layer's share follows the scores. Otherwise each
+        layer is ranked on its own, when its mask is read (:class:`LazyScores`): installing them
+        one at a time (:meth:`change_masks`), neither the scores nor the new masks of every layer
+        exist at once. Read each mask once, before its layer changes (scores may read weights).
         """
         keep = self.keep_counts if keep is None else keep
         if self.pattern.is_nm:
             by_name = self.mask_set.by_name
-            return {n: nm_mask(scores[n], self.pattern, by_name[n].input_first) for n in names}
+            return LazyScores(names, lambda n: nm_mask(scores[n], self.pattern, by_name[n].input_first))
         if self.distribution == "global" and len(names) > 1:
             pooled = torch.cat([scores[n].reshape(-1) for n in names])
             flat = topk_mask(pooled, sum(keep[n] for n in names))
             pieces = flat.split([self.numels[n] for n in names])
             return {n: p.view_as(scores[n]) for n, p in zip(names, pieces)}
-        return {n: topk_mask(scores[n], keep[n]) for n in names}
+        return LazyScores(names, lambda n: topk_mask(scores[n], keep[n]))
+
+    def keep_all(self, name: str) -> torch.Tensor:
+        """A mask that keeps every weight of layer `name` (a grown partition's)."""
+        target = self.mask_set.by_name[name]
+        return torch.ones(target.shape, dtype=torch.bool, device=target.param.device)
 
     def magnitude_scores(self, names: Sequence[str]) -> LazyScores:
         """|weight| of each layer of `names`, made when read (one layer's copy at a time)."""
@@ -973,12 +1025,12 @@ class Sparsifier:
 
     def change_masks(self, new_masks: Mapping[str, torch.Tensor], event: str, reset: str = "changed") -> None:
         """Install new masks, zero pruned weights and their optimizer state, log the event."""
-        self.mask_set.update(new_masks)
         if reset == "all":
             reset_optimizer_state(self.optimizer)
-        # Compact layers first (they drop their pruned values, nothing to multiply), so that
-        # masking the others never builds a float copy of a mask for a layer about to be compact.
-        self._fit_storage(list(new_masks))
+        # Compact layers are fitted as their masks come in (they drop their pruned values, nothing
+        # to multiply), so masking the others never builds a float copy of a mask for a layer
+        # about to be compact.
+        self._install_masks(new_masks)
         self.mask_set.apply_to_weights()
         if reset != "all":
             mask_optimizer_state(self.optimizer, self._masked_pairs(list(new_masks)))

@@ -86,7 +86,7 @@ class CGaP(GaPSchedule):
         grown = self.dense_partition_at(step)
         if grown is not None:
             for name in self.partitions[grown]:
-                new_masks[name] = torch.ones_like(self.mask_set.mask(name))
+                new_masks[name] = self.keep_all(name)
         event = "prune-grow" if grown is not None else "final-prune"
         self.change_masks(new_masks, event, self.reset_optimizer)
 

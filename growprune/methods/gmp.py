@@ -121,8 +121,8 @@ class GMP(Sparsifier):
         fraction = self.sparsity_at(step) / self.sparsity
         if fraction == 0.0:
             return
-        kept = self.masks
-        scores = self.magnitude_scores(self.names).map(lambda n, s: restrict(s, kept[n]))
+        # restricted to each layer's mask as it is read: no copy of every mask at once
+        scores = self.magnitude_scores(self.names).map(lambda n, s: restrict(s, self.mask_set.mask(n)))
         keep = self.keep_counts_at(fraction)
         if self.distribution != "global":
             # Per-layer counts are rounded per prune, so a layer can get one more weight than at

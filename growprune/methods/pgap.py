@@ -125,7 +125,7 @@ class PGaP(GaPSchedule):
         self.step_count = round_index * self.steps_per_phase
         masks = dict(self._sparse_masks)
         for name in self.partitions[worker]:
-            masks[name] = torch.ones_like(self.mask_set.mask(name))
+            masks[name] = self.keep_all(name)
         self.change_masks(masks, f"grow-{worker + 1}", reset="all")
 
     def partition_owner(self) -> dict[str, int]:

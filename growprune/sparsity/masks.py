@@ -8,16 +8,24 @@ parameter's own dtype (it promotes per element), so a same-dtype copy is cached 
 when a mask changes (tracked by the buffer's version counter and identity) or the parameter
 moves. Layers whose mask keeps everything are left out of the batched calls entirely: in C-GaP
 that is the whole dense partition.
+
+In compact storage a mask would repeat what the layer's storage already says (a compact layer
+keeps exactly its positions, a dense one keeps everything), at 1 byte per weight: 64 MiB of a
+67M-weight model, more than C-GaP's 90% target had to spare. Such a layer's buffer is *held by
+its storage*: an empty placeholder in the module, the mask made from the storage when read
+(:meth:`MaskSet.mask`, ``model.state_dict()``, :func:`masked_parameters`), and a real buffer put
+back before anything is loaded into it or when its layer leaves compact storage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from growprune.sparsity.compact import dense_weight, is_compact
+from growprune.sparsity.compact import compact_state, dense_shape, dense_weight, is_compact, mask_of
 from growprune.sparsity.sharding import count_nonzero, full, local, local_part
 from growprune.sparsity.targets import Target
 
@@ -38,10 +46,51 @@ def tensor_stamp(tensor: torch.Tensor) -> tuple[int, ...]:
     return (id(tensor), tensor._version, part._version, part.data_ptr())
 
 
+def _is_placeholder(buffer: torch.Tensor, module: nn.Module, leaf: str) -> bool:
+    """An empty mask buffer for a weight that is not empty: the layer's storage holds the mask."""
+    return buffer.numel() == 0 and math.prod(dense_shape(module, leaf)) > 0
+
+
+def stored_mask(module: nn.Module, leaf: str, buffer: str) -> torch.Tensor | None:
+    """The mask of ``module.<leaf>`` kept in ``module.<buffer>``, whole (a new tensor when its
+    storage holds it: the compact layer's positions, or all True for a dense layer); None if the
+    module has no such buffer."""
+    mask = module._buffers.get(buffer)
+    if mask is None:
+        return None
+    if not _is_placeholder(mask, module, leaf):
+        return full(mask)
+    state = compact_state(module)
+    if state is not None and state.leaf == leaf:
+        return mask_of(state.positions(module), state.shape)
+    return torch.ones(getattr(module, leaf).shape, dtype=torch.bool, device=mask.device)
+
+
+def _masks_in_state_dict(module: nn.Module, destination: dict, prefix: str, _meta: object) -> None:
+    """``state_dict()`` shows every mask whole, held by its storage or not: files keep their format."""
+    for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
+        key = prefix + buffer
+        if key in destination and _is_placeholder(destination[key], module, leaf):
+            destination[key] = stored_mask(module, leaf, buffer)
+
+
+def _masks_before_load(module: nn.Module, state_dict: Mapping, prefix: str, *_: object) -> None:
+    """A mask held by its storage becomes a real buffer again before ``load_state_dict`` writes
+    into the layer: torch copies a loaded mask into it, and a loaded weight may move a compact
+    layer's positions away from its mask (until the sparsifier trims it at its next step)."""
+    del state_dict, prefix
+    for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
+        current = module._buffers.get(buffer)
+        if current is not None and _is_placeholder(current, module, leaf):
+            module._buffers[buffer] = stored_mask(module, leaf, buffer)
+
+
 class MaskSet:
     """The masks of a set of targets, and the cheap operations done with them every step."""
 
-    def __init__(self, targets: Sequence[Target], persistent: bool = True) -> None:
+    def __init__(self, targets: Sequence[Target], persistent: bool = True, held: Iterable[str] = ()) -> None:
+        """`held`: targets whose storage holds their mask from the start (dense ones in compact
+        storage, see :meth:`hold`); the others get an all-True bool buffer."""
         self.targets = list(targets)
         self.by_name = {t.name: t for t in self.targets}
         self._cache_key: list[LayerKey] | None = None
@@ -68,25 +117,59 @@ class MaskSet:
                     "owns this model (call .remove() on it first), or the model is a copy of one "
                     "that had a sparsifier (drop its masks with growprune.sparsity.masks.strip_masks(model))"
                 )
+        held = set(held)
+        self._module_hooks: list[torch.utils.hooks.RemovableHandle] = []
         for target in self.targets:
             buffer = f"{target.leaf}{MASK_SUFFIX}"
-            # laid out as the parameter: a sharded one (FSDP2) gets a mask sharded the same way
-            mask = torch.ones_like(target.param, dtype=torch.bool)
+            if target.name in held:
+                mask = torch.empty(0, dtype=torch.bool, device=target.param.device)
+            else:
+                # laid out as the parameter: a sharded one (FSDP2) gets a mask sharded the same way
+                mask = torch.ones_like(target.param, dtype=torch.bool)
             target.module.register_buffer(buffer, mask, persistent=persistent)
             masked = getattr(target.module, MASKED_MODULE_ATTR, {})
+            if not masked:  # once per module: the hooks serve every mask of the module
+                self._module_hooks += [
+                    target.module.register_state_dict_post_hook(_masks_in_state_dict),
+                    target.module.register_load_state_dict_pre_hook(_masks_before_load),
+                ]
             masked[target.leaf] = buffer
             setattr(target.module, MASKED_MODULE_ATTR, masked)
 
     # -- access -----------------------------------------------------------------------------
     def buffer(self, name: str) -> torch.Tensor:
-        """The mask buffer of target `name` as stored: sharded as its parameter under FSDP2."""
+        """The mask buffer of target `name` as stored: sharded as its parameter under FSDP2, empty
+        when its storage holds it (:meth:`is_held`)."""
         target = self.by_name[name]
         return getattr(target.module, f"{target.leaf}{MASK_SUFFIX}")
 
+    def is_held(self, name: str) -> bool:
+        """True when the storage of target `name` holds its mask (see :meth:`hold`)."""
+        target = self.by_name[name]
+        return _is_placeholder(self.buffer(name), target.module, target.leaf)
+
     def mask(self, name: str) -> torch.Tensor:
-        """The whole mask of target `name`: the buffer itself, or gathered from every rank when
-        sharded (a collective: under FSDP2 every rank must read it)."""
-        return full(self.buffer(name))
+        """The whole mask of target `name`: the buffer itself, gathered from every rank when
+        sharded (a collective: under FSDP2 every rank must read it), or made from the layer's
+        storage when that holds it (a new tensor)."""
+        target = self.by_name[name]
+        mask = stored_mask(target.module, target.leaf, f"{target.leaf}{MASK_SUFFIX}")
+        assert mask is not None
+        return mask
+
+    def hold(self, name: str) -> None:
+        """Let the storage of target `name` hold its mask: the buffer becomes an empty placeholder.
+        Only for a layer whose storage says its mask exactly: compact with the mask's positions,
+        or dense with a mask that keeps everything (the sparsifier's compact storage)."""
+        target = self.by_name[name]
+        current = self.buffer(name)
+        target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = current.new_empty(0)
+
+    def release(self, name: str) -> None:
+        """A real buffer again for a mask its storage held (before that storage changes)."""
+        if self.is_held(name):
+            target = self.by_name[name]
+            target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = self.mask(name)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {t.name: self.mask(t.name) for t in self.targets}
@@ -94,11 +177,16 @@ class MaskSet:
     def set(self, name: str, mask: torch.Tensor) -> None:
         """Replace one mask in place (same buffer object, so references stay valid); a sharded
         buffer takes this rank's part of a whole mask."""
+        target = self.by_name[name]
         current = self.buffer(name)
-        if mask.shape != current.shape:
+        if mask.shape != target.shape:
             raise ValueError(
-                f"mask for '{name}' has shape {tuple(mask.shape)}, expected {tuple(current.shape)}"
+                f"mask for '{name}' has shape {tuple(mask.shape)}, expected {tuple(target.shape)}"
             )
+        if self.is_held(name):  # a real buffer again, the storage to follow (the sparsifier's fit)
+            real = mask.to(device=current.device, dtype=torch.bool)
+            target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = real.clone() if real is mask else real
+            return
         part = local(current)
         part.copy_(local_part(mask, current).to(device=part.device, dtype=torch.bool))
 
@@ -107,6 +195,10 @@ class MaskSet:
             self.set(name, mask)
 
     def kept(self, name: str) -> int:
+        if self.is_held(name):
+            target = self.by_name[name]
+            state = compact_state(target.module)
+            return state.positions(target.module).numel() if state is not None else target.param.numel()
         return count_nonzero(self.buffer(name))  # a bool .sum() would copy the mask to int64
 
     def set_compact(self, names: frozenset[str]) -> None:
@@ -199,8 +291,17 @@ class MaskSet:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
         stamps.clear()
 
+    def masked_pairs(self, names: Iterable[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, mask buffer) of the layers among `names` whose weights a mask multiplies:
+        neither compact nor holding their mask in storage (a dense layer then keeps everything)."""
+        kept = [n for n in names if n not in self.compact and not self.is_held(n)]
+        return [(self.by_name[n].param, self.buffer(n)) for n in kept]
+
     def remove(self) -> None:
         """Drop the mask buffers from the model (weights keep their zeros)."""
+        for hook in self._module_hooks:
+            hook.remove()
+        self._module_hooks = []
         for target in self.targets:
             _drop_mask(target.module, target.leaf)
         self._cache_key = None
@@ -240,4 +341,6 @@ def masked_parameters(model: nn.Module) -> Iterable[tuple[str, torch.Tensor, tor
         for leaf, buffer in getattr(module, MASKED_MODULE_ATTR, {}).items():
             prefix = f"{module_name}." if module_name else ""
             weight = dense_weight(module) if is_compact(module) else full(getattr(module, leaf))
-            yield f"{prefix}{leaf}", weight, full(getattr(module, buffer))
+            mask = stored_mask(module, leaf, buffer)
+            assert mask is not None
+            yield f"{prefix}{leaf}", weight, mask

@@ -257,3 +257,69 @@ def test_report_export_and_remove_see_the_dense_model(tmp_path: Any) -> None:
                 assert value.shape == param.shape
     loss_of(compact[2], zoo.batches("mlp", 1)[0]).backward()
     optimizer.step()
+
+
+def test_compact_layers_hold_no_mask_buffer_yet_every_reader_sees_the_masks() -> None:
+    """A mask would repeat what compact storage says (1 byte per weight), so a layer compact
+    storage holds keeps an empty buffer; the sparsifier, ``state_dict()`` and
+    :func:`masked_parameters` still give the masks of the masked-storage run, and a mask loaded
+    into the model is followed, then held by the storage again after the next step."""
+    from growprune.sparsity.masks import masked_parameters
+
+    masked = run("mlp", "cgap", "adam", "masked")
+    compact = run("mlp", "cgap", "adam", "compact")
+    model, sparsifier, optimizer = compact[2], compact[3], compact[4]
+    mask_bytes = {
+        storage: sum(b.numel() for n, b in result[2].named_buffers() if n.endswith("_mask"))
+        for storage, result in (("masked", masked), ("compact", compact))
+    }
+    assert mask_bytes["masked"] > 0 and mask_bytes["compact"] == 0, mask_bytes
+    state_m, state_c = masked[2].state_dict(), model.state_dict()
+    mask_keys = [k for k in state_m if k.endswith("_mask")]
+    assert mask_keys and [k for k in state_c if k.endswith("_mask")] == mask_keys
+    for key in mask_keys:
+        assert state_c[key].dtype == torch.bool and torch.equal(state_c[key], state_m[key]), key
+    readers = {name: mask for name, _, mask in masked_parameters(model)}
+    for name, mask in sparsifier.masks.items():
+        assert torch.equal(readers[name], mask) and torch.equal(mask, state_m[f"{name}_mask"]), name
+
+    target = next(t for t in sparsifier.targets if is_compact(t.module))
+    loaded = state_c[f"{target.name}_mask"].clone()
+    loaded.view(-1)[loaded.view(-1).nonzero()[:3]] = False  # prune three more weights
+    model.load_state_dict({**state_c, f"{target.name}_mask": loaded})
+    assert torch.equal(sparsifier.masks[target.name], loaded)
+    events = len(sparsifier.history)
+    optimizer.zero_grad()
+    loss_of(model, zoo.batches("mlp", 1)[0]).backward()
+    optimizer.step()
+    sparsifier.step()
+    assert len(sparsifier.history) == events, "a mask change of the schedule would hide the check"
+    assert getattr(target.module, f"{target.leaf}_mask").numel() == 0
+    assert target.param.shape == (int(loaded.sum()),)
+    assert torch.equal(sparsifier.masks[target.name], loaded)
+    sparsifier.remove()
+    assert not [n for n, _ in model.named_buffers() if n.endswith("_mask")]
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_export_of_a_compact_model_reads_the_masks_its_storage_holds(tmp_path: Any, persistent: bool) -> None:
+    """Exporting the live model finds its masks whether they are in its state dict or only attached
+    to its modules (the callbacks' ``persistent_masks=False``), held by compact storage or not."""
+    results = {}
+    for storage in ("masked", "compact"):
+        model = zoo.build("mlp")
+        optimizer = make_optimizer("adam", model)
+        sparsifier = make_sparsifier("rigl", model, optimizer, storage=storage, persistent_masks=persistent)
+        for batch in zoo.batches("mlp", 3):
+            optimizer.zero_grad()
+            loss_of(model, batch).backward()
+            optimizer.step()
+            sparsifier.step()
+        path = tmp_path / f"{storage}-{persistent}.safetensors"
+        gp.export_model(model, path)
+        results[storage] = (gp.load(path, model=zoo.build("mlp", seed=3)), str(gp.sparsity_report(model)))
+    assert results["compact"][1] == results["masked"][1]
+    masked_state, compact_state_ = results["masked"][0].state_dict(), results["compact"][0].state_dict()
+    assert masked_state.keys() == compact_state_.keys()
+    for key, value in masked_state.items():
+        torch.testing.assert_close(compact_state_[key], value, rtol=1e-4, atol=1e-5, msg=key)
