@@ -69,6 +69,24 @@ def check_nm_shape(name: str, shape: torch.Size, pattern: Pattern, input_first: 
 LEAN_TOPK_NUMEL = 1 << 20
 SAMPLE_SIZE = 1 << 16  # entries of the strided sample that guesses the threshold's bracket
 _TIE_CHUNK = 1 << 20
+# Counting passes run over chunks of this many scores, so a pass holds a 4 MiB bool temporary,
+# not one bool per score: building a compact sparsifier ranks a layer while the rest of the dense
+# model still exists, and that layer's scores plus its bool temporaries were the build's peak.
+_PASS_CHUNK = 1 << 22
+
+
+def _chunks(flat: torch.Tensor) -> list[torch.Tensor]:
+    return [flat[start : start + _PASS_CHUNK] for start in range(0, flat.numel(), _PASS_CHUNK)]
+
+
+def _count_above(flat: torch.Tensor, value: torch.Tensor) -> int:
+    return sum(int((chunk > value).count_nonzero()) for chunk in _chunks(flat))
+
+
+def _between(chunk: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    inside = chunk >= low
+    inside &= chunk <= high
+    return inside
 
 
 def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
@@ -106,7 +124,7 @@ def _kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
     lo, hi = _sortable_key(flat.min()), _sortable_key(flat.max())
     while lo < hi:
         mid = (lo + hi) // 2
-        if int((flat > _key_value(mid)).count_nonzero()) < k:
+        if _count_above(flat, _key_value(mid).to(flat.device)) < k:
             hi = mid
         else:
             lo = mid + 1
@@ -126,12 +144,11 @@ def _kth_largest_in_bracket(flat: torch.Tensor, k: int) -> torch.Tensor | None:
     high_rank, low_rank = max(1, int(rank - margin)), min(m, int(rank + margin) + 1)
     high = sample.kthvalue(m - high_rank + 1).values  # the sample's high_rank-th largest
     low = sample.kthvalue(m - low_rank + 1).values
-    above = int((flat > high).count_nonzero())
-    inside = (flat >= low) & (flat <= high)
-    count = int(inside.count_nonzero())
+    above = _count_above(flat, high)
+    count = sum(int(_between(chunk, low, high).count_nonzero()) for chunk in _chunks(flat))
     if not (above < k <= above + count) or count > numel // 8:
         return None
-    candidates = flat[inside]
+    candidates = torch.cat([chunk[_between(chunk, low, high)] for chunk in _chunks(flat)])
     return candidates.kthvalue(count - (k - above) + 1).values
 
 
