@@ -12,7 +12,6 @@ unstructured and to 2:4, at batch 1 and 64: the dense model (zeros and all) and 
 one are timed side by side in the same run (interleaved rounds, medians), so the ratio holds
 even on a machine that other jobs share. On a CUDA GPU the models run in fp16 and 2:4 is also
 measured forced to semi-structured kernels, which is the kernels' own speed-up on that GPU.
-``growprune bench-infer`` runs the same from a source checkout.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import importlib.util
 import os
 import sys
 import time
-import types
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -254,48 +253,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inference_benchmark() -> types.ModuleType | None:
-    """The inference benchmark harness, ``benchmarks/inference.py`` of the source checkout this
-    growprune runs from, or None (an installed wheel has no benchmarks).
-
-    The ``benchmarks`` package next to the ``growprune`` package is imported by its location, so
-    the command works from any directory without putting the checkout on ``sys.path``.
-    """
-    import importlib
-    import importlib.util
-
-    package_dir = Path(__file__).resolve().parent.parent / "benchmarks"
-    if not (package_dir / "inference.py").is_file():
-        return None
-    loaded = sys.modules.get("benchmarks")
-    if loaded is None:
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
-        )
-        if spec is None or spec.loader is None:
-            return None
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks"] = loaded
-        spec.loader.exec_module(loaded)
-    if Path(loaded.__path__[0]).resolve() != package_dir:
-        return None  # another project's `benchmarks` package: not ours
-    return importlib.import_module("benchmarks.inference")
-
-
-def cmd_bench_infer(args: argparse.Namespace) -> int:
-    harness = _inference_benchmark()
-    if harness is None:
-        raise UsageError(
-            "bench-infer runs the benchmark harness of a growprune source checkout "
-            "(benchmarks/inference.py), which this installation does not have"
-        )
-    try:
-        harness.run_from_args(args, harness.describe_command("growprune bench-infer", args))
-    except harness.BenchError as err:
-        raise UsageError(str(err)) from None
-    return 0
-
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line like every other error (argparse prints the
     whole usage block first); ``--help`` still shows the usage."""
@@ -348,17 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-arg", action="append", metavar="KEY=VALUE", help="a model argument the recipe lacks"
     )
     export.set_defaults(func=cmd_export)
-    bench = sub.add_parser(
-        "bench-infer",
-        help="latency of dense vs sparse-accelerated models (CPU, GPU; source checkout)",
-        parents=[common],
-    )
-    harness = _inference_benchmark()
-    if harness is not None:
-        harness.add_arguments(bench)
-    else:
-        bench.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    bench.set_defaults(func=cmd_bench_infer)
     return parser
 
 

@@ -28,23 +28,27 @@ def test_quick_benchmark_and_results_section(tmp_path: Path) -> None:
     json.dumps(data)
     md = tmp_path / "RESULTS.md"
     md.write_text("# Benchmark results\n\n## Other section\n\nkeep me\n")
-    write_results_section(md, results_markdown(data, "growprune bench-infer --quick"))
-    write_results_section(md, results_markdown(data, "growprune bench-infer --quick"))
+    write_results_section(md, results_markdown(data, "python -m benchmarks.inference --quick"))
+    write_results_section(md, results_markdown(data, "python -m benchmarks.inference --quick"))
     text = md.read_text()
     assert "keep me" in text and text.count(MARK_START) == 1 and text.count(MARK_END) == 1
     assert "| cpu (float32) | 1 | mlp | 0.9 | 1 |" in text
 
 
-def test_cli_bench_infer_quick(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from growprune.cli import main
+def test_module_command_quick(tmp_path: Path) -> None:
+    """``python -m benchmarks.inference``: a quick run to a JSON file, its section redone from the
+    file, and a redo with nowhere to write refused as a usage error."""
+    from benchmarks.inference import main
 
     out = tmp_path / "r.json"
-    args = ["bench-infer", "--quick", "--threads", "1", "--repeats", "1", "--sparsity", "2:4", "--batch", "2"]
+    args = ["--quick", "--threads", "1", "--repeats", "1", "--sparsity", "2:4", "--batch", "2"]
     assert main([*args, "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["command"].startswith("growprune bench-infer --quick --threads 1")
-    assert len(data["results"]) == 2 and "2:4" in capsys.readouterr().out
+    assert data["command"].startswith("python -m benchmarks.inference --quick --threads 1")
+    assert len(data["results"]) == 2
     md = tmp_path / "RESULTS.md"
-    assert main(["bench-infer", "--from-json", str(out), "--results-md", str(md)]) == 0
+    assert main(["--from-json", str(out), "--results-md", str(md)]) == 0
     assert "| cpu (float32) | 1 | mlp | 2:4 | 2 |" in md.read_text()
-    assert main(["bench-infer", "--from-json", str(out)]) == 2  # nowhere to write: a one-line usage error
+    with pytest.raises(SystemExit) as exit_:
+        main(["--quick", "--from-json", str(out)])  # --quick writes only where told
+    assert exit_.value.code == 2
