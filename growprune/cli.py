@@ -51,8 +51,6 @@ EXTRAS = {
 # What each command imports whatever the recipe says; the rest is checked once the recipe is read.
 TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
 REPORT_MODULES = ("yaml", "matplotlib")
-TRANSLATION_MODULES = ("tokenizers", "sacrebleu")
-DETECTION_MODULES = ("pycocotools", "PIL")
 
 
 class MissingExtra(UsageError):
@@ -147,15 +145,14 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             )
         recipe_path = resolve_recipe_path(args.recipe)
     recipe = load_recipe(recipe_path, overrides)
-    from growprune.tasks import DETECTION_DATASETS, TRANSLATION_DATASETS
+    from growprune.tasks.registry import task_for_dataset
 
     require(
         "train",
         [
             *(["matplotlib"] if recipe.output.report else []),
             *(["tensorboard"] if recipe.output.tensorboard else []),
-            *(TRANSLATION_MODULES if recipe.data.name in TRANSLATION_DATASETS else []),
-            *(DETECTION_MODULES if recipe.data.name in DETECTION_DATASETS else []),
+            *task_for_dataset(recipe.data.name).modules,
         ],
     )
     resume = bool(args.resume)
@@ -186,8 +183,10 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         cleanup()
     if not trainer.is_main:
         return 0
+    from growprune.tasks.registry import task_named
+
     print(
-        f"done: {_score_text(final)}, sparsity {final['sparsity']:.4f}, "
+        f"done: {task_named(final['task']).describe_scores(final)}, sparsity {final['sparsity']:.4f}, "
         f"{final['params_kept']}/{final['params_total']} parameters kept, {final['train_seconds']:.0f} s",
         flush=True,
     )
@@ -214,17 +213,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks import DETECTION_DATASETS, PARTSEG_DATASETS, TRANSLATION_DATASETS
+    from growprune.tasks.registry import TASKS
 
-    print("datasets: " + ", ".join(list_datasets()) + " (classification)")
-    print("          " + ", ".join(TRANSLATION_DATASETS) + " (translation, es<->en)")
-    print("          " + ", ".join(DETECTION_DATASETS) + " (detection, COCO format; SSD, COCO mAP)")
-    print(
-        "          "
-        + ", ".join(PARTSEG_DATASETS)
-        + " (3-D part segmentation, ShapeNet-Part layout: data.root, "
-        "$GROWPRUNE_SHAPENET_PART, else generated)"
-    )
+    for i, spec in enumerate(TASKS.values()):
+        datasets = spec.datasets or tuple(list_datasets())  # the fallback task takes every other
+        print(("datasets: " if i == 0 else " " * 10) + ", ".join(datasets) + f" ({spec.description})")
     print("recipes:")
     for path in bundled_recipes():
         print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
@@ -306,20 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(func=cmd_export)
     return parser
-
-
-def _score_text(final: dict) -> str:
-    """The number a run is judged by: test accuracy, test BLEU (with chrF) for translation,
-    validation COCO mAP for detection, or test mIoU (instance and class average) for part segmentation."""
-    if final["score_name"] == "test_acc":
-        return f"test accuracy {final['test_acc']:.4f}"
-    if final["score_name"] == "val_map":
-        return (
-            f"val mAP {final['val_map']:.4f} (AP50 {final['val_map50']:.4f}, AP75 {final['val_map75']:.4f})"
-        )
-    if final["score_name"] == "test_instance_miou":
-        return f"test mIoU {final['test_instance_miou']:.4f} (class average {final['test_class_miou']:.4f})"
-    return f"test BLEU {final['test_bleu']:.2f}, chrF {final['test_chrf']:.2f}"
 
 
 def _one_line(text: str, limit: int = 600) -> str:

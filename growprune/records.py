@@ -129,6 +129,7 @@ class StartRecord:
     cpu_kernels: str | None = None  # torch.backends.cpu.get_cpu_capability()
     threads: int | None = None
     torch_version: str | None = None
+    task: str | None = None  # the registered task (growprune.tasks.registry); None in older runs
 
     @property
     def total_epochs(self) -> float:
@@ -164,6 +165,7 @@ class StartRecord:
             cpu_kernels=_optional_str(data.get("cpu_kernels")),
             threads=as_int(data.get("threads")),
             torch_version=_optional_str(data.get("torch_version")),
+            task=_optional_str(data.get("task")),
         )
 
     @property
@@ -305,6 +307,7 @@ _FINAL_FIELDS = (
     "peak_rss_mib",
     "peak_rss_above_start_mib",
     "peak_cuda_mib",
+    "task",
 )
 
 
@@ -325,6 +328,7 @@ class FinalRecord:
     peak_rss_mib: float | None = None
     peak_rss_above_start_mib: float | None = None
     peak_cuda_mib: float | None = None
+    task: str | None = None  # the registered task (growprune.tasks.registry); None in older runs
 
     @property
     def score(self) -> float | None:
@@ -348,6 +352,7 @@ class FinalRecord:
             peak_rss_mib=as_float(data.get("peak_rss_mib")),
             peak_rss_above_start_mib=as_float(data.get("peak_rss_above_start_mib")),
             peak_cuda_mib=as_float(data.get("peak_cuda_mib")),
+            task=_optional_str(data.get("task")),
             layers=[layer for layer in layers if isinstance(layer, Mapping)]
             if isinstance(layers, list)
             else [],

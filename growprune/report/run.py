@@ -41,6 +41,7 @@ from growprune.report.detection import detection_lines
 from growprune.report.figures import plot_curves, plot_layers, plot_schedule
 from growprune.report.timeline import Segment, best_epoch, phase_segments
 from growprune.report.translation import translation_lines
+from growprune.tasks.registry import FALLBACK_TASK, TASKS, SummaryScore, TaskSpec, task_for_dataset
 
 REPORT_DIR = "report"
 CURVES, SCHEDULE, LAYERS = "curves.png", "schedule.png", "layers.png"
@@ -336,55 +337,57 @@ def events_text(events: Sequence[MaskEvent]) -> str:
     return f"{len(events)} ({detail})" if events else "0"
 
 
-def best_row(epochs: Sequence[EpochRecord]) -> tuple[str, str]:
-    """Best test accuracy at final masks (see timeline.best_epoch), naming its epoch."""
-    best = best_epoch(epochs)
+def best_row(
+    epochs: Sequence[EpochRecord], key: str = "test_acc", label: str = "best test accuracy"
+) -> tuple[str, str]:
+    """The best `key` at final masks (see timeline.best_epoch), naming its epoch."""
+    best = best_epoch(epochs, key)
     if best is None:
-        return "best test accuracy", "n/a"
+        return label, "n/a"
     record = epochs[best[0]]
-    name = "best test accuracy" + (" (final masks)" if best[1] else " (any epoch; masks never final)")
-    return name, f"{percent(record.scores.get('test_acc'))} (epoch {number(record.epoch)})"
+    name = label + (" (final masks)" if best[1] else " (any epoch; masks never final)")
+    return name, f"{percent(record.scores.get(key))} (epoch {number(record.epoch)})"
+
+
+def run_task(run: RunData) -> TaskSpec:
+    """The task the run names in its records; a run from before records named it, by its
+    recipe's dataset (the registry's fallback task when the recipe is unreadable)."""
+    named = (run.start and run.start.task) or (run.final and run.final.task)
+    if named in TASKS:
+        return TASKS[str(named)]
+    data = run.recipe.get("data")
+    dataset = data.get("name") if isinstance(data, dict) else None
+    return task_for_dataset(str(dataset)) if dataset else TASKS[FALLBACK_TASK]
+
+
+def summary_row(score: SummaryScore, run: RunData, suffix: str) -> tuple[str, str]:
+    """One row heading the summary, as the task's registry entry declares it."""
+
+    def shown(value: float | None) -> str:
+        if value is None or not math.isfinite(value):
+            return "n/a"
+        return percent(value) if score.fmt == "percent" else format(value, score.fmt)
+
+    epoch_values = [e.scores[score.key] for e in run.epochs if score.key in e.scores]
+    if score.of == "best_final_masks":
+        return best_row(run.epochs, score.key, score.label)
+    if score.of == "best":
+        return score.label, shown(max(epoch_values, default=None))
+    if run.final is not None:
+        return score.label, shown(run.final.scores.get(score.key))
+    if score.last_logged:
+        return score.label + suffix, shown(last_value(run.epochs, lambda e: e.scores.get(score.key)))
+    return score.label, "n/a (unfinished)"
 
 
 def summary_table(run: RunData) -> list[str]:
-    final = run.final
-    if final is not None:
-        accuracy, sparsity = final.scores.get("test_acc"), run.overall
+    if run.final is not None:
+        sparsity = run.overall
         suffix = ""
     else:
-        accuracy = last_value(run.epochs, lambda e: e.scores.get("test_acc"))
         sparsity = last_value(sorted([*run.epochs, *run.events], key=lambda r: r.step), lambda r: r.sparsity)
         suffix = " (last logged, unfinished)"
-    if any("valid_bleu" in e.scores for e in run.epochs):  # translation: judged by BLEU, not accuracy
-        bleu = final.scores.get("test_bleu") if final is not None else None
-        best = max((e.scores["valid_bleu"] for e in run.epochs if "valid_bleu" in e.scores), default=None)
-        head = [
-            ("final test BLEU (beam)", f"{bleu:.2f}" if bleu is not None else "n/a (unfinished)"),
-            ("best validation BLEU (greedy, any epoch)", f"{best:.2f}" if best is not None else "n/a"),
-        ]
-    elif any("val_map" in e.scores for e in run.epochs):  # detection: judged by COCO mAP
-        box_map = final.scores.get("val_map") if final is not None else None
-        best = max((e.scores["val_map"] for e in run.epochs if "val_map" in e.scores), default=None)
-        head = [
-            (
-                "final validation mAP@[.5:.95]",
-                f"{box_map:.4f}" if box_map is not None else "n/a (unfinished)",
-            ),
-            ("best validation mAP (any epoch)", f"{best:.4f}" if best is not None else "n/a"),
-        ]
-    elif any("val_instance_miou" in e.scores for e in run.epochs):  # part segmentation: mIoU
-        scores = final.scores if final is not None else {}
-        best = max(
-            (e.scores["val_instance_miou"] for e in run.epochs if "val_instance_miou" in e.scores),
-            default=None,
-        )
-        head = [
-            ("final test mIoU (instance avg.)", percent(scores.get("test_instance_miou"))),
-            ("final test mIoU (class avg.)", percent(scores.get("test_class_miou"))),
-            ("best validation mIoU (instance avg., any epoch)", percent(best)),
-        ]
-    else:
-        head = [("final test accuracy" + suffix, percent(accuracy)), best_row(run.epochs)]
+    head = [summary_row(score, run, suffix) for score in run_task(run).summary]
     partitions = partitions_text(run.start)
     rows = [
         *head,

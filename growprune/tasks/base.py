@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -30,8 +31,74 @@ class BatchLoader(Protocol):
     def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]: ...
 
 
+class DataSettings(Protocol):
+    """What a task reads of the data settings (a recipe's ``data:`` section)."""
+
+    name: str
+    data_dir: str | None
+    root: str | None
+    random_crop: bool
+    crop_padding: int
+    hflip: bool
+    args: dict[str, Any]
+
+
+class EvaluationSettings(Protocol):
+    """How a model is decoded and scored (a recipe's ``evaluation:`` section)."""
+
+    beam_size: int
+    length_penalty: float
+    epoch_sentences: int | None
+    examples: int
+    score_threshold: float
+    nms_iou: float
+    max_detections: int
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What a run asks of its task: the recipe's data and evaluation settings, where the data goes,
+    the loop's batch sizes and seed, and whether this is a smoke run (a tiny slice of the data, to
+    check that every part runs)."""
+
+    data: DataSettings
+    evaluation: EvaluationSettings
+    device: torch.device
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    label_smoothing: float = 0.0
+    smoke: bool = False
+
+    def dataset_args(self, data_dir_as: str, takes_root: bool = False) -> dict[str, Any]:
+        """The dataset's keyword arguments: ``data.args`` plus ``data.data_dir`` under the name the
+        dataset's loader takes it (`data_dir_as`) and ``data.root`` where the dataset reads a
+        folder of its own (`takes_root`; refused elsewhere, naming ``data.data_dir``)."""
+        args: dict[str, Any] = dict(self.data.args)
+        if self.data.data_dir is not None:
+            args[data_dir_as] = self.data.data_dir
+        if getattr(self.data, "root", None) is not None:
+            if not takes_root:
+                raise ValueError(
+                    f"root names a dataset's own folder (ShapeNet-Part or COCO-format detection data), "
+                    f"not {self.data.name!r} data; use data.data_dir here"
+                )
+            args["root"] = self.data.root
+        return args
+
+    def loop_sizes(self) -> dict[str, Any]:
+        """The constructor arguments every task built from a request shares."""
+        return {
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "seed": self.seed,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
 class Task(ABC):
-    """Data, loss and evaluation of one problem; built once per run by :func:`build_task`.
+    """Data, loss and evaluation of one problem; built once per run by :meth:`from_request`
+    (the registry, :mod:`growprune.tasks.registry`, names the class of each task).
 
     Attributes:
         train_loader: the training batches (shuffled, deterministic).
@@ -42,6 +109,15 @@ class Task(ABC):
     train_loader: BatchLoader
     primary_metric: str
     final_metric: str
+
+    @classmethod
+    @abstractmethod
+    def from_request(cls, request: TaskRequest) -> Task:
+        """The task a run asks for, its data loaded and on ``request.device``.
+
+        Raises:
+            ValueError / TypeError: bad data settings (the engine turns them into a RecipeError).
+        """
 
     @abstractmethod
     def model_defaults(self) -> dict[str, Any]:

@@ -10,7 +10,11 @@ from torch import nn
 
 from growprune.data.dataset import InMemoryDataset
 from growprune.data.loader import Augment, TensorLoader
-from growprune.tasks.base import Batch, Task
+from growprune.data.registry import build_datasets
+from growprune.tasks.base import Batch, Task, TaskRequest
+
+SMOKE_TRAIN_ITEMS = 256
+SMOKE_TEST_ITEMS = 256
 
 
 class ClassificationTask(Task):
@@ -37,6 +41,22 @@ class ClassificationTask(Task):
         self.test_loader = TensorLoader.from_dataset(test, eval_batch_size)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.num_classes = int(max(train.y.max(), test.y.max()).item()) + 1
+
+    @classmethod
+    def from_request(cls, request: TaskRequest) -> ClassificationTask:
+        data = request.data
+        args = request.dataset_args("data_dir")
+        subsets = (
+            {"train_subset": SMOKE_TRAIN_ITEMS, "test_subset": SMOKE_TEST_ITEMS} if request.smoke else {}
+        )
+        train, test = build_datasets(data.name, **subsets, **args)
+        train, test = train.to(request.device), test.to(request.device)
+        augment = Augment(
+            crop_padding=data.crop_padding if data.random_crop else 0,
+            hflip=data.hflip,
+            fill=float(getattr(train, "pad_value", 0.0)),
+        )
+        return cls(train, test, augment=augment, **request.loop_sizes())
 
     def _loader(self, seed: int, batch_size: int) -> TensorLoader:
         return TensorLoader.from_dataset(

@@ -19,13 +19,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.data.coco import CocoDetectionData, DetectionSplit
+from growprune.data.coco import CocoDetectionData, DetectionSplit, find_root, load_coco_detection
 from growprune.data.loader import TensorLoader
+from growprune.data.registry import check_kwargs
 from growprune.evaluation.boxes import detect
 from growprune.evaluation.coco_map import coco_map
 from growprune.seeding import stream_seed
-from growprune.tasks.base import Batch, Task
+from growprune.tasks.base import Batch, Task, TaskRequest
 from growprune.tasks.multibox import MultiboxLoss
+
+# Smoke runs keep the schedule but train on one batch of 8 images per epoch and score 4
+# validation images: an SSD step costs ~25 ms per image on one core.
+SMOKE_DETECTION_BATCH = 8
+SMOKE_VAL_IMAGES = 4
 
 __all__ = ["DETECTIONS_FILE", "FIGURE_FILE", "DetectionLoader", "DetectionTask"]
 
@@ -110,6 +116,57 @@ class DetectionTask(Task):
         self.criterion = MultiboxLoss()
         self.train_loader = self.worker_loader(seed)
         self.last_detections: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_request(cls, request: TaskRequest) -> DetectionTask:
+        from growprune.data.shapes import generated_root
+
+        settings, ev = request.data, request.evaluation
+        if settings.random_crop:
+            raise ValueError(
+                "random_crop does not move the boxes; remove it for detection (hflip is supported)"
+            )
+        args: dict[str, Any] = dict(settings.args)
+        generator_keys = ("n_train", "n_val", "generator_seed", "cache_dir")
+        generator = {key: args.pop(key) for key in generator_keys if key in args}
+        check_kwargs("dataset", settings.name, load_coco_detection, {"root": None, **args})
+        root = find_root(args.pop("root", None) or settings.root or settings.data_dir)
+        if root is None:
+            if settings.name == "coco":
+                raise ValueError(
+                    "data.name coco needs the dataset folder: set data.root (or $GROWPRUNE_COCO) to a "
+                    "folder with annotations/instances_train2017.json, annotations/instances_val2017.json, "
+                    "train2017/ and val2017/ (or use data.name coco_shapes for the generated set)"
+                )
+            if "generator_seed" in generator:
+                generator["seed"] = generator.pop("generator_seed")
+            check_kwargs("dataset", settings.name, generated_root, generator)
+            root = generated_root(**generator)
+        elif generator:
+            raise ValueError(
+                f"{', '.join(sorted(generator))} shape the generated set; data.root {root} is read as it is"
+            )
+        batch_size = request.batch_size
+        if request.smoke:
+            batch_size = min(batch_size, SMOKE_DETECTION_BATCH)
+            args["train_limit"] = batch_size
+            args["val_limit"] = SMOKE_VAL_IMAGES
+        data = load_coco_detection(root, **args)
+        if request.smoke:  # a folder smaller than one smoke batch still runs
+            batch_size = min(batch_size, len(data.train))
+        data.train.to(request.device)
+        data.val.to(request.device)
+        return cls(
+            data,
+            batch_size=batch_size,
+            eval_batch_size=request.eval_batch_size,
+            seed=request.seed,
+            hflip=settings.hflip,
+            score_threshold=ev.score_threshold,
+            nms_iou=ev.nms_iou,
+            max_detections=ev.max_detections,
+            examples=min(ev.examples, 4),
+        )
 
     def worker_loader(self, seed: int) -> DetectionLoader:
         return DetectionLoader(

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from growprune.data.loader import TensorLoader
-from growprune.data.partseg import PartSegData
+from growprune.data.partseg import PartSegData, load_part_segmentation
+from growprune.data.registry import check_kwargs
 from growprune.data.shapenet_part import (
     CATEGORIES,
     NUM_CATEGORIES,
@@ -28,7 +29,11 @@ from growprune.data.shapenet_part import (
     category_of_parts,
 )
 from growprune.evaluation.partseg import miou, predict_parts, shape_ious
-from growprune.tasks.base import Batch, Task
+from growprune.tasks.base import Batch, Task, TaskRequest
+
+# Smoke runs read the first shapes of each split, sampled to few points.
+SMOKE_PART_SHAPES = 8
+SMOKE_PART_POINTS = 64
 
 FIGURE_SHAPES = 4
 
@@ -55,6 +60,25 @@ class PartSegTask(Task):
         self.part_category = category_of_parts().to(data.train.y.device)
         self.train_loader = self.worker_loader(seed)
         self.last_final: dict[str, Any] = {}
+
+    @classmethod
+    def from_request(cls, request: TaskRequest) -> PartSegTask:
+        settings = request.data
+        if settings.random_crop or settings.hflip:
+            raise ValueError(
+                "random_crop and hflip are image augmentations; part segmentation uses data.args.scale/jitter"
+            )
+        args = request.dataset_args("cache_dir", takes_root=True)
+        check_kwargs("dataset", settings.name, load_part_segmentation, args)
+        if request.smoke:
+            args["points"] = min(int(args.get("points", SMOKE_PART_POINTS)), SMOKE_PART_POINTS)
+            args["limit"] = SMOKE_PART_SHAPES
+        data = load_part_segmentation(**args)
+        sizes = request.loop_sizes()
+        if request.smoke:  # a small folder of the user's may hold fewer training shapes than one batch
+            sizes["batch_size"] = min(sizes["batch_size"], len(data.train))
+        data.train, data.val, data.test = (s.to(request.device) for s in (data.train, data.val, data.test))
+        return cls(data, **sizes)
 
     def worker_loader(self, seed: int) -> TensorLoader:
         train = self.data.train

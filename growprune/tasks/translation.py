@@ -15,11 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from growprune.data.registry import check_kwargs
 from growprune.data.subword import BOS, EOS, PAD
-from growprune.data.translation import TranslationData, TranslationLoader, TranslationSplit
+from growprune.data.translation import (
+    TranslationData,
+    TranslationLoader,
+    TranslationSplit,
+    load_bible_translation,
+)
 from growprune.evaluation.decode import beam_search, greedy_decode
 from growprune.evaluation.scores import translation_scores
-from growprune.tasks.base import Batch, Task
+from growprune.tasks.base import Batch, Task, TaskRequest
+
+# Smoke runs keep the recipe's model and schedule but train on the shortest pairs, one batch per
+# epoch, and decode a handful of sentences: the point is that every part runs.
+SMOKE_TRAIN_PAIRS = 64
+SMOKE_SENTENCES = 8
 
 
 class TranslationTask(Task):
@@ -52,6 +63,30 @@ class TranslationTask(Task):
         self.examples = examples
         self.train_loader = self.worker_loader(seed)
         self.last_final: dict[str, Any] = {}
+
+    @classmethod
+    def from_request(cls, request: TaskRequest) -> TranslationTask:
+        settings, ev = request.data, request.evaluation
+        if settings.random_crop or settings.hflip:
+            raise ValueError("random_crop and hflip are image augmentations; remove them for translation")
+        args = request.dataset_args("cache_dir")
+        check_kwargs("dataset", settings.name, load_bible_translation, args)
+        data = load_bible_translation(**args)
+        if request.smoke:
+            data.train = data.train.shortest(max(SMOKE_TRAIN_PAIRS, request.batch_size))
+            data.valid = data.valid.shortest(SMOKE_SENTENCES)
+            data.test = data.test.shortest(SMOKE_SENTENCES)
+        data.train, data.valid, data.test = (
+            s.to(request.device) for s in (data.train, data.valid, data.test)
+        )
+        return cls(
+            data,
+            **request.loop_sizes(),
+            beam_size=min(ev.beam_size, 2) if request.smoke else ev.beam_size,
+            length_penalty=ev.length_penalty,
+            epoch_sentences=ev.epoch_sentences,
+            examples=ev.examples,
+        )
 
     def worker_loader(self, seed: int) -> TranslationLoader:
         return TranslationLoader(self.data.train, self.batch_size, shuffle=True, drop_last=True, seed=seed)

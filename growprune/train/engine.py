@@ -42,7 +42,14 @@ from growprune.records import EpochRecord, FinalRecord, Record, StartRecord, Ste
 from growprune.report import sparsity_report
 from growprune.sparsity.compact import parameter_count
 from growprune.sparsity.consensus import verify_masks_equal
-from growprune.tasks import Batch, Task, accepted_defaults, build_task, check_model_fits
+from growprune.tasks import (
+    Batch,
+    Task,
+    accepted_defaults,
+    build_task,
+    check_model_fits,
+    task_for_dataset,
+)
 from growprune.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, CheckpointManager
 from growprune.train.distributed import init_distributed, shard_batch, shard_model
 from growprune.train.loops import EpochStats, RoundLoop, StepLoop, loop_class
@@ -241,6 +248,7 @@ class Trainer:
     def _build(self, recipe: Recipe) -> None:
         cfg = recipe.training
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
+        self.task_name = task_for_dataset(recipe.data.name).name
         try:
             self.task: Task = build_task(
                 recipe.data,
@@ -636,6 +644,7 @@ class Trainer:
             cpu_kernels=torch.backends.cpu.get_cpu_capability(),
             threads=torch.get_num_threads(),
             torch_version=torch.__version__,
+            task=self.task_name,
         )
 
     def planned_steps(self) -> int:
@@ -753,6 +762,7 @@ class Trainer:
             train_seconds=self._elapsed(),
             layers=report.to_dict()["layers"],
             **self.memory.read().record_fields(),
+            task=self.task_name,
         )
         payload = self._checked_payload()  # every rank (a collective when sharded)
         if self.is_main:

@@ -1,0 +1,141 @@
+"""The task registry: every kind of problem growprune trains, declared once.
+
+The CLI (which extras a run needs, what ``list`` shows, the ``done:`` line), the engine (which
+task a recipe's dataset builds) and the run report (which scores head the summary) ask this
+registry; none of them names a task or guesses one from score keys. A run records its task's
+name (``StartRecord.task``, ``FinalRecord.task``), so a report knows what it is reading.
+
+Adding a task: its module under ``growprune/tasks/`` (a :class:`~growprune.tasks.base.Task`
+subclass with ``from_request``) and one :class:`TaskSpec` line in :data:`TASKS`. The task's
+module is imported only when a run of it is built, so the registry stays cheap to read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from growprune.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class SummaryScore:
+    """One row heading a run's summary: a score of the final record or the best over epochs.
+
+    ``of``: ``"final"`` (the finished run's score; an unfinished run shows the last epoch's with
+    ``last_logged``, else says it is unfinished), ``"best"`` (the highest over every epoch) or
+    ``"best_final_masks"`` (the highest among the epochs at the final masks, naming its epoch).
+    ``fmt``: ``"percent"`` or a format spec such as ``".2f"``.
+    """
+
+    label: str
+    key: str
+    fmt: str
+    of: Literal["final", "best", "best_final_masks"] = "final"
+    last_logged: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as the rest of growprune sees it."""
+
+    name: str
+    description: str  # what ``growprune list`` says of its datasets
+    # datasets: the recipe ``data.name`` values it trains on; () for the fallback task, which takes
+    # every dataset of the data registry (growprune.data.registry) no other task names
+    datasets: tuple[str, ...]
+    task_class: str  # "module:Class" of its Task, imported when a run of it is built
+    done_text: str  # the ``done:`` line's scores, a str.format template over the final scores
+    summary: tuple[SummaryScore, ...]  # the rows heading a run report's summary
+    modules: tuple[str, ...] = ()  # Python modules its runs import beyond the `train` extra
+
+    def load(self) -> type[Task]:
+        module, name = self.task_class.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def describe_scores(self, scores: Mapping[str, float]) -> str:
+        return self.done_text.format(**scores)
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="classification",
+            description="classification",
+            datasets=(),
+            task_class="growprune.tasks.classification:ClassificationTask",
+            done_text="test accuracy {test_acc:.4f}",
+            summary=(
+                SummaryScore("final test accuracy", "test_acc", "percent", last_logged=True),
+                SummaryScore("best test accuracy", "test_acc", "percent", of="best_final_masks"),
+            ),
+        ),
+        TaskSpec(
+            name="translation",
+            description="translation, es<->en",
+            datasets=("bible",),
+            task_class="growprune.tasks.translation:TranslationTask",
+            done_text="test BLEU {test_bleu:.2f}, chrF {test_chrf:.2f}",
+            summary=(
+                SummaryScore("final test BLEU (beam)", "test_bleu", ".2f"),
+                SummaryScore("best validation BLEU (greedy, any epoch)", "valid_bleu", ".2f", of="best"),
+            ),
+            modules=("tokenizers", "sacrebleu"),
+        ),
+        TaskSpec(
+            name="detection",
+            # coco: a COCO-format folder (data.root, else $GROWPRUNE_COCO); coco_shapes: the
+            # generated set in that format, unless data.root names a folder to read instead.
+            description="detection, COCO format; SSD, COCO mAP",
+            datasets=("coco", "coco_shapes"),
+            task_class="growprune.tasks.detection:DetectionTask",
+            done_text="val mAP {val_map:.4f} (AP50 {val_map50:.4f}, AP75 {val_map75:.4f})",
+            summary=(
+                SummaryScore("final validation mAP@[.5:.95]", "val_map", ".4f"),
+                SummaryScore("best validation mAP (any epoch)", "val_map", ".4f", of="best"),
+            ),
+            modules=("pycocotools", "PIL"),
+        ),
+        TaskSpec(
+            name="partseg",
+            description=(
+                "3-D part segmentation, ShapeNet-Part layout: data.root, $GROWPRUNE_SHAPENET_PART, "
+                "else generated"
+            ),
+            datasets=("shapenet_part",),
+            task_class="growprune.tasks.partseg:PartSegTask",
+            done_text="test mIoU {test_instance_miou:.4f} (class average {test_class_miou:.4f})",
+            summary=(
+                SummaryScore("final test mIoU (instance avg.)", "test_instance_miou", "percent"),
+                SummaryScore("final test mIoU (class avg.)", "test_class_miou", "percent"),
+                SummaryScore(
+                    "best validation mIoU (instance avg., any epoch)",
+                    "val_instance_miou",
+                    "percent",
+                    of="best",
+                ),
+            ),
+        ),
+    )
+}
+FALLBACK_TASK = "classification"  # the task of every dataset no other task names
+
+
+def task_named(name: str) -> TaskSpec:
+    """The registered task `name`; a ValueError naming the known ones otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}") from None
+
+
+def task_for_dataset(dataset: str) -> TaskSpec:
+    """The task a recipe's ``data.name`` trains."""
+    for spec in TASKS.values():
+        if dataset in spec.datasets:
+            return spec
+    return TASKS[FALLBACK_TASK]
