@@ -326,8 +326,8 @@ def test_explicit_targets_may_still_name_an_adapter() -> None:
     assert len(names) == 4 and all("lora_A" in n for n in names)
 
 
-def test_readme_recipe_merge_then_sparsify() -> None:
-    """README "Sparsifying a LoRA fine-tune": fine-tune the adapters, merge, then sparsify the
+def test_lora_recipe_merge_then_sparsify() -> None:
+    """docs/integrations.md, "Sparsifying a LoRA fine-tune": fine-tune the adapters, merge, then sparsify the
     merged weights -- the merged model is sparse (pruning the adapters would not make it so)."""
     torch.manual_seed(0)
     block = Block()
@@ -359,8 +359,8 @@ def test_real_peft_lora_model() -> None:
     assert any(n.endswith("q.base_layer.weight") for n in names)
 
 
-def test_readme_recipe_prune_base_then_train_adapters() -> None:
-    """README recipe 2: prune the frozen base once, train only the adapters: the base stays sparse."""
+def test_lora_recipe_prune_base_then_train_adapters() -> None:
+    """docs/integrations.md, recipe 2: prune the frozen base once, train only the adapters: still sparse."""
     torch.manual_seed(0)
     model = PeftLike()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
