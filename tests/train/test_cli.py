@@ -106,6 +106,38 @@ def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None
     assert final[0]["peak_rss_mib"] > 0 and final[0]["peak_rss_above_start_mib"] >= 0
 
 
+# Compact storage over the bundled Fashion-MNIST recipes: one per way a method meets compact
+# storage in the default suite (C-GaP's phases, RigL's gathered gradients, GMP's shrinking prunes),
+# the others behind slow (make test-slow).
+COMPACT_KEPT = ("fmnist/cgap-quick.yaml", "fmnist/rigl-80.yaml", "fmnist/gmp-80.yaml")
+
+
+def compact_cases() -> list[object]:
+    cases = []
+    for recipe in bundled_recipes():
+        name = str(recipe.relative_to(RECIPES_DIR))
+        if name.startswith("fmnist/"):
+            marks = [] if name in COMPACT_KEPT else [pytest.mark.slow]
+            cases.append(pytest.param(recipe, id=name, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("recipe", compact_cases())
+def test_bundled_fmnist_recipes_train_in_compact_storage(recipe: Path, tmp_path: Path) -> None:
+    """``--set method.storage=compact``: the run ends at its target and reports its peak memory."""
+    out = tmp_path / "run"
+    args = ("--smoke", "--set", "method.storage=compact", "--out", str(out), "--no-progress")
+    result = run_cli("train", str(recipe), *args, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["method"]["storage"] == "compact"
+    records = [yaml.safe_load(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (final,) = [r for r in records if r["type"] == "final"]
+    target = yaml.safe_load((out / "recipe.yaml").read_text())["method"]["sparsity"]
+    assert final["sparsity"] >= target - 1e-3 and final["peak_rss_mib"] > 0
+    report = (out / "report" / "report.md").read_text()
+    assert "| peak memory | " in report and "compact storage |" in report
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
