@@ -45,23 +45,50 @@ def as_str(value: Any) -> str | None:
 
 
 # -- the schedule position -----------------------------------------------------------------------
+class PhaseName:
+    """The names of schedule phases, and what code asks of them (:attr:`Phase.masks_final`,
+    :attr:`Phase.ended`). A third-party method may name other phases: those are neither."""
+
+    DENSE = "dense"  # training dense before a prune (one-shot, GMP, ADMM) or the dense baseline
+    PRUNING = "pruning"  # GMP's gradual prunes
+    SPARSE_TRAINING = "sparse-training"  # SET and RigL's mask updates
+    ADMM = "admm"  # ADMM's Z/U updates
+    GAP = "gap"  # a GaP phase: one partition dense
+    MERGED = "merged"  # P-GaP between rounds, the workers just merged
+    FINETUNE = "finetune"  # the masks are final; training goes on
+    DONE = "done"  # the schedule has ended
+    MASKS_FINAL = frozenset({FINETUNE, DONE})
+    ENDED = frozenset({DONE})
+
+
 @dataclass(frozen=True)
 class Phase:
     """Where a schedule stands. Partition and round numbers are 1-based, as people count."""
 
-    name: str  # e.g. "dense", "gap", "finetune", "admm", "pruning", "sparse", "done"
+    name: str  # a PhaseName (another name where a third-party method chose one)
     step: int
     round: int | None = None
     rounds: int | None = None
     dense_partition: int | None = None
     partitions: int | None = None
 
+    @property
+    def masks_final(self) -> bool:
+        """True where the masks no longer change: only a score reached here is a result at the
+        target sparsity."""
+        return self.name in PhaseName.MASKS_FINAL
+
+    @property
+    def ended(self) -> bool:
+        """True once the schedule has ended."""
+        return self.name in PhaseName.ENDED
+
     def __str__(self) -> str:
         if self.dense_partition is not None:
             return (
                 f"round {self.round}/{self.rounds}, partition {self.dense_partition}/{self.partitions} dense"
             )
-        if self.name == "merged" and self.round is not None:
+        if self.name == PhaseName.MERGED and self.round is not None:
             return f"merged after round {self.round}/{self.rounds}"
         return self.name
 

@@ -17,6 +17,7 @@ from torch import nn
 from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.records import PhaseName
 from growprune.sparsity.sharding import full, local, shard_like
 
 
@@ -151,8 +152,8 @@ class ADMM(Sparsifier):
 
     def describe_phase(self, step: int) -> Phase:
         if step < self.pretrain_steps:
-            return Phase("dense", step)
-        return Phase("admm" if step < self.prune_step else "finetune", step)
+            return Phase(PhaseName.DENSE, step)
+        return Phase(PhaseName.ADMM if step < self.prune_step else PhaseName.FINETUNE, step)
 
     def extra_state(self) -> dict[str, Any]:
         return {  # whole tensors (gathered when sharded): a file from any world size loads anywhere

@@ -55,7 +55,7 @@ from torch import nn
 
 from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
 from growprune.methods.settings import MethodSettings, RunLength
-from growprune.records import MaskEvent, Phase
+from growprune.records import MaskEvent, Phase, PhaseName
 from growprune.seeding import check_seed, is_bool
 from growprune.sparsity.compact import (
     COMPACT_MODULES,
@@ -681,7 +681,7 @@ class Sparsifier:
         """Raise if optimizer step `step` must not run (called before it touches anything)."""
 
     def describe_phase(self, step: int) -> Phase:
-        return Phase("done", step)
+        return Phase(PhaseName.DONE, step)
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -927,7 +927,7 @@ class Sparsifier:
     @property
     def done(self) -> bool:
         """True once the schedule has no more mask changes to make."""
-        return self.phase.name in ("finetune", "done")
+        return self.phase.masks_final
 
     def current_sparsity(self) -> float:
         kept = sum(self.mask_set.kept(n) for n in self.names)

@@ -19,6 +19,7 @@ from torch import nn
 from growprune.methods.base import RESET_MODES, Phase, check_choice
 from growprune.methods.gap import GaPSchedule, GaPSettings
 from growprune.methods.settings import RunLength, plural
+from growprune.records import PhaseName
 
 
 @dataclass(kw_only=True)
@@ -95,7 +96,7 @@ class CGaP(GaPSchedule):
         if dense is None:
             return self.after_gap_phase(step)
         return Phase(
-            "gap",
+            PhaseName.GAP,
             step,
             round=step // self.steps_per_phase // self.num_partitions + 1,
             rounds=self.rounds,

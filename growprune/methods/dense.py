@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from growprune.methods.base import Phase, Sparsifier
 from growprune.methods.settings import MethodSettings
+from growprune.records import PhaseName
 
 
 @dataclass(kw_only=True)
@@ -25,7 +26,7 @@ class Dense(Sparsifier):
         super().__init__(model, optimizer, **kwargs)
 
     def describe_phase(self, step: int) -> Phase:
-        return Phase("dense", step)
+        return Phase(PhaseName.DENSE, step)
 
     @property
     def done(self) -> bool:

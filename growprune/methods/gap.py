@@ -15,6 +15,7 @@ from torch import nn
 
 from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.records import PhaseName
 from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec, partition_count
 
 
@@ -197,4 +198,4 @@ class GaPSchedule(Sparsifier):
         return masks
 
     def after_gap_phase(self, step: int) -> Phase:
-        return Phase("finetune" if step < self.total_steps else "done", step)
+        return Phase(PhaseName.FINETUNE if step < self.total_steps else PhaseName.DONE, step)

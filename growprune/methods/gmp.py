@@ -10,6 +10,7 @@ from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.records import PhaseName
 from growprune.sparsity.distribution import validate_sparsity
 from growprune.sparsity.scoring import restrict
 
@@ -133,5 +134,5 @@ class GMP(Sparsifier):
 
     def describe_phase(self, step: int) -> Phase:
         if step < self.start_step:
-            return Phase("dense", step)
-        return Phase("pruning" if step < self.end_step else "finetune", step)
+            return Phase(PhaseName.DENSE, step)
+        return Phase(PhaseName.PRUNING if step < self.end_step else PhaseName.FINETUNE, step)

@@ -7,6 +7,7 @@ from typing import Any
 
 from growprune.methods.base import Phase, Sparsifier, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.records import PhaseName
 
 
 @dataclass(kw_only=True)
@@ -53,4 +54,4 @@ class OneShot(Sparsifier):
         self.change_masks(masks, "prune")
 
     def describe_phase(self, step: int) -> Phase:
-        return Phase("dense" if step < self.prune_step else "finetune", step)
+        return Phase(PhaseName.DENSE if step < self.prune_step else PhaseName.FINETUNE, step)

@@ -26,6 +26,7 @@ from growprune.methods.base import Phase, as_count, check_choice, check_mask, ch
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
 from growprune.methods.settings import RunLength, plural
+from growprune.records import PhaseName
 from growprune.sparsity.masks import MASK_SUFFIX
 
 MERGE_MODES = ("average", "group0", "owner")
@@ -181,10 +182,10 @@ class PGaP(GaPSchedule):
 
     def describe_phase(self, step: int) -> Phase:
         if self._between_rounds and step == self.step_count:
-            return Phase("merged", step, round=self.merged_rounds, rounds=self.rounds)
+            return Phase(PhaseName.MERGED, step, round=self.merged_rounds, rounds=self.rounds)
         if step < self.gap_end:
             return Phase(
-                "gap",
+                PhaseName.GAP,
                 step,
                 round=step // self.steps_per_phase + 1,
                 rounds=self.rounds,

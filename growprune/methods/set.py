@@ -11,6 +11,7 @@ from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
 from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.records import PhaseName
 from growprune.sparsity.patterns import topk_mask
 from growprune.sparsity.scoring import LazyScores, random_scores
 
@@ -136,4 +137,4 @@ class SET(Sparsifier):
         """Hook for subclasses to release per-update data."""
 
     def describe_phase(self, step: int) -> Phase:
-        return Phase("sparse-training" if step < self.end_step else "finetune", step)
+        return Phase(PhaseName.SPARSE_TRAINING if step < self.end_step else PhaseName.FINETUNE, step)

@@ -11,13 +11,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from growprune.records import EpochRecord, MaskEvent, Phase, StepRecord
+from growprune.records import EpochRecord, MaskEvent, Phase, PhaseName, StepRecord
 
-FINETUNE = "finetune"
-#: Phases in which the masks are final: only accuracy reached there is a result at the target sparsity.
-FINAL_MASK_PHASES = frozenset({FINETUNE, "done"})
+FINETUNE = PhaseName.FINETUNE
 #: Phases after the schedule has ended: nothing happens there worth a colour.
-UNSHADED = frozenset({"done"})
+UNSHADED = PhaseName.ENDED
 
 #: Records that state a step and the phase in force there.
 PhasedRecord = StepRecord | EpochRecord | MaskEvent
@@ -124,7 +122,7 @@ def best_epoch(epochs: Sequence[EpochRecord], score: str = "test_acc") -> tuple[
     """
     scored = [(i, e.scores.get(score)) for i, e in enumerate(epochs)]
     scored = [(i, a) for i, a in scored if a is not None and math.isfinite(a)]
-    final = [(i, a) for i, a in scored if (p := epochs[i].phase) is not None and p.name in FINAL_MASK_PHASES]
+    final = [(i, a) for i, a in scored if (p := epochs[i].phase) is not None and p.masks_final]
     pool = final or scored
     if not pool:
         return None
