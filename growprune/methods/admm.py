@@ -16,7 +16,7 @@ from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
 from growprune.methods.errors import SparsifierStateError
-from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
 from growprune.records import PhaseName
 from growprune.sparsity.sharding import full, local, shard_like
 
@@ -85,10 +85,10 @@ class ADMM(Sparsifier):
             )
         admm = kwargs.setdefault("admm_steps", max(1, round(0.5 * (total - pretrain))))
         if pretrain + admm > total:
-            raise ValueError(
+            raise ScheduleFitError(
                 f"{cls.method}: pretrain_steps + admm_steps = {pretrain} + {admm} = {pretrain + admm} is "
-                f"beyond the run's {total} optimizer steps, so the final prune would never happen; shorten "
-                "them or train longer"
+                f"beyond the run's {total} optimizer steps, so the final prune would never happen",
+                "shorten them or train longer",
             )
         kwargs.setdefault("update_interval", max(1, admm // 10))
 

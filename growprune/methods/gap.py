@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
 from growprune.records import PhaseName
 from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec, partition_count
 
@@ -125,10 +125,11 @@ class GaPSchedule(Sparsifier):
             gap = phases * kwargs["steps_per_phase"]
             finetune = kwargs["finetune_steps"] if "finetune_steps" in given else 0
             if gap + finetune > total:
-                raise ValueError(
+                raise ScheduleFitError(
                     f"{cls.method}: {what} of steps_per_phase={kwargs['steps_per_phase']} plus "
                     f"finetune_steps={finetune} need {gap + finetune} optimizer steps but the run has "
-                    f"{total}; lower steps_per_phase, rounds, partitions or finetune_steps, or train longer"
+                    f"{total}",
+                    "lower steps_per_phase, rounds, partitions or finetune_steps, or train longer",
                 )
             kwargs.setdefault("finetune_steps", total - gap)
             return
@@ -137,10 +138,11 @@ class GaPSchedule(Sparsifier):
             raise beyond_run(cls.method, "finetune_steps", finetune, total)
         per_phase = (total - finetune) // phases
         if per_phase < 1:
-            raise ValueError(
+            raise ScheduleFitError(
                 f"{cls.method}: the run's {total} optimizer steps are too few for {what} of at least one "
-                f"step plus {finetune} fine-tuning steps; train for at least {phases + finetune} steps, or "
-                "lower partitions, rounds or finetune_steps"
+                f"step plus {finetune} fine-tuning steps",
+                f"train for at least {phases + finetune} steps, or lower partitions, rounds or "
+                "finetune_steps",
             )
         kwargs["steps_per_phase"] = per_phase
         kwargs["finetune_steps"] = finetune if "finetune_steps" in given else total - phases * per_phase

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
 from growprune.records import PhaseName
 from growprune.sparsity.distribution import validate_sparsity
 from growprune.sparsity.scoring import restrict
@@ -82,8 +82,8 @@ class GMP(Sparsifier):
         if end > total:
             raise beyond_run(cls.method, "end_step", end, total)
         if end < start:
-            raise ValueError(
-                f"{cls.method}: end_step={end} is before start_step={start}; the ramp needs end >= start"
+            raise ScheduleFitError(
+                f"{cls.method}: end_step={end} is before start_step={start}", "the ramp needs end >= start"
             )
         kwargs.setdefault("frequency", max(1, total // 100))
 

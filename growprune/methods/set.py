@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, beyond_run, bounded
+from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
 from growprune.records import PhaseName
 from growprune.sparsity.patterns import topk_mask
 from growprune.sparsity.scoring import LazyScores, random_scores
@@ -77,9 +77,10 @@ class SET(Sparsifier):
             raise beyond_run(cls.method, "end_step", end, total)
         interval = kwargs.setdefault("update_interval", max(1, total // 100))
         if interval >= end:
-            raise ValueError(
+            raise ScheduleFitError(
                 f"{cls.method}: update_interval={interval} >= end_step={end}, so masks would never be "
-                "updated; lower update_interval or raise end_step (or train longer)"
+                "updated",
+                "lower update_interval or raise end_step (or train longer)",
             )
 
     def config(self) -> dict[str, Any]:

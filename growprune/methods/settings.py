@@ -60,12 +60,22 @@ class RunLength:
         return max(minimum, round(share * self.total_steps))
 
 
-def beyond_run(method: str, name: str, value: int, total: int, limit_name: str = "") -> ValueError:
+class ScheduleFitError(ValueError):
+    """A schedule that does not fit in the run (``fit_to_run``): what is wrong (`fact`) and how to
+    fix it (`fix`) apart, so a caller that states its own fix (the engine: shorten the method's
+    epochs or raise training.epochs) takes the fact without parsing the message."""
+
+    def __init__(self, fact: str, fix: str) -> None:
+        super().__init__(f"{fact}; {fix}")
+        self.fact, self.fix = fact, fix
+
+
+def beyond_run(method: str, name: str, value: int, total: int, limit_name: str = "") -> ScheduleFitError:
     """The error for a schedule argument that does not fit in a run of `total` optimizer steps."""
     what = limit_name or f"the run's {total} optimizer steps"
-    return ValueError(
-        f"{method}: {name}={value} is beyond {what}; lower it (or give it as a fraction of the "
-        "run, e.g. 0.5) or train longer"
+    return ScheduleFitError(
+        f"{method}: {name}={value} is beyond {what}",
+        "lower it (or give it as a fraction of the run, e.g. 0.5) or train longer",
     )
 
 

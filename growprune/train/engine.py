@@ -36,7 +36,7 @@ from growprune.checkpoint import STATE_KEYS, non_finite_entry
 from growprune.errors import GrowpruneError, is_out_of_memory
 from growprune.files import atomic_write_text, remove_stale_temps
 from growprune.methods import Sparsifier, get_method
-from growprune.methods.settings import RunLength, epochs_to_steps
+from growprune.methods.settings import RunLength, ScheduleFitError, epochs_to_steps
 from growprune.models.registry import build_model, model_builder
 from growprune.records import EpochRecord, FinalRecord, Record, StartRecord, StepRecord, record_to_json
 from growprune.report import sparsity_report
@@ -364,11 +364,12 @@ class Trainer:
         if total is not None:
             try:  # a schedule that ends after the run would silently never reach its sparsity
                 cls.fit_to_run(dict(kwargs), {a for a in cls.step_arguments if a in kwargs}, total)
-            except ValueError as err:
+            except ValueError as err:  # a third-party method's own error: shown whole
                 run = f"{total} optimizer steps, {self.steps_per_epoch} per epoch"
+                fact = err.fact if isinstance(err, ScheduleFitError) else str(err)
                 raise RecipeError(
                     f"method: the schedule does not fit in the run of training.epochs "
-                    f"{recipe.training.epochs:g} ({run}): {str(err).split('; ')[0]}; shorten the "
+                    f"{recipe.training.epochs:g} ({run}): {fact}; shorten the "
                     "method's epochs or raise training.epochs"
                 ) from None
         try:

@@ -153,3 +153,27 @@ def test_failed_construction_leaves_model_and_optimizer_untouched(failure: str) 
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items()), "weights changed"
     assert len(optimizer._optimizer_step_pre_hooks) == hooks, "optimizer hook left behind"
     make_sparsifier(variant, model, optimizer)  # the corrected retry works
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "total", "fact"),
+    [
+        ("oneshot", {"prune_step": 50}, 10, "oneshot: prune_step=50 is beyond the run's 10 optimizer steps"),
+        ("gmp", {"start_step": 6, "end_step": 4}, 10, "gmp: end_step=4 is before start_step=6"),
+        ("set", {"end_step": 5, "update_interval": 5}, 10, "set: update_interval=5 >= end_step=5"),
+        ("admm", {"pretrain_steps": 5, "admm_steps": 8}, 10, "admm: pretrain_steps + admm_steps = 5 + 8"),
+        ("cgap", {"partitions": 4, "rounds": 3}, 10, "cgap: the run's 10 optimizer steps are too few"),
+    ],
+)
+def test_a_schedule_that_does_not_fit_says_what_and_how_apart(
+    method: str, kwargs: dict, total: int, fact: str
+) -> None:
+    """The engine states its own fix (the recipe's epochs) beside the method's fact: the error
+    carries them apart (typed), so nothing splits a message at its first ';'."""
+    from growprune.methods.settings import ScheduleFitError
+
+    cls = gp.get_method(method)
+    with pytest.raises(ScheduleFitError) as raised:
+        cls.fit_to_run(dict(kwargs), set(kwargs), total)
+    err = raised.value
+    assert err.fact.startswith(fact) and err.fix and str(err) == f"{err.fact}; {err.fix}"
