@@ -4,7 +4,8 @@
 - :mod:`growprune.report.timeline`: the schedule's phases as step segments, from typed records.
 - :mod:`growprune.report.figures`: the figures of ``growprune report`` (matplotlib).
 - :mod:`growprune.report.run`: ``growprune report RUN_DIR`` (report.md and the figures).
-- :mod:`growprune.report.translation`: the translation section of a run report.
+A task's own section of a run report (translation examples, detection figures) is the task's:
+its registry entry names it (:mod:`growprune.tasks.registry`).
 
 Only the sparsity report is imported here: ``import growprune`` imports this package, and the
 run report needs matplotlib and yaml, which a user of the sparsifiers need not have.

@@ -37,10 +37,8 @@ from growprune.records import (
     as_int,
     read_records,
 )
-from growprune.report.detection import detection_lines
 from growprune.report.figures import plot_curves, plot_layers, plot_schedule
 from growprune.report.timeline import Segment, best_epoch, phase_segments
-from growprune.report.translation import translation_lines
 from growprune.tasks.registry import FALLBACK_TASK, TASKS, SummaryScore, TaskSpec, task_for_dataset
 
 REPORT_DIR = "report"
@@ -460,8 +458,7 @@ def render_markdown(run: RunData, images: Mapping[str, str]) -> str:
     for line in status:  # separate quotes, or Markdown runs them into one paragraph
         lines += [line, ""]
     lines += ["## Summary", "", *summary_table(run), ""]
-    lines += translation_lines(run.run_dir, run.epochs, run.final)
-    lines += detection_lines(run.run_dir, run.epochs, run.final)
+    lines += run_task(run).report_section(run.run_dir, run.epochs, run.final)
     lines += recipe_lines(run)
     lines += [
         "## Training curves",

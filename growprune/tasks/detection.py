@@ -242,7 +242,7 @@ class DetectionTask(Task):
         run_dir = Path(run_dir)
         (run_dir / DETECTIONS_FILE).write_text(json.dumps(self.last_detections))
         if self.examples > 0:
-            from growprune.report.detection import detection_figure
+            from growprune.tasks.detection_report import detection_figure
 
             detection_figure(
                 run_dir / FIGURE_FILE,

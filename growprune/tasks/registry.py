@@ -6,19 +6,28 @@ registry; none of them names a task or guesses one from score keys. A run record
 name (``StartRecord.task``, ``FinalRecord.task``), so a report knows what it is reading.
 
 Adding a task: its module under ``growprune/tasks/`` (a :class:`~growprune.tasks.base.Task`
-subclass with ``from_request``) and one :class:`TaskSpec` line in :data:`TASKS`. The task's
-module is imported only when a run of it is built, so the registry stays cheap to read.
+subclass with ``from_request``, and optionally its own report section) and one :class:`TaskSpec`
+line in :data:`TASKS`. A task's modules are imported only when a run of it is built or reported,
+so the registry stays cheap to read.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from growprune.records import EpochRecord, FinalRecord
     from growprune.tasks.base import Task
+
+
+def _resolve(reference: str) -> Any:
+    """The object a "module:name" reference names, its module imported now."""
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,17 @@ class TaskSpec:
     done_text: str  # the ``done:`` line's scores, a str.format template over the final scores
     summary: tuple[SummaryScore, ...]  # the rows heading a run report's summary
     modules: tuple[str, ...] = ()  # Python modules its runs import beyond the `train` extra
+    # "module:function" of its own section of a run report, (run_dir, epochs, final) -> Markdown lines
+    section: str | None = None
 
     def load(self) -> type[Task]:
-        module, name = self.task_class.split(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.task_class)
+
+    def report_section(
+        self, run_dir: Path, epochs: Sequence[EpochRecord], final: FinalRecord | None
+    ) -> list[str]:
+        """The task's own section of a run report ([] for a task without one)."""
+        return [] if self.section is None else _resolve(self.section)(run_dir, epochs, final)
 
     def describe_scores(self, scores: Mapping[str, float]) -> str:
         return self.done_text.format(**scores)
@@ -85,6 +101,7 @@ TASKS: dict[str, TaskSpec] = {
                 SummaryScore("best validation BLEU (greedy, any epoch)", "valid_bleu", ".2f", of="best"),
             ),
             modules=("tokenizers", "sacrebleu"),
+            section="growprune.tasks.translation_report:translation_lines",
         ),
         TaskSpec(
             name="detection",
@@ -99,6 +116,7 @@ TASKS: dict[str, TaskSpec] = {
                 SummaryScore("best validation mAP (any epoch)", "val_map", ".4f", of="best"),
             ),
             modules=("pycocotools", "PIL"),
+            section="growprune.tasks.detection_report:detection_lines",
         ),
         TaskSpec(
             name="partseg",

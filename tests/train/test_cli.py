@@ -14,6 +14,8 @@ import torch
 import yaml
 
 from growprune.cli import RECIPES_DIR, bundled_recipes
+from growprune.report.run import load_run
+from growprune.tasks.registry import TASKS, task_for_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -94,7 +96,16 @@ def test_every_bundled_recipe_passes_smoke(recipe: Path, tmp_path: Path) -> None
     assert f"run directory: {out}" in result.stderr and "done: " not in result.stderr
     assert (out / "report" / "report.md").is_file()
     kernels = torch.backends.cpu.get_cpu_capability()  # under ATEN_CPU_CAPABILITY, the kernels asked for
-    assert f"| computed on | cpu, {kernels} kernels, " in (out / "report" / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
+    assert f"| computed on | cpu, {kernels} kernels, " in report
+    # the run names its task; the report heads its summary with the task's scores and has its section
+    run = load_run(out)
+    spec = TASKS[run.start.task]
+    assert spec is task_for_dataset(yaml.safe_load((out / "recipe.yaml").read_text())["data"]["name"])
+    headline = spec.summary[0].label
+    assert f"| {headline} | " in report and "n/a" not in report.split(headline)[1][:12]
+    section = spec.report_section(out, run.epochs, run.final)
+    assert (section[0] in report) if section else spec.section is None
     assert (out / "checkpoints" / "final.pt").is_file()
     final = [
         r

@@ -1,8 +1,8 @@
 """The detection part of a run: a figure of validation images with their boxes, and the report
 section (COCO mAP per evaluation, the final numbers, the figure).
 
-Kept apart from :mod:`growprune.report.run` because only detection runs have it; the report calls
-:func:`detection_lines` and gets nothing back for other tasks.
+The detection task's registry entry names :func:`detection_lines` as its report section
+(:mod:`growprune.tasks.registry`); it needs matplotlib, so it is imported only when drawn.
 """
 
 from __future__ import annotations
