@@ -138,26 +138,30 @@ def quick_task_recipe(
     method: str,
     sparsity: float,
     seed: int,
+    sparse_keys: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A task's ``cgap-quick`` recipe with ``method`` (one of ``methods``) in place of C-GaP.
 
-    Every method gets the quick recipe's model, data and optimizer; dense, GMP and RigL get
-    ``epochs`` of training, while C-GaP / P-GaP derive their length from their phases, so that
-    every method has the same epochs of compute.
+    Every method gets the quick recipe's model, data and optimizer; a method whose run length is
+    ``training.epochs`` (dense, GMP, RigL) gets ``epochs`` of training, while one whose schedule
+    sets it (C-GaP / P-GaP: their phases) has that key dropped, so that every method has the same
+    epochs of compute. `sparse_keys`: method keys every sparse method gets (e.g. its targets).
     """
     import copy
 
     import yaml
 
+    from growprune.methods import schedule_epochs_of
+
     recipe = yaml.safe_load((recipes / "cgap-quick.yaml").read_text())
     spec = copy.deepcopy(methods[method])
     if method != "dense":
-        spec["sparsity"] = sparsity
+        spec.update({"sparsity": sparsity, **(sparse_keys or {})})
     recipe["method"] = spec
     recipe["name"] = f"{task}-quick-{method}-{int(round(sparsity * 100))}"
     training = recipe.setdefault("training", {})
     training["seed"] = seed
-    if method in ("dense", "gmp", "rigl"):
+    if schedule_epochs_of(spec) is None:
         training["epochs"] = epochs
     else:
         training.pop("epochs", None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import copy
 import json
 import os
 import subprocess
@@ -32,7 +31,15 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine
+from benchmarks.common import (
+    RESULTS_DIR,
+    ROOT,
+    append_row,
+    device_name,
+    git_commit,
+    machine,
+    quick_task_recipe,
+)
 
 RESULTS = RESULTS_DIR / "translation.jsonl"
 RECIPES = ROOT / "growprune" / "recipes" / "translation"
@@ -66,19 +73,10 @@ FULL_RECIPES = {
 
 
 def quick_recipe(method: str, sparsity: float, seed: int) -> dict[str, Any]:
-    recipe = yaml.safe_load((RECIPES / "cgap-quick.yaml").read_text())
-    spec = copy.deepcopy(QUICK_METHODS[method])
-    if method != "dense":
-        spec.update({"sparsity": sparsity, "targets": TARGETS})
-    recipe["method"] = spec
-    recipe["name"] = f"translation-quick-{method}-{int(round(sparsity * 100))}"
-    training = recipe.setdefault("training", {})
-    training["seed"] = seed
-    if method in ("dense", "gmp", "rigl"):
-        training["epochs"] = QUICK_EPOCHS
-    else:
-        training.pop("epochs", None)
-    return recipe
+    targets = {"targets": TARGETS}
+    return quick_task_recipe(
+        RECIPES, "translation", QUICK_METHODS, QUICK_EPOCHS, method, sparsity, seed, targets
+    )
 
 
 def full_recipe(method: str, sparsity: float, seed: int) -> dict[str, Any]:

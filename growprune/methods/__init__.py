@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import is_dataclass
+from typing import Any
 
 from growprune.methods.admm import ADMM
 from growprune.methods.base import Phase, Sparsifier
@@ -102,7 +105,18 @@ __all__ = [
     "SET",
     "Sparsifier",
     "get_method",
+    "schedule_epochs_of",
     "MethodSettings",
     "load_plugins",
     "register_method",
 ]
+
+
+def schedule_epochs_of(section: Mapping[str, Any]) -> float | None:
+    """The epochs a recipe's method section lasts by its own schedule (C-GaP and P-GaP: their
+    phases and fine-tuning), or None for a method whose run length is ``training.epochs``: what a
+    caller building recipes asks instead of listing methods by name. Keys of the section that are
+    not the method's own (``name``, ``sparsity``, ``targets``, ...) are left out."""
+    cls = get_method(str(section["name"]))
+    own = {f.name for f in dataclasses.fields(cls.settings)}
+    return cls.schedule_epochs(cls.settings(**{k: v for k, v in section.items() if k in own}))

@@ -177,3 +177,17 @@ def test_a_schedule_that_does_not_fit_says_what_and_how_apart(
         cls.fit_to_run(dict(kwargs), set(kwargs), total)
     err = raised.value
     assert err.fact.startswith(fact) and err.fix and str(err) == f"{err.fact}; {err.fix}"
+
+
+def test_schedule_epochs_of_a_recipe_section() -> None:
+    """What a recipe builder asks instead of listing methods by name: whose schedule sets the run's
+    length (GaP: its phases and fine-tuning) and whose is training.epochs."""
+    from growprune.methods import schedule_epochs_of
+
+    gap = {"epochs_per_phase": 2, "rounds": 1, "finetune_epochs": 2, "sparsity": 0.8, "targets": ["*"]}
+    assert schedule_epochs_of({"name": "cgap", "partitions": 3, **gap}) == 3 * 2 + 2
+    assert schedule_epochs_of({"name": "pgap", "partitions": 3, **gap}) == 2 + 2  # workers in parallel
+    required = {"gmp": {"end_epoch": 4}, "admm": {"admm_epochs": 2}}  # keys a valid section has
+    for method in ("dense", "oneshot", "gmp", "set", "rigl", "admm"):
+        section = {"name": method, "sparsity": 0.8, **required.get(method, {})}
+        assert schedule_epochs_of(section) is None, method
