@@ -45,7 +45,7 @@ import operator
 import sys
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from types import FunctionType
 from typing import Any, ClassVar
@@ -493,15 +493,10 @@ class Sparsifier:
         if not self._compactable:
             return
         wanted = None if names is None else set(names)
-        chosen = [
+        self._fit(
             t for t in self._compactable
             if (wanted is None or t.name in wanted) and not self.mask_set.is_held(t.name)
-        ]  # fmt: skip
-        # Layers that shrink first, then those that grow: a phase change never holds both dense.
-        growing = [t for t in chosen if not self._shrink(t)]
-        for t in growing:
-            self._grow(t)
-        self._storage_changed()
+        )  # fmt: skip
 
     def _install_masks(self, new_masks: Mapping[str, torch.Tensor]) -> None:
         """Install new masks. In compact storage each layer that shrinks is fitted as soon as its
@@ -511,13 +506,20 @@ class Sparsifier:
             self.mask_set.update(new_masks)
             return
         compactable = {t.name: t for t in self._compactable}
-        growing = []
-        for name, mask in new_masks.items():
-            self.mask_set.set(name, mask)
-            del mask
-            target = compactable.get(name)
-            if target is not None and not self._shrink(target):
-                growing.append(target)
+
+        def installed() -> Iterator[Any]:
+            for name, mask in new_masks.items():
+                self.mask_set.set(name, mask)
+                del mask  # the buffer holds it until the layer is fitted; nothing else may
+                if name in compactable:
+                    yield compactable[name]
+
+        self._fit(installed())
+
+    def _fit(self, targets: Iterable[Any]) -> None:
+        """Fit each of `targets` to its mask as it comes: layers that shrink at once, those that
+        grow after all others shrank (a phase change never holds both dense)."""
+        growing = [t for t in targets if not self._shrink(t)]
         for t in growing:
             self._grow(t)
         self._storage_changed()

@@ -335,9 +335,7 @@ def events_text(events: Sequence[MaskEvent]) -> str:
     return f"{len(events)} ({detail})" if events else "0"
 
 
-def best_row(
-    epochs: Sequence[EpochRecord], key: str = "test_acc", label: str = "best test accuracy"
-) -> tuple[str, str]:
+def best_row(epochs: Sequence[EpochRecord], key: str, label: str) -> tuple[str, str]:
     """The best `key` at final masks (see timeline.best_epoch), naming its epoch."""
     best = best_epoch(epochs, key)
     if best is None:
@@ -366,11 +364,12 @@ def summary_row(score: SummaryScore, run: RunData, suffix: str) -> tuple[str, st
             return "n/a"
         return percent(value) if score.fmt == "percent" else format(value, score.fmt)
 
-    epoch_values = [e.scores[score.key] for e in run.epochs if score.key in e.scores]
     if score.of == "best_final_masks":
         return best_row(run.epochs, score.key, score.label)
     if score.of == "best":
-        return score.label, shown(max(epoch_values, default=None))
+        return score.label, shown(
+            max((e.scores[score.key] for e in run.epochs if score.key in e.scores), default=None)
+        )
     if run.final is not None:
         return score.label, shown(run.final.scores.get(score.key))
     if score.last_logged:

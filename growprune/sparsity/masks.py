@@ -143,6 +143,11 @@ class MaskSet:
         target = self.by_name[name]
         return getattr(target.module, f"{target.leaf}{MASK_SUFFIX}")
 
+    def _put(self, name: str, buffer: torch.Tensor) -> None:
+        """Another tensor as target `name`'s mask buffer (persistent or not, as registered)."""
+        target = self.by_name[name]
+        target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = buffer
+
     def is_held(self, name: str) -> bool:
         """True when the storage of target `name` holds its mask (see :meth:`hold`)."""
         target = self.by_name[name]
@@ -154,22 +159,19 @@ class MaskSet:
         storage when that holds it (a new tensor)."""
         target = self.by_name[name]
         mask = stored_mask(target.module, target.leaf, f"{target.leaf}{MASK_SUFFIX}")
-        assert mask is not None
+        assert mask is not None  # registered by __init__
         return mask
 
     def hold(self, name: str) -> None:
         """Let the storage of target `name` hold its mask: the buffer becomes an empty placeholder.
         Only for a layer whose storage says its mask exactly: compact with the mask's positions,
         or dense with a mask that keeps everything (the sparsifier's compact storage)."""
-        target = self.by_name[name]
-        current = self.buffer(name)
-        target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = current.new_empty(0)
+        self._put(name, self.buffer(name).new_empty(0))
 
     def release(self, name: str) -> None:
         """A real buffer again for a mask its storage held (before that storage changes)."""
         if self.is_held(name):
-            target = self.by_name[name]
-            target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = self.mask(name)
+            self._put(name, self.mask(name))
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {t.name: self.mask(t.name) for t in self.targets}
@@ -185,7 +187,7 @@ class MaskSet:
             )
         if self.is_held(name):  # a real buffer again, the storage to follow (the sparsifier's fit)
             real = mask.to(device=current.device, dtype=torch.bool)
-            target.module._buffers[f"{target.leaf}{MASK_SUFFIX}"] = real.clone() if real is mask else real
+            self._put(name, real.clone() if real is mask else real)
             return
         part = local(current)
         part.copy_(local_part(mask, current).to(device=part.device, dtype=torch.bool))
