@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-# The translation corpus: diatheke reads the two Bible modules (see growprune/data/bible.py).
+# The translation corpus: diatheke reads the two Bible modules (see growprune/tasks/translation/bible.py).
 BIBLE_PACKAGES := diatheke sword-text-web sword-text-sparv
 
 .PHONY: setup data partseg-data demo test test-kernels test-slow lint clean
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 data:
-	@# The generated COCO-format detection set (growprune/data/shapes.py), once, into the cache.
-	@if [ -x "$(PY)" ]; then $(PY) -c "from growprune.data.shapes import generated_root; print('detection data:', generated_root())"; fi
+	@# The generated COCO-format detection set (growprune/tasks/detection/shapes.py), once, into the cache.
+	@if [ -x "$(PY)" ]; then $(PY) -c "from growprune.tasks.detection.shapes import generated_root; print('detection data:', generated_root())"; fi
 	@missing=""; \
 	if [ ! -f "$(FMNIST)" ] && [ -z "$$GROWPRUNE_DATA" ]; then missing="dataset-fashion-mnist"; fi; \
 	if ! command -v diatheke >/dev/null 2>&1 || ! diatheke -b system -k modulelist 2>/dev/null | grep -q spaRV1909eb \
@@ -37,7 +37,7 @@ data:
 
 # The generated ShapeNet-Part stand-in (the first part-segmentation run also writes it).
 partseg-data: setup
-	$(PY) -m growprune.data.partseg_generator
+	$(PY) -m growprune.tasks.partseg.generator
 
 demo: setup data
 	$(VENV)/bin/growprune train fmnist/cgap-quick

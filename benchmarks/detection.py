@@ -10,7 +10,7 @@ Tiers:
   quick  the ``detection/cgap-quick`` setting (SSD widths 32/64/128, 128 px) for every method,
          12 epochs of compute each, on the generated shapes set unless ``$GROWPRUNE_COCO`` is set;
          about 10-30 min per run on one CPU thread.
-  full   the bundled ``growprune/recipes/detection/*`` (30 epochs).
+  full   the bundled ``growprune/tasks/detection/recipes/detection/*`` (30 epochs).
 
     python -m benchmarks.detection --tier quick --methods dense cgap gmp rigl --sparsities 0.8
     python -m benchmarks.detection --smoke          # seconds; what the test suite runs
@@ -41,7 +41,7 @@ from benchmarks.common import (
 from benchmarks.engine_child import run_in_child
 
 RESULTS = RESULTS_DIR / "detection.jsonl"
-RECIPES = ROOT / "growprune" / "recipes" / "detection"
+RECIPES = ROOT / "growprune" / "tasks" / "detection" / "recipes" / "detection"
 METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
 PARTITIONS = [["backbone.*"], ["extras.*"], ["heads.*"]]
 

@@ -739,7 +739,8 @@ def preflight(smoke: bool) -> None:
     if not smoke:
         if not rigl_torch_installed():
             raise SuiteError("rigl-torch is not installed (the peer rows): pip install -e '.[bench]'")
-        from growprune.data.fashion_mnist import DatasetNotFoundError, find_data_dir
+        from growprune.data.errors import DatasetNotFoundError
+        from growprune.tasks.classification.fashion_mnist import find_data_dir
 
         try:
             find_data_dir()

@@ -65,7 +65,7 @@ class BenchModel:
 
 def bench_models(quick: bool) -> list[BenchModel]:
     """The MLP-heavy model and the Transformer encoder (tiny versions with ``quick``)."""
-    from growprune.models import MLP
+    from growprune.tasks.classification.mlp import MLP
 
     hidden, d_model, ff, layers, seq = (
         ((128, 128), 32, 64, 1, 8) if quick else ((4096, 4096), 256, 1024, 2, 32)

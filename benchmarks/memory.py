@@ -130,7 +130,7 @@ def build_model(name: str, smoke: bool, device: str = "cpu") -> tuple[nn.Module,
     size = "smoke" if smoke else "full"
     gen = torch.Generator().manual_seed(0)
     if name == "mlp":
-        from growprune.models import MLP
+        from growprune.tasks.classification.mlp import MLP
 
         in_features, hidden, classes, batch = MLP_SIZES[size]
         model = MLP(in_features=in_features, hidden=hidden, num_classes=classes).to(device)

@@ -10,7 +10,7 @@ Tiers:
   quick  the ``partseg/cgap-quick`` setting (PointNet++ width 0.5, 512 points) for every method,
          12 epochs of compute each, on the generated data unless ``$GROWPRUNE_SHAPENET_PART`` is set;
          about 2 min per run on one CPU thread.
-  full   the bundled ``growprune/recipes/partseg/*`` (30 epochs).
+  full   the bundled ``growprune/tasks/partseg/recipes/partseg/*`` (30 epochs).
 
     python -m benchmarks.partseg --tier quick --methods dense cgap gmp rigl --sparsities 0.8 0.9
     python -m benchmarks.partseg --smoke          # seconds; what the test suite runs
@@ -38,7 +38,7 @@ from benchmarks.common import (
 from benchmarks.engine_child import run_in_child
 
 RESULTS = RESULTS_DIR / "partseg.jsonl"
-RECIPES = ROOT / "growprune" / "recipes" / "partseg"
+RECIPES = ROOT / "growprune" / "tasks" / "partseg" / "recipes" / "partseg"
 METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
 SA_FP = [["sa*"], ["fp*", "head.*"]]
 

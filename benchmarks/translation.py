@@ -9,7 +9,7 @@ Each row of ``benchmarks/results/translation.jsonl`` is one real run through the
 Tiers:
   quick  the ``translation/cgap-quick`` setting (2+2 layers, d_model 128) for every method, 6
          epochs of compute each; ~20-30 min per run on 2 CPU cores.
-  full   the bundled ``growprune/recipes/translation/*`` (3+3 layers, d_model 256, 24 epochs); for a GPU.
+  full   the bundled ``translation/*`` recipes (3+3 layers, d_model 256, 24 epochs); for a GPU.
 
     python -m benchmarks.translation --tier quick --methods dense cgap gmp rigl --sparsities 0.8
     python -m benchmarks.translation --smoke          # seconds; what the test suite runs
@@ -42,7 +42,7 @@ from benchmarks.common import (
 )
 
 RESULTS = RESULTS_DIR / "translation.jsonl"
-RECIPES = ROOT / "growprune" / "recipes" / "translation"
+RECIPES = ROOT / "growprune" / "tasks" / "translation" / "recipes" / "translation"
 METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
 TARGETS = ["*attn.*_proj.weight", "*ffn.fc*.weight"]
 ENC_DEC = [["encoder.*"], ["decoder.*"]]

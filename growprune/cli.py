@@ -32,21 +32,17 @@ from growprune.errors import (
     UsageError,
     is_out_of_memory,
 )
+from growprune.tasks.registry import TASKS, bundled_recipes
 
-# Bundled recipes are package data (growprune/recipes/<task>/<name>.yaml), so they ship in the wheel.
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-
-# Importable module -> the extra (pyproject [project.optional-dependencies]) that installs it.
+# Importable module -> the extra (pyproject [project.optional-dependencies]) that installs it: the
+# command's own, then each task's (the task registry declares them).
 EXTRAS = {
     "yaml": "train",
     "pydantic": "train",
     "tqdm": "train",
     "matplotlib": "train",
     "tensorboard": "train",
-    "tokenizers": "translation",
-    "sacrebleu": "translation",
-    "pycocotools": "detection",
-    "PIL": "detection",
+    **{module: spec.extra or "train" for spec in TASKS.values() for module in spec.modules},
 }
 # What each command imports whatever the recipe says; the rest is checked once the recipe is read.
 TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
@@ -73,17 +69,13 @@ def require(command: str, modules: Iterable[str]) -> None:
         raise MissingExtra(command, missing)
 
 
-def bundled_recipes() -> list[Path]:
-    return sorted(RECIPES_DIR.glob("**/*.yaml")) if RECIPES_DIR.is_dir() else []
-
-
 def resolve_recipe_path(text: str) -> Path:
     """A file path, or a bundled recipe name such as `fmnist/cgap-quick`."""
     path = Path(text)
     if path.is_file():
         return path
-    bundled = RECIPES_DIR / (text if text.endswith(".yaml") else f"{text}.yaml")
-    return bundled if bundled.is_file() else path
+    bundled = bundled_recipes().get(text.removesuffix(".yaml"))
+    return bundled if bundled is not None else path
 
 
 def _default_run_dir(name: str, smoke: bool) -> Path:
@@ -207,20 +199,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     del args
-    from growprune.data.registry import list_datasets
     from growprune.methods import METHODS
     from growprune.models.registry import list_models
 
     print("methods:  " + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(METHODS.items())))
     print("models:   " + ", ".join(list_models()))
-    from growprune.tasks.registry import TASKS
-
     for i, spec in enumerate(TASKS.values()):
-        datasets = spec.datasets or tuple(list_datasets())  # the fallback task takes every other
-        print(("datasets: " if i == 0 else " " * 10) + ", ".join(datasets) + f" ({spec.description})")
+        print(("datasets: " if i == 0 else " " * 10) + ", ".join(spec.datasets) + f" ({spec.description})")
     print("recipes:")
-    for path in bundled_recipes():
-        print(f"  {path.relative_to(RECIPES_DIR).with_suffix('')}")
+    for name in bundled_recipes():
+        print(f"  {name}")
     return 0
 
 

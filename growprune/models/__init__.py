@@ -1,32 +1,11 @@
-"""Models written for growprune (torchvision does not run beside the CPU torch build).
+"""Models by name: what a recipe's ``model.name`` and an export's recorded model resolve to.
 
-All are plain ``torch.nn`` modules with no device assumptions; build them by name with
-:func:`build_model`.
+The models themselves live with their tasks (``growprune/tasks/<task>/``: the MLP, CNN and
+ResNets with classification, the Transformer with translation, SSD with detection, PointNet++
+with part segmentation), written in plain ``torch.nn`` with no device assumptions. Build them by
+name with :func:`build_model`; :func:`register_model` adds your own.
 """
 
-from growprune.models.cnn import SmallCNN
-from growprune.models.mlp import MLP
-from growprune.models.pointnet2 import PointNet2PartSeg
 from growprune.models.registry import build_model, list_models, model_builder, register_model
-from growprune.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
-from growprune.models.resnet_imagenet import ImageNetResNet, resnet50
-from growprune.models.ssd import SSD
-from growprune.models.transformer import Seq2SeqTransformer
 
-__all__ = [
-    "MLP",
-    "SSD",
-    "PointNet2PartSeg",
-    "CifarResNet",
-    "ImageNetResNet",
-    "Seq2SeqTransformer",
-    "SmallCNN",
-    "build_model",
-    "list_models",
-    "model_builder",
-    "register_model",
-    "resnet20",
-    "resnet32",
-    "resnet50",
-    "resnet56",
-]
+__all__ = ["build_model", "list_models", "model_builder", "register_model"]

@@ -19,27 +19,13 @@ from typing import Any
 
 from torch import nn
 
-from growprune.models.cnn import SmallCNN
-from growprune.models.mlp import MLP
-from growprune.models.pointnet2 import PointNet2PartSeg
-from growprune.models.resnet_cifar import resnet20, resnet32, resnet56
-from growprune.models.resnet_imagenet import resnet50
-from growprune.models.ssd import SSD
-from growprune.models.transformer import Seq2SeqTransformer
+from growprune.tasks.registry import task_models
 
 __all__ = ["build_model", "list_models", "model_builder", "register_model"]
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "small_cnn": SmallCNN,
-    "resnet20": resnet20,
-    "resnet32": resnet32,
-    "resnet56": resnet56,
-    "resnet50": resnet50,
-    "transformer": Seq2SeqTransformer,
-    "ssd": SSD,
-    "pointnet2_partseg": PointNet2PartSeg,
-}
+# Models registered by users (register_model); the built-in ones are declared by their tasks
+# (TaskSpec.models) and imported only when built. A registered name shadows a built-in one.
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str, builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -63,14 +49,17 @@ def register_model(name: str, builder: Callable[..., nn.Module]) -> Callable[...
 
 def list_models() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(set(_BUILDERS) | set(task_models()))
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:
     """The constructor behind ``name``, e.g. to read which arguments it accepts."""
-    if name not in _BUILDERS:
+    if name in _BUILDERS:
+        return _BUILDERS[name]
+    built_in = task_models().get(name)
+    if built_in is None:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(list_models())}")
-    return _BUILDERS[name]
+    return built_in()
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:

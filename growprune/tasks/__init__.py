@@ -1,32 +1,26 @@
-"""Tasks: what differs between problems (data, loss, scoring); the training loop is shared.
+"""Tasks: what differs between problems (data, model, loss, scoring); the training loop is shared.
 
-:func:`build_task` asks the registry (:mod:`growprune.tasks.registry`) which task the recipe's
-``data.name`` trains -- translation corpora, COCO-format detection sets, ShapeNet-Part, and
-classification for every other dataset -- and has that task build itself from the request.
+Each task is one folder, ``growprune/tasks/<task>/`` (its Task class in ``task.py``, data
+readers and generators, model, metric, report section and bundled recipes), declared by one line
+of the registry (:mod:`growprune.tasks.registry`). :func:`build_task` asks the registry which task
+the recipe's ``data.name`` trains and has that task build itself from the request.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any
 
-from growprune.tasks.base import (
-    Batch,
-    BatchLoader,
-    DataSettings,
-    EvaluationSettings,
-    Task,
-    TaskRequest,
-    accepted_defaults,
-    check_model_fits,
-)
-from growprune.tasks.classification import ClassificationTask
-from growprune.tasks.registry import TASKS, TaskSpec, task_for_dataset, task_named
+from growprune.tasks.registry import TASKS, TaskSpec, bundled_recipes, task_for_dataset, task_named
+
+if TYPE_CHECKING:
+    import torch
+
+    from growprune.tasks.base import DataSettings, EvaluationSettings, Task
 
 __all__ = [
     "TASKS",
     "Batch",
     "BatchLoader",
-    "ClassificationTask",
     "DataSettings",
     "EvaluationSettings",
     "Task",
@@ -34,10 +28,23 @@ __all__ = [
     "TaskSpec",
     "accepted_defaults",
     "build_task",
+    "bundled_recipes",
     "check_model_fits",
     "task_for_dataset",
     "task_named",
 ]
+
+# The task interface (torch) loads on first use: the CLI reads the registry without importing torch.
+_BASE_NAMES = {"Batch", "BatchLoader", "DataSettings", "EvaluationSettings", "Task", "TaskRequest"}
+_BASE_NAMES |= {"accepted_defaults", "check_model_fits"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BASE_NAMES:
+        from growprune.tasks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_task(
@@ -66,6 +73,8 @@ def build_task(
     Raises:
         ValueError / TypeError: bad ``data`` settings (the engine turns them into a RecipeError).
     """
+    from growprune.tasks.base import TaskRequest
+
     request = TaskRequest(
         data=data,
         evaluation=evaluation,

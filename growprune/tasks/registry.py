@@ -5,17 +5,19 @@ task a recipe's dataset builds) and the run report (which scores head the summar
 registry; none of them names a task or guesses one from score keys. A run records its task's
 name (``StartRecord.task``, ``FinalRecord.task``), so a report knows what it is reading.
 
-Adding a task: its module under ``growprune/tasks/`` (a :class:`~growprune.tasks.base.Task`
-subclass with ``from_request``, and optionally its own report section) and one :class:`TaskSpec`
-line in :data:`TASKS`. A task's modules are imported only when a run of it is built or reported,
-so the registry stays cheap to read.
+Adding a task: its folder ``growprune/tasks/<task>/`` (a :class:`~growprune.tasks.base.Task`
+subclass with ``from_request``, its data reader or generator, model, metric, optionally its own
+report section, and its bundled recipes under ``recipes/<group>/``) and one :class:`TaskSpec` line
+in :data:`TASKS`. A task's modules are imported only when a run of it is built or reported, so
+the registry stays cheap to read (it imports neither torch nor any task).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import importlib.util
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,17 +56,32 @@ class TaskSpec:
     name: str
     description: str  # what ``growprune list`` says of its datasets
     # datasets: the recipe ``data.name`` values it trains on; () for the fallback task, which takes
-    # every dataset of the data registry (growprune.data.registry) no other task names
+    # every dataset of the data registry (growprune.tasks.classification.datasets) no other task names
     datasets: tuple[str, ...]
     task_class: str  # "module:Class" of its Task, imported when a run of it is built
     done_text: str  # the ``done:`` line's scores, a str.format template over the final scores
     summary: tuple[SummaryScore, ...]  # the rows heading a run report's summary
     modules: tuple[str, ...] = ()  # Python modules its runs import beyond the `train` extra
+    extra: str | None = None  # the pip extra (pyproject) that installs `modules`
+    # its models by the name a recipe's model.name gives: "module:callable" (growprune.models)
+    models: Mapping[str, str] = field(default_factory=dict)
     # "module:function" of its own section of a run report, (run_dir, epochs, final) -> Markdown lines
     section: str | None = None
 
     def load(self) -> type[Task]:
         return _resolve(self.task_class)
+
+    @property
+    def folder(self) -> Path:
+        """The task's folder: where its Task class's module is (found without importing it).
+
+        Its bundled recipes are ``recipes/<group>/*.yaml`` there, so a task shipped in another
+        package carries its recipes the same way.
+        """
+        found = importlib.util.find_spec(self.task_class.split(":")[0])
+        if found is None or found.origin is None:
+            raise ValueError(f"task {self.name!r}: its module {self.task_class.split(':')[0]!r} is not found")
+        return Path(found.origin).parent
 
     def report_section(
         self, run_dir: Path, epochs: Sequence[EpochRecord], final: FinalRecord | None
@@ -82,26 +99,36 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(
             name="classification",
             description="classification",
-            datasets=(),
-            task_class="growprune.tasks.classification:ClassificationTask",
+            datasets=("fashion_mnist", "synthetic", "synthetic_images"),
+            task_class="growprune.tasks.classification.task:ClassificationTask",
             done_text="test accuracy {test_acc:.4f}",
             summary=(
                 SummaryScore("final test accuracy", "test_acc", "percent", last_logged=True),
                 SummaryScore("best test accuracy", "test_acc", "percent", of="best_final_masks"),
             ),
+            models={
+                "mlp": "growprune.tasks.classification.mlp:MLP",
+                "small_cnn": "growprune.tasks.classification.cnn:SmallCNN",
+                "resnet20": "growprune.tasks.classification.resnet_cifar:resnet20",
+                "resnet32": "growprune.tasks.classification.resnet_cifar:resnet32",
+                "resnet56": "growprune.tasks.classification.resnet_cifar:resnet56",
+                "resnet50": "growprune.tasks.classification.resnet_imagenet:resnet50",
+            },
         ),
         TaskSpec(
             name="translation",
             description="translation, es<->en",
             datasets=("bible",),
-            task_class="growprune.tasks.translation:TranslationTask",
+            task_class="growprune.tasks.translation.task:TranslationTask",
             done_text="test BLEU {test_bleu:.2f}, chrF {test_chrf:.2f}",
             summary=(
                 SummaryScore("final test BLEU (beam)", "test_bleu", ".2f"),
                 SummaryScore("best validation BLEU (greedy, any epoch)", "valid_bleu", ".2f", of="best"),
             ),
             modules=("tokenizers", "sacrebleu"),
-            section="growprune.tasks.translation_report:translation_lines",
+            extra="translation",
+            models={"transformer": "growprune.tasks.translation.model:Seq2SeqTransformer"},
+            section="growprune.tasks.translation.report:translation_lines",
         ),
         TaskSpec(
             name="detection",
@@ -109,14 +136,16 @@ TASKS: dict[str, TaskSpec] = {
             # generated set in that format, unless data.root names a folder to read instead.
             description="detection, COCO format; SSD, COCO mAP",
             datasets=("coco", "coco_shapes"),
-            task_class="growprune.tasks.detection:DetectionTask",
+            task_class="growprune.tasks.detection.task:DetectionTask",
             done_text="val mAP {val_map:.4f} (AP50 {val_map50:.4f}, AP75 {val_map75:.4f})",
             summary=(
                 SummaryScore("final validation mAP@[.5:.95]", "val_map", ".4f"),
                 SummaryScore("best validation mAP (any epoch)", "val_map", ".4f", of="best"),
             ),
             modules=("pycocotools", "PIL"),
-            section="growprune.tasks.detection_report:detection_lines",
+            extra="detection",
+            models={"ssd": "growprune.tasks.detection.model:SSD"},
+            section="growprune.tasks.detection.report:detection_lines",
         ),
         TaskSpec(
             name="partseg",
@@ -125,7 +154,7 @@ TASKS: dict[str, TaskSpec] = {
                 "else generated"
             ),
             datasets=("shapenet_part",),
-            task_class="growprune.tasks.partseg:PartSegTask",
+            task_class="growprune.tasks.partseg.task:PartSegTask",
             done_text="test mIoU {test_instance_miou:.4f} (class average {test_class_miou:.4f})",
             summary=(
                 SummaryScore("final test mIoU (instance avg.)", "test_instance_miou", "percent"),
@@ -137,10 +166,11 @@ TASKS: dict[str, TaskSpec] = {
                     of="best",
                 ),
             ),
+            models={"pointnet2_partseg": "growprune.tasks.partseg.model:PointNet2PartSeg"},
         ),
     )
 }
-FALLBACK_TASK = "classification"  # the task of every dataset no other task names
+FALLBACK_TASK = "classification"  # the task of every dataset no other task names (it says "unknown")
 
 
 def task_named(name: str) -> TaskSpec:
@@ -157,3 +187,28 @@ def task_for_dataset(dataset: str) -> TaskSpec:
         if dataset in spec.datasets:
             return spec
     return TASKS[FALLBACK_TASK]
+
+
+def task_models() -> dict[str, Callable[[], Any]]:
+    """The built-in models of every task: name -> a function importing and returning its builder."""
+    return {
+        name: (lambda reference=reference: _resolve(reference))
+        for spec in TASKS.values()
+        for name, reference in spec.models.items()
+    }
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """The bundled recipes by name (``fmnist/cgap-quick``): each task's ``recipes/<group>/*.yaml``.
+
+    Package data of each task's folder, so they ship in the wheel; a name two tasks give is refused.
+    """
+    found = {}
+    for spec in TASKS.values():
+        folder = spec.folder / "recipes"
+        for path in sorted(folder.glob("**/*.yaml")):
+            name = path.relative_to(folder).with_suffix("").as_posix()
+            if name in found:
+                raise ValueError(f"bundled recipe {name!r} is in two task folders: {found[name]} and {path}")
+            found[name] = path
+    return dict(sorted(found.items()))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from growprune.data import bible
-from growprune.data.fashion_mnist import DatasetNotFoundError
+from growprune.tasks.classification.fashion_mnist import DatasetNotFoundError
+from growprune.tasks.translation import bible
 
 HAVE_DIATHEKE = shutil.which("diatheke") is not None
 needs_bible = pytest.mark.skipif(not HAVE_DIATHEKE, reason=f"diatheke not installed ({bible.INSTALL_HINT})")
@@ -328,14 +328,3 @@ def test_bad_languages_are_rejected_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="both 'es'"):
         bible.load_parallel_corpus("es", "es", tmp_path)
     assert not any(tmp_path.iterdir())
-
-
-def test_cache_root_prefers_argument_then_env_then_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv(bible.CACHE_ENV_VAR, raising=False)
-    assert bible.cache_root() == tmp_path / "home" / ".cache" / "growprune"
-    monkeypatch.setenv(bible.CACHE_ENV_VAR, str(tmp_path / "env"))
-    assert bible.cache_root() == tmp_path / "env"
-    assert bible.cache_root(tmp_path / "arg") == tmp_path / "arg"

@@ -31,10 +31,10 @@ import pytest
 from PIL import Image
 
 from growprune.cli import describe_failure, main
-from growprune.data import fashion_mnist as fm
-from growprune.data.coco import load_coco_detection
-from growprune.data.idx import write_idx
-from growprune.data.shapenet_part import load_split
+from growprune.tasks.classification import fashion_mnist as fm
+from growprune.tasks.classification.idx import write_idx
+from growprune.tasks.detection.coco import load_coco_detection
+from growprune.tasks.partseg.shapenet_part import load_split
 from tests.detection.tiny_coco import write_tiny_coco
 from tests.partseg.handmade import write_handmade
 
@@ -727,7 +727,7 @@ def test_json_depth_skips_strings_and_escapes() -> None:
 
 
 def test_parse_idx_dims_past_int64_are_a_format_error() -> None:
-    from growprune.data.idx import IDXFormatError, parse_idx
+    from growprune.tasks.classification.idx import IDXFormatError, parse_idx
 
     for dims in ([65536] * 4, [2**32 - 1] * 3):
         header = bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, ">u4").tobytes()
@@ -742,7 +742,7 @@ def test_parse_idx_dims_past_int64_are_a_format_error() -> None:
 
 def test_idx_payload_lands_in_one_buffer(tmp_path: Path) -> None:
     """Multi-byte big-endian payloads come back native, writable and equal (swapped in place)."""
-    from growprune.data.idx import read_idx
+    from growprune.tasks.classification.idx import read_idx
 
     array = np.arange(-600, 600, dtype=np.int32).reshape(3, 400)
     write_idx(tmp_path / "a.gz", array)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from growprune.data import fashion_mnist as fm
-from growprune.data.idx import write_idx
+from growprune.tasks.classification import fashion_mnist as fm
+from growprune.tasks.classification.idx import write_idx
 
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_REAL = all((REAL_DIR / n).is_file() for n in fm.FILE_NAMES)

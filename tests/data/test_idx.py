@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from growprune.data.idx import IDXFormatError, parse_idx, read_idx, write_idx
+from growprune.tasks.classification.idx import IDXFormatError, parse_idx, read_idx, write_idx
 
 
 @pytest.mark.parametrize("suffix", [".gz", ""])

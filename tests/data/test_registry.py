@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from growprune.data import DatasetNotFoundError, build_datasets, list_datasets
-from growprune.data import fashion_mnist as fm
+from growprune.data import DatasetNotFoundError
+from growprune.tasks.classification import fashion_mnist as fm
+from growprune.tasks.classification.datasets import build_datasets, list_datasets
 
 
 def test_list() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models
 
-from growprune.data import bible
-from growprune.data.subword import (
+from growprune.tasks.translation import bible
+from growprune.tasks.translation.subword import (
     BOS,
     EOS,
     PAD,
@@ -130,7 +130,7 @@ def test_training_is_deterministic_in_and_across_processes(
     corpus = tmp_path / "texts.txt"
     corpus.write_text("\n".join(small), encoding="utf-8")
     script = (
-        "import sys; from growprune.data.subword import SubwordTokenizer; "
+        "import sys; from growprune.tasks.translation.subword import SubwordTokenizer; "
         "texts = open(sys.argv[1], encoding='utf-8').read().split('\\n'); "
         f"sys.stdout.write(SubwordTokenizer.train(texts, {VOCAB}).to_str())"
     )

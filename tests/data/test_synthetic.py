@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from growprune.data import TensorLoader, make_synthetic, make_synthetic_images
-from growprune.models import MLP, SmallCNN
+from growprune.data import TensorLoader
+from growprune.tasks.classification.cnn import SmallCNN
+from growprune.tasks.classification.mlp import MLP
+from growprune.tasks.classification.synthetic import make_synthetic, make_synthetic_images
 
 
 def _fit(model: torch.nn.Module, train, epochs: int, lr: float, batch_size: int) -> None:

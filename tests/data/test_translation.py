@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from growprune.data import bible
-from growprune.data.subword import BOS, EOS, PAD, cache_key
-from growprune.data.translation import (
+from growprune.tasks.translation import bible
+from growprune.tasks.translation.corpus import (
     TranslationData,
     TranslationLoader,
     TranslationSplit,
     load_bible_translation,
     parse_direction,
 )
+from growprune.tasks.translation.subword import BOS, EOS, PAD, cache_key
 
 needs_bible = pytest.mark.skipif(
     shutil.which("diatheke") is None, reason=f"diatheke not installed ({bible.INSTALL_HINT})"

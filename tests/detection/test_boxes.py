@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from growprune.evaluation.boxes import batched_nms, box_iou, decode, detect, encode, nms
+from growprune.tasks.detection.boxes import batched_nms, box_iou, decode, detect, encode, nms
 
 
 def test_iou_hand_cases() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from growprune.data.coco import CocoFormatError, load_coco_detection
-from growprune.data.shapes import CATEGORIES, generate_shapes, generated_root
-from growprune.tasks.detection import DetectionLoader, flip_targets
+from growprune.tasks.detection.coco import CocoFormatError, load_coco_detection
+from growprune.tasks.detection.shapes import CATEGORIES, generate_shapes, generated_root
+from growprune.tasks.detection.task import DetectionLoader, flip_targets
 from tests.detection.tiny_coco import write_tiny_coco
 
 
@@ -162,7 +162,7 @@ def test_detection_loader_is_deterministic_and_flips_images_with_boxes(tiny: Pat
 def test_root_comes_from_the_argument_then_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from growprune.data.coco import ROOT_ENV_VAR, find_root
+    from growprune.tasks.detection.coco import ROOT_ENV_VAR, find_root
 
     monkeypatch.delenv(ROOT_ENV_VAR, raising=False)
     assert find_root(None) is None  # the caller then uses the generated set

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from growprune.evaluation.coco_map import coco_map
+from growprune.tasks.detection.coco_map import coco_map
 
 
 def dataset() -> dict[str, Any]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from growprune.tasks.multibox import MultiboxLoss, match
+from growprune.tasks.detection.multibox import MultiboxLoss, match
 
 PAD = [-1.0, -1.0, -1.0, -1.0, -1.0]
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from growprune.evaluation import beam_search, greedy_decode, length_penalty_factor, sequence_scores
-from growprune.models import Seq2SeqTransformer
+from growprune.tasks.translation.decode import (
+    beam_search,
+    greedy_decode,
+    length_penalty_factor,
+    sequence_scores,
+)
+from growprune.tasks.translation.model import Seq2SeqTransformer
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from growprune.evaluation import translation_scores
+from growprune.tasks.translation.scores import translation_scores
 
 REFERENCES = [
     "the cat sat on the mat next to the door .",

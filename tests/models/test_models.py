@@ -6,16 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from growprune.models import (
-    MLP,
-    SmallCNN,
-    build_model,
-    list_models,
-    resnet20,
-    resnet32,
-    resnet50,
-    resnet56,
-)
+from growprune.models import build_model, list_models
+from growprune.tasks.classification.cnn import SmallCNN
+from growprune.tasks.classification.mlp import MLP
+from growprune.tasks.classification.resnet_cifar import resnet20, resnet32, resnet56
+from growprune.tasks.classification.resnet_imagenet import resnet50
 
 
 def _n_params(model: nn.Module) -> int:

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from growprune.evaluation import greedy_decode
 from growprune.methods import OneShot
-from growprune.models import Seq2SeqTransformer, build_model
+from growprune.models import build_model
 from growprune.sparsity.partition import partition_layers
 from growprune.sparsity.targets import find_targets, untargeted_matrices
+from growprune.tasks.translation.decode import greedy_decode
+from growprune.tasks.translation.model import Seq2SeqTransformer
 from tests.single_thread import single_thread  # noqa: F401  (autouse fixture)
 
 PAD, BOS, EOS = 0, 1, 2

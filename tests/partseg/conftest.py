@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from growprune.data.partseg_generator import generate
+from growprune.tasks.partseg.generator import generate
 from tests.single_thread import single_thread  # noqa: F401  (autouse fixture)
 
 TINY = {"categories": ("Mug", "Table", "Lamp"), "shapes_per_category": 5, "points_per_shape": 96, "seed": 3}

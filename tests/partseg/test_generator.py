@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from growprune.data.partseg_generator import GENERATED_CATEGORIES, generate, generated_root
-from growprune.data.shapenet_part import CATEGORIES
+from growprune.tasks.partseg.generator import GENERATED_CATEGORIES, generate, generated_root
+from growprune.tasks.partseg.shapenet_part import CATEGORIES
 from tests.partseg.conftest import TINY
 
 SYNSETS = {"Mug": "03797390", "Table": "04379243", "Lamp": "03636649"}  # the benchmark's ids
@@ -75,7 +75,7 @@ def test_generated_once_into_the_cache(tmp_path: Path) -> None:
 
 
 def test_every_generated_category_builds() -> None:
-    from growprune.data.partseg_generator import shape_rows
+    from growprune.tasks.partseg.generator import shape_rows
 
     for name in GENERATED_CATEGORIES:
         rows = shape_rows(name, np.random.default_rng(0), 64)

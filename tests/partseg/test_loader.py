@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from growprune.data.partseg import load_part_segmentation
-from growprune.data.shapenet_part import (
+from growprune.tasks.partseg.data import load_part_segmentation
+from growprune.tasks.partseg.shapenet_part import (
     CATEGORIES,
     PartDatasetError,
     PointAugment,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from growprune.evaluation.partseg import miou, predict_parts, shape_ious
+from growprune.tasks.partseg.metric import miou, predict_parts, shape_ious
 
 MUG, KNIFE = 11, 7  # category indices; Mug owns parts 36-37, Knife 22-23
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from growprune.models import build_model
-from growprune.models.pointnet2 import ball_query, farthest_point_sample, three_nn_interpolate
 from growprune.sparsity.targets import find_targets
+from growprune.tasks.partseg.model import ball_query, farthest_point_sample, three_nn_interpolate
 
 TINY = {"width": 0.125, "centroids": [16, 4], "neighbours": [4, 8], "dropout": 0.0}
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import string
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 from growprune.records import EpochRecord, FinalRecord, StartRecord
 from growprune.report.run import RunData, run_task, summary_table
-from growprune.tasks import TASKS, Task, TaskRequest, TaskSpec, build_task, task_for_dataset, task_named
-from growprune.tasks.base import Batch
+from growprune.tasks import TASKS, Task, TaskSpec, build_task, task_for_dataset, task_named
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -47,20 +44,35 @@ def test_datasets_belong_to_one_task_and_the_rest_are_classification() -> None:
         task_named("nope")
 
 
-class CountingTask(Task):
-    """A made-up task: what a new task adds besides its registry line."""
+# A made-up task in a folder of its own, as a new task is added: its module (Task class and model)
+# and its recipes beside it; the registry line below is all that is added anywhere else.
+COUNTING_TASK = """
+from typing import Any
 
+import torch
+from torch import nn
+
+from growprune.tasks.base import Batch, Task, TaskRequest
+
+
+class Counter(nn.Module):
+    def __init__(self, width: int = 3) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, 1)
+
+
+class CountingTask(Task):
     primary_metric = final_metric = "count"
 
     def __init__(self, request: TaskRequest) -> None:
         self.request = request
 
     @classmethod
-    def from_request(cls, request: TaskRequest) -> CountingTask:
+    def from_request(cls, request: TaskRequest) -> "CountingTask":
         return cls(request)
 
     def model_defaults(self) -> dict[str, Any]:
-        return {}
+        return {"width": 3}
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         raise NotImplementedError
@@ -70,26 +82,45 @@ class CountingTask(Task):
 
     def worker_loader(self, seed: int) -> Any:
         raise NotImplementedError
+"""
 
 
-def test_a_new_task_is_one_registry_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from growprune.tasks.registry import SummaryScore
+def test_a_new_task_is_its_folder_and_one_registry_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from growprune.cli import main
+    from growprune.models import build_model, list_models
+    from growprune.tasks.registry import SummaryScore, bundled_recipes
 
+    folder = tmp_path / "counting"
+    (folder / "recipes" / "counts").mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "task.py").write_text(COUNTING_TASK)
+    recipe = "name: counts-dense\nmodel: {name: counter}\ndata: {name: counts}\nmethod: {name: dense}\n"
+    (folder / "recipes" / "counts" / "dense.yaml").write_text(recipe)
+    monkeypatch.syspath_prepend(str(tmp_path))
     spec = TaskSpec(
         name="counting",
         description="counting",
         datasets=("counts",),
-        task_class=f"{__name__}:CountingTask",
+        task_class="counting.task:CountingTask",
         done_text="count {count:.0f}",
         summary=(
             SummaryScore("final count", "count", ".0f"),
             SummaryScore("best count", "count", ".0f", of="best"),
         ),
+        models={"counter": "counting.task:Counter"},
     )
     monkeypatch.setitem(TASKS, "counting", spec)
+
+    assert (
+        spec.folder == folder
+        and bundled_recipes()["counts/dense"] == folder / "recipes" / "counts" / "dense.yaml"
+    )
+    assert "counter" in list_models() and build_model("counter", width=5).fc.in_features == 5
     data = SimpleNamespace(name="counts", args={}, data_dir=None, root=None)
     task = build_task(data, SimpleNamespace(), torch.device("cpu"), 4, seed=1, eval_batch_size=8, smoke=True)
-    assert isinstance(task, CountingTask) and task.request.smoke and task.request.batch_size == 4
+    assert type(task).__name__ == "CountingTask" and task.request.smoke and task.request.batch_size == 4
     assert task_named("counting").describe_scores({"count": 3.0}) == "count 3"
     run = RunData(run_dir=None)  # type: ignore[arg-type]
     run.start = StartRecord("dense", "dense", 1, 1, 1, task="counting")
@@ -97,6 +128,23 @@ def test_a_new_task_is_one_registry_line(monkeypatch: pytest.MonkeyPatch) -> Non
     run.final = FinalRecord(1, {"count": 3.0}, "count", 0.0, None, None, None, task="counting")
     table = "\n".join(summary_table(run))
     assert "| final count | 3 |" in table and "| best count | 2 |" in table
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "counts (counting)" in listed and "  counts/dense\n" in listed and "counter" in listed
+
+
+def test_a_recipe_name_two_tasks_bundle_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from growprune.tasks.registry import bundled_recipes
+
+    (tmp_path / "twin" / "recipes" / "fmnist").mkdir(parents=True)
+    (tmp_path / "twin" / "__init__.py").write_text("")
+    (tmp_path / "twin" / "task.py").write_text("")
+    (tmp_path / "twin" / "recipes" / "fmnist" / "dense.yaml").write_text("name: x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    twin = TaskSpec("twin", "twin", ("twins",), "twin.task:Twin", "", ())
+    monkeypatch.setitem(TASKS, "twin", twin)
+    with pytest.raises(ValueError, match="bundled recipe 'fmnist/dense' is in two task folders"):
+        bundled_recipes()
 
 
 def test_a_run_from_before_records_named_their_task_reports_by_its_recipe() -> None:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import growprune
-from growprune.data.subword import BOS, EOS, PAD, SubwordTokenizer
-from growprune.data.translation import TranslationData, TranslationSplit
 from growprune.export import export_model
-from growprune.models.transformer import Seq2SeqTransformer
-from growprune.tasks.translation import TranslationTask
+from growprune.tasks.translation.corpus import TranslationData, TranslationSplit
+from growprune.tasks.translation.model import Seq2SeqTransformer
+from growprune.tasks.translation.subword import BOS, EOS, PAD, SubwordTokenizer
+from growprune.tasks.translation.task import TranslationTask
 from growprune.train.engine import Trainer
 from growprune.train.recipe import RecipeError, validate_recipe
 

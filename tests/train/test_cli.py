@@ -13,9 +13,8 @@ import pytest
 import torch
 import yaml
 
-from growprune.cli import RECIPES_DIR, bundled_recipes
 from growprune.report.run import load_run
-from growprune.tasks.registry import TASKS, task_for_dataset
+from growprune.tasks.registry import TASKS, bundled_recipes, task_for_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -78,8 +77,8 @@ KEPT_SMOKES = ("fmnist/cgap-90.yaml", "fmnist/rigl-90.yaml")
 
 def smoke_cases() -> list[object]:
     cases = []
-    for recipe in bundled_recipes():
-        name = str(recipe.relative_to(RECIPES_DIR))
+    for stem, recipe in bundled_recipes().items():
+        name = f"{stem}.yaml"
         slow = any(part in name for part in SLOW_SMOKES) and name not in KEPT_SMOKES
         cases.append(pytest.param(recipe, id=name, marks=[pytest.mark.slow] if slow else []))
     return cases
@@ -128,8 +127,8 @@ COMPACT_KEPT = ("fmnist/cgap-quick.yaml",)
 
 def compact_cases() -> list[object]:
     cases = []
-    for recipe in bundled_recipes():
-        name = str(recipe.relative_to(RECIPES_DIR))
+    for stem, recipe in bundled_recipes().items():
+        name = f"{stem}.yaml"
         if name.startswith("fmnist/"):
             marks = [] if name in COMPACT_KEPT else [pytest.mark.slow]
             cases.append(pytest.param(recipe, id=name, marks=marks))

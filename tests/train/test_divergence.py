@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from growprune.checkpoint import STATE_KEYS, load_checkpoint, non_finite_entry
-from growprune.tasks.classification import ClassificationTask
+from growprune.tasks.classification.task import ClassificationTask
 from growprune.train.checkpoint import CheckpointManager
 from growprune.train.engine import Trainer, TrainingDiverged
 from growprune.train.recipe import validate_recipe

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from growprune.cli import bundled_recipes
+from growprune.tasks.registry import bundled_recipes
 from growprune.train.recipe import RecipeError, apply_overrides, load_recipe, validate_recipe
 
 GAP = {"name": "cgap", "epochs_per_phase": 1}
@@ -45,7 +45,7 @@ def test_overrides_keep_yaml_types() -> None:
         apply_overrides({}, ["method.sparsity"])
 
 
-@pytest.mark.parametrize("path", bundled_recipes(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", bundled_recipes().values(), ids=lambda p: p.name)
 def test_bundled_recipes_validate(path: Path) -> None:
     """Each bundled recipe is what its file name says: <task>/<method>[-...][-<sparsity %>]."""
     recipe = load_recipe(path)

@@ -4,7 +4,7 @@ A batch is ``(points (B, N, C), part labels (B, N))``; the shape's category, whi
 as a one-hot input, is the category owning its (global) part ids, so the engine's two-tensor
 batches carry it without a third tensor. Training minimises per-point cross-entropy over all 50
 part logits; evaluation predicts within the category's parts and scores instance- and
-class-average mIoU (:mod:`growprune.evaluation.partseg`). Each epoch scores the val split (which
+class-average mIoU (:mod:`growprune.tasks.partseg.metric`). Each epoch scores the val split (which
 picks ``best.pt``); the end of a run also scores the test split, the number a table reports.
 """
 
@@ -18,18 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from growprune.data.arguments import check_kwargs
 from growprune.data.loader import TensorLoader
-from growprune.data.partseg import PartSegData, load_part_segmentation
-from growprune.data.registry import check_kwargs
-from growprune.data.shapenet_part import (
+from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.partseg.data import PartSegData, load_part_segmentation
+from growprune.tasks.partseg.metric import miou, predict_parts, shape_ious
+from growprune.tasks.partseg.shapenet_part import (
     CATEGORIES,
     NUM_CATEGORIES,
     NUM_PARTS,
     PartSegSplit,
     category_of_parts,
 )
-from growprune.evaluation.partseg import miou, predict_parts, shape_ious
-from growprune.tasks.base import Batch, Task, TaskRequest
 
 # Smoke runs read the first shapes of each split, sampled to few points.
 SMOKE_PART_SHAPES = 8

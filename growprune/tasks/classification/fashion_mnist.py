@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from growprune.data.dataset import InMemoryDataset
-from growprune.data.idx import MAX_IDX_BYTES, IDXFormatError, read_idx_file
-from growprune.errors import UsageError
+from growprune.data.errors import DatasetCorruptError, DatasetNotFoundError
+from growprune.tasks.classification.idx import MAX_IDX_BYTES, IDXFormatError, read_idx_file
 
 __all__ = [
     "CLASSES",
@@ -114,14 +114,6 @@ FILE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FILES.values())
 MAX_UNVERIFIED_ITEMS = 10 * 60000
 
 
-class DatasetNotFoundError(UsageError, FileNotFoundError):
-    """The dataset files are not in any searched directory; the message says how to get them."""
-
-
-class DatasetCorruptError(UsageError, ValueError):
-    """A dataset file exists but fails its checksum or format checks."""
-
-
 def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The directories searched, in order, without duplicates.
 
@@ -188,9 +180,10 @@ def _load_file(path: Path, spec: _FileSpec, verify: bool) -> np.ndarray:
     The IDX header is read first and checked against ``spec`` before any payload is
     decompressed: the magic always, the item shape (28 x 28 images, scalar labels) always, since
     the models are built for it and nothing else, and the item count only with ``verify``. Only
-    then is exactly the declared payload streamed (see :func:`growprune.data.idx.read_idx_file`),
-    and its digest compared (with ``verify``): a gzip bomb or a forged header cannot make the
-    loader hold more than the declared payload.
+    then is exactly the declared payload streamed (see
+    :func:`growprune.tasks.classification.idx.read_idx_file`), and its digest compared (with
+    ``verify``): a gzip bomb or a forged header cannot make the loader hold more than the declared
+    payload.
     """
 
     def check_header(magic: int, dims: tuple[int, ...]) -> None:

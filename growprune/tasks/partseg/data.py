@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from growprune.data.bible import cache_root
-from growprune.data.partseg_generator import GENERATED_CATEGORIES, generated_root
-from growprune.data.shapenet_part import ROOT_ENV_VAR, PartSegSplit, PointAugment, load_split
+from growprune.data.cache import cache_root
+from growprune.tasks.partseg.generator import GENERATED_CATEGORIES, generated_root
+from growprune.tasks.partseg.shapenet_part import ROOT_ENV_VAR, PartSegSplit, PointAugment, load_split
 
 __all__ = ["PartSegData", "load_part_segmentation", "resolve_root"]
 

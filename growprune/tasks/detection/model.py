@@ -9,7 +9,7 @@ target finder prunes backbone, extras and heads alike; recipes name them by patt
 
 ``forward`` returns ``(class logits (B, N, C + 1), box offsets (B, N, 4))`` in the order of
 ``default_boxes`` (N, 4; centre x, centre y, width, height as fractions of the image). Decoding
-and NMS live in :mod:`growprune.evaluation.boxes`, the loss in :mod:`growprune.tasks.multibox`.
+and NMS live in :mod:`growprune.tasks.detection.boxes`, the loss in :mod:`growprune.tasks.detection.multibox`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """COCO-format detection data: an ``instances_*.json`` annotation file and a folder of images.
 
 This is the format users have (COCO-2017 itself, and most detection sets exported by labelling
-tools), so it is the one code path: the generated shapes set (:mod:`growprune.data.shapes`) is
+tools), so it is the one code path: the generated shapes set (:mod:`growprune.tasks.detection.shapes`) is
 written in it and read through :func:`load_coco_detection` like a real download.
 
 Layout under ``root`` (the COCO-2017 defaults; every name can be changed by an argument)::

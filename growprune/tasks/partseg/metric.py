@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from growprune.data.shapenet_part import CATEGORIES, NUM_PARTS
+from growprune.tasks.partseg.shapenet_part import CATEGORIES, NUM_PARTS
 
 __all__ = ["category_part_mask", "miou", "predict_parts", "shape_ious"]
 

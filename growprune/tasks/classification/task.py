@@ -10,8 +10,8 @@ from torch import nn
 
 from growprune.data.dataset import InMemoryDataset
 from growprune.data.loader import Augment, TensorLoader
-from growprune.data.registry import build_datasets
 from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.classification.datasets import build_datasets
 
 SMOKE_TRAIN_ITEMS = 256
 SMOKE_TEST_ITEMS = 256

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from growprune.evaluation.boxes import box_iou, cxcywh_to_xyxy, encode
+from growprune.tasks.detection.boxes import box_iou, cxcywh_to_xyxy, encode
 
 __all__ = ["MultiboxLoss", "match"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from growprune.models.resnet_cifar import scaled_channels
+from growprune.tasks.classification.resnet_cifar import scaled_channels
 
 __all__ = ["Bottleneck", "ImageNetResNet", "resnet50"]
 

@@ -34,15 +34,14 @@ import subprocess
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from growprune.bounded import DataFileError, read_json, read_text
-from growprune.data.fashion_mnist import DatasetNotFoundError
+from growprune.data.cache import cache_root
+from growprune.data.errors import DatasetNotFoundError
 from growprune.files import atomic_write_text
 
 __all__ = [
     "BOOKS",
-    "CACHE_ENV_VAR",
     "CORPUS_VERSION",
     "INSTALL_HINT",
     "LANGUAGES",
@@ -59,7 +58,6 @@ __all__ = [
     "VersePair",
     "align",
     "atomic_write_text",
-    "cache_root",
     "books_in_order",
     "clean_osis",
     "load_aligned",
@@ -75,7 +73,6 @@ __all__ = [
 MODULES: dict[str, str] = {"en": "engWEB2015eb", "es": "spaRV1909eb"}
 LANGUAGES: tuple[str, ...] = tuple(MODULES)
 INSTALL_HINT = "apt-get install diatheke sword-text-web sword-text-sparv"
-CACHE_ENV_VAR = "GROWPRUNE_CACHE"
 DIATHEKE_TIMEOUT_S = 300.0
 # Bump whenever clean_osis, parse_diatheke or align change their output: cached pairs are keyed
 # by it.
@@ -209,16 +206,6 @@ def books_in_order(verses: Iterable[VerseKey]) -> list[str]:
 
 
 # --- cache ---------------------------------------------------------------------------------------
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache directory: the argument, else ``$GROWPRUNE_CACHE``, else ``~/.cache/growprune``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "growprune"
 
 
 def _module_for(language: str) -> str:
@@ -381,7 +368,7 @@ def align(
 def split_of_book(book: str) -> str:
     """``"train"``, ``"valid"`` or ``"test"`` for one of :data:`BOOKS` (see :data:`SPLIT_RULE`)."""
     if book not in _BOOK_SET:
-        raise ValueError(f"{book!r} is not one of the 66 books in growprune.data.bible.BOOKS")
+        raise ValueError(f"{book!r} is not one of the 66 books in growprune.tasks.translation.bible.BOOKS")
     if book in TEST_BOOKS:
         return "test"
     if book in VALID_BOOKS:

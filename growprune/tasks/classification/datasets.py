@@ -1,4 +1,4 @@
-"""Datasets by name, so configs and the CLI can say ``dataset: fashion_mnist``.
+"""Classification datasets by name, so recipes can say ``data.name: fashion_mnist``.
 
 Keyword arguments are checked against the builder's signature up front so a typo in a config
 fails with the offending key named, instead of a bare ``TypeError`` from deep inside.
@@ -6,13 +6,14 @@ fails with the offending key named, instead of a bare ``TypeError`` from deep in
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
+from growprune.data.arguments import check_kwargs
 from growprune.data.dataset import InMemoryDataset
-from growprune.data.fashion_mnist import load_fashion_mnist
-from growprune.data.synthetic import make_synthetic, make_synthetic_images
+from growprune.tasks.classification.fashion_mnist import load_fashion_mnist
+from growprune.tasks.classification.synthetic import make_synthetic, make_synthetic_images
+from growprune.tasks.registry import FALLBACK_TASK, task_for_dataset
 
 __all__ = ["build_datasets", "list_datasets"]
 
@@ -28,20 +29,6 @@ _BUILDERS: dict[str, Callable[..., DatasetPair]] = {
 def list_datasets() -> list[str]:
     """Names accepted by :func:`build_datasets`, sorted."""
     return sorted(_BUILDERS)
-
-
-def check_kwargs(kind: str, name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    params = inspect.signature(fn).parameters
-    allowed = [
-        p
-        for p, v in params.items()
-        if v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"unknown argument(s) {', '.join(unknown)} for {kind} {name!r}; accepted: {', '.join(allowed)}"
-        )
 
 
 def build_datasets(
@@ -63,20 +50,14 @@ def build_datasets(
         ValueError: unknown ``name`` (the message lists the allowed names).
         TypeError: a keyword the builder does not take (the message names it).
     """
-    if name == "bible":
-        raise ValueError(
-            "'bible' is a translation corpus, not (x, y) tensors: use "
-            "growprune.data.translation.load_bible_translation, or data.name: bible in a recipe"
-        )
-    if name == "shapenet_part":
-        raise ValueError(
-            "'shapenet_part' is a part-segmentation set, not (x, y) tensors: use "
-            "growprune.data.partseg.load_part_segmentation, or data.name: shapenet_part in a recipe"
-        )
     if name not in _BUILDERS:
-        raise ValueError(
-            f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}, bible, shapenet_part"
-        )
+        other = task_for_dataset(name)
+        if other.name != FALLBACK_TASK:
+            raise ValueError(
+                f"{name!r} is a dataset of the {other.name} task, not (x, y) tensors: name it as "
+                f"data.name in a recipe (growprune list shows the tasks)"
+            )
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}")
     builder = _BUILDERS[name]
     check_kwargs("dataset", name, builder, kwargs)
     train, test = builder(**kwargs)

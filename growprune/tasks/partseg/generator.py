@@ -6,7 +6,7 @@ is fuselage + wings + tail + engines, a chair seat + back + legs (+ arms), a lam
 shade (+ bulb), a mug body + handle, a table top + legs (+ shelf), a guitar body + neck + head.
 Each primitive is one part, labelled with the category's global benchmark part id, and its
 surface is sampled with outward normals. The result is written as
-``shapenetcore_partanno_segmentation_benchmark_v0_normal/`` (see :mod:`growprune.data.shapenet_part`)
+``shapenetcore_partanno_segmentation_benchmark_v0_normal/`` (see :mod:`growprune.tasks.partseg.shapenet_part`)
 so the loader reads it through the same code as the real dataset.
 
 Optional parts (chair arms, lamp bulb, table shelf) are absent from some shapes, so the metric's
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growprune.data.shapenet_part import CATEGORIES, FOLDER_NAME
+from growprune.tasks.partseg.shapenet_part import CATEGORIES, FOLDER_NAME
 
 __all__ = ["GENERATED_CATEGORIES", "GENERATOR_VERSION", "generate", "generated_root"]
 
@@ -379,9 +379,9 @@ def generated_root(
 
 
 def main() -> None:
-    """``python -m growprune.data.partseg_generator``: generate the default dataset into the cache
+    """``python -m growprune.tasks.partseg.generator``: generate the default dataset into the cache
     (``$GROWPRUNE_CACHE``, else ``~/.cache/growprune``) and print its folder (``make partseg-data``)."""
-    from growprune.data.bible import cache_root
+    from growprune.data.cache import cache_root
 
     print(generated_root(cache_root()))
 

@@ -15,17 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from growprune.data.registry import check_kwargs
-from growprune.data.subword import BOS, EOS, PAD
-from growprune.data.translation import (
+from growprune.data.arguments import check_kwargs
+from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.translation.corpus import (
     TranslationData,
     TranslationLoader,
     TranslationSplit,
     load_bible_translation,
 )
-from growprune.evaluation.decode import beam_search, greedy_decode
-from growprune.evaluation.scores import translation_scores
-from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.translation.decode import beam_search, greedy_decode
+from growprune.tasks.translation.scores import translation_scores
+from growprune.tasks.translation.subword import BOS, EOS, PAD
 
 # Smoke runs keep the recipe's model and schedule but train on the shortest pairs, one batch per
 # epoch, and decode a handful of sentences: the point is that every part runs.

@@ -1,4 +1,4 @@
-"""Greedy and beam-search decoding for :class:`~growprune.models.transformer.Seq2SeqTransformer`.
+"""Greedy and beam-search decoding for :class:`~growprune.tasks.translation.model.Seq2SeqTransformer`.
 
 Both decode a whole batch at once with the model's incremental key/value cache, and drop rows
 from the batch as soon as their sentence is finished, so a batch of mixed lengths costs little
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from growprune.models.transformer import Seq2SeqTransformer
+from growprune.tasks.translation.model import Seq2SeqTransformer
 
 __all__ = ["beam_search", "greedy_decode", "length_penalty_factor", "sequence_scores"]
 

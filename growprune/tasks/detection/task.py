@@ -2,9 +2,9 @@
 
 The GaP paper's fourth task (SSD on COCO-2017). Training batches are whole-tensor slices of the
 in-memory split (:class:`DetectionLoader`: normalisation and a seeded horizontal flip of images
-and boxes); the loss is :class:`~growprune.tasks.multibox.MultiboxLoss`. Every evaluation runs
+and boxes); the loss is :class:`~growprune.tasks.detection.multibox.MultiboxLoss`. Every evaluation runs
 the model over the whole validation split, decodes and suppresses its boxes
-(:func:`~growprune.evaluation.boxes.detect`), maps them back to each image's pixels and scores
+(:func:`~growprune.tasks.detection.boxes.detect`), maps them back to each image's pixels and scores
 them with pycocotools' COCOeval against the annotation file: ``val_map`` (AP@[.5:.95]) picks
 ``best.pt`` and reports the run, with ``val_map50`` and ``val_map75`` beside it. COCO-2017 has
 no public test annotations, so, as in the SSD paper, the validation split is the reported one.
@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.data.coco import CocoDetectionData, DetectionSplit, find_root, load_coco_detection
+from growprune.data.arguments import check_kwargs
 from growprune.data.loader import TensorLoader
-from growprune.data.registry import check_kwargs
-from growprune.evaluation.boxes import detect
-from growprune.evaluation.coco_map import coco_map
 from growprune.seeding import stream_seed
 from growprune.tasks.base import Batch, Task, TaskRequest
-from growprune.tasks.multibox import MultiboxLoss
+from growprune.tasks.detection.boxes import detect
+from growprune.tasks.detection.coco import CocoDetectionData, DetectionSplit, find_root, load_coco_detection
+from growprune.tasks.detection.coco_map import coco_map
+from growprune.tasks.detection.multibox import MultiboxLoss
 
 # Smoke runs keep the schedule but train on one batch of 8 images per epoch and score 4
 # validation images: an SSD step costs ~25 ms per image on one core.
@@ -119,7 +119,7 @@ class DetectionTask(Task):
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> DetectionTask:
-        from growprune.data.shapes import generated_root
+        from growprune.tasks.detection.shapes import generated_root
 
         settings, ev = request.data, request.evaluation
         if settings.random_crop:
@@ -242,7 +242,7 @@ class DetectionTask(Task):
         run_dir = Path(run_dir)
         (run_dir / DETECTIONS_FILE).write_text(json.dumps(self.last_detections))
         if self.examples > 0:
-            from growprune.tasks.detection_report import detection_figure
+            from growprune.tasks.detection.report import detection_figure
 
             detection_figure(
                 run_dir / FIGURE_FILE,
