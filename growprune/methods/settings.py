@@ -61,12 +61,6 @@ class RunLength:
     def steps(self, epochs: float, minimum: int = 0) -> int:
         return epochs_to_steps(epochs, self.steps_per_epoch, minimum)
 
-    def fraction(self, share: float, minimum: int = 0) -> int:
-        """``share`` of the run's length in steps (for defaults such as "75% of training")."""
-        if self.total_steps is None:
-            raise ValueError("this method's default needs the run's length: set training.epochs")
-        return max(minimum, round(share * self.total_steps))
-
 
 class ScheduleFitError(ValueError):
     """A schedule that does not fit in the run (``fit_to_run``): what is wrong (`fact`) and how to
