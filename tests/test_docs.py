@@ -38,6 +38,14 @@ def test_methods_doc_example_runs() -> None:
         exec(compile(example, str(DOCS / "methods.md"), "exec"), namespace)
         assert METHODS["lateprune"] is namespace["LatePrune"]
         assert [e.event for e in namespace["sparsifier"].history] == ["prune"]
+        # the declared step argument is a recipe key, defaulted from the run like a callback's
+        from growprune.methods.settings import RunLength
+        from growprune.train.recipe import sparsifier_arguments, validate_recipe
+
+        for section, step in (({}, 20), ({"prune_epoch": 1}, 10)):
+            data = {"method": {"name": "lateprune", "sparsity": 0.5, **section}, "training": {"epochs": 4}}
+            recipe = validate_recipe(data)
+            assert sparsifier_arguments(recipe.method, RunLength(10, 40), seed=0)["prune_step"] == step
     finally:
         METHODS.pop("lateprune", None)
 

@@ -8,10 +8,10 @@ that is a step count may be given as
 * an ``int``: optimizer steps, used as is;
 * a ``float`` in [0, 1]: a fraction of the run (``finetune_steps=0.25`` = the last quarter);
 
-and the ones left out get defaults derived from the run's length (each method's ``step_defaults``,
-collected by :func:`defaults_table`). Which arguments count steps, and how a method fits its
-schedule into the run, is declared by the method class itself (``step_arguments``,
-``fit_to_run``), so a method registered by a third party works here too.
+and the ones left out get defaults derived from the run's length (each method's
+``StepArgument`` declarations, collected by :func:`defaults_table`). Which arguments count steps,
+and how a method fits its schedule into the run, is declared by the method class itself
+(``step_arguments``, ``fit_to_run``), so a method registered by a third party works here too.
 Note ``1`` is one step and ``1.0`` is the whole run.
 
 :func:`check_arguments` validates names and value types without the run's length (callbacks call
@@ -23,14 +23,13 @@ name the argument and the fix. Pure functions: nothing here touches a model.
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
 
 from growprune.methods import METHODS, get_method
-from growprune.methods.base import STORAGES, Sparsifier, check_choice
+from growprune.methods.base import STORAGES, Sparsifier, check_choice, constructor_arguments
 from growprune.seeding import check_seed
 from growprune.sparsity.distribution import validate_distribution, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
@@ -47,7 +46,22 @@ RESERVED = {
 
 def defaults_table() -> dict[str, dict[str, str]]:
     """What a left-out schedule argument becomes, per registered method (T = the run's steps)."""
-    return {name: dict(cls.step_defaults) for name, cls in sorted(METHODS.items()) if cls.step_defaults}
+    return {
+        name: {arg.name: arg.shown() for arg in cls.step_arguments}
+        for name, cls in sorted(METHODS.items())
+        if cls.step_arguments
+    }
+
+
+def defaults_rows() -> list[str]:
+    """The docs' defaults table (docs/integrations.md), one markdown row per method; methods whose
+    rows are equal (RigL is SET with another growth) share one."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for name, cls in METHODS.items():  # registry order: the baselines first, as the docs list them
+        if cls.step_arguments:
+            args = " / ".join(f"`{arg.name}`" for arg in cls.step_arguments)
+            rows.setdefault((args, " / ".join(arg.shown() for arg in cls.step_arguments)), []).append(name)
+    return [f"| {', '.join(names)} | {args} | {shown} |" for (args, shown), names in rows.items()]
 
 
 def _method_class(method: str) -> type[Sparsifier]:
@@ -58,19 +72,7 @@ def _method_class(method: str) -> type[Sparsifier]:
 
 def method_arguments(method: str) -> tuple[str, ...]:
     """Every keyword the method's constructor accepts, minus the ones an integration sets."""
-    cls = _method_class(method)
-    names: list[str] = []
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        for p in params:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
-                names.append(p.name)
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break  # this constructor takes nothing further up the chain
-    return tuple(n for n in names if n != "self" and n not in RESERVED)
+    return tuple(n for n in constructor_arguments(_method_class(method)) if n not in RESERVED)
 
 
 def _is_int(value: Any) -> bool:
@@ -109,9 +111,9 @@ def check_arguments(method: str, kwargs: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"unknown argument '{name}' for method '{method}'; {hint}(allowed: {', '.join(allowed)})"
             )
-    for name, minimum in cls.step_arguments.items():
-        if name in kwargs:
-            _check_step_value(method, name, kwargs[name], minimum)
+    for arg in cls.step_arguments:
+        if arg.name in kwargs:
+            _check_step_value(method, arg.name, kwargs[arg.name], arg.minimum)
     if "seed" in kwargs:
         check_seed(kwargs["seed"])  # SeedError: a float (2.0 too) or a bool is not a seed
     # Cheap checks of the shared arguments (the constructor repeats them with the model at hand).
@@ -151,10 +153,10 @@ def schedule_kwargs(method: str, kwargs: Mapping[str, Any], total_steps: int) ->
     total = _check_total(total_steps)
     cls = _method_class(method)
     out = dict(kwargs)
-    for arg, minimum in cls.step_arguments.items():
-        if arg in out:
-            out[arg] = _to_steps(out[arg], total, minimum)
-    cls.fit_to_run(out, {arg for arg in cls.step_arguments if arg in kwargs}, total)
+    for arg in cls.step_arguments:
+        if arg.name in out:
+            out[arg.name] = _to_steps(out[arg.name], total, arg.minimum)
+    cls.fit_to_run(out, {arg.name for arg in cls.step_arguments if arg.name in kwargs}, total)
     return out
 
 

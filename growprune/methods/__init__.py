@@ -28,10 +28,11 @@ def register_method(cls: type[Sparsifier]) -> type[Sparsifier]:
     """Make a method available by its `method` name: in recipes, the CLI, reports and benchmarks.
 
     The one call a third-party method needs (usable as a decorator). The class declares the
-    rest itself: ``method`` (the recipe name), ``title``, ``settings`` (its recipe keys, a
-    :class:`~growprune.methods.settings.MethodSettings` dataclass) with ``arguments_from`` (those
-    keys in steps), and, for integrations, ``step_arguments``/``fit_to_run``. Registering another
-    class under a name already taken is refused; registering the same class again is harmless.
+    rest itself: ``method`` (the recipe name), ``title``, its step-counting arguments as
+    :class:`~growprune.methods.settings.StepArgument` class attributes (recipe keys, callback
+    defaults and ``config()`` follow from them) and ``settings`` (its other recipe keys, a
+    :class:`~growprune.methods.settings.MethodSettings` dataclass). Registering another class under
+    a name already taken is refused; registering the same class again is harmless.
     """
     if not (isinstance(cls, type) and issubclass(cls, Sparsifier)):
         raise TypeError(f"register_method takes a Sparsifier subclass, got {cls!r}")

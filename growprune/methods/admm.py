@@ -14,19 +14,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, Sparsifier, check_steps, gradient_scale
+from growprune.methods.base import Phase, Sparsifier, gradient_scale
 from growprune.methods.errors import SparsifierStateError
-from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
+from growprune.methods.settings import (
+    Fixed,
+    MethodSettings,
+    Part,
+    ScheduleFitError,
+    Share,
+    StepArgument,
+    beyond_run,
+    bounded,
+)
 from growprune.records import PhaseName
 from growprune.sparsity.sharding import full, local, shard_like
 
 
 @dataclass(kw_only=True)
 class ADMMSettings(MethodSettings):
-    pretrain_epochs: float = bounded(0.0, ge=0)
-    admm_epochs: float = bounded(gt=0)
     rho: float = bounded(1e-3, gt=0)
-    update_every_epochs: float = bounded(1.0, gt=0)
 
 
 class ADMM(Sparsifier):
@@ -35,12 +41,11 @@ class ADMM(Sparsifier):
     method = "admm"
     title = "ADMM"
     settings = ADMMSettings
-    step_arguments = {"pretrain_steps": 0, "admm_steps": 1, "update_interval": 1}
-    step_defaults = {
-        "pretrain_steps": "0",
-        "admm_steps": "half of the steps after pretraining (0.5 T from 0)",
-        "update_interval": "max(1, admm_steps // 10)",
-    }
+    pretrain_steps = StepArgument(Fixed(0), epochs="pretrain_epochs")
+    admm_steps = StepArgument(
+        Share(0.5, after="pretrain_steps", length=True), minimum=1, epochs="admm_epochs"
+    )
+    update_interval = StepArgument(Part(10, of="admm_steps"), minimum=1, epochs="update_every_epochs")
 
     def __init__(
         self,
@@ -53,9 +58,8 @@ class ADMM(Sparsifier):
         update_interval: int = 100,
         **kwargs: Any,
     ) -> None:
-        self.pretrain_steps = check_steps("pretrain_steps", pretrain_steps)
-        self.admm_steps = check_steps("admm_steps", admm_steps, minimum=1)
-        self.update_interval = check_steps("update_interval", update_interval, minimum=1)
+        self.pretrain_steps, self.admm_steps = pretrain_steps, admm_steps
+        self.update_interval = update_interval
         if not rho > 0:
             raise ValueError(f"rho must be > 0, got {rho!r}")
         self.rho = float(rho)
@@ -68,38 +72,18 @@ class ADMM(Sparsifier):
         return self.pretrain_steps + self.admm_steps
 
     @classmethod
-    def arguments_from(cls, settings: ADMMSettings, run: RunLength) -> dict[str, Any]:
-        return {
-            "pretrain_steps": run.steps(settings.pretrain_epochs),
-            "admm_steps": run.steps(settings.admm_epochs, 1),
-            "rho": settings.rho,
-            "update_interval": run.steps(settings.update_every_epochs, 1),
-        }
-
-    @classmethod
-    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
-        pretrain = kwargs.setdefault("pretrain_steps", 0)
+    def check_fit(cls, kwargs: Mapping[str, Any], total: int) -> None:
+        pretrain, admm = kwargs["pretrain_steps"], kwargs["admm_steps"]
         if pretrain >= total:
             raise beyond_run(
                 cls.method, "pretrain_steps", pretrain, total, f"the last of the run's {total} steps"
             )
-        admm = kwargs.setdefault("admm_steps", max(1, round(0.5 * (total - pretrain))))
         if pretrain + admm > total:
             raise ScheduleFitError(
                 f"{cls.method}: pretrain_steps + admm_steps = {pretrain} + {admm} = {pretrain + admm} is "
                 f"beyond the run's {total} optimizer steps, so the final prune would never happen",
                 "shorten them or train longer",
             )
-        kwargs.setdefault("update_interval", max(1, admm // 10))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "pretrain_steps": self.pretrain_steps,
-            "admm_steps": self.admm_steps,
-            "rho": self.rho,
-            "update_interval": self.update_interval,
-        }
 
     def _project(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         scores = {n: v.abs().float() for n, v in values.items()}

@@ -38,10 +38,10 @@ are correct.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import numbers
-import operator
 import sys
 import tempfile
 import warnings
@@ -54,7 +54,13 @@ import torch
 from torch import nn
 
 from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
-from growprune.methods.settings import MethodSettings, RunLength
+from growprune.methods.settings import (
+    MethodSettings,
+    RunLength,
+    StepArgument,
+    as_count,
+    beyond_run,
+)
 from growprune.records import MaskEvent, Phase, PhaseName
 from growprune.seeding import check_seed, is_bool
 from growprune.sparsity.compact import (
@@ -121,23 +127,23 @@ def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
     return value
 
 
-def as_count(value: Any) -> int | None:
-    """`value` as a plain ``int`` if it is an integer of any type (``int``, ``numpy.int64``, a 0-d
-    integer tensor: anything with ``__index__``, as seeds are taken), else None. A bool is not a
-    count, and neither is a float, ``3.0`` included (see :func:`growprune.seeding.check_seed`)."""
-    if is_bool(value):
-        return None
-    try:
-        return int(operator.index(value))
-    except TypeError:
-        return None
-
-
-def check_steps(name: str, value: int, minimum: int = 0) -> int:
-    count = as_count(value)
-    if count is None or count < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return count
+def constructor_arguments(cls: type, stop_at: type | None = None) -> list[str]:
+    """Every keyword `cls`'s constructor accepts, following ``**kwargs`` up the chain of bases
+    (without those of `stop_at` and above: e.g. the shared arguments of :class:`Sparsifier`)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is stop_at:
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                names.append(p.name)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break  # this constructor takes nothing further up the chain
+    return [n for n in names if n != "self"]
 
 
 def _skipped_inside(optimizer: torch.optim.Optimizer) -> bool:
@@ -316,11 +322,15 @@ class Sparsifier:
     # How growprune's trainer runs it: "steps" (one model, step after step) or "rounds" (K
     # workers per round, merged at its end: P-GaP). Names a loop of growprune.train.loops.
     loop: ClassVar[str] = "steps"
-    # Constructor arguments that count optimizer steps, with the least each accepts: integrations
-    # let users give them as fractions of the run (growprune.integrations.schedule_kwargs).
-    step_arguments: ClassVar[dict[str, int]] = {}
-    # What a left-out step argument becomes in a run of T optimizer steps (README table).
-    step_defaults: ClassVar[dict[str, str]] = {}
+    # The StepArgument class attributes of the class and its bases, in declaration order
+    # (collected by __init_subclass__): integrations let users give them as fractions of the run
+    # (growprune.integrations.schedule_kwargs), fit_to_run fills them from its length.
+    step_arguments: ClassVar[tuple[StepArgument, ...]] = ()
+    # Recipe keys (settings fields) handed to the constructor under their own name and kept as
+    # attributes of that name (collected by __init_subclass__): arguments_from and config() read them.
+    settings_arguments: ClassVar[tuple[str, ...]] = ()
+    # settings_arguments that config() leaves out (they only shape another entry of it).
+    config_omits: ClassVar[tuple[str, ...]] = ()
     _removed: bool = False  # set by remove(); a class default so that repr() works during __init__
 
     def __init__(
@@ -692,7 +702,10 @@ class Sparsifier:
         del state
 
     def config(self) -> dict[str, Any]:
-        """Arguments that define the schedule; a saved state must match them to be loaded."""
+        """Arguments that define the schedule; a saved state must match them to be loaded: the
+        shared ones, the declared step arguments and the settings handed to the constructor."""
+        own = [a.name for a in self.step_arguments]
+        own += [n for n in self.settings_arguments if n not in self.config_omits]
         return {
             "method": self.method,
             "sparsity": self.sparsity,
@@ -700,6 +713,7 @@ class Sparsifier:
             "pattern": str(self.pattern),
             "seed": self.seed,
             "targets": self.names,
+            **{name: getattr(self, name) for name in own},
         }
 
     # Class-level declarations still readable after remove() (and anything private).
@@ -889,17 +903,54 @@ class Sparsifier:
         return self.mask_set.as_dict()
 
     # -- the schedule's length, declared once -------------------------------------------------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Collect the class's StepArgument declarations and give its settings their recipe keys."""
+        super().__init_subclass__(**kwargs)
+        found: dict[str, StepArgument] = {}
+        for klass in reversed(cls.__mro__):
+            found.update((k, v) for k, v in vars(klass).items() if isinstance(v, StepArgument))
+        cls.step_arguments = tuple(found.values())
+        if not dataclasses.is_dataclass(cls.settings):
+            return  # register_method refuses it, naming what settings must be
+        declared = {f.name for f in dataclasses.fields(cls.settings)}
+        missing = [a.recipe_field() for a in cls.step_arguments if a.epochs and a.epochs not in declared]
+        if missing:  # the epochs keys the settings do not declare themselves (with a default of their own)
+            name = f"{cls.__name__}Settings"
+            cls.settings = dataclasses.make_dataclass(name, missing, bases=(cls.settings,), kw_only=True)
+            cls.settings.__module__, cls.settings.__qualname__ = cls.__module__, name
+        epochs = {a.epochs for a in cls.step_arguments}
+        ours = constructor_arguments(cls, stop_at=Sparsifier)
+        cls.settings_arguments = tuple(
+            f.name for f in dataclasses.fields(cls.settings) if f.name in ours and f.name not in epochs
+        )
+
     @classmethod
     def arguments_from(cls, settings: Any, run: RunLength) -> dict[str, Any]:
-        """Constructor arguments of the method's own recipe keys (`settings`), schedules in steps."""
-        del settings, run
-        return {}
+        """Constructor arguments of the method's own recipe keys (`settings`): the step arguments'
+        epochs in steps (left out: their default for the run), the other settings as they are."""
+        steps: dict[str, int] = {}
+        for arg in cls.step_arguments:
+            if arg.epochs is not None:
+                steps[arg.name] = arg.from_recipe(getattr(settings, arg.epochs), run, steps)
+        return {**{name: getattr(settings, name) for name in cls.settings_arguments}, **steps}
 
     @classmethod
     def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
         """Fill the step arguments left out of `kwargs` (`given`: the ones the user set) from the
-        run's length `total`, and refuse a schedule that does not fit in it."""
-        del kwargs, given, total
+        run's length `total`, and refuse a schedule that does not fit in it: the one place the
+        declared defaults meet a run's length (recipes without a key come here through
+        :meth:`StepArgument.from_recipe`, which fills the same way)."""
+        del given
+        for arg in cls.step_arguments:
+            value = kwargs.setdefault(arg.name, arg.fill(total, kwargs))
+            if arg.within_run and value > total:
+                raise beyond_run(cls.method, arg.name, value, total)
+        cls.check_fit(kwargs, total)
+
+    @classmethod
+    def check_fit(cls, kwargs: Mapping[str, Any], total: int) -> None:
+        """The method's own checks across its step arguments (all filled) in a run of `total` steps."""
+        del kwargs, total
 
     @classmethod
     def check_schedule_arguments(cls, kwargs: Mapping[str, Any]) -> None:

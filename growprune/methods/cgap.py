@@ -18,7 +18,7 @@ from torch import nn
 
 from growprune.methods.base import RESET_MODES, Phase, check_choice
 from growprune.methods.gap import GaPSchedule, GaPSettings
-from growprune.methods.settings import RunLength, plural
+from growprune.methods.settings import plural
 from growprune.records import PhaseName
 
 
@@ -38,10 +38,6 @@ class CGaP(GaPSchedule):
     method = "cgap"
     title = "C-GaP"
     settings = CGaPSettings
-    step_defaults = {
-        **GaPSchedule.step_defaults,
-        "steps_per_phase": "(T - finetune_steps) // (rounds x partitions)",
-    }
 
     def __init__(
         self,
@@ -61,13 +57,6 @@ class CGaP(GaPSchedule):
     @staticmethod
     def describe_phases(rounds: int, partitions: int) -> str:
         return f"{rounds * partitions} GaP phases ({plural(rounds, 'round')} x {partitions} partitions)"
-
-    @classmethod
-    def arguments_from(cls, settings: CGaPSettings, run: RunLength) -> dict[str, Any]:
-        return {**super().arguments_from(settings, run), "reset_optimizer": settings.reset_optimizer}
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "reset_optimizer": self.reset_optimizer}
 
     def on_start(self) -> None:
         sparse = [n for part in self.partitions[1:] for n in part]

@@ -13,8 +13,17 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
+from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice
+from growprune.methods.settings import (
+    Default,
+    MethodSettings,
+    ScheduleFitError,
+    Share,
+    StepArgument,
+    beyond_run,
+    bounded,
+    check_steps,
+)
 from growprune.records import PhaseName
 from growprune.sparsity.partition import PARTITION_MODES, PartitionSpec, partition_count
 
@@ -29,6 +38,17 @@ class GaPSettings(MethodSettings):
     init: Literal["random", "magnitude"] = "random"
 
 
+class PhaseSplit(Default):
+    """steps_per_phase left out: the run less fine-tuning, split evenly over one worker's phases
+    (``known`` holds both; the rounding remainder goes to fine-tuning: GaPSchedule.fit_to_run)."""
+
+    def steps(self, total: int, known: Mapping[str, int]) -> int:
+        return (total - known["finetune_steps"]) // known["phases"]
+
+    def __str__(self) -> str:
+        return "(T - finetune_steps) // phases"
+
+
 class GaPSchedule(Sparsifier):
     """Base of the scheduled grow-and-prune methods.
 
@@ -40,13 +60,15 @@ class GaPSchedule(Sparsifier):
 
     regrows = True
     settings = GaPSettings
-    step_arguments = {"steps_per_phase": 1, "finetune_steps": 0}
-    # Subclasses add how steps_per_phase follows from T (their phases differ).
-    step_defaults = {
-        "partitions": "4",
-        "rounds": "1",
-        "finetune_steps": "0.25 T, plus what the rounding of steps_per_phase leaves",
-    }
+    # In a recipe the schedule sets the run's length, so GaPSettings declares both keys itself:
+    # epochs_per_phase is required and fine-tuning is "the rest of the run" after the phases, 0 epochs
+    # (as in a callback given steps_per_phase: see fit_to_run).
+    steps_per_phase = StepArgument(PhaseSplit(), minimum=1, epochs="epochs_per_phase")
+    finetune_steps = StepArgument(
+        Share(0.25), epochs="finetune_epochs", note="plus what the rounding of steps_per_phase leaves"
+    )
+    # `partitions` holds the resolved groups, which partition_mode only chose
+    config_omits = ("partition_mode",)
 
     def __init__(
         self,
@@ -61,9 +83,8 @@ class GaPSchedule(Sparsifier):
         init: str = "random",
         **kwargs: Any,
     ) -> None:
-        self.steps_per_phase = check_steps("steps_per_phase", steps_per_phase, minimum=1)
+        self.steps_per_phase, self.finetune_steps = steps_per_phase, finetune_steps
         self.rounds = check_steps("rounds", rounds, minimum=1)
-        self.finetune_steps = check_steps("finetune_steps", finetune_steps)
         self.partition_mode = check_choice("partition_mode", partition_mode, PARTITION_MODES)
         self.init = check_choice("init", init, INIT_MODES)
         self._partition_spec = partitions
@@ -133,19 +154,20 @@ class GaPSchedule(Sparsifier):
                 )
             kwargs.setdefault("finetune_steps", total - gap)
             return
-        finetune = kwargs["finetune_steps"] if "finetune_steps" in given else round(0.25 * total)
+        given_finetune = "finetune_steps" in given
+        finetune = kwargs["finetune_steps"] if given_finetune else cls.finetune_steps.fill(total, {})
         if finetune > total:
             raise beyond_run(cls.method, "finetune_steps", finetune, total)
-        per_phase = (total - finetune) // phases
-        if per_phase < 1:
+        split = {"finetune_steps": finetune, "phases": phases}
+        if cls.steps_per_phase.default.steps(total, split) < 1:
             raise ScheduleFitError(
                 f"{cls.method}: the run's {total} optimizer steps are too few for {what} of at least one "
                 f"step plus {finetune} fine-tuning steps",
                 f"train for at least {phases + finetune} steps, or lower partitions, rounds or "
                 "finetune_steps",
             )
-        kwargs["steps_per_phase"] = per_phase
-        kwargs["finetune_steps"] = finetune if "finetune_steps" in given else total - phases * per_phase
+        per_phase = kwargs["steps_per_phase"] = cls.steps_per_phase.fill(total, split)
+        kwargs["finetune_steps"] = finetune if given_finetune else total - phases * per_phase
 
     @staticmethod
     def describe_phases(rounds: int, partitions: int) -> str:
@@ -156,27 +178,6 @@ class GaPSchedule(Sparsifier):
     def schedule_epochs(cls, settings: GaPSettings) -> float:
         phases = cls.phases_for(settings.rounds, partition_count(settings.partitions))
         return phases * settings.epochs_per_phase + settings.finetune_epochs
-
-    @classmethod
-    def arguments_from(cls, settings: GaPSettings, run: RunLength) -> dict[str, Any]:
-        return {
-            "partitions": settings.partitions,
-            "partition_mode": settings.partition_mode,
-            "steps_per_phase": run.steps(settings.epochs_per_phase, 1),
-            "rounds": settings.rounds,
-            "finetune_steps": run.steps(settings.finetune_epochs),
-            "init": settings.init,
-        }
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "partitions": self.partitions,
-            "steps_per_phase": self.steps_per_phase,
-            "rounds": self.rounds,
-            "finetune_steps": self.finetune_steps,
-            "init": self.init,
-        }
 
     def prepare(self) -> None:
         self.partitions = self.resolve_partitions(self._partition_spec, self.partition_mode)

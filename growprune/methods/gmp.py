@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, Sparsifier, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
+from growprune.methods.base import Phase, Sparsifier
+from growprune.methods.settings import (
+    Fixed,
+    MethodSettings,
+    Part,
+    RunLength,
+    ScheduleFitError,
+    Share,
+    StepArgument,
+    bounded,
+    check_steps,
+)
 from growprune.records import PhaseName
 from growprune.sparsity.distribution import validate_sparsity
 from growprune.sparsity.scoring import restrict
@@ -17,9 +28,6 @@ from growprune.sparsity.scoring import restrict
 
 @dataclass(kw_only=True)
 class GMPSettings(MethodSettings):
-    start_epoch: float = bounded(0.0, ge=0)
-    end_epoch: float = bounded(ge=0)
-    prune_every_epochs: float = bounded(0.25, gt=0)
     initial_sparsity: float = bounded(0.0, ge=0, lt=1)
 
 
@@ -34,12 +42,9 @@ class GMP(Sparsifier):
     title = "GMP (Zhu & Gupta)"
     supports_nm = False
     settings = GMPSettings
-    step_arguments = {"start_step": 0, "end_step": 0, "frequency": 1}
-    step_defaults = {
-        "start_step": "0",
-        "end_step": "start_step + 75% of the steps after it (0.75 T from 0)",
-        "frequency": "max(1, T // 100)",
-    }
+    start_step = StepArgument(Fixed(0), epochs="start_epoch", within_run=True)
+    end_step = StepArgument(Share(0.75, after="start_step"), epochs="end_epoch", within_run=True)
+    frequency = StepArgument(Part(100), minimum=1, epochs="prune_every_epochs")
 
     def __init__(
         self,
@@ -52,49 +57,27 @@ class GMP(Sparsifier):
         initial_sparsity: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.start_step = check_steps("start_step", start_step)
+        self.start_step, self.frequency = start_step, frequency
         self.end_step = check_steps("end_step", end_step, minimum=self.start_step)
-        self.frequency = check_steps("frequency", frequency, minimum=1)
         self.initial_sparsity = validate_sparsity(initial_sparsity, "initial_sparsity")
         super().__init__(model, optimizer, **kwargs)
 
     @classmethod
-    def arguments_from(cls, settings: GMPSettings, run: RunLength) -> dict[str, Any]:
-        if settings.end_epoch < settings.start_epoch:
+    def arguments_from(cls, settings: Any, run: RunLength) -> dict[str, Any]:
+        if settings.end_epoch is not None and settings.end_epoch < settings.start_epoch:
             raise ValueError(
                 f"{cls.method}: end_epoch {settings.end_epoch:g} is before start_epoch "
                 f"{settings.start_epoch:g}; the pruning ramp runs from start_epoch to end_epoch"
             )
-        start = run.steps(settings.start_epoch)
-        return {
-            "start_step": start,
-            "end_step": run.steps(settings.end_epoch),
-            "frequency": run.steps(settings.prune_every_epochs, 1),
-            "initial_sparsity": settings.initial_sparsity,
-        }
+        return super().arguments_from(settings, run)
 
     @classmethod
-    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
-        start = kwargs.setdefault("start_step", 0)
-        if start > total:
-            raise beyond_run(cls.method, "start_step", start, total)
-        end = kwargs.setdefault("end_step", start + round(0.75 * (total - start)))
-        if end > total:
-            raise beyond_run(cls.method, "end_step", end, total)
+    def check_fit(cls, kwargs: Mapping[str, Any], total: int) -> None:
+        start, end = kwargs["start_step"], kwargs["end_step"]
         if end < start:
             raise ScheduleFitError(
                 f"{cls.method}: end_step={end} is before start_step={start}", "the ramp needs end >= start"
             )
-        kwargs.setdefault("frequency", max(1, total // 100))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "start_step": self.start_step,
-            "end_step": self.end_step,
-            "frequency": self.frequency,
-            "initial_sparsity": self.initial_sparsity,
-        }
 
     def sparsity_at(self, step: int) -> float:
         if step <= self.start_step:

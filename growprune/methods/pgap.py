@@ -22,10 +22,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, as_count, check_choice, check_mask, check_steps
+from growprune.methods.base import Phase, check_choice, check_mask
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
-from growprune.methods.settings import RunLength, plural
+from growprune.methods.settings import as_count, check_steps, plural
 from growprune.records import PhaseName
 from growprune.sparsity.masks import MASK_SUFFIX
 
@@ -62,10 +62,6 @@ class PGaP(GaPSchedule):
     supports_sharding = False  # K worker groups, each its own model copy: not with FSDP2 yet
     settings = PGaPSettings
     loop = "rounds"
-    step_defaults = {
-        **GaPSchedule.step_defaults,
-        "steps_per_phase": "(T - finetune_steps) // rounds (the K workers' phases run in parallel)",
-    }
 
     def __init__(
         self,
@@ -93,13 +89,6 @@ class PGaP(GaPSchedule):
     @staticmethod
     def describe_phases(rounds: int, partitions: int) -> str:
         return f"{plural(rounds, 'GaP phase')} (the {partitions} workers train in parallel)"
-
-    @classmethod
-    def arguments_from(cls, settings: PGaPSettings, run: RunLength) -> dict[str, Any]:
-        return {**super().arguments_from(settings, run), "merge_non_partition": settings.merge_non_partition}
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "merge_non_partition": self.merge_non_partition}
 
     def prepare(self) -> None:
         super().prepare()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from growprune.methods.base import Phase, Sparsifier, check_choice, check_steps
-from growprune.methods.settings import MethodSettings, RunLength, ScheduleFitError, beyond_run, bounded
+from growprune.methods.base import Phase, Sparsifier, check_choice
+from growprune.methods.settings import MethodSettings, Part, ScheduleFitError, Share, StepArgument, bounded
 from growprune.records import PhaseName
 from growprune.sparsity.patterns import topk_mask
 from growprune.sparsity.scoring import LazyScores, random_scores
@@ -20,8 +21,6 @@ DECAYS = ("cosine", "constant")
 
 @dataclass(kw_only=True)
 class SETSettings(MethodSettings):
-    end_epoch: float | None = bounded(None, gt=0, description="default: 75% of training")
-    update_every_epochs: float = bounded(0.25, gt=0)
     drop_fraction: float = bounded(0.3, gt=0, le=1)
     decay: Literal["cosine", "constant"] = "cosine"
 
@@ -38,8 +37,8 @@ class SET(Sparsifier):
     regrows = True
     supports_nm = False
     settings = SETSettings
-    step_arguments = {"end_step": 1, "update_interval": 1}
-    step_defaults = {"end_step": "0.75 T", "update_interval": "max(1, T // 100)"}
+    end_step = StepArgument(Share(0.75), minimum=1, epochs="end_epoch", within_run=True)
+    update_interval = StepArgument(Part(100), minimum=1, epochs="update_every_epochs")
 
     def __init__(
         self,
@@ -52,8 +51,7 @@ class SET(Sparsifier):
         decay: str = "cosine",
         **kwargs: Any,
     ) -> None:
-        self.end_step = check_steps("end_step", end_step, minimum=1)
-        self.update_interval = check_steps("update_interval", update_interval, minimum=1)
+        self.end_step, self.update_interval = end_step, update_interval
         if not 0.0 < drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction must be in (0, 1], got {drop_fraction!r}")
         self.drop_fraction = float(drop_fraction)
@@ -61,36 +59,14 @@ class SET(Sparsifier):
         super().__init__(model, optimizer, **kwargs)
 
     @classmethod
-    def arguments_from(cls, settings: SETSettings, run: RunLength) -> dict[str, Any]:
-        end = run.steps(settings.end_epoch) if settings.end_epoch is not None else run.fraction(0.75)
-        return {
-            "end_step": max(1, end),
-            "update_interval": run.steps(settings.update_every_epochs, 1),
-            "drop_fraction": settings.drop_fraction,
-            "decay": settings.decay,
-        }
-
-    @classmethod
-    def fit_to_run(cls, kwargs: dict[str, Any], given: set[str], total: int) -> None:
-        end = kwargs.setdefault("end_step", max(1, round(0.75 * total)))
-        if end > total:
-            raise beyond_run(cls.method, "end_step", end, total)
-        interval = kwargs.setdefault("update_interval", max(1, total // 100))
+    def check_fit(cls, kwargs: Mapping[str, Any], total: int) -> None:
+        interval, end = kwargs["update_interval"], kwargs["end_step"]
         if interval >= end:
             raise ScheduleFitError(
                 f"{cls.method}: update_interval={interval} >= end_step={end}, so masks would never be "
                 "updated",
                 "lower update_interval or raise end_step (or train longer)",
             )
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "end_step": self.end_step,
-            "update_interval": self.update_interval,
-            "drop_fraction": self.drop_fraction,
-            "decay": self.decay,
-        }
 
     def on_start(self) -> None:
         self.change_masks(self.compute_masks(self.names, self.random_scores(self.names, "init")), "init")

@@ -363,7 +363,7 @@ class Trainer:
             raise RecipeError(f"method: {err}") from None
         if total is not None:
             try:  # a schedule that ends after the run would silently never reach its sparsity
-                cls.fit_to_run(dict(kwargs), {a for a in cls.step_arguments if a in kwargs}, total)
+                cls.fit_to_run(dict(kwargs), {a.name for a in cls.step_arguments if a.name in kwargs}, total)
             except ValueError as err:  # a third-party method's own error: shown whole
                 run = f"{total} optimizer steps, {self.steps_per_epoch} per epoch"
                 fact = err.fact if isinstance(err, ScheduleFitError) else str(err)

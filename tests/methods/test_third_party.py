@@ -179,3 +179,42 @@ def test_settings_bounds_become_recipe_validation() -> None:
             )
     finally:
         METHODS.pop("bounded_test", None)
+
+
+def test_a_declared_step_argument_is_a_recipe_key_a_callback_default_and_config() -> None:
+    """A third-party method that declares its step argument once gets the rest derived: the
+    constructor's check, the recipe key in epochs (validated, converted, defaulted from the run),
+    the callbacks' default from the run's length, the defaults table and config()."""
+    from growprune.integrations.schedule import defaults_table, schedule_kwargs
+    from growprune.methods.settings import Share, StepArgument
+
+    class Midway(gp.Sparsifier):
+        method = "midway_test"
+        prune_step = StepArgument(Share(0.5), minimum=1, epochs="prune_epoch", within_run=True)
+
+        def __init__(self, model, optimizer, *, prune_step: int = 1, **kwargs):  # type: ignore[no-untyped-def]
+            self.prune_step = prune_step
+            super().__init__(model, optimizer, **kwargs)
+
+    gp.register_method(Midway)
+    try:
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        with pytest.raises(ValueError, match="prune_step must be an integer >= 1, got 0"):
+            Midway(model, optimizer, prune_step=0)
+        recipe = validate_recipe(
+            {"method": {"name": "midway_test", "prune_epoch": 2}, "training": {"epochs": 4}}
+        )
+        assert sparsifier_arguments(recipe.method, RunLength(10, 40), seed=0)["prune_step"] == 20
+        recipe = validate_recipe({"method": {"name": "midway_test"}, "training": {"epochs": 4}})
+        assert sparsifier_arguments(recipe.method, RunLength(10, 40), seed=0)["prune_step"] == 20
+        assert schedule_kwargs("midway_test", {}, 40) == {"prune_step": 20}
+        with pytest.raises(ValueError, match="prune_step=50 is beyond the run's 40"):
+            schedule_kwargs("midway_test", {"prune_step": 50}, 40)
+        with pytest.raises(RecipeError, match="method.prune_epoch: Input should be greater than 0"):
+            validate_recipe({"method": {"name": "midway_test", "prune_epoch": 0}, "training": {"epochs": 4}})
+        assert defaults_table()["midway_test"] == {"prune_step": "max(1, 0.5 T)"}
+        sparsifier = Midway(model, optimizer, sparsity=0.5, prune_step=3)
+        assert sparsifier.config()["prune_step"] == 3
+    finally:
+        METHODS.pop("midway_test", None)

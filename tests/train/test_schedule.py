@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from growprune.integrations.schedule import schedule_kwargs
 from growprune.methods import get_method
 from growprune.methods.settings import RunLength
 from growprune.train.recipe import sparsifier_arguments, validate_recipe
@@ -49,7 +50,23 @@ def test_gap_total_is_sum_of_rounded_phases() -> None:
 def test_set_end_defaults_to_three_quarters_of_training() -> None:
     r = recipe({"name": "rigl", "sparsity": 0.9}, epochs=8)
     kwargs = sparsifier_arguments(r.method, RunLength(10, 80), seed=3)
-    assert kwargs["end_step"] == 60 and kwargs["seed"] == 3 and kwargs["update_interval"] == 2
+    assert kwargs["end_step"] == 60 and kwargs["seed"] == 3 and kwargs["update_interval"] == 1
+    kwargs = sparsifier_arguments(r.method, RunLength(469, 8 * 469), seed=3)
+    assert (kwargs["end_step"], kwargs["update_interval"]) == (2814, 37)  # every 1% of the run
+
+
+@pytest.mark.parametrize("method", ["oneshot", "gmp", "set", "rigl", "admm"])
+@pytest.mark.parametrize("steps_per_epoch", [1, 10, 469])
+def test_a_recipe_leaving_out_its_schedule_gets_the_callbacks_defaults(
+    method: str, steps_per_epoch: int
+) -> None:
+    """One declaration, one default: a recipe without the method's schedule keys builds what a
+    framework callback builds for a run of the same length (growprune.integrations)."""
+    r = recipe({"name": method, "sparsity": 0.9}, epochs=8)
+    total = 8 * steps_per_epoch
+    kwargs = sparsifier_arguments(r.method, RunLength(steps_per_epoch, total), seed=0)
+    callbacks = schedule_kwargs(method, {}, total)
+    assert callbacks and {name: kwargs[name] for name in callbacks} == callbacks
 
 
 def test_global_cosine_with_warmup() -> None:
