@@ -16,18 +16,36 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, RESULTS_MD, markers, read_rows, replace_section
+from benchmarks.common import (
+    RESULTS_DIR,
+    RESULTS_MD,
+    markers,
+    method_order,
+    prunes,
+    read_rows,
+    replace_section,
+    sets_own_length,
+)
 from benchmarks.quality import LAYER_CONVENTIONS, TIERS
 from growprune.methods import METHODS
 
-METHOD_ORDER = ["dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap"]
 # Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
 # it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
 PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
-BASELINES = ["oneshot", "gmp", "set", "rigl", "rigl-torch", "admm"]
+# The quality tables' rows: the method registry's order, each peer after the method it implements.
+METHOD_ORDER = [
+    name
+    for method in method_order(METHODS)
+    for name in (method, *(peer for peer, (implemented, _) in PEERS.items() if implemented == method))
+]
+# The baselines C-GaP is measured against: every method that prunes on a schedule fitted into
+# training.epochs (not the grow-and-prune methods, whose phases set the run's length), and peers.
+BASELINES = [m for m in METHOD_ORDER if m in PEERS or (prunes(m) and not sets_own_length(m))]
 
 
 def method_label(method: str) -> str:
@@ -767,68 +785,83 @@ def targets_section(rows: list[dict[str, Any]], over: dict[str, Any] | None) -> 
     return "\n".join(lines)
 
 
-# -- translation ------------------------------------------------------------------------------
-TRANSLATION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+# -- the task benchmarks (translation, part segmentation, detection) -------------------------
+@dataclass(frozen=True)
+class TaskTable:
+    """How one task benchmark's rows are tabled; :func:`task_section` is the one writer.
+
+    ``task``: the benchmark (``python -m benchmarks.<task>``, rows in ``results/<task>.jsonl``).
+    ``heading``: a table's heading from its rows and learning rate. ``by_lr``: one table per tier
+    and learning rate (at short budgets the ranking depends on the rate), else one per tier.
+    ``runs``: how the runs ran and how long they trained. ``trailer``: lines after a table.
+    """
+
+    task: str
+    intro: tuple[str, ...]
+    cell: Callable[[list[dict[str, Any]]], str]
+    heading: Callable[[str, list[dict[str, Any]], float], str]
+    runs: Callable[[list[dict[str, Any]]], str]
+    by_lr: bool = False
+    trailer: Callable[[list[dict[str, Any]]], list[str]] = lambda rows: []
 
 
-def translation_section(rows: list[dict[str, Any]]) -> str:
-    """BLEU (chrF) per method and sparsity and tier, mean +- std over seeds, with the commands."""
-    lines = [
-        "## Translation (es -> en, Transformer, BLEU)",
-        "",
-        "Test BLEU / chrF (sacrebleu, beam search over the whole test split: the books Ruth, Job, "
-        "Daniel, Haggai, II Corinthians, Philemon, never seen in training). Equal epochs of compute "
-        "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
-        "",
-    ]
+def task_section(rows: list[dict[str, Any]], table: TaskTable) -> str:
+    """One table per tier (and learning rate): a row per method in the task tables' order, a
+    column per sparsity, with the commands that reproduce it."""
+    lines = [*table.intro, ""]
     rows = [r for r in rows if r.get("tier") != "smoke"]
     if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.translation --tier quick`."])
-    for tier in sorted({r["tier"] for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
+        return "\n".join([*lines, f"No runs recorded yet: `python -m benchmarks.{table.task} --tier quick`."])
+    groups = sorted({(r["tier"], r.get("lr", 0.0) if table.by_lr else 0.0) for r in rows})
+    for tier, lr in groups:
+        tier_rows = [r for r in rows if r["tier"] == tier and (not table.by_lr or r.get("lr", 0.0) == lr)]
+        sparsities = sorted({r["sparsity"] for r in tier_rows if prunes(r["method"])})
         lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0]['epochs']:g} epochs",
+            table.heading(tier, tier_rows, lr),
             "",
             "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
             "|---|" + "---:|" * len(sparsities),
         ]
-        for method in TRANSLATION_METHODS:
+        for method in method_order({r["method"] for r in tier_rows}, lead_own_schedule=True):
             cells = []
             for sparsity in sparsities:
                 found = [
                     r
                     for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
+                    if r["method"] == method and (not prunes(method) or r["sparsity"] == sparsity)
                 ]
-                cells.append(_bleu_cell(found))
+                cells.append(table.cell(found))
             if any(c != "" for c in cells):
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
         commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
         devices = sorted({r["device"] for r in tier_rows})
-        threads = sorted({str(r.get("threads")) for r in tier_rows})
-        jobs = sorted({str(r.get("parallel_jobs")) for r in tier_rows})
-        seconds = ", ".join(f"{r['method']} {r['train_seconds'] / 60:.0f} min" for r in tier_rows)
+        overrides = sorted({f"--set {k}={v}" for r in tier_rows for k, v in r.get("overrides", {}).items()})
         lines += [
             "",
             f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; {', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in "
-            f"parallel; training time: {seconds}.",
+            f"{', '.join(devices)}; {table.runs(tier_rows)}.",
             "",
-            f"Reproduce: `python -m benchmarks.translation --tier {tier} --methods "
+            f"Reproduce: `python -m benchmarks.{table.task} --tier {tier} --methods "
             f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
+            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
+            "`python -m benchmarks.make_results`.",
             "",
+            *table.trailer(tier_rows),
         ]
-        example = next((r for r in tier_rows if r["method"] == "cgap" and r.get("examples")), None)
-        if example:
-            lines += [f"C-GaP at {example['sparsity']:.0%}, first test verses:", ""]
-            lines += ["| verse | reference | model |", "|---|---|---|"]
-            for ex in example["examples"]:
-                ref, hyp = ex["reference"].replace("|", "/"), ex["hypothesis"].replace("|", "/")
-                lines.append(f"| {ex['ref']} | {ref} | {hyp} |")
-            lines.append("")
     return "\n".join(lines)
+
+
+def _run_label(row: dict[str, Any]) -> str:
+    return row["method"] if not prunes(row["method"]) else f"{row['method']} {row['sparsity']:.0%}"
+
+
+def _one_thread(rows: list[dict[str, Any]]) -> str:
+    seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in rows)
+    return f"one thread per run; training time: {seconds}"
+
+
+def _data(rows: list[dict[str, Any]], generated: str, real: str) -> str:
+    return generated if all(r.get("generated") for r in rows) else real
 
 
 def _bleu_cell(rows: list[dict[str, Any]]) -> str:
@@ -842,63 +875,29 @@ def _bleu_cell(rows: list[dict[str, Any]]) -> str:
     return f"{bm:.2f} +- {bs:.2f} ({cm:.1f}, {len(rows)} seeds)"
 
 
-# -- part segmentation ----------------------------------------------------------------------
-PARTSEG_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+def _translation_runs(rows: list[dict[str, Any]]) -> str:
+    threads = sorted({str(r.get("threads")) for r in rows})
+    jobs = sorted({str(r.get("parallel_jobs")) for r in rows})
+    seconds = ", ".join(f"{r['method']} {r['train_seconds'] / 60:.0f} min" for r in rows)
+    return (
+        f"{', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in parallel; "
+        f"training time: {seconds}"
+    )
 
 
-def partseg_section(rows: list[dict[str, Any]]) -> str:
-    """Test mIoU (instance / class average) per method and sparsity and tier, with the commands."""
-    lines = [
-        "## Part segmentation (PointNet++, ShapeNet-Part format, mIoU)",
-        "",
-        "Test mIoU in % as instance average / class average (per shape: IoU over its category's parts, "
-        "a part absent from both prediction and label counting as 1). Equal epochs of compute for "
-        "every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
-        "",
-    ]
-    rows = [r for r in rows if r.get("tier") != "smoke"]
-    if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.partseg --tier quick`."])
-    for tier in sorted({r["tier"] for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
-        data = "generated data" if all(r.get("generated") for r in tier_rows) else "ShapeNet-Part"
-        lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('points')} points, "
-            f"{tier_rows[0]['epochs']:g} epochs, {data}",
-            "",
-            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
-            "|---|" + "---:|" * len(sparsities),
-        ]
-        for method in PARTSEG_METHODS:
-            cells = []
-            for sparsity in sparsities:
-                found = [
-                    r
-                    for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
-                ]
-                cells.append(_miou_cell(found))
-            if any(c != "" for c in cells):
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
-        devices = sorted({r["device"] for r in tier_rows})
-        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
-        lines += [
-            "",
-            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
-            "",
-            f"Reproduce: `python -m benchmarks.partseg --tier {tier} --methods "
-            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _run_label(row: dict[str, Any]) -> str:
-    return row["method"] if row["method"] == "dense" else f"{row['method']} {row['sparsity']:.0%}"
+def _translation_examples(rows: list[dict[str, Any]]) -> list[str]:
+    """The first test verses as the table's first grow-and-prune method translated them."""
+    ordered = method_order({r["method"] for r in rows}, lead_own_schedule=True)
+    gap = [m for m in ordered if sets_own_length(m)]
+    example = next((r for r in rows if gap and r["method"] == gap[0] and r.get("examples")), None)
+    if example is None:
+        return []
+    lines = [f"{METHODS[example['method']].title} at {example['sparsity']:.0%}, first test verses:", ""]
+    lines += ["| verse | reference | model |", "|---|---|---|"]
+    for ex in example["examples"]:
+        ref, hyp = ex["reference"].replace("|", "/"), ex["hypothesis"].replace("|", "/")
+        lines.append(f"| {ex['ref']} | {ref} | {hyp} |")
+    return [*lines, ""]
 
 
 def _miou_cell(rows: list[dict[str, Any]]) -> str:
@@ -912,8 +911,17 @@ def _miou_cell(rows: list[dict[str, Any]]) -> str:
     return f"{im:.1f} +- {istd:.1f} / {cm:.1f} ({len(rows)} seeds)"
 
 
-# -- detection --------------------------------------------------------------------------------
-DETECTION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+def _map_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    maps = [r["val_map"] for r in rows]
+    if len(rows) == 1:
+        r = rows[0]
+        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
+    mean, std = mean_std(maps)
+    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+
+
 # The paper's SSD rows, looked up: the authors' repository (github.com/boone891214/GaP, README)
 # has an "Object Detection (SSD on COCO-2017)" heading with a model download and no numbers, and
 # the paper's table was not in any source reachable from this project's machines.
@@ -928,73 +936,62 @@ DETECTION_PAPER = (
     "a full schedule."
 )
 
-
-def detection_section(rows: list[dict[str, Any]]) -> str:
-    """Validation COCO mAP per method and sparsity and tier, with the commands and the paper note."""
-    lines = [
-        "## Object detection (SSD-style, COCO format, COCO mAP)",
-        "",
-        "Validation mAP@[.5:.95] by pycocotools' COCOeval (AP50 / AP75 in brackets), equal epochs "
-        "of compute for every method within a tier. Rows: `benchmarks/results/detection.jsonl`.",
-        "",
-        DETECTION_PAPER,
-        "",
-    ]
-    rows = [r for r in rows if r.get("tier") != "smoke"]
-    if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.detection --tier quick`."])
-    # One table per tier and learning rate: at short budgets the ranking depends on the rate.
-    for tier, lr in sorted({(r["tier"], r.get("lr", 0.0)) for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier and r.get("lr", 0.0) == lr]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
-        data = (
-            "generated shapes set" if all(r.get("generated") for r in tier_rows) else ("COCO-format folder")
-        )
-        lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('image_size')} px, "
-            f"{tier_rows[0]['epochs']:g} epochs, {data}, SGD lr {lr:g}",
-            "",
-            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
-            "|---|" + "---:|" * len(sparsities),
-        ]
-        for method in DETECTION_METHODS:
-            cells = []
-            for sparsity in sparsities:
-                found = [
-                    r
-                    for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
-                ]
-                cells.append(_map_cell(found))
-            if any(c != "" for c in cells):
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
-        devices = sorted({r["device"] for r in tier_rows})
-        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
-        overrides = sorted({f"--set {k}={v}" for r in tier_rows for k, v in r.get("overrides", {}).items()})
-        lines += [
-            "",
-            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
-            "",
-            f"Reproduce: `python -m benchmarks.detection --tier {tier} --methods "
-            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
-            "`python -m benchmarks.make_results`.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _map_cell(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    maps = [r["val_map"] for r in rows]
-    if len(rows) == 1:
-        r = rows[0]
-        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
-    mean, std = mean_std(maps)
-    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+TASK_TABLES = {
+    table.task: table
+    for table in (
+        TaskTable(
+            task="translation",
+            intro=(
+                "## Translation (es -> en, Transformer, BLEU)",
+                "",
+                "Test BLEU / chrF (sacrebleu, beam search over the whole test split: the books Ruth, Job, "
+                "Daniel, Haggai, II Corinthians, Philemon, never seen in training). Equal epochs of compute "
+                "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
+            ),
+            cell=_bleu_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0]['epochs']:g} epochs"
+            ),
+            runs=_translation_runs,
+            trailer=_translation_examples,
+        ),
+        TaskTable(
+            task="partseg",
+            intro=(
+                "## Part segmentation (PointNet++, ShapeNet-Part format, mIoU)",
+                "",
+                "Test mIoU in % as instance average / class average (per shape: IoU over its category's "
+                "parts, a part absent from both prediction and label counting as 1). Equal epochs of "
+                "compute for every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
+            ),
+            cell=_miou_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('points')} points, "
+                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated data', 'ShapeNet-Part')}"
+            ),
+            runs=_one_thread,
+        ),
+        TaskTable(
+            task="detection",
+            intro=(
+                "## Object detection (SSD-style, COCO format, COCO mAP)",
+                "",
+                "Validation mAP@[.5:.95] by pycocotools' COCOeval (AP50 / AP75 in brackets), equal epochs "
+                "of compute for every method within a tier. Rows: `benchmarks/results/detection.jsonl`.",
+                "",
+                DETECTION_PAPER,
+            ),
+            cell=_map_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('image_size')} px, "
+                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated shapes set', 'COCO-format folder')}, "
+                f"SGD lr {lr:g}"
+            ),
+            runs=_one_thread,
+            by_lr=True,
+        ),
+    )
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1016,9 +1013,8 @@ def main(argv: list[str] | None = None) -> int:
     text = replace_section(text, "targets", targets_section(rows, over))
     text = replace_section(text, "quality", quality_section(rows, args.out.parent / "results"))
     text = replace_section(text, "overhead", overhead_section(over))
-    text = replace_section(text, "translation", translation_section(read_rows(args.translation)))
-    text = replace_section(text, "partseg", partseg_section(read_rows(args.partseg)))
-    text = replace_section(text, "detection", detection_section(read_rows(args.detection)))
+    for task, table in TASK_TABLES.items():
+        text = replace_section(text, task, task_section(read_rows(getattr(args, task)), table))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0
