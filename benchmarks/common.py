@@ -12,6 +12,8 @@ import json
 import os
 import platform
 import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,27 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_record(
+    out: Path, script: str, argv: list[str] | None, threads: int | None, jobs: int, runs: list[dict[str, Any]]
+) -> None:
+    """Write the JSON record of a trace benchmark's runs to ``out``, with the command that made
+    it, the commit and the machine, so the record alone says how to reproduce it."""
+    commit, dirty = git_commit("growprune", "benchmarks")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": f"python -m benchmarks.{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit,
+        "dirty": dirty,
+        "machine": machine(),
+        "threads": threads,
+        "parallel_jobs": jobs,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "runs": runs,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 # -- RESULTS.md sections ----------------------------------------------------------------------

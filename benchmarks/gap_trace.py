@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.common import RESULTS_DIR, ROOT, write_record
 from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, with_budget
 
 RESULTS = RESULTS_DIR / "gap_trace.json"
@@ -148,21 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"final prune drop {s['final_prune_drop']:.4f}",
                 flush=True,
             )
-    commit, dirty = git_commit("growprune", "benchmarks")
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "command": "python -m benchmarks.gap_trace " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit,
-        "dirty": dirty,
-        "machine": machine(),
-        "threads": args.threads,
-        "parallel_jobs": args.jobs,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "runs": runs,
-    }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out or RESULTS, "gap_trace", argv, args.threads, args.jobs, runs)
     return 0
 
 

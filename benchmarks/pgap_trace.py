@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import copy
-import json
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.common import RESULTS_DIR, ROOT, write_record
 from benchmarks.quality import (
     LAYER_CONVENTIONS,
     TIERS,
@@ -400,21 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             run = future.result()
             runs.append(run)
             print(describe(run), flush=True)
-    commit, dirty = git_commit("growprune", "benchmarks")
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "command": "python -m benchmarks.pgap_trace " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit,
-        "dirty": dirty,
-        "machine": machine(),
-        "threads": args.threads,
-        "parallel_jobs": args.jobs,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "runs": runs,
-    }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out or RESULTS, "pgap_trace", argv, args.threads, args.jobs, runs)
     return 0
 
 
