@@ -31,21 +31,25 @@ from benchmarks.common import (
     replace_section,
     sets_own_length,
 )
-from benchmarks.quality import LAYER_CONVENTIONS, TIERS
+from benchmarks.quality import LAYER_CONVENTIONS, PEERS, TIERS, implemented
+from benchmarks.quality import METHODS as QUALITY_METHODS
 from growprune.methods import METHODS
 
-# Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
-# it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
-PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
 # The quality tables' rows: the method registry's order, each peer after the method it implements.
-METHOD_ORDER = [
-    name
-    for method in method_order(METHODS)
-    for name in (method, *(peer for peer, (implemented, _) in PEERS.items() if implemented == method))
-]
+METHOD_ORDER = list(QUALITY_METHODS)
 # The baselines C-GaP is measured against: every method that prunes on a schedule fitted into
 # training.epochs (not the grow-and-prune methods, whose phases set the run's length), and peers.
 BASELINES = [m for m in METHOD_ORDER if m in PEERS or (prunes(m) and not sets_own_length(m))]
+
+
+def _prunes(method: str) -> bool:
+    """:func:`benchmarks.common.prunes` of a row's method: a peer's is the method it implements'."""
+    return prunes(implemented(method))
+
+
+# The reference every quality table compares to: the method that prunes nothing (dense). Its rows
+# name it as their distribution too (benchmarks.quality.table_specs).
+DENSE = next(m for m in METHOD_ORDER if not _prunes(m))
 
 
 def method_label(method: str) -> str:
@@ -78,7 +82,7 @@ def table_tier(row: dict[str, Any]) -> str:
     layer convention than the tier's current one (rows without `layers` pruned every layer). Those
     rows stay on record, in tables of their own."""
     tier, layers = row["tier"], row.get("layers", "all")
-    if tier in TIERS and layers != TIERS[tier].layers and row["method"] != "dense":
+    if tier in TIERS and layers != TIERS[tier].layers and _prunes(row["method"]):
         return f"{tier}@{layers}"
     return tier
 
@@ -89,11 +93,11 @@ def by_convention(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     of its variant (a budget-sweep dense row only where that budget was swept)."""
     tables: dict[tuple[str, str], set[str]] = defaultdict(lambda: set())
     for r in rows:
-        if r["method"] != "dense":
+        if _prunes(r["method"]):
             tables[(r["tier"], r.get("variant", ""))].add(table_tier(r))
     out = []
     for r in rows:
-        if r["method"] == "dense":
+        if not _prunes(r["method"]):
             homes = tables.get((r["tier"], r.get("variant", ""))) or {r["tier"]}
             if not r.get("variant"):
                 homes = homes | {r["tier"]}
@@ -145,7 +149,7 @@ def accuracy(
         if r["tier"] == tier
         and r["method"] == method
         and (not r.get("variant") if budget is None else budget_of(r) == budget)
-        and (method == "dense" or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == dist))
+        and (not _prunes(method) or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == dist))
     ]
     return statistics.fmean(hits) if hits else None
 
@@ -163,10 +167,10 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     if not table:
         return [f"No `{tier}` rows yet."]
     model = table[0]["model"]
-    dists = sorted({r["distribution"] for r in table if r["method"] != "dense"})
+    dists = sorted({r["distribution"] for r in table if _prunes(r["method"])})
     spec = TIERS.get(base_tier(tier))
     planned = spec.sparsities if spec else ()  # the tier's levels, run or not yet
-    sparsities = sorted({r["sparsity"] for r in table if r["method"] != "dense"} | set(planned))
+    sparsities = sorted({r["sparsity"] for r in table if _prunes(r["method"])} | set(planned))
     seeds = sorted({r["seed"] for r in table})
     epochs = sorted({r["epochs"] for r in table})
     lines = [
@@ -186,7 +190,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         cells, finals, secs = [], [], []
         present = False
         for d, s in cols:
-            key = (tier, model, "dense", "dense", 0.0) if method == "dense" else (tier, model, d, method, s)
+            key = (tier, model, method, method, 0.0) if not _prunes(method) else (tier, model, d, method, s)
             group = by.get(key, [])
             if group:
                 present = True
@@ -206,7 +210,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     missing = []
     for method in METHOD_ORDER:
         for d, s in cols:
-            if method == "dense":
+            if not _prunes(method):
                 continue
             if method == "rigl-torch" and d != "uniform":
                 continue
@@ -331,10 +335,10 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in swept)]
     table = [r for r in rows if r["tier"] == tier and r["method"] in methods and budget_of(r) is not None]
     budgets = sorted({budget_of(r) for r in table})
-    sparsities = sorted({r["sparsity"] for r in swept if r["method"] != "dense"})
+    sparsities = sorted({r["sparsity"] for r in swept if _prunes(r["method"])})
     cells: dict[tuple, list[float]] = defaultdict(list)
     for r in table:
-        if r["method"] == "dense" or r["distribution"] == "uniform":
+        if not _prunes(r["method"]) or r["distribution"] == "uniform":
             cells[(r["method"], r["sparsity"], budget_of(r))].append(100 * r["top1"])
     lines = [
         f"**Accuracy against the epoch budget, {tier_title(tier).lower()}, uniform** "
@@ -348,16 +352,16 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     def cell(values: list[float]) -> str:
         return fmt_acc([v / 100 for v in values]) if values else "-"
 
-    if "dense" in methods:
+    if DENSE in methods:
         lines.append(
-            "| dense | 0% | " + " | ".join(cell(cells.get(("dense", 0.0, b), [])) for b in budgets) + " |"
+            f"| {DENSE} | 0% | " + " | ".join(cell(cells.get((DENSE, 0.0, b), [])) for b in budgets) + " |"
         )
     for s in sparsities:
         for m in methods:
-            if m != "dense":
+            if _prunes(m):
                 row = " | ".join(cell(cells.get((m, s, b), [])) for b in budgets)
                 lines.append(f"| {method_label(m)} | {s:.0%} | {row} |")
-        for other in ("gmp", "dense"):
+        for other in ("gmp", DENSE):
             if "cgap" in methods and other in methods and other != "cgap":
                 diffs = []
                 for b in budgets:
@@ -380,10 +384,10 @@ def plot_quality(rows: list[dict[str, Any]], tier: str, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    dense = [r["top1"] for r in table if r["method"] == "dense"]
+    dense = [r["top1"] for r in table if not _prunes(r["method"])]
     if dense:
-        ax.axhline(100 * statistics.fmean(dense), color="black", linestyle="--", label="dense")
-    for method in METHOD_ORDER[1:]:
+        ax.axhline(100 * statistics.fmean(dense), color="black", linestyle="--", label=DENSE)
+    for method in filter(_prunes, METHOD_ORDER):
         for dist in sorted({r["distribution"] for r in table if r["method"] == method}):
             points: dict[float, list[float]] = defaultdict(list)
             for r in table:
@@ -601,7 +605,7 @@ def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
             cgap = accuracy(rows, tier, "cgap", s, "uniform", budget)
             if cgap is None:
                 continue
-            dense = accuracy(rows, tier, "dense", 0.0, "dense", budget)
+            dense = accuracy(rows, tier, DENSE, 0.0, DENSE, budget)
             others = baseline_accuracies(rows, tier, s, budget)
             text = f"{s:.0%}: C-GaP {100 * cgap:.2f}"
             if dense is not None and s == 0.8:
@@ -629,8 +633,8 @@ def headline_section(rows: list[dict[str, Any]]) -> str:
         table = [r for r in rows if r["tier"] == tier and not r.get("variant")]
         if not table:
             continue
-        dense = accuracy(rows, tier, "dense", 0.0, "dense")
-        levels = sorted({r["sparsity"] for r in table if r["method"] != "dense"})
+        dense = accuracy(rows, tier, DENSE, 0.0, DENSE)
+        levels = sorted({r["sparsity"] for r in table if _prunes(r["method"])})
         lines += [
             f"**{tier_title(tier)}** ({note}; {seeds_text(rows, tier)}; mean top-1 %, dense "
             + (f"{100 * dense:.2f}" if dense is not None else "not run")
@@ -673,7 +677,7 @@ TARGET_LEVELS: dict[str, tuple[float, tuple[float, ...]]] = {
 def cgap_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
     """C-GaP against dense and against every baseline run on `tier`, at the tier's levels."""
     near_dense, ahead_at = TARGET_LEVELS[base_tier(tier)]
-    dense = accuracy(rows, tier, "dense", 0.0, "dense")
+    dense = accuracy(rows, tier, DENSE, 0.0, DENSE)
     lines = []
     cgap = accuracy(rows, tier, "cgap", near_dense, "uniform")
     ok = None if cgap is None or dense is None else cgap >= dense - 0.003

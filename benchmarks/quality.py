@@ -43,10 +43,38 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import HERE, RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine, read_rows
+from benchmarks.common import (
+    HERE,
+    RESULTS_DIR,
+    ROOT,
+    append_row,
+    device_name,
+    git_commit,
+    machine,
+    method_order,
+    prunes,
+    read_rows,
+)
+from growprune.methods import METHODS as REGISTRY
+from growprune.methods import schedule_epochs_of
 
 RESULTS = RESULTS_DIR / "quality.jsonl"
-METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap")
+# Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
+# it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
+PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
+# Every method the benchmark runs, in the method registry's order, each peer after its method.
+METHODS = tuple(
+    name
+    for method in method_order(REGISTRY)
+    for name in (method, *(peer for peer, (implemented, _) in PEERS.items() if implemented == method))
+)
+
+
+def implemented(method: str) -> str:
+    """The growprune method a row's method is: itself, or the one a peer implements."""
+    return PEERS[method][0] if method in PEERS else method
+
+
 SPARSITIES = (0.8, 0.9)
 
 
@@ -287,7 +315,7 @@ def steps_per_epoch(tier: Tier) -> int:
 
 def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[str, Any]:
     """The recipe of one run, as a user would write it."""
-    method_name = "rigl" if spec.method == "rigl-torch" else spec.method
+    method_name = implemented(spec.method)
     method = method_section(
         method_name, spec.sparsity, spec.distribution, tier.epochs, steps_per_epoch(tier), tier.gap_partitions
     )
@@ -314,9 +342,9 @@ def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[st
         },
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None, "keep_last": 1},
     }
-    if spec.layers == "first-dense" and method_name != "dense":
+    if spec.layers == "first-dense" and prunes(method_name):
         recipe["method"]["exclude"] = [first_prunable_layer(tier)]
-    if method_name not in ("cgap", "pgap"):
+    if schedule_epochs_of(method) is None:  # the method's schedule fits into training.epochs
         recipe["training"]["epochs"] = tier.epochs
     from growprune.train.recipe import apply_overrides
 
@@ -600,14 +628,16 @@ def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant
     part-way leaves a whole sparsity level missing rather than whole methods."""
     specs = []
     for seed in tier.seeds:
-        if "dense" in methods:
-            # dense prunes nothing, so one dense row serves every layer convention
-            specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed, variant=variant))
+        for method in methods:
+            if not prunes(implemented(method)):
+                # dense prunes nothing, so one dense row (its distribution named after it) serves
+                # every layer convention
+                specs.append(RunSpec(tier.name, method, 0.0, method, seed, variant=variant))
         for sparsity in sparsities:
             for distribution in tier.distributions:
                 for method in methods:
-                    if method == "dense" or (method == "rigl-torch" and distribution != "uniform"):
-                        continue  # rigl-torch supports only its uniform distribution
+                    if not prunes(implemented(method)) or (method in PEERS and distribution != "uniform"):
+                        continue  # the peer (rigl-torch) supports only its uniform distribution
                     specs.append(
                         RunSpec(
                             tier.name,
