@@ -7,6 +7,7 @@ The scripts are modules of the ``benchmarks`` package: run them from the reposit
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -105,6 +106,25 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def add_trace_flags(parser: argparse.ArgumentParser, results: Path, parallel: str) -> None:
+    """The flags every trace benchmark (gap_trace, pgap_trace) takes for how its runs run and
+    where the record goes; ``parallel``: what ``--jobs`` runs side by side."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help=f"{parallel} traced in parallel (processes)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the quality benchmark's smoke tier; needs --out"
+    )
+    parser.add_argument("--out", type=Path, help=f"JSON to write (default {results.relative_to(ROOT)})")
+
+
+def parse_trace_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed; a smoke run must say where it writes, so it never overwrites committed results."""
+    args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    return args
 
 
 def write_record(
