@@ -46,6 +46,31 @@ def child_main(payload: str) -> None:
     print(json.dumps({**final, **facts}))
 
 
+def child_environment(threads: int | None) -> dict[str, str]:
+    """The environment of a benchmark's child process: this checkout importable, and
+    ``OMP_NUM_THREADS`` fixed before torch is imported when ``threads`` is given."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_child_process(
+    argv: list[str], env: dict[str, str], name: str, log: Path | None = None
+) -> dict[str, Any]:
+    """Run a benchmark's child process; the JSON object on the last line of its stdout.
+
+    ``log``: where to keep the child's stderr and stdout. Raises:
+        RuntimeError: the run failed; the message names it and holds the end of its stderr.
+    """
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if log is not None:
+        log.write_text(proc.stderr + proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_in_child(
     recipe: dict[str, Any], smoke: bool, threads: int | None = 1, examples: int = 0
 ) -> dict[str, Any]:
@@ -55,20 +80,9 @@ def run_in_child(
     Raises:
         RuntimeError: the run failed; the message holds the end of its stderr.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     job = json.dumps({"recipe": recipe, "smoke": smoke, "threads": threads, "examples": examples})
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.engine_child", job],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{recipe['name']} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, "-m", "benchmarks.engine_child", job]
+    return run_child_process(argv, child_environment(threads), recipe["name"])
 
 
 if __name__ == "__main__":

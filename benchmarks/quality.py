@@ -31,8 +31,6 @@ import argparse
 import concurrent.futures
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,6 +53,7 @@ from benchmarks.common import (
     prunes,
     read_rows,
 )
+from benchmarks.engine_child import child_environment, run_child_process
 from growprune.methods import METHODS as REGISTRY
 from growprune.methods import schedule_epochs_of
 
@@ -684,15 +683,17 @@ def child_command(
     """The command line and environment of the subprocess that trains ``spec``, and its recipe."""
     recipe = build_recipe_dict(spec, tier, threads)
     job = {"method": spec.method, "sparsity": spec.sparsity, "recipe": recipe}
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)], env, recipe
+    argv = [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)]
+    return argv, child_environment(threads), recipe
 
 
 def child_result(stdout: str, recipe: dict[str, Any]) -> dict[str, Any]:
     """A finished child's result (its last stdout line) with the recipe sections rows record."""
-    result = json.loads(stdout.strip().splitlines()[-1])
+    return with_recipe(json.loads(stdout.strip().splitlines()[-1]), recipe)
+
+
+def with_recipe(result: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """A child's ``result`` with the recipe sections rows record."""
     result["method_config"] = recipe["method"]
     result["schedule"] = recipe["schedule"]
     return result
@@ -706,12 +707,8 @@ def run_name(spec: RunSpec) -> str:
 
 def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
     argv, env, recipe = child_command(spec, tier, threads)
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
-    if log_dir is not None:
-        (log_dir / f"{run_name(spec)}.log").write_text(proc.stderr + proc.stdout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return child_result(proc.stdout, recipe)
+    log = None if log_dir is None else log_dir / f"{run_name(spec)}.log"
+    return with_recipe(run_child_process(argv, env, str(spec), log), recipe)
 
 
 def make_row(
