@@ -7,10 +7,15 @@ The scripts are modules of the ``benchmarks`` package: run them from the reposit
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import platform
 import subprocess
+import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +108,46 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def add_trace_flags(parser: argparse.ArgumentParser, results: Path, parallel: str) -> None:
+    """The flags every trace benchmark (gap_trace, pgap_trace) takes for how its runs run and
+    where the record goes; ``parallel``: what ``--jobs`` runs side by side."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help=f"{parallel} traced in parallel (processes)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the quality benchmark's smoke tier; needs --out"
+    )
+    parser.add_argument("--out", type=Path, help=f"JSON to write (default {results.relative_to(ROOT)})")
+
+
+def parse_trace_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed; a smoke run must say where it writes, so it never overwrites committed results."""
+    args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke writes only where --out says (never the committed results)")
+    return args
+
+
+def write_record(
+    out: Path, script: str, argv: list[str] | None, threads: int | None, jobs: int, runs: list[dict[str, Any]]
+) -> None:
+    """Write the JSON record of a trace benchmark's runs to ``out``, with the command that made
+    it, the commit and the machine, so the record alone says how to reproduce it."""
+    commit, dirty = git_commit("growprune", "benchmarks")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": f"python -m benchmarks.{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit,
+        "dirty": dirty,
+        "machine": machine(),
+        "threads": threads,
+        "parallel_jobs": jobs,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "runs": runs,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 # -- RESULTS.md sections ----------------------------------------------------------------------
 def markers(name: str) -> tuple[str, str]:
     """The HTML comments that delimit section ``name`` of RESULTS.md."""
@@ -130,49 +175,38 @@ def write_section(path: Path, name: str, body: str) -> None:
     path.write_text(replace_section(text, name, body))
 
 
-def quick_task_recipe(
-    recipes: Path,
-    task: str,
-    methods: dict[str, dict[str, Any]],
-    epochs: int,
-    method: str,
-    sparsity: float,
-    seed: int,
-    sparse_keys: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A task's ``cgap-quick`` recipe with ``method`` (one of ``methods``) in place of C-GaP.
+# -- the method registry, as the benchmarks ask it ---------------------------------------------
+def prunes(method: str) -> bool:
+    """Whether ``method`` prunes: False for a method whose settings fix its sparsity at 0 (dense).
 
-    Every method gets the quick recipe's model, data and optimizer; a method whose run length is
-    ``training.epochs`` (dense, GMP, RigL) gets ``epochs`` of training, while one whose schedule
-    sets it (C-GaP / P-GaP: their phases) has that key dropped, so that every method has the same
-    epochs of compute. `sparse_keys`: method keys every sparse method gets (e.g. its targets).
+    A method that prunes nothing runs once per seed, not once per sparsity, and its row stands in
+    every sparsity column of a table; the registry's settings say which one it is.
     """
-    import copy
+    from growprune.methods import METHODS
 
-    import yaml
-
-    from growprune.methods import schedule_epochs_of
-
-    recipe = yaml.safe_load((recipes / "cgap-quick.yaml").read_text())
-    spec = copy.deepcopy(methods[method])
-    if method != "dense":
-        spec.update({"sparsity": sparsity, **(sparse_keys or {})})
-    recipe["method"] = spec
-    recipe["name"] = f"{task}-quick-{method}-{int(round(sparsity * 100))}"
-    training = recipe.setdefault("training", {})
-    training["seed"] = seed
-    if schedule_epochs_of(spec) is None:
-        training["epochs"] = epochs
-    else:
-        training.pop("epochs", None)
-    return recipe
+    fixed = {f.name: f.default for f in dataclasses.fields(METHODS[method].settings)}
+    return fixed.get("sparsity") != 0.0
 
 
-def full_task_recipe(recipes: Path, method: str, sparsity: float, seed: int) -> dict[str, Any]:
-    """A task's bundled recipe for ``method`` at ``sparsity`` (``dense.yaml`` for dense), reseeded."""
-    import yaml
+def sets_own_length(method: str) -> bool:
+    """Whether ``method``'s own schedule sets a run's length (its class defines ``schedule_epochs``:
+    C-GaP's and P-GaP's phases) rather than ``training.epochs``."""
+    from growprune.methods import METHODS, Sparsifier
 
-    name = "dense" if method == "dense" else f"{method}-{int(round(sparsity * 100))}"
-    recipe = yaml.safe_load((recipes / f"{name}.yaml").read_text())
-    recipe["training"]["seed"] = seed
-    return recipe
+    return METHODS[method].schedule_epochs.__func__ is not Sparsifier.schedule_epochs.__func__  # type: ignore[attr-defined]
+
+
+def method_order(methods: Iterable[str], lead_own_schedule: bool = False) -> list[str]:
+    """``methods`` (registered names) in the method registry's order.
+
+    ``lead_own_schedule``: the task tables' order, where the methods that prune nothing come
+    first, then those whose own schedule sets the run's length (the grow-and-prune methods the
+    tables are about), then the rest, each group in registry order.
+    """
+    from growprune.methods import METHODS
+
+    rank = {name: i for i, name in enumerate(METHODS)}
+    ordered = sorted(set(methods), key=rank.__getitem__)
+    if not lead_own_schedule:
+        return ordered
+    return sorted(ordered, key=lambda m: (prunes(m), not sets_own_length(m)))

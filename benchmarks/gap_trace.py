@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.common import RESULTS_DIR, add_trace_flags, parse_trace_args, write_record
 from benchmarks.quality import TIERS, RunSpec, build_recipe_dict, with_budget
 
 RESULTS = RESULTS_DIR / "gap_trace.json"
@@ -120,15 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--epochs", type=float, nargs="+", default=[6.0, 24.0], help="epoch budgets")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--jobs", type=int, default=1, help="budgets traced in parallel (processes)")
-    parser.add_argument(
-        "--smoke", action="store_true", help="the quality benchmark's smoke tier; needs --out"
-    )
-    parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
-    args = parser.parse_args(argv)
-    if args.smoke and args.out is None:
-        parser.error("--smoke writes only where --out says (never the committed results)")
+    add_trace_flags(parser, RESULTS, "budgets")
+    args = parse_trace_args(parser, argv)
     tier = "smoke" if args.smoke else "quick"
     runs: list[dict[str, Any]] = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -148,21 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"final prune drop {s['final_prune_drop']:.4f}",
                 flush=True,
             )
-    commit, dirty = git_commit("growprune", "benchmarks")
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "command": "python -m benchmarks.gap_trace " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit,
-        "dirty": dirty,
-        "machine": machine(),
-        "threads": args.threads,
-        "parallel_jobs": args.jobs,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "runs": runs,
-    }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out or RESULTS, "gap_trace", argv, args.threads, args.jobs, runs)
     return 0
 
 

@@ -16,18 +16,40 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, RESULTS_MD, markers, read_rows, replace_section
-from benchmarks.quality import LAYER_CONVENTIONS, TIERS
+from benchmarks.common import (
+    RESULTS_DIR,
+    RESULTS_MD,
+    markers,
+    method_order,
+    prunes,
+    read_rows,
+    replace_section,
+    sets_own_length,
+)
+from benchmarks.quality import LAYER_CONVENTIONS, PEERS, TIERS, implemented
+from benchmarks.quality import METHODS as QUALITY_METHODS
 from growprune.methods import METHODS
 
-METHOD_ORDER = ["dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap"]
-# Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
-# it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
-PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
-BASELINES = ["oneshot", "gmp", "set", "rigl", "rigl-torch", "admm"]
+# The quality tables' rows: the method registry's order, each peer after the method it implements.
+METHOD_ORDER = list(QUALITY_METHODS)
+# The baselines C-GaP is measured against: every method that prunes on a schedule fitted into
+# training.epochs (not the grow-and-prune methods, whose phases set the run's length), and peers.
+BASELINES = [m for m in METHOD_ORDER if m in PEERS or (prunes(m) and not sets_own_length(m))]
+
+
+def _prunes(method: str) -> bool:
+    """:func:`benchmarks.common.prunes` of a row's method: a peer's is the method it implements'."""
+    return prunes(implemented(method))
+
+
+# The reference every quality table compares to: the method that prunes nothing (dense). Its rows
+# name it as their distribution too (benchmarks.quality.table_specs).
+DENSE = next(m for m in METHOD_ORDER if not _prunes(m))
 
 
 def method_label(method: str) -> str:
@@ -60,7 +82,7 @@ def table_tier(row: dict[str, Any]) -> str:
     layer convention than the tier's current one (rows without `layers` pruned every layer). Those
     rows stay on record, in tables of their own."""
     tier, layers = row["tier"], row.get("layers", "all")
-    if tier in TIERS and layers != TIERS[tier].layers and row["method"] != "dense":
+    if tier in TIERS and layers != TIERS[tier].layers and _prunes(row["method"]):
         return f"{tier}@{layers}"
     return tier
 
@@ -71,11 +93,11 @@ def by_convention(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     of its variant (a budget-sweep dense row only where that budget was swept)."""
     tables: dict[tuple[str, str], set[str]] = defaultdict(lambda: set())
     for r in rows:
-        if r["method"] != "dense":
+        if _prunes(r["method"]):
             tables[(r["tier"], r.get("variant", ""))].add(table_tier(r))
     out = []
     for r in rows:
-        if r["method"] == "dense":
+        if not _prunes(r["method"]):
             homes = tables.get((r["tier"], r.get("variant", ""))) or {r["tier"]}
             if not r.get("variant"):
                 homes = homes | {r["tier"]}
@@ -127,7 +149,7 @@ def accuracy(
         if r["tier"] == tier
         and r["method"] == method
         and (not r.get("variant") if budget is None else budget_of(r) == budget)
-        and (method == "dense" or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == dist))
+        and (not _prunes(method) or (abs(r["sparsity"] - sparsity) < 1e-9 and r["distribution"] == dist))
     ]
     return statistics.fmean(hits) if hits else None
 
@@ -145,10 +167,10 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     if not table:
         return [f"No `{tier}` rows yet."]
     model = table[0]["model"]
-    dists = sorted({r["distribution"] for r in table if r["method"] != "dense"})
+    dists = sorted({r["distribution"] for r in table if _prunes(r["method"])})
     spec = TIERS.get(base_tier(tier))
     planned = spec.sparsities if spec else ()  # the tier's levels, run or not yet
-    sparsities = sorted({r["sparsity"] for r in table if r["method"] != "dense"} | set(planned))
+    sparsities = sorted({r["sparsity"] for r in table if _prunes(r["method"])} | set(planned))
     seeds = sorted({r["seed"] for r in table})
     epochs = sorted({r["epochs"] for r in table})
     lines = [
@@ -168,7 +190,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
         cells, finals, secs = [], [], []
         present = False
         for d, s in cols:
-            key = (tier, model, "dense", "dense", 0.0) if method == "dense" else (tier, model, d, method, s)
+            key = (tier, model, method, method, 0.0) if not _prunes(method) else (tier, model, d, method, s)
             group = by.get(key, [])
             if group:
                 present = True
@@ -188,7 +210,7 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     missing = []
     for method in METHOD_ORDER:
         for d, s in cols:
-            if method == "dense":
+            if not _prunes(method):
                 continue
             if method == "rigl-torch" and d != "uniform":
                 continue
@@ -313,10 +335,10 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in swept)]
     table = [r for r in rows if r["tier"] == tier and r["method"] in methods and budget_of(r) is not None]
     budgets = sorted({budget_of(r) for r in table})
-    sparsities = sorted({r["sparsity"] for r in swept if r["method"] != "dense"})
+    sparsities = sorted({r["sparsity"] for r in swept if _prunes(r["method"])})
     cells: dict[tuple, list[float]] = defaultdict(list)
     for r in table:
-        if r["method"] == "dense" or r["distribution"] == "uniform":
+        if not _prunes(r["method"]) or r["distribution"] == "uniform":
             cells[(r["method"], r["sparsity"], budget_of(r))].append(100 * r["top1"])
     lines = [
         f"**Accuracy against the epoch budget, {tier_title(tier).lower()}, uniform** "
@@ -330,16 +352,16 @@ def budget_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
     def cell(values: list[float]) -> str:
         return fmt_acc([v / 100 for v in values]) if values else "-"
 
-    if "dense" in methods:
+    if DENSE in methods:
         lines.append(
-            "| dense | 0% | " + " | ".join(cell(cells.get(("dense", 0.0, b), [])) for b in budgets) + " |"
+            f"| {DENSE} | 0% | " + " | ".join(cell(cells.get((DENSE, 0.0, b), [])) for b in budgets) + " |"
         )
     for s in sparsities:
         for m in methods:
-            if m != "dense":
+            if _prunes(m):
                 row = " | ".join(cell(cells.get((m, s, b), [])) for b in budgets)
                 lines.append(f"| {method_label(m)} | {s:.0%} | {row} |")
-        for other in ("gmp", "dense"):
+        for other in ("gmp", DENSE):
             if "cgap" in methods and other in methods and other != "cgap":
                 diffs = []
                 for b in budgets:
@@ -362,10 +384,10 @@ def plot_quality(rows: list[dict[str, Any]], tier: str, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    dense = [r["top1"] for r in table if r["method"] == "dense"]
+    dense = [r["top1"] for r in table if not _prunes(r["method"])]
     if dense:
-        ax.axhline(100 * statistics.fmean(dense), color="black", linestyle="--", label="dense")
-    for method in METHOD_ORDER[1:]:
+        ax.axhline(100 * statistics.fmean(dense), color="black", linestyle="--", label=DENSE)
+    for method in filter(_prunes, METHOD_ORDER):
         for dist in sorted({r["distribution"] for r in table if r["method"] == method}):
             points: dict[float, list[float]] = defaultdict(list)
             for r in table:
@@ -583,7 +605,7 @@ def budget_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
             cgap = accuracy(rows, tier, "cgap", s, "uniform", budget)
             if cgap is None:
                 continue
-            dense = accuracy(rows, tier, "dense", 0.0, "dense", budget)
+            dense = accuracy(rows, tier, DENSE, 0.0, DENSE, budget)
             others = baseline_accuracies(rows, tier, s, budget)
             text = f"{s:.0%}: C-GaP {100 * cgap:.2f}"
             if dense is not None and s == 0.8:
@@ -611,8 +633,8 @@ def headline_section(rows: list[dict[str, Any]]) -> str:
         table = [r for r in rows if r["tier"] == tier and not r.get("variant")]
         if not table:
             continue
-        dense = accuracy(rows, tier, "dense", 0.0, "dense")
-        levels = sorted({r["sparsity"] for r in table if r["method"] != "dense"})
+        dense = accuracy(rows, tier, DENSE, 0.0, DENSE)
+        levels = sorted({r["sparsity"] for r in table if _prunes(r["method"])})
         lines += [
             f"**{tier_title(tier)}** ({note}; {seeds_text(rows, tier)}; mean top-1 %, dense "
             + (f"{100 * dense:.2f}" if dense is not None else "not run")
@@ -655,7 +677,7 @@ TARGET_LEVELS: dict[str, tuple[float, tuple[float, ...]]] = {
 def cgap_target_lines(rows: list[dict[str, Any]], tier: str) -> list[str]:
     """C-GaP against dense and against every baseline run on `tier`, at the tier's levels."""
     near_dense, ahead_at = TARGET_LEVELS[base_tier(tier)]
-    dense = accuracy(rows, tier, "dense", 0.0, "dense")
+    dense = accuracy(rows, tier, DENSE, 0.0, DENSE)
     lines = []
     cgap = accuracy(rows, tier, "cgap", near_dense, "uniform")
     ok = None if cgap is None or dense is None else cgap >= dense - 0.003
@@ -767,68 +789,83 @@ def targets_section(rows: list[dict[str, Any]], over: dict[str, Any] | None) -> 
     return "\n".join(lines)
 
 
-# -- translation ------------------------------------------------------------------------------
-TRANSLATION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+# -- the task benchmarks (translation, part segmentation, detection) -------------------------
+@dataclass(frozen=True)
+class TaskTable:
+    """How one task benchmark's rows are tabled; :func:`task_section` is the one writer.
+
+    ``task``: the benchmark (``python -m benchmarks.<task>``, rows in ``results/<task>.jsonl``).
+    ``heading``: a table's heading from its rows and learning rate. ``by_lr``: one table per tier
+    and learning rate (at short budgets the ranking depends on the rate), else one per tier.
+    ``runs``: how the runs ran and how long they trained. ``trailer``: lines after a table.
+    """
+
+    task: str
+    intro: tuple[str, ...]
+    cell: Callable[[list[dict[str, Any]]], str]
+    heading: Callable[[str, list[dict[str, Any]], float], str]
+    runs: Callable[[list[dict[str, Any]]], str]
+    by_lr: bool = False
+    trailer: Callable[[list[dict[str, Any]]], list[str]] = lambda rows: []
 
 
-def translation_section(rows: list[dict[str, Any]]) -> str:
-    """BLEU (chrF) per method and sparsity and tier, mean +- std over seeds, with the commands."""
-    lines = [
-        "## Translation (es -> en, Transformer, BLEU)",
-        "",
-        "Test BLEU / chrF (sacrebleu, beam search over the whole test split: the books Ruth, Job, "
-        "Daniel, Haggai, II Corinthians, Philemon, never seen in training). Equal epochs of compute "
-        "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
-        "",
-    ]
+def task_section(rows: list[dict[str, Any]], table: TaskTable) -> str:
+    """One table per tier (and learning rate): a row per method in the task tables' order, a
+    column per sparsity, with the commands that reproduce it."""
+    lines = [*table.intro, ""]
     rows = [r for r in rows if r.get("tier") != "smoke"]
     if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.translation --tier quick`."])
-    for tier in sorted({r["tier"] for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
+        return "\n".join([*lines, f"No runs recorded yet: `python -m benchmarks.{table.task} --tier quick`."])
+    groups = sorted({(r["tier"], r.get("lr", 0.0) if table.by_lr else 0.0) for r in rows})
+    for tier, lr in groups:
+        tier_rows = [r for r in rows if r["tier"] == tier and (not table.by_lr or r.get("lr", 0.0) == lr)]
+        sparsities = sorted({r["sparsity"] for r in tier_rows if prunes(r["method"])})
         lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0]['epochs']:g} epochs",
+            table.heading(tier, tier_rows, lr),
             "",
             "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
             "|---|" + "---:|" * len(sparsities),
         ]
-        for method in TRANSLATION_METHODS:
+        for method in method_order({r["method"] for r in tier_rows}, lead_own_schedule=True):
             cells = []
             for sparsity in sparsities:
                 found = [
                     r
                     for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
+                    if r["method"] == method and (not prunes(method) or r["sparsity"] == sparsity)
                 ]
-                cells.append(_bleu_cell(found))
+                cells.append(table.cell(found))
             if any(c != "" for c in cells):
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
         commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
         devices = sorted({r["device"] for r in tier_rows})
-        threads = sorted({str(r.get("threads")) for r in tier_rows})
-        jobs = sorted({str(r.get("parallel_jobs")) for r in tier_rows})
-        seconds = ", ".join(f"{r['method']} {r['train_seconds'] / 60:.0f} min" for r in tier_rows)
+        overrides = sorted({f"--set {k}={v}" for r in tier_rows for k, v in r.get("overrides", {}).items()})
         lines += [
             "",
             f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; {', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in "
-            f"parallel; training time: {seconds}.",
+            f"{', '.join(devices)}; {table.runs(tier_rows)}.",
             "",
-            f"Reproduce: `python -m benchmarks.translation --tier {tier} --methods "
+            f"Reproduce: `python -m benchmarks.{table.task} --tier {tier} --methods "
             f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
+            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
+            "`python -m benchmarks.make_results`.",
             "",
+            *table.trailer(tier_rows),
         ]
-        example = next((r for r in tier_rows if r["method"] == "cgap" and r.get("examples")), None)
-        if example:
-            lines += [f"C-GaP at {example['sparsity']:.0%}, first test verses:", ""]
-            lines += ["| verse | reference | model |", "|---|---|---|"]
-            for ex in example["examples"]:
-                ref, hyp = ex["reference"].replace("|", "/"), ex["hypothesis"].replace("|", "/")
-                lines.append(f"| {ex['ref']} | {ref} | {hyp} |")
-            lines.append("")
     return "\n".join(lines)
+
+
+def _run_label(row: dict[str, Any]) -> str:
+    return row["method"] if not prunes(row["method"]) else f"{row['method']} {row['sparsity']:.0%}"
+
+
+def _one_thread(rows: list[dict[str, Any]]) -> str:
+    seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in rows)
+    return f"one thread per run; training time: {seconds}"
+
+
+def _data(rows: list[dict[str, Any]], generated: str, real: str) -> str:
+    return generated if all(r.get("generated") for r in rows) else real
 
 
 def _bleu_cell(rows: list[dict[str, Any]]) -> str:
@@ -842,63 +879,29 @@ def _bleu_cell(rows: list[dict[str, Any]]) -> str:
     return f"{bm:.2f} +- {bs:.2f} ({cm:.1f}, {len(rows)} seeds)"
 
 
-# -- part segmentation ----------------------------------------------------------------------
-PARTSEG_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+def _translation_runs(rows: list[dict[str, Any]]) -> str:
+    threads = sorted({str(r.get("threads")) for r in rows})
+    jobs = sorted({str(r.get("parallel_jobs")) for r in rows})
+    seconds = ", ".join(f"{r['method']} {r['train_seconds'] / 60:.0f} min" for r in rows)
+    return (
+        f"{', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in parallel; "
+        f"training time: {seconds}"
+    )
 
 
-def partseg_section(rows: list[dict[str, Any]]) -> str:
-    """Test mIoU (instance / class average) per method and sparsity and tier, with the commands."""
-    lines = [
-        "## Part segmentation (PointNet++, ShapeNet-Part format, mIoU)",
-        "",
-        "Test mIoU in % as instance average / class average (per shape: IoU over its category's parts, "
-        "a part absent from both prediction and label counting as 1). Equal epochs of compute for "
-        "every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
-        "",
-    ]
-    rows = [r for r in rows if r.get("tier") != "smoke"]
-    if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.partseg --tier quick`."])
-    for tier in sorted({r["tier"] for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
-        data = "generated data" if all(r.get("generated") for r in tier_rows) else "ShapeNet-Part"
-        lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('points')} points, "
-            f"{tier_rows[0]['epochs']:g} epochs, {data}",
-            "",
-            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
-            "|---|" + "---:|" * len(sparsities),
-        ]
-        for method in PARTSEG_METHODS:
-            cells = []
-            for sparsity in sparsities:
-                found = [
-                    r
-                    for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
-                ]
-                cells.append(_miou_cell(found))
-            if any(c != "" for c in cells):
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
-        devices = sorted({r["device"] for r in tier_rows})
-        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
-        lines += [
-            "",
-            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
-            "",
-            f"Reproduce: `python -m benchmarks.partseg --tier {tier} --methods "
-            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}` then `python -m benchmarks.make_results`.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _run_label(row: dict[str, Any]) -> str:
-    return row["method"] if row["method"] == "dense" else f"{row['method']} {row['sparsity']:.0%}"
+def _translation_examples(rows: list[dict[str, Any]]) -> list[str]:
+    """The first test verses as the table's first grow-and-prune method translated them."""
+    ordered = method_order({r["method"] for r in rows}, lead_own_schedule=True)
+    gap = [m for m in ordered if sets_own_length(m)]
+    example = next((r for r in rows if gap and r["method"] == gap[0] and r.get("examples")), None)
+    if example is None:
+        return []
+    lines = [f"{METHODS[example['method']].title} at {example['sparsity']:.0%}, first test verses:", ""]
+    lines += ["| verse | reference | model |", "|---|---|---|"]
+    for ex in example["examples"]:
+        ref, hyp = ex["reference"].replace("|", "/"), ex["hypothesis"].replace("|", "/")
+        lines.append(f"| {ex['ref']} | {ref} | {hyp} |")
+    return [*lines, ""]
 
 
 def _miou_cell(rows: list[dict[str, Any]]) -> str:
@@ -912,8 +915,17 @@ def _miou_cell(rows: list[dict[str, Any]]) -> str:
     return f"{im:.1f} +- {istd:.1f} / {cm:.1f} ({len(rows)} seeds)"
 
 
-# -- detection --------------------------------------------------------------------------------
-DETECTION_METHODS = ("dense", "cgap", "pgap", "gmp", "rigl")
+def _map_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    maps = [r["val_map"] for r in rows]
+    if len(rows) == 1:
+        r = rows[0]
+        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
+    mean, std = mean_std(maps)
+    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+
+
 # The paper's SSD rows, looked up: the authors' repository (github.com/boone891214/GaP, README)
 # has an "Object Detection (SSD on COCO-2017)" heading with a model download and no numbers, and
 # the paper's table was not in any source reachable from this project's machines.
@@ -928,73 +940,62 @@ DETECTION_PAPER = (
     "a full schedule."
 )
 
-
-def detection_section(rows: list[dict[str, Any]]) -> str:
-    """Validation COCO mAP per method and sparsity and tier, with the commands and the paper note."""
-    lines = [
-        "## Object detection (SSD-style, COCO format, COCO mAP)",
-        "",
-        "Validation mAP@[.5:.95] by pycocotools' COCOeval (AP50 / AP75 in brackets), equal epochs "
-        "of compute for every method within a tier. Rows: `benchmarks/results/detection.jsonl`.",
-        "",
-        DETECTION_PAPER,
-        "",
-    ]
-    rows = [r for r in rows if r.get("tier") != "smoke"]
-    if not rows:
-        return "\n".join([*lines, "No runs recorded yet: `python -m benchmarks.detection --tier quick`."])
-    # One table per tier and learning rate: at short budgets the ranking depends on the rate.
-    for tier, lr in sorted({(r["tier"], r.get("lr", 0.0)) for r in rows}):
-        tier_rows = [r for r in rows if r["tier"] == tier and r.get("lr", 0.0) == lr]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if r["method"] != "dense"})
-        data = (
-            "generated shapes set" if all(r.get("generated") for r in tier_rows) else ("COCO-format folder")
-        )
-        lines += [
-            f"### Tier `{tier}`: {tier_rows[0]['model']}, {tier_rows[0].get('image_size')} px, "
-            f"{tier_rows[0]['epochs']:g} epochs, {data}, SGD lr {lr:g}",
-            "",
-            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
-            "|---|" + "---:|" * len(sparsities),
-        ]
-        for method in DETECTION_METHODS:
-            cells = []
-            for sparsity in sparsities:
-                found = [
-                    r
-                    for r in tier_rows
-                    if r["method"] == method and (method == "dense" or r["sparsity"] == sparsity)
-                ]
-                cells.append(_map_cell(found))
-            if any(c != "" for c in cells):
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        commits = sorted({r["commit"][:7] + ("+dirty" if r.get("dirty") else "") for r in tier_rows})
-        devices = sorted({r["device"] for r in tier_rows})
-        seconds = ", ".join(f"{_run_label(r)} {r['train_seconds']:.0f} s" for r in tier_rows)
-        overrides = sorted({f"--set {k}={v}" for r in tier_rows for k, v in r.get("overrides", {}).items()})
-        lines += [
-            "",
-            f"Dense is one run shown in every column. Commit(s) {', '.join(commits)}; device "
-            f"{', '.join(devices)}; one thread per run; training time: {seconds}.",
-            "",
-            f"Reproduce: `python -m benchmarks.detection --tier {tier} --methods "
-            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
-            "`python -m benchmarks.make_results`.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _map_cell(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    maps = [r["val_map"] for r in rows]
-    if len(rows) == 1:
-        r = rows[0]
-        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
-    mean, std = mean_std(maps)
-    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+TASK_TABLES = {
+    table.task: table
+    for table in (
+        TaskTable(
+            task="translation",
+            intro=(
+                "## Translation (es -> en, Transformer, BLEU)",
+                "",
+                "Test BLEU / chrF (sacrebleu, beam search over the whole test split: the books Ruth, Job, "
+                "Daniel, Haggai, II Corinthians, Philemon, never seen in training). Equal epochs of compute "
+                "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
+            ),
+            cell=_bleu_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0]['epochs']:g} epochs"
+            ),
+            runs=_translation_runs,
+            trailer=_translation_examples,
+        ),
+        TaskTable(
+            task="partseg",
+            intro=(
+                "## Part segmentation (PointNet++, ShapeNet-Part format, mIoU)",
+                "",
+                "Test mIoU in % as instance average / class average (per shape: IoU over its category's "
+                "parts, a part absent from both prediction and label counting as 1). Equal epochs of "
+                "compute for every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
+            ),
+            cell=_miou_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('points')} points, "
+                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated data', 'ShapeNet-Part')}"
+            ),
+            runs=_one_thread,
+        ),
+        TaskTable(
+            task="detection",
+            intro=(
+                "## Object detection (SSD-style, COCO format, COCO mAP)",
+                "",
+                "Validation mAP@[.5:.95] by pycocotools' COCOeval (AP50 / AP75 in brackets), equal epochs "
+                "of compute for every method within a tier. Rows: `benchmarks/results/detection.jsonl`.",
+                "",
+                DETECTION_PAPER,
+            ),
+            cell=_map_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('image_size')} px, "
+                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated shapes set', 'COCO-format folder')}, "
+                f"SGD lr {lr:g}"
+            ),
+            runs=_one_thread,
+            by_lr=True,
+        ),
+    )
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1016,9 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
     text = replace_section(text, "targets", targets_section(rows, over))
     text = replace_section(text, "quality", quality_section(rows, args.out.parent / "results"))
     text = replace_section(text, "overhead", overhead_section(over))
-    text = replace_section(text, "translation", translation_section(read_rows(args.translation)))
-    text = replace_section(text, "partseg", partseg_section(read_rows(args.partseg)))
-    text = replace_section(text, "detection", detection_section(read_rows(args.detection)))
+    for task, table in TASK_TABLES.items():
+        text = replace_section(text, task, task_section(read_rows(getattr(args, task)), table))
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0

@@ -40,12 +40,14 @@ end); peak RSS does not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +56,27 @@ from torch import nn
 from torch.nn import functional as F
 
 import growprune as gp
-from benchmarks.common import RESULTS_DIR, RESULTS_MD, ROOT, git_commit, load_average, machine, write_section
+from benchmarks.common import (
+    RESULTS_DIR,
+    RESULTS_MD,
+    ROOT,
+    git_commit,
+    load_average,
+    machine,
+    method_order,
+    prunes,
+    sets_own_length,
+    write_section,
+)
 
 RESULTS = RESULTS_DIR / "memory.json"
 SECTION = "memory"
 SPARSITY = 0.8  # the default level; --sparsities picks others
 PARTITIONS = 4
 MIB = 2**20
-METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap")
+METHODS = tuple(method_order(gp.METHODS))
+# the method every ratio is to: the one that prunes nothing (dense)
+REFERENCE = next(m for m in METHODS if not prunes(m))
 MODELS = ("mlp", "lm")
 STORAGES = ("masked", "compact")  # names the benchmark knows; a sparsifier must accept the others
 DEFAULT_STEPS = {"mlp": 16, "lm": 16}
@@ -206,20 +221,26 @@ def ideal_fraction(method: str, sparsity: float = SPARSITY) -> tuple[float, floa
     """(at the peak, in the sparse phase): the fraction of the prunable weights compact storage
     must hold, by the GaP paper's formula (equal partitions)."""
     kept = 1.0 - sparsity
-    if method == "dense":
+    if not prunes(method):
         return 1.0, 1.0
-    if method in ("cgap", "pgap"):
+    if sets_own_length(method):  # grow-and-prune: one partition dense at a time
         return kept + sparsity / PARTITIONS, kept
-    if method in ("oneshot", "gmp", "admm"):  # train dense, then prune
+    if trains_dense_first(method):
         return 1.0, kept
-    return kept, kept  # set, rigl: sparse from the start
+    return kept, kept  # a regrowing method (SET, RigL): sparse from the start
+
+
+def trains_dense_first(method: str) -> bool:
+    """Whether ``method`` trains dense and prunes later (one-shot, GMP, ADMM): a pruning method
+    that never regrows (registry: ``regrows``) and keeps no partition dense on its own schedule."""
+    return prunes(method) and not sets_own_length(method) and not gp.METHODS[method].regrows
 
 
 def format_ideal(method: str, sparsity: float = SPARSITY) -> str:
     peak, sparse = ideal_fraction(method, sparsity)
-    if method == "dense":
+    if not prunes(method):
         return "1"
-    if method in ("oneshot", "gmp", "admm"):
+    if trains_dense_first(method):
         return f"1 then {sparse:.2f}"
     return f"{peak:.2f}"
 
@@ -228,7 +249,7 @@ def build_sparsifier(
     method: str, model: nn.Module, optimizer: torch.optim.Optimizer, storage: str, steps: int, sparsity: float
 ) -> Any:
     """The method's sparsifier (None for dense) at `sparsity`, in `storage`."""
-    if method == "dense":
+    if not prunes(method):
         return None
     kwargs = schedule(method, steps)
     cls = gp.methods.get_method(method)
@@ -307,16 +328,23 @@ class Meter:
             torch.cuda.synchronize()
 
 
-def run_config(
-    model_name: str,
-    method: str,
-    storage: str,
-    steps: int,
-    smoke: bool,
-    sparsity: float = SPARSITY,
-    device: str = "cpu",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Config:
+    """One measured configuration: what the parent sends its child process, as JSON."""
+
+    model: str
+    method: str
+    storage: str
+    steps: int
+    smoke: bool
+    sparsity: float = SPARSITY
+    device: str = "cpu"
+
+
+def run_config(config: Config) -> dict[str, Any]:
     """Build and train one configuration here; the caller is a fresh process (see child_main)."""
+    model_name, method, storage, steps = config.model, config.method, config.storage, config.steps
+    smoke, sparsity, device = config.smoke, config.sparsity, config.device
     torch.set_num_threads(1)
     meter = Meter(device)
     baseline = meter.peak()
@@ -370,7 +398,7 @@ def run_config(
         "targets": len(targets),
         "method": method,
         "storage": storage,
-        "sparsity": 0.0 if method == "dense" else sparsity,
+        "sparsity": sparsity if prunes(method) else 0.0,
         "schedule": {k: v for k, v in schedule(method, steps).items() if k != "merger"},
         "steps": steps,
         "optimizer": "Adam",
@@ -394,7 +422,7 @@ def run_config(
         "load_average_at_start": load_start,
         "load_average_at_end": load_average(),
     }
-    if method in ("cgap", "pgap") and sparsifier is not None:
+    if sets_own_length(method) and sparsifier is not None:
         total = sum(sparsifier.numels.values())
         fractions = [sum(sparsifier.numels[n] for n in part) / total for part in sparsifier.partitions]
         row["partition_fractions"] = fractions
@@ -406,34 +434,14 @@ def run_config(
 
 
 def child_main(payload: str) -> None:
-    job = json.loads(payload)
-    row = run_config(
-        job["model"],
-        job["method"],
-        job["storage"],
-        job["steps"],
-        job["smoke"],
-        job["sparsity"],
-        job["device"],
-    )
+    row = run_config(Config(**json.loads(payload)))
     row["machine"] = machine()
     print("MEMORY-ROW " + json.dumps(row), flush=True)
 
 
-def run_child(
-    model: str,
-    method: str,
-    storage: str,
-    steps: int,
-    smoke: bool,
-    sparsity: float = SPARSITY,
-    device: str = "cpu",
-) -> dict[str, Any]:
+def run_child(config: Config) -> dict[str, Any]:
     """One configuration in a fresh interpreter; its row, or a row saying why it failed."""
-    job = json.dumps(
-        {"model": model, "method": method, "storage": storage, "steps": steps, "smoke": smoke}
-        | {"sparsity": sparsity, "device": device}
-    )
+    job = json.dumps(dataclasses.asdict(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     started = time.time()
@@ -452,11 +460,11 @@ def run_child(
             return row
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return {
-        "model": model,
-        "method": method,
-        "storage": storage,
-        "sparsity": 0.0 if method == "dense" else sparsity,
-        "steps": steps,
+        "model": config.model,
+        "method": config.method,
+        "storage": config.storage,
+        "sparsity": config.sparsity if prunes(config.method) else 0.0,
+        "steps": config.steps,
         "error": lines[-1] if lines else f"exit code {proc.returncode}",
         "returncode": proc.returncode,
     }
@@ -465,7 +473,7 @@ def run_child(
 # -- the record -------------------------------------------------------------------------------
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Peak and step time as ratios to the dense row of the same model."""
-    dense = {r["model"]: r for r in rows if r["method"] == "dense" and "error" not in r}
+    dense = {r["model"]: r for r in rows if not prunes(r["method"]) and "error" not in r}
     for row in rows:
         base = dense.get(row["model"])
         if base is None or "error" in row:
@@ -497,10 +505,10 @@ def _ratio(value: float | None) -> str:
 
 
 def row_name(method: str, sparsity: float) -> str:
-    if method == "dense":
-        return "dense"
+    if not prunes(method):
+        return method
     name = f"{method} {round(sparsity * 100)}%"
-    return name + (f" K={PARTITIONS}" if method in ("cgap", "pgap") else "")
+    return name + (f" K={PARTITIONS}" if sets_own_length(method) else "")
 
 
 def table_lines(data: dict[str, Any], model: str) -> list[str]:
@@ -690,8 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda needs a CUDA build of torch and a GPU; none here", file=sys.stderr)
         return 2
-    if "dense" not in args.methods:
-        args.methods = ["dense", *args.methods]  # the ratios need it
+    if REFERENCE not in args.methods:
+        args.methods = [REFERENCE, *args.methods]  # the ratios need it
     started = time.time()
     commit, dirty = git_commit("growprune", "benchmarks")
     data: dict[str, Any] = {
@@ -712,16 +720,16 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         steps = args.steps or (SMOKE_STEPS if args.smoke else DEFAULT_STEPS[model])
-        configs = [("dense", "masked", 0.0)] if "dense" in args.methods else []  # one dense row
+        configs = [(REFERENCE, "masked", 0.0)]  # one dense row
         configs += [
             (method, storage, level)
             for level in args.sparsities
             for method in args.methods
-            if method != "dense"
+            if prunes(method)
             for storage in args.storage
         ]
         for method, storage, level in configs:
-            row = run_child(model, method, storage, steps, args.smoke, level or SPARSITY, args.device)
+            row = run_child(Config(model, method, storage, steps, args.smoke, level or SPARSITY, args.device))
             data["rows"].append(row)
             shown = (
                 f"FAILED: {row['error']}"

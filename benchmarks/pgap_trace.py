@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import copy
-import json
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.common import RESULTS_DIR, add_trace_flags, parse_trace_args, write_record
 from benchmarks.quality import (
     LAYER_CONVENTIONS,
     TIERS,
@@ -367,15 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         help="merge_non_partition for the run (default: the recipe's, average)",
     )
     parser.add_argument("--recal-batches", type=int, default=RECAL_BATCHES, help="BatchNorm recalibration")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds traced in parallel (processes)")
-    parser.add_argument(
-        "--smoke", action="store_true", help="the quality benchmark's smoke tier; needs --out"
-    )
-    parser.add_argument("--out", type=Path, help=f"JSON to write (default {RESULTS.relative_to(ROOT)})")
-    args = parser.parse_args(argv)
-    if args.smoke and args.out is None:
-        parser.error("--smoke writes only where --out says (never the committed results)")
+    add_trace_flags(parser, RESULTS, "seeds")
+    args = parse_trace_args(parser, argv)
     if args.recal_batches < 1:
         parser.error("--recal-batches must be >= 1")
     tier = "smoke" if args.smoke else args.tier
@@ -400,21 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             run = future.result()
             runs.append(run)
             print(describe(run), flush=True)
-    commit, dirty = git_commit("growprune", "benchmarks")
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "command": "python -m benchmarks.pgap_trace " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit,
-        "dirty": dirty,
-        "machine": machine(),
-        "threads": args.threads,
-        "parallel_jobs": args.jobs,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "runs": runs,
-    }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out or RESULTS, "pgap_trace", argv, args.threads, args.jobs, runs)
     return 0
 
 

@@ -31,8 +31,6 @@ import argparse
 import concurrent.futures
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,10 +41,39 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import HERE, RESULTS_DIR, ROOT, append_row, device_name, git_commit, machine, read_rows
+from benchmarks.common import (
+    HERE,
+    RESULTS_DIR,
+    ROOT,
+    append_row,
+    device_name,
+    git_commit,
+    machine,
+    method_order,
+    prunes,
+    read_rows,
+)
+from benchmarks.engine_child import child_environment, run_child_process
+from growprune.methods import METHODS as REGISTRY
+from growprune.methods import schedule_epochs_of
 
 RESULTS = RESULTS_DIR / "quality.jsonl"
-METHODS = ("dense", "oneshot", "gmp", "set", "rigl", "rigl-torch", "admm", "cgap", "pgap")
+# Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
+# it implements, its label). Where a peer appears, growprune's method is labelled "(growprune)".
+PEERS = {"rigl-torch": ("rigl", "RigL (rigl-torch 0.5.2)")}
+# Every method the benchmark runs, in the method registry's order, each peer after its method.
+METHODS = tuple(
+    name
+    for method in method_order(REGISTRY)
+    for name in (method, *(peer for peer, (implemented, _) in PEERS.items() if implemented == method))
+)
+
+
+def implemented(method: str) -> str:
+    """The growprune method a row's method is: itself, or the one a peer implements."""
+    return PEERS[method][0] if method in PEERS else method
+
+
 SPARSITIES = (0.8, 0.9)
 
 
@@ -287,7 +314,7 @@ def steps_per_epoch(tier: Tier) -> int:
 
 def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[str, Any]:
     """The recipe of one run, as a user would write it."""
-    method_name = "rigl" if spec.method == "rigl-torch" else spec.method
+    method_name = implemented(spec.method)
     method = method_section(
         method_name, spec.sparsity, spec.distribution, tier.epochs, steps_per_epoch(tier), tier.gap_partitions
     )
@@ -314,9 +341,9 @@ def build_recipe_dict(spec: RunSpec, tier: Tier, threads: int | None) -> dict[st
         },
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None, "keep_last": 1},
     }
-    if spec.layers == "first-dense" and method_name != "dense":
+    if spec.layers == "first-dense" and prunes(method_name):
         recipe["method"]["exclude"] = [first_prunable_layer(tier)]
-    if method_name not in ("cgap", "pgap"):
+    if schedule_epochs_of(method) is None:  # the method's schedule fits into training.epochs
         recipe["training"]["epochs"] = tier.epochs
     from growprune.train.recipe import apply_overrides
 
@@ -600,14 +627,16 @@ def table_specs(tier: Tier, methods: list[str], sparsities: list[float], variant
     part-way leaves a whole sparsity level missing rather than whole methods."""
     specs = []
     for seed in tier.seeds:
-        if "dense" in methods:
-            # dense prunes nothing, so one dense row serves every layer convention
-            specs.append(RunSpec(tier.name, "dense", 0.0, "dense", seed, variant=variant))
+        for method in methods:
+            if not prunes(implemented(method)):
+                # dense prunes nothing, so one dense row (its distribution named after it) serves
+                # every layer convention
+                specs.append(RunSpec(tier.name, method, 0.0, method, seed, variant=variant))
         for sparsity in sparsities:
             for distribution in tier.distributions:
                 for method in methods:
-                    if method == "dense" or (method == "rigl-torch" and distribution != "uniform"):
-                        continue  # rigl-torch supports only its uniform distribution
+                    if not prunes(implemented(method)) or (method in PEERS and distribution != "uniform"):
+                        continue  # the peer (rigl-torch) supports only its uniform distribution
                     specs.append(
                         RunSpec(
                             tier.name,
@@ -654,15 +683,17 @@ def child_command(
     """The command line and environment of the subprocess that trains ``spec``, and its recipe."""
     recipe = build_recipe_dict(spec, tier, threads)
     job = {"method": spec.method, "sparsity": spec.sparsity, "recipe": recipe}
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)], env, recipe
+    argv = [sys.executable, "-m", "benchmarks.quality", "_child", json.dumps(job)]
+    return argv, child_environment(threads), recipe
 
 
 def child_result(stdout: str, recipe: dict[str, Any]) -> dict[str, Any]:
     """A finished child's result (its last stdout line) with the recipe sections rows record."""
-    result = json.loads(stdout.strip().splitlines()[-1])
+    return with_recipe(json.loads(stdout.strip().splitlines()[-1]), recipe)
+
+
+def with_recipe(result: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """A child's ``result`` with the recipe sections rows record."""
     result["method_config"] = recipe["method"]
     result["schedule"] = recipe["schedule"]
     return result
@@ -676,12 +707,8 @@ def run_name(spec: RunSpec) -> str:
 
 def run_child(spec: RunSpec, tier: Tier, threads: int | None, log_dir: Path | None) -> dict[str, Any]:
     argv, env, recipe = child_command(spec, tier, threads)
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
-    if log_dir is not None:
-        (log_dir / f"{run_name(spec)}.log").write_text(proc.stderr + proc.stdout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return child_result(proc.stdout, recipe)
+    log = None if log_dir is None else log_dir / f"{run_name(spec)}.log"
+    return with_recipe(run_child_process(argv, env, str(spec), log), recipe)
 
 
 def make_row(

@@ -23,6 +23,7 @@ def test_gap_trace_smoke(tmp_path: Path) -> None:
     assert run["events"][0]["churn"] is None
     assert all(e["churn"] is not None and 0.0 <= e["churn"] <= 1.0 for e in run["events"][1:])
     assert record["commit"] and run["summary"]["mean_drop"] is not None
+    assert record["command"] == f"python -m benchmarks.gap_trace --smoke --out {out} --epochs 2"
 
 
 def test_summarize_means() -> None:

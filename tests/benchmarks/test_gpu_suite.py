@@ -17,6 +17,7 @@ import torch
 from benchmarks.common import markers
 from benchmarks.gpu_suite import CPU_SMOKE, Estimator, Job, Pool, exit_code
 from benchmarks.inference import results_markdown, write_results_section
+from tests.benchmarks.helpers import run_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE_RUNS = 33  # 3 seeds x (dense + 5 methods x 2 sparsities)
@@ -65,13 +66,8 @@ def test_smoke_runs_every_part_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_plan_lists_the_runs_and_fits_in_nine_minutes(tmp_path: Path) -> None:
-    result = subprocess.run(  # an empty --out-dir: no rows to skip, no earlier calibration
-        [sys.executable, "-m", "benchmarks.gpu_suite", "--plan", "--out-dir", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # an empty --out-dir: no rows to skip, no earlier calibration
+    result = run_benchmark("gpu_suite", "--plan", "--out-dir", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout
     runs = [line for line in text.splitlines() if " steps " in line and " est. " in line]

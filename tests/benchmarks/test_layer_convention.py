@@ -8,7 +8,6 @@ import importlib.util
 from typing import Any
 
 import pytest
-import torch
 
 from benchmarks.make_results import by_convention, cgap_target_lines, quality_table, table_tier
 from benchmarks.quality import (
@@ -21,8 +20,8 @@ from benchmarks.quality import (
     study_specs,
     table_specs,
 )
-from growprune.models.registry import build_model
 from growprune.train.recipe import validate_recipe
+from tests.benchmarks.helpers import quality_row, rigl_torch_layers
 
 
 def test_conv_tiers_keep_their_first_conv_dense_and_the_mlp_tier_prunes_all() -> None:
@@ -116,24 +115,7 @@ def test_study_partitions_fit_the_layers_left() -> None:
 def row(
     method: str, sparsity: float, top1: float, layers: str | None, variant: str = "", seed: int = 0
 ) -> dict[str, Any]:
-    r = {
-        "tier": "quick",
-        "model": "small_cnn(width=12)",
-        "method": method,
-        "sparsity": sparsity,
-        "distribution": "dense" if method == "dense" else "uniform",
-        "seed": seed,
-        "epochs": 6.0,
-        "top1": top1,
-        "final_sparsity": sparsity,
-        "train_seconds": 1.0,
-        "device": "cpu",
-        "commit": "abcdef1234567",
-        "variant": variant,
-    }
-    if layers is not None:
-        r["layers"] = layers
-    return r
+    return quality_row(method, sparsity, top1, variant=variant, seed=seed, layers=layers)
 
 
 def test_tables_keep_rows_of_another_convention_apart() -> None:
@@ -165,15 +147,7 @@ def test_tables_keep_rows_of_another_convention_apart() -> None:
 
 
 def test_rigl_torch_under_first_dense_keeps_only_its_first_layer_dense() -> None:
-    if importlib.util.find_spec("rigl_torch") is None:
-        pytest.skip("rigl-torch (the `bench` extra) is not installed")
-    from benchmarks.quality import make_rigl_torch_scheduler
-
-    torch.manual_seed(0)
-    model = build_model("small_cnn", width=4)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    make_rigl_torch_scheduler(model, optimizer, 0.8, total_steps=1000, first_layer_dense=True)
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    _, layers = rigl_torch_layers(first_layer_dense=True)
     assert bool((layers[0].weight != 0).all())
     for layer in layers[1:]:
         zeros, n = int((layer.weight == 0).sum()), layer.weight.numel()

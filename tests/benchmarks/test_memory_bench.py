@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks.helpers import run_benchmark
+
 METHODS = ("dense", "cgap", "rigl")  # a subset: every configuration is a fresh interpreter
 
 
@@ -19,13 +18,7 @@ METHODS = ("dense", "cgap", "rigl")  # a subset: every configuration is a fresh 
 @pytest.mark.slow
 def test_memory_smoke(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", "--smoke", "--out", str(out), "--methods", *METHODS],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_benchmark("memory", "--smoke", "--out", str(out), "--methods", *METHODS, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # a failed row is in stdout
     data = json.loads(out.read_text())
     rows = {(r["model"], r["method"], r["storage"]): r for r in data["rows"]}
@@ -54,13 +47,7 @@ def test_memory_smoke(tmp_path: Path) -> None:
 def test_other_sparsities_are_rows_of_their_own(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
     args = ["--smoke", "--out", str(out), "--models", "mlp", "--methods", "rigl", "--storage", "compact"]
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", *args, "--sparsities", "0.5", "0.9"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_benchmark("memory", *args, "--sparsities", "0.5", "0.9", timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads(out.read_text())
     levels = {r["method"]: [] for r in data["rows"]}
@@ -124,13 +111,7 @@ def test_peak_reached_after_the_last_reading_is_put_at_the_last_step() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_device_without_a_gpu_is_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", "--smoke", "--out", "/nonexistent/m", "--device", "cuda"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_benchmark("memory", "--smoke", "--out", "/nonexistent/m", "--device", "cuda", timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --device cuda needs a CUDA build of torch and a GPU; none here"
 
@@ -142,8 +123,7 @@ def test_memory_smoke_on_cuda(tmp_path: Path) -> None:
     cuda tests); compact storage must hold less than masked storage there too."""
     out = tmp_path / "memory.json"
     args = ["--smoke", "--out", str(out), "--device", "cuda", "--methods", "dense", "cgap", "rigl"]
-    command = [sys.executable, "-m", "benchmarks.memory", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = run_benchmark("memory", *args, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["device"] == "cuda" for r in rows)

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks.helpers import run_benchmark
 
 
 def test_overhead_smoke(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overhead", "--smoke", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_benchmark("overhead", "--smoke", "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     for model in ("mlp", "resnet20"):

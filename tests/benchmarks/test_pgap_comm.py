@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks.helpers import run_benchmark
 
 
 @pytest.mark.slow  # 20 s of torchrun; `make test-slow` runs it
 def test_pgap_comm_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pgap_comm", "--smoke"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_benchmark("pgap_comm", "--smoke", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     written = Path(re.search(r"written to (\S+)", result.stdout).group(1))
     data = json.loads(written.read_text())

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks.helpers import REPO, rigl_torch_layers
+
 FIELDS = {
     "tier",
     "model",
@@ -63,20 +64,10 @@ def test_quality_smoke(tmp_path: Path) -> None:
 
 def test_rigl_torch_prunes_the_same_layers() -> None:
     """Configured like growprune: Linear layers and the first layer are pruned too."""
-    if importlib.util.find_spec("rigl_torch") is None:
-        import pytest
-
-        pytest.skip("rigl-torch (the `bench` extra) is not installed")
     import torch
 
-    from benchmarks.quality import make_rigl_torch_scheduler
-    from growprune.models.registry import build_model
-
-    torch.manual_seed(0)
-    model = build_model("small_cnn", width=4)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    pruner = make_rigl_torch_scheduler(model, optimizer, 0.8, total_steps=1000)
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    pruner, layers = rigl_torch_layers()
+    model, optimizer = pruner.model, pruner.optimizer
     assert len(pruner.W) == len(layers)
 
     def pruned_as_asked(layer: torch.nn.Module) -> bool:  # rigl-torch rounds down: int(0.8 * n) zeros

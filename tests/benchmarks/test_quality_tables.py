@@ -9,24 +9,11 @@ import pytest
 
 from benchmarks.make_results import budget_table, budget_target_lines, quality_table, study_table
 from benchmarks.quality import TIERS, budget_variant, table_specs, with_budget
+from tests.benchmarks.helpers import quality_row
 
 
 def row(method: str, sparsity: float, epochs: float, top1: float, variant: str = "") -> dict[str, Any]:
-    return {
-        "tier": "quick",
-        "model": "small_cnn(width=12)",
-        "method": method,
-        "sparsity": sparsity,
-        "distribution": "dense" if method == "dense" else "uniform",
-        "seed": 0,
-        "epochs": epochs,
-        "top1": top1,
-        "final_sparsity": sparsity,
-        "train_seconds": 1.0,
-        "device": "cpu",
-        "commit": "abcdef1234567",
-        "variant": variant,
-    }
+    return quality_row(method, sparsity, top1, epochs=epochs, variant=variant)
 
 
 def test_budget_variant_only_for_other_budgets() -> None:
