@@ -33,6 +33,7 @@ checkpoint); a growprune checkpoint or run whose registry model is a ``PreTraine
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -215,6 +216,15 @@ def _targets(model: nn.Module, source: ExportSource) -> dict[str, str]:
     return targets
 
 
+def _record_dtype(config_file: Path, dtype: torch.dtype) -> None:
+    """Make ``config.json``'s ``torch_dtype`` the stored one: ``save_pretrained`` records the live
+    model's dtype, which is not what the file holds after ``dtype=`` cast it, and loaders that
+    honour the config (``torch_dtype="auto"``, vLLM) would up- or down-cast on load."""
+    config = json.loads(config_file.read_text())
+    config["torch_dtype"] = str(dtype).removeprefix("torch.")
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def export_compressed_tensors(
     source: nn.Module | str | os.PathLike[str], out: str | os.PathLike[str], dtype: torch.dtype
 ) -> ExportSummary:
@@ -268,6 +278,7 @@ def export_compressed_tensors(
     staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         model.save_pretrained(staging, state_dict=compressed, safe_serialization=True)
+        _record_dtype(staging / "config.json", dtype)
         compressor.update_config(str(staging))
         if out_path.is_dir():
             out_path.rmdir()  # empty, checked above

@@ -121,6 +121,23 @@ def test_other_nm_patterns_use_the_bitmask_layout(tmp_path: Path) -> None:
     check_round_trip(model, tmp_path / "out", "sparse-bitmask")
 
 
+@needs_stack
+def test_dtype_is_stored_and_recorded(tmp_path: Path) -> None:
+    """bf16: the weights are stored cast, config.json says so, and ``torch_dtype="auto"`` loads them as is."""
+    from transformers import AutoModelForCausalLM
+
+    model = sparse_llama()
+    summary = gp.export_model(model, tmp_path / "out", format=FORMAT, dtype="bf16")
+    assert summary.dtype == "bf16"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", torch_dtype="auto")
+    assert loaded.dtype == torch.bfloat16
+    state, expected = loaded.state_dict(), model.state_dict()
+    for key, mask in masks_of(model).items():
+        assert torch.equal(state[key], expected[key].to(torch.bfloat16)), key
+        assert not state[key][~mask].any(), key
+
+
 def test_is_two_four() -> None:
     assert is_two_four(torch.tensor([[1, 0, 1, 0, 0, 0, 1, 1]], dtype=torch.bool))
     assert not is_two_four(torch.tensor([[1, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.bool))
