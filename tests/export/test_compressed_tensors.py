@@ -204,6 +204,25 @@ def test_trainer_callback_model_round_trip(tmp_path: Path, capsys: pytest.Captur
 
 
 @needs_stack
+def test_growprune_run_of_a_registered_transformers_model(tmp_path: Path) -> None:
+    """A growprune checkpoint whose recipe names a registered PreTrainedModel builder is rebuilt,
+    loaded with its weights and exported with the masks it saved."""
+    from growprune.models import register_model
+    from growprune.models.registry import _BUILDERS
+    from tests.export.conftest import write_run
+
+    model = sparse_llama()
+    register_model("ct_tiny_llama", lambda: llama(seed=1))  # other initial weights: the checkpoint's win
+    try:
+        write_run(tmp_path / "run", model, {"name": "ct_tiny_llama", "args": {}})
+        summary = gp.export_model(tmp_path / "run", tmp_path / "out", format=FORMAT)
+    finally:
+        _BUILDERS.pop("ct_tiny_llama", None)
+    assert summary.source == f"checkpoint {tmp_path / 'run' / 'checkpoints' / 'final.pt'}"
+    check_round_trip(model, tmp_path / "out", "sparse-bitmask")
+
+
+@needs_stack
 def test_export_doc_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     example = next(b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S) if FORMAT in b)
     monkeypatch.chdir(tmp_path)
