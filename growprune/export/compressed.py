@@ -134,6 +134,10 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
 def _trainer_checkpoint(path: Path) -> Path | None:
     """The Hugging Face Trainer checkpoint folder `path` names (itself, or the newest
     ``checkpoint-N`` in an output directory) if it has growprune's sparsifier state, else None."""
@@ -153,14 +157,18 @@ def _from_trainer_checkpoint(folder: Path) -> tuple[nn.Module, ExportSource]:
     """The causal LM of a Trainer checkpoint folder and the masks its callback saved."""
     from transformers import AutoModelForCausalLM
 
-    payload = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load fails on damaged bytes with whatever the unpickler hit
+        kind = type(err).__name__
+        raise ExportError(f"{folder / TRAINER_STATE_FILE}: unreadable ({kind}: {_one_line(err)})") from None
     masks = (payload.get("sparsifier") or {}).get("masks") if isinstance(payload, dict) else None
     if not isinstance(masks, dict) or not masks:
         raise ExportError(f"{folder / TRAINER_STATE_FILE}: holds no sparsifier masks")
     try:
         model = AutoModelForCausalLM.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise ExportError(f"{folder}: cannot be loaded as a causal LM ({err})") from None
+        raise ExportError(f"{folder}: cannot be loaded as a causal LM ({_one_line(err)})") from None
     source = from_module(model)
     unknown = sorted(set(masks) - set(source.state))
     if unknown:

@@ -285,3 +285,14 @@ def test_refuses_an_output_directory_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "out" / "config.json").write_text("{}")
     with pytest.raises(ExportError, match="is not empty"):
         gp.export_model(sparse_llama(), tmp_path / "out", format=FORMAT)
+
+
+@needs_stack
+def test_refuses_an_unreadable_trainer_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "checkpoint-4"
+    folder.mkdir(parents=True)
+    llama(seed=0).save_pretrained(folder)
+    (folder / "growprune_sparsifier.pt").write_bytes(b"truncated")
+    with pytest.raises(ExportError, match=r"growprune_sparsifier.pt: unreadable \("):
+        gp.export_model(tmp_path / "run", tmp_path / "out", format=FORMAT)
+    assert not (tmp_path / "out").exists()
