@@ -277,9 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "source", help="run directory (uses final.pt, else best.pt, else the newest) or checkpoint"
     )
-    export.add_argument("--out", required=True, help="output file, e.g. model.safetensors")
     export.add_argument(
-        "--format", choices=["sparse", "dense"], default="sparse", help="sparse: bitmask + kept values"
+        "--out", required=True, help="output file, e.g. model.safetensors (compressed-tensors: a directory)"
+    )
+    export.add_argument(
+        "--format",
+        choices=["sparse", "dense", "compressed-tensors"],
+        default="sparse",
+        help="sparse: bitmask + kept values; compressed-tensors: a transformers model directory "
+        "(from a Hugging Face Trainer checkpoint written with SparsityCallback)",
     )
     export.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     export.add_argument(

@@ -65,7 +65,7 @@ def test_compact_storage_doc_example_runs() -> None:
 
 # The Python blocks of each page that a test runs (above, and tests/export/test_export_doc.py), and
 # the sketches that are not meant to run on their own (each names the complete example it stands for).
-RUN_BY_TESTS = {"README.md": 1, "docs/compact-storage.md": 1, "docs/methods.md": 1, "docs/export.md": 1}
+RUN_BY_TESTS = {"README.md": 1, "docs/compact-storage.md": 1, "docs/methods.md": 1, "docs/export.md": 2}
 SKETCHES = {"docs/distributed.md": 1}  # FSDP2 loop: examples/fsdp_loop.py runs it (tests/examples)
 
 

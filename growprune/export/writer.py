@@ -21,7 +21,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import nn
 
-from growprune.export import codec, fileformat
+from growprune.export import codec, compressed, fileformat
 from growprune.export.errors import ExportError, ExportUsageError
 from growprune.export.source import ExportSource, check_masks, from_checkpoint, from_module
 from growprune.files import atomic_write, no_space_message
@@ -169,7 +169,10 @@ def export_model(
     Args:
         source: run directory (uses checkpoints/final.pt, else best.pt, else the newest),
             checkpoint file, or an ``nn.Module`` (masks attached or already removed).
-        format: ``"sparse"`` (bitmask + kept values for every masked tensor) or ``"dense"``.
+        format: ``"sparse"`` (bitmask + kept values for every masked tensor), ``"dense"``, or
+            ``"compressed-tensors"``: ``out`` is then a Hugging Face model directory that
+            ``transformers`` loads (a ``PreTrainedModel`` source, or a Trainer checkpoint folder
+            with the callback's masks; see :mod:`growprune.export.compressed`).
         dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"`` for floating tensors.
         model_name, model_args: registry builder of a live model, so that :func:`growprune.load`
             can rebuild it; for checkpoints, ``model_args`` adds or overrides recipe arguments.
@@ -180,12 +183,21 @@ def export_model(
             that cannot be used as given: ``out`` a directory, under a file or not writable, a
             source path that does not exist, an unknown format or dtype.
     """
-    if format not in fileformat.FORMATS:
-        raise ExportUsageError(f"format must be one of {', '.join(fileformat.FORMATS)}, got {format!r}")
+    if format not in (*fileformat.FORMATS, compressed.FORMAT):
+        raise ExportUsageError(
+            f"format must be one of {', '.join((*fileformat.FORMATS, compressed.FORMAT))}, got {format!r}"
+        )
     try:
         torch_dtype = codec.dtype_from_name(dtype)
     except ValueError as err:
         raise ExportUsageError(str(err)) from None
+    if format == compressed.FORMAT:
+        if model_name is not None or model_args:
+            raise ExportUsageError(
+                f"model_name= and model_args= are for growprune's own formats; {compressed.FORMAT!r} "
+                "records the model in its config.json"
+            )
+        return compressed.export_compressed_tensors(source, out, torch_dtype)
     out_path = check_out(out)
     if isinstance(source, nn.Module):
         src = from_module(source, model_name, model_args)
