@@ -5,8 +5,9 @@ loads it back with the same weights, zeros where the masks prune, and the same l
 
 The round trips need the versions the ``llm`` extra pins (compressed-tensors 0.14 with
 transformers 4.55, see growprune/export/compressed.py); elsewhere they skip with the reason the
-export itself gives, except under ``GROWPRUNE_REQUIRE_LLM=1`` (``make test`` sets it, so CI
-fails rather than skips if its environment lost the pinned pair). The refusals are checked
+export itself gives, except under ``GROWPRUNE_REQUIRE_LLM=1``: ``make test-llm`` (which CI runs)
+runs them in an environment of their own with that pair and sets it, so they fail there rather
+than skip. The refusals are checked
 wherever transformers is installed.
 """
 
