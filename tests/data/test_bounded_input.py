@@ -35,8 +35,8 @@ from growprune.tasks.classification import fashion_mnist as fm
 from growprune.tasks.classification.idx import write_idx
 from growprune.tasks.detection.coco import load_coco_detection
 from growprune.tasks.partseg.shapenet_part import load_split
-from tests.detection.tiny_coco import write_tiny_coco
-from tests.partseg.handmade import write_handmade
+from tests.tasks.detection.tiny_coco import write_tiny_coco
+from tests.tasks.partseg.handmade import write_handmade
 
 SECONDS = 30.0
 MAX_GROWTH = 192 << 20  # bytes of resident memory a loader may add for these tiny folders

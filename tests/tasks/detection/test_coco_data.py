@@ -11,7 +11,7 @@ import torch
 from growprune.tasks.detection.coco import CocoFormatError, load_coco_detection
 from growprune.tasks.detection.shapes import CATEGORIES, generate_shapes, generated_root
 from growprune.tasks.detection.task import DetectionLoader, flip_targets
-from tests.detection.tiny_coco import write_tiny_coco
+from tests.tasks.detection.tiny_coco import write_tiny_coco
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from growprune.cli import main
 from growprune.models import build_model
 from growprune.sparsity.targets import find_targets
 from growprune.tasks.detection.model import SSD, default_boxes
-from tests.detection.tiny_coco import write_tiny_coco
+from tests.tasks.detection.tiny_coco import write_tiny_coco
 
 REPO = Path(__file__).resolve().parents[2]
 

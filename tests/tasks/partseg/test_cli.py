@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.partseg.handmade import write_handmade
+from tests.tasks.partseg.handmade import write_handmade
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from growprune.tasks.partseg.generator import GENERATED_CATEGORIES, generate, generated_root
 from growprune.tasks.partseg.shapenet_part import CATEGORIES
-from tests.partseg.conftest import TINY
+from tests.tasks.partseg.conftest import TINY
 
 SYNSETS = {"Mug": "03797390", "Table": "04379243", "Lamp": "03636649"}  # the benchmark's ids
 

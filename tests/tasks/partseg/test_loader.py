@@ -16,7 +16,7 @@ from growprune.tasks.partseg.shapenet_part import (
     category_of_parts,
     load_split,
 )
-from tests.partseg.handmade import write_handmade
+from tests.tasks.partseg.handmade import write_handmade
 
 
 def test_part_table_is_the_benchmarks() -> None:

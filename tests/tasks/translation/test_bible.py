@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from growprune.tasks.classification.fashion_mnist import DatasetNotFoundError
+from growprune.data.errors import DatasetNotFoundError
 from growprune.tasks.translation import bible
 
 HAVE_DIATHEKE = shutil.which("diatheke") is not None

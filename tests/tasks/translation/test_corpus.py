@@ -180,7 +180,7 @@ def test_loader_rejects_bad_arguments() -> None:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session-wide cache of tests/data/test_bible.py, so the Bible is read only once."""
+    """The session-wide cache of tests/tasks/translation/test_bible.py, so the Bible is read only once."""
     return tmp_path_factory.getbasetemp() / "growprune-cache"
 
 
