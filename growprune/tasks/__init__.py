@@ -15,14 +15,13 @@ from growprune.tasks.registry import TASKS, TaskSpec, bundled_recipes, task_for_
 if TYPE_CHECKING:
     import torch
 
-    from growprune.tasks.base import DataSettings, EvaluationSettings, Task
+    from growprune.tasks.base import DataSettings, Task
 
 __all__ = [
     "TASKS",
     "Batch",
     "BatchLoader",
     "DataSettings",
-    "EvaluationSettings",
     "Task",
     "TaskRequest",
     "TaskSpec",
@@ -35,7 +34,7 @@ __all__ = [
 ]
 
 # The task interface (torch) loads on first use: the CLI reads the registry without importing torch.
-_BASE_NAMES = {"Batch", "BatchLoader", "DataSettings", "EvaluationSettings", "Task", "TaskRequest"}
+_BASE_NAMES = {"Batch", "BatchLoader", "DataSettings", "Task", "TaskRequest"}
 _BASE_NAMES |= {"accepted_defaults", "check_model_fits"}
 
 
@@ -49,7 +48,7 @@ def __getattr__(name: str) -> Any:
 
 def build_task(
     data: DataSettings,
-    evaluation: EvaluationSettings,
+    evaluation: Any,
     device: torch.device,
     batch_size: int,
     *,
@@ -62,7 +61,7 @@ def build_task(
 
     Args:
         data: the data settings (dataset name and arguments, directory, augmentation).
-        evaluation: decoding and scoring settings (translation, detection; others ignore them).
+        evaluation: the task's own evaluation settings (its registry entry's ``evaluation``), or None.
         device: where the data is put.
         batch_size: training batch size.
         seed: base seed of the data order and augmentation.

@@ -43,18 +43,6 @@ class DataSettings(Protocol):
     args: dict[str, Any]
 
 
-class EvaluationSettings(Protocol):
-    """How a model is decoded and scored (a recipe's ``evaluation:`` section)."""
-
-    beam_size: int
-    length_penalty: float
-    epoch_sentences: int | None
-    examples: int
-    score_threshold: float
-    nms_iou: float
-    max_detections: int
-
-
 @dataclass(frozen=True)
 class TaskRequest:
     """What a run asks of its task: the recipe's data and evaluation settings, where the data goes,
@@ -62,7 +50,9 @@ class TaskRequest:
     check that every part runs)."""
 
     data: DataSettings
-    evaluation: EvaluationSettings
+    # the task's own evaluation settings (an instance of its registry entry's `evaluation`
+    # dataclass, filled from the recipe's ``evaluation:`` section); None for a task that takes none
+    evaluation: Any
     device: torch.device
     batch_size: int
     eval_batch_size: int

@@ -67,9 +67,16 @@ class TaskSpec:
     models: Mapping[str, str] = field(default_factory=dict)
     # "module:function" of its own section of a run report, (run_dir, epochs, final) -> Markdown lines
     section: str | None = None
+    # "module:Class" of the dataclass of its recipe ``evaluation:`` keys (bounds in field metadata,
+    # as a method's settings); None: the task takes none. Kept in a module without torch.
+    evaluation: str | None = None
 
     def load(self) -> type[Task]:
         return _resolve(self.task_class)
+
+    def evaluation_settings(self) -> type | None:
+        """The dataclass of the task's ``evaluation:`` keys (None when it takes none)."""
+        return None if self.evaluation is None else _resolve(self.evaluation)
 
     @property
     def folder(self) -> Path:
@@ -129,6 +136,7 @@ TASKS: dict[str, TaskSpec] = {
             extra="translation",
             models={"transformer": "growprune.tasks.translation.model:Seq2SeqTransformer"},
             section="growprune.tasks.translation.report:translation_lines",
+            evaluation="growprune.tasks.translation.settings:TranslationEvaluation",
         ),
         TaskSpec(
             name="detection",
@@ -146,6 +154,7 @@ TASKS: dict[str, TaskSpec] = {
             extra="detection",
             models={"ssd": "growprune.tasks.detection.model:SSD"},
             section="growprune.tasks.detection.report:detection_lines",
+            evaluation="growprune.tasks.detection.settings:DetectionEvaluation",
         ),
         TaskSpec(
             name="partseg",

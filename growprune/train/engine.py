@@ -58,6 +58,7 @@ from growprune.train.metrics import MetricsLogger
 from growprune.train.recipe import (
     Recipe,
     RecipeError,
+    evaluation_settings,
     method_settings,
     recipe_to_dict,
     sparsifier_arguments,
@@ -252,7 +253,7 @@ class Trainer:
         try:
             self.task: Task = build_task(
                 recipe.data,
-                recipe.evaluation,
+                evaluation_settings(recipe),
                 self.device,
                 batch,
                 seed=cfg.seed,

@@ -15,6 +15,7 @@ import functools
 import os
 import re
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from growprune.methods import METHODS, Sparsifier, get_method
 from growprune.methods.settings import MethodSettings, RunLength
 from growprune.sparsity.distribution import NAMED_DISTRIBUTIONS, validate_sparsity
 from growprune.sparsity.patterns import parse_pattern
+from growprune.tasks.registry import FALLBACK_TASK, TASKS, task_for_dataset, task_named
 
 
 class RecipeError(UsageError, ValueError):
@@ -238,19 +240,6 @@ class TrainingConfig(Section):
         return value
 
 
-class EvaluationConfig(Section):
-    """How a translation model is decoded and scored, and a detector's boxes are post-processed
-    (classification ignores this section; each task reads its own keys)."""
-
-    beam_size: int = Field(4, ge=1, description="beam width of the final test evaluation")
-    length_penalty: float = Field(0.6, ge=0, description="GNMT length penalty alpha")
-    epoch_sentences: int | None = Field(500, ge=1, description="validation sentences decoded each epoch")
-    examples: int = Field(5, ge=0, description="test translations / detection images shown in the report")
-    score_threshold: float = Field(0.01, ge=0, lt=1, description="detection: lowest class score kept")
-    nms_iou: float = Field(0.45, gt=0, le=1, description="detection: IoU above which NMS suppresses a box")
-    max_detections: int = Field(100, ge=1, description="detection: boxes kept per image (COCO scores 100)")
-
-
 class OutputConfig(Section):
     dir: str | None = None
     checkpoint_every_steps: int | None = Field(None, ge=1)
@@ -270,7 +259,8 @@ class Recipe(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     method: MethodBase  # validated as the registered method's own section (see recipe_model)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    # validated as the recipe's task's own keys (its registry entry's `evaluation`, see recipe_model)
+    evaluation: Section = Field(default_factory=Section)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
@@ -289,23 +279,78 @@ class Recipe(Section):
         return self
 
 
-def recipe_model() -> type[Recipe]:
-    """The validating recipe model for the methods registered now.
+def recipe_model(task: str = FALLBACK_TASK) -> type[Recipe]:
+    """The validating recipe model for the methods registered now and the recipe's task.
 
     Built on demand rather than once at import, so a method registered later (by a third party,
-    with ``growprune.register_method``) is a valid ``method.name`` in recipes.
+    with ``growprune.register_method``) is a valid ``method.name`` in recipes; its
+    ``evaluation:`` section takes the keys the task declares (``TaskSpec.evaluation``).
     """
     configs = tuple(method_configs().values())
-    return _recipe_model(configs)
+    return _recipe_model(configs, evaluation_config(task))
+
+
+def evaluation_config(task: str) -> type[Section]:
+    """The ``evaluation:`` section of task `task`: the keys of its evaluation dataclass."""
+    spec = task_named(task)
+    return _evaluation_config(spec.name, spec.evaluation_settings())
 
 
 @functools.cache
-def _recipe_model(configs: tuple[type[MethodBase], ...]) -> type[Recipe]:
+def _evaluation_config(task: str, settings: type | None) -> type[Section]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{task.title()}Evaluation",
+        __base__=Section,
+        __doc__=f"The {task} task's evaluation keys.",
+        **(_settings_fields(settings) if settings is not None else {}),
+    )
+
+
+def evaluation_settings(recipe: Recipe) -> Any:
+    """The recipe's evaluation section as its task's own settings dataclass (None if it takes none)."""
+    settings = task_for_dataset(recipe.data.name).evaluation_settings()
+    if settings is None:
+        return None
+    return settings(**{f.name: getattr(recipe.evaluation, f.name) for f in dataclasses.fields(settings)})
+
+
+def _recipe_task(data: dict[str, Any]) -> str:
+    """The task a raw recipe trains (by its data.name, before validation: it picks the model)."""
+    section = data.get("data")
+    name = section.get("name") if isinstance(section, dict) else None
+    return task_for_dataset(name if isinstance(name, str) else DataConfig().name).name
+
+
+def _drop_other_tasks_keys(data: dict[str, Any], task: str) -> None:
+    """Evaluation keys another task declares, in a recipe of `task`: recipes and runs written before
+    each task declared its own keys had every task's keys; they are ignored, with a warning."""
+    section = data.get("evaluation")
+    if not isinstance(section, dict):
+        return
+    own = evaluation_config(task).model_fields
+    owners: dict[str, list[str]] = {}
+    for spec in TASKS.values():
+        for key in evaluation_config(spec.name).model_fields:
+            owners.setdefault(key, []).append(spec.name)
+    others = sorted(key for key in section if key not in own and key in owners)
+    if others:
+        named = ", ".join(f"{key} ({', '.join(owners[key])})" for key in others)
+        warnings.warn(
+            f"evaluation: {named} belong to other tasks' evaluation; a {task} recipe ignores them",
+            stacklevel=3,
+        )
+        for key in others:
+            del section[key]
+
+
+@functools.cache
+def _recipe_model(configs: tuple[type[MethodBase], ...], evaluation: type[Section]) -> type[Recipe]:
     union = configs[0] if len(configs) == 1 else typing.Union[configs]  # noqa: UP007
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Recipe",
         __base__=Recipe,
         method=(Annotated[union, Field(discriminator="name")], ...),
+        evaluation=(evaluation, Field(default_factory=evaluation)),
     )
 
 
@@ -317,7 +362,7 @@ def _allowed_fields(model: type[BaseModel] | None) -> list[str]:
 def _section_model(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at `loc` (for did-you-mean suggestions)."""
     configs = method_configs()
-    model: type[BaseModel] | None = Recipe
+    model: type[BaseModel] | None = recipe_model(_recipe_task(data))
     for part in loc[:-1]:
         if model is None:
             return None
@@ -503,8 +548,10 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
 
 def validate_recipe(data: dict[str, Any], where: str = "the recipe") -> Recipe:
     _check_shape(data, where)
+    task = _recipe_task(data)
+    _drop_other_tasks_keys(data, task)
     try:
-        return recipe_model().model_validate(data)
+        return recipe_model(task).model_validate(data)
     except ValidationError as err:
         raise RecipeError(format_validation_error(err, data)) from None
 

@@ -63,3 +63,59 @@ def test_bad_yaml_is_one_line(tmp_path: Path) -> None:
     bad.write_text("method: {name: cgap\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+BIBLE = {"name": "bible"}
+COCO = {"name": "coco_shapes"}
+
+
+@pytest.mark.parametrize(
+    ("data", "evaluation", "message"),
+    [
+        (
+            BIBLE,
+            {"beam_sise": 2},
+            "unknown key 'evaluation.beam_sise'; did you mean 'beam_size'? "
+            "(allowed here: beam_size, length_penalty, epoch_sentences, examples)",
+        ),
+        (BIBLE, {"beam_size": 0}, "evaluation.beam_size"),
+        (COCO, {"nms_iou": 0}, "evaluation.nms_iou"),
+        (COCO, {"nms": 0.5}, "did you mean 'nms_iou'?"),
+        ({"name": "fashion_mnist"}, {"top_k": 5}, "unknown key 'evaluation.top_k' (allowed here: )"),
+    ],
+)
+def test_evaluation_keys_are_the_tasks_own(data: dict, evaluation: dict, message: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        validate_recipe({"data": data, "method": {**GAP}, "evaluation": evaluation})
+    assert message in str(info.value)
+
+
+def test_evaluation_settings_reach_the_task_as_its_dataclass() -> None:
+    from growprune.tasks.detection.settings import DetectionEvaluation
+    from growprune.tasks.translation.settings import TranslationEvaluation
+    from growprune.train.recipe import evaluation_settings
+
+    recipe = validate_recipe({"data": BIBLE, "method": {**GAP}, "evaluation": {"beam_size": 2}})
+    assert evaluation_settings(recipe) == TranslationEvaluation(beam_size=2)
+    recipe = validate_recipe({"data": COCO, "method": {**GAP}, "evaluation": {"max_detections": 7}})
+    assert evaluation_settings(recipe) == DetectionEvaluation(max_detections=7)
+    assert evaluation_settings(validate_recipe({"method": {**GAP}})) is None  # classification takes none
+    # the run directory's recipe.yaml holds the task's keys only, defaults filled in
+    assert recipe.model_dump()["evaluation"] == {
+        "score_threshold": 0.01,
+        "nms_iou": 0.45,
+        "max_detections": 7,
+        "examples": 5,
+    }
+
+
+def test_another_tasks_evaluation_keys_are_ignored_with_a_warning() -> None:
+    """Recipes and run directories from before each task declared its keys held every task's."""
+    old = {"beam_size": 3, "length_penalty": 0.6, "score_threshold": 0.01, "nms_iou": 0.45, "examples": 2}
+    ignored = r"evaluation: nms_iou \(detection\), score_threshold \(detection\) belong to other tasks'"
+    with pytest.warns(UserWarning, match=ignored):
+        recipe = validate_recipe({"data": BIBLE, "method": {**GAP}, "evaluation": dict(old)})
+    assert recipe.evaluation.beam_size == 3 and recipe.evaluation.examples == 2
+    ignored = r"beam_size \(translation\), examples \(translation, detection\), length_penalty"
+    with pytest.warns(UserWarning, match=ignored):
+        validate_recipe({"method": {**GAP}, "evaluation": dict(old)})

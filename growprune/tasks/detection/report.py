@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from growprune.tasks.markdown import markdown_table
+
 __all__ = ["FIGURE_FILE", "detection_figure", "detection_lines"]
 
 FIGURE_FILE = "detections.png"
@@ -81,14 +83,9 @@ def detection_lines(run_dir: Path, epochs: Sequence[Any], final: Any) -> list[st
             "",
         ]
     if rows:
-        lines += ["| epoch | mAP | AP50 | AP75 | val loss |", "|---:|---:|---:|---:|---:|"]
-        for e in rows:
-            s = e.scores
-            lines.append(
-                f"| {e.epoch:.2f} | {s['val_map']:.4f} | {s['val_map50']:.4f} | {s['val_map75']:.4f} | "
-                f"{s.get('val_loss', float('nan')):.4f} |"
-            )
-        lines.append("")
+        keys = ("val_map", "val_map50", "val_map75", "val_loss")
+        cells = ([f"{e.epoch:.2f}", *(f"{e.scores.get(k, float('nan')):.4f}" for k in keys)] for e in rows)
+        lines += markdown_table(("epoch", "mAP", "AP50", "AP75", "val loss"), "rrrrr", cells)
     if (Path(run_dir) / FIGURE_FILE).is_file():
         lines += [f"![validation detections](../{FIGURE_FILE})", ""]
     return lines

@@ -27,6 +27,7 @@ from growprune.tasks.detection.boxes import detect
 from growprune.tasks.detection.coco import CocoDetectionData, DetectionSplit, find_root, load_coco_detection
 from growprune.tasks.detection.coco_map import coco_map
 from growprune.tasks.detection.multibox import MultiboxLoss
+from growprune.tasks.detection.settings import DetectionEvaluation
 
 # Smoke runs keep the schedule but train on one batch of 8 images per epoch and score 4
 # validation images: an SSD step costs ~25 ms per image on one core.
@@ -40,6 +41,7 @@ MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 DETECTIONS_FILE = "detections.json"
 FIGURE_FILE = "detections.png"
+MAX_FIGURE_IMAGES = 4  # validation images drawn in detections.png, whatever evaluation.examples asks
 _STREAM_FLIP = 2  # after the loader's shuffle (0) and augmentation (1) streams
 
 
@@ -100,19 +102,13 @@ class DetectionTask(Task):
         eval_batch_size: int,
         seed: int,
         hflip: bool = True,
-        score_threshold: float = 0.01,
-        nms_iou: float = 0.45,
-        max_detections: int = 100,
-        examples: int = 4,
+        evaluation: DetectionEvaluation | None = None,
     ) -> None:
         self.data = data
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.hflip = hflip
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
-        self.max_detections = max_detections
-        self.examples = examples
+        self.evaluation = evaluation or DetectionEvaluation()
         self.criterion = MultiboxLoss()
         self.train_loader = self.worker_loader(seed)
         self.last_detections: list[dict[str, Any]] = []
@@ -121,7 +117,7 @@ class DetectionTask(Task):
     def from_request(cls, request: TaskRequest) -> DetectionTask:
         from growprune.tasks.detection.shapes import generated_root
 
-        settings, ev = request.data, request.evaluation
+        settings = request.data
         if settings.random_crop:
             raise ValueError(
                 "random_crop does not move the boxes; remove it for detection (hflip is supported)"
@@ -162,10 +158,7 @@ class DetectionTask(Task):
             eval_batch_size=request.eval_batch_size,
             seed=request.seed,
             hflip=settings.hflip,
-            score_threshold=ev.score_threshold,
-            nms_iou=ev.nms_iou,
-            max_detections=ev.max_detections,
-            examples=min(ev.examples, 4),
+            evaluation=request.evaluation,
         )
 
     def worker_loader(self, seed: int) -> DetectionLoader:
@@ -196,9 +189,9 @@ class DetectionTask(Task):
                 logits,
                 deltas,
                 defaults,
-                score_threshold=self.score_threshold,
-                iou_threshold=self.nms_iou,
-                max_detections=self.max_detections,
+                score_threshold=self.evaluation.score_threshold,
+                iou_threshold=self.evaluation.nms_iou,
+                max_detections=self.evaluation.max_detections,
             )
             for row, (boxes, scores, labels) in zip(range(start, stop), found):
                 width, height = split.sizes[row]
@@ -241,7 +234,7 @@ class DetectionTask(Task):
         and ``detections.png`` (a few validation images with true and predicted boxes)."""
         run_dir = Path(run_dir)
         (run_dir / DETECTIONS_FILE).write_text(json.dumps(self.last_detections))
-        if self.examples > 0:
+        if self.evaluation.examples > 0:
             from growprune.tasks.detection.report import detection_figure
 
             detection_figure(
@@ -250,5 +243,5 @@ class DetectionTask(Task):
                 self.last_detections,
                 self.data.category_ids,
                 self.data.category_names,
-                count=self.examples,
+                count=min(self.evaluation.examples, MAX_FIGURE_IMAGES),
             )

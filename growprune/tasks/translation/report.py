@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from growprune.records import EpochRecord, FinalRecord
+from growprune.tasks.markdown import markdown_table
 
 EXAMPLES_FILE = "translations.tsv"
 
@@ -29,10 +30,6 @@ def read_examples(run_dir: Path, limit: int) -> list[dict[str, str]]:
         return [row for _, row in zip(range(limit), rows)]
 
 
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def translation_lines(
     run_dir: Path, epochs: Sequence[EpochRecord], final: FinalRecord | None, examples: int = 5
 ) -> list[str]:
@@ -49,23 +46,17 @@ def translation_lines(
             "",
         ]
     if epochs:
-        lines += [
-            "| epoch | phase | valid loss | valid BLEU (greedy) | valid chrF |",
-            "|---:|---|---:|---:|---:|",
-        ]
-        for record in epochs:
-            scores = record.scores
-            lines.append(
-                f"| {record.epoch:.2f} | {record.phase or ''} | {_score(scores.get('valid_loss'))} | "
-                f"{_score(scores.get('valid_bleu'))} | {_score(scores.get('valid_chrf'))} |"
-            )
-        lines.append("")
+        header = ("epoch", "phase", "valid loss", "valid BLEU (greedy)", "valid chrF")
+        keys = ("valid_loss", "valid_bleu", "valid_chrf")
+        cells = ([f"{r.epoch:.2f}", r.phase or "", *(_score(r.scores.get(k)) for k in keys)] for r in epochs)
+        lines += markdown_table(header, "rlrrr", cells)
     rows = read_examples(run_dir, examples)
     if rows:
         lines += ["Test translations (first verses of the test books):", ""]
-        lines += ["| verse | source | reference | model |", "|---|---|---|---|"]
-        for row in rows:
-            cells = (row.get(k, "") for k in ("ref", "source", "reference", "hypothesis"))
-            lines.append("| " + " | ".join(_escape(c or "") for c in cells) + " |")
-        lines.append("")
+        keys = ("ref", "source", "reference", "hypothesis")
+        lines += markdown_table(
+            ("verse", "source", "reference", "model"),
+            "llll",
+            ([row.get(k) or "" for k in keys] for row in rows),
+        )
     return lines

@@ -8,6 +8,7 @@ search, which is the number a results table reports.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from growprune.tasks.translation.corpus import (
 )
 from growprune.tasks.translation.decode import beam_search, greedy_decode
 from growprune.tasks.translation.scores import translation_scores
+from growprune.tasks.translation.settings import TranslationEvaluation
 from growprune.tasks.translation.subword import BOS, EOS, PAD
 
 # Smoke runs keep the recipe's model and schedule but train on the shortest pairs, one batch per
@@ -47,20 +49,14 @@ class TranslationTask(Task):
         eval_batch_size: int,
         seed: int,
         label_smoothing: float = 0.1,
-        beam_size: int = 4,
-        length_penalty: float = 0.6,
-        epoch_sentences: int | None = 500,
-        examples: int = 5,
+        evaluation: TranslationEvaluation | None = None,
     ) -> None:
         self.data = data
         self.tokenizer = data.tokenizer
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.label_smoothing = label_smoothing
-        self.beam_size = beam_size
-        self.length_penalty = length_penalty
-        self.epoch_sentences = epoch_sentences
-        self.examples = examples
+        self.evaluation = evaluation or TranslationEvaluation()
         self.train_loader = self.worker_loader(seed)
         self.last_final: dict[str, Any] = {}
 
@@ -82,10 +78,7 @@ class TranslationTask(Task):
         return cls(
             data,
             **request.loop_sizes(),
-            beam_size=min(ev.beam_size, 2) if request.smoke else ev.beam_size,
-            length_penalty=ev.length_penalty,
-            epoch_sentences=ev.epoch_sentences,
-            examples=ev.examples,
+            evaluation=replace(ev, beam_size=min(ev.beam_size, 2)) if request.smoke else ev,
         )
 
     def worker_loader(self, seed: int) -> TranslationLoader:
@@ -113,9 +106,10 @@ class TranslationTask(Task):
         was_training = model.training
         model.eval()
         try:
-            scores = self._split_scores(model, self.data.valid, "valid", self.epoch_sentences, beam=1)
+            ev = self.evaluation
+            scores = self._split_scores(model, self.data.valid, "valid", ev.epoch_sentences, beam=1)
             if final:
-                scores.update(self._split_scores(model, self.data.test, "test", None, beam=self.beam_size))
+                scores.update(self._split_scores(model, self.data.test, "test", None, beam=ev.beam_size))
         finally:
             model.train(was_training)
         return scores
@@ -169,9 +163,8 @@ class TranslationTask(Task):
             if beam == 1:
                 ids = greedy_decode(model, batch, bos_id=BOS, eos_id=EOS)
             else:
-                ids = beam_search(
-                    model, batch, beam_size=beam, length_penalty=self.length_penalty, bos_id=BOS, eos_id=EOS
-                )
+                alpha = self.evaluation.length_penalty
+                ids = beam_search(model, batch, beam_size=beam, length_penalty=alpha, bos_id=BOS, eos_id=EOS)
             for row, tokens in zip(idx.tolist(), ids):
                 out[row] = self.tokenizer.decode(tokens)
         return out
@@ -182,7 +175,7 @@ class TranslationTask(Task):
             f"loss {metrics['valid_loss']:.4f}"
         )
         if "test_bleu" in metrics:
-            text += f"  | test BLEU {metrics['test_bleu']:.2f} (beam {self.beam_size})"
+            text += f"  | test BLEU {metrics['test_bleu']:.2f} (beam {self.evaluation.beam_size})"
         return text
 
     def write_artifacts(self, model: nn.Module, run_dir: Path) -> None:
@@ -199,5 +192,5 @@ class TranslationTask(Task):
         """The first few test translations (for the run report)."""
         final = self.last_final
         keys = ("refs", "sources", "references", "hypotheses")
-        rows = list(zip(*(final.get(k, []) for k in keys)))[: self.examples]
+        rows = list(zip(*(final.get(k, []) for k in keys)))[: self.evaluation.examples]
         return [dict(zip(("ref", "source", "reference", "hypothesis"), row)) for row in rows]

@@ -12,6 +12,7 @@ import growprune
 from growprune.export import export_model
 from growprune.tasks.translation.corpus import TranslationData, TranslationSplit
 from growprune.tasks.translation.model import Seq2SeqTransformer
+from growprune.tasks.translation.settings import TranslationEvaluation
 from growprune.tasks.translation.subword import BOS, EOS, PAD, SubwordTokenizer
 from growprune.tasks.translation.task import TranslationTask
 from growprune.train.engine import Trainer
@@ -35,7 +36,8 @@ def tiny_task() -> TranslationTask:
     refs = [f"Gen 1:{i + 1}" for i in range(len(SENTENCES))]
     split = TranslationSplit.from_ids(src, tgt, [s for s, _ in SENTENCES], [t for _, t in SENTENCES], refs)
     data = TranslationData(tokenizer, split, split, split, "es-en", {})
-    return TranslationTask(data, batch_size=3, eval_batch_size=4, seed=0, beam_size=2)
+    evaluation = TranslationEvaluation(beam_size=2)
+    return TranslationTask(data, batch_size=3, eval_batch_size=4, seed=0, evaluation=evaluation)
 
 
 def test_loss_counts_only_real_target_tokens(tiny_task: TranslationTask) -> None:
