@@ -1,4 +1,4 @@
-"""The schedules of a chosen shape a method declares (docs/methods.md, "Schedules for measuring"):
+"""The schedules of a chosen shape a method declares (docs/methods.md, "Schedules of a chosen shape"):
 its published schedule scaled to a budget (`paper_schedule` / `paper_settings`), a short run with
 each kind of its events (`short_run` / `short_schedule`) and its steady sparse phase
 (`steady_schedule`), each with a default derived from the step-argument declarations."""
