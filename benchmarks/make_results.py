@@ -40,6 +40,13 @@ METHOD_ORDER = list(QUALITY_METHODS)
 # The baselines C-GaP is measured against: every method that prunes on a schedule fitted into
 # training.epochs (not the grow-and-prune methods, whose phases set the run's length), and peers.
 BASELINES = [m for m in METHOD_ORDER if m in PEERS or (prunes(m) and not sets_own_length(m))]
+# The methods whose own schedule sets the run's length (C-GaP, P-GaP): the ones measured against them.
+GROW_AND_PRUNE = [m for m in METHODS if sets_own_length(m)]
+# K of each method whose published schedule has partitions (Sparsifier.paper_schedule): a tier's
+# rows at another K say so in its settings line.
+GAP_PARTITIONS = {
+    m: cls.paper_schedule["partitions"] for m, cls in METHODS.items() if "partitions" in cls.paper_schedule
+}
 
 
 def _prunes(method: str) -> bool:
@@ -216,7 +223,9 @@ def quality_table(rows: list[dict[str, Any]], tier: str) -> list[str]:
                 continue
             n = len(by.get((tier, model, d, method, s), []))
             expected = (
-                set(spec.methods) if spec else {r["method"] for r in rows} | set(BASELINES) | {"cgap", "pgap"}
+                set(spec.methods)
+                if spec
+                else {r["method"] for r in rows} | set(BASELINES) | set(GROW_AND_PRUNE)
             )
             if n < len(seeds) and method in expected:
                 missing.append(f"{method} {s:.0%} {d} ({n}/{len(seeds)} seeds)")
@@ -257,7 +266,7 @@ def tier_settings(table: list[dict[str, Any]]) -> str:
         notes.append("no augmentation")
     if any(r.get("channels_last") for r in table):
         notes.append("channels-last")
-    for method, default in (("cgap", 4), ("pgap", 2)):
+    for method, default in GAP_PARTITIONS.items():
         configs = [r["method_config"] for r in table if r["method"] == method and "method_config" in r]
         ks = sorted({c["partitions"] for c in configs})
         if ks and ks != [default]:

@@ -172,37 +172,15 @@ def build_model(name: str, smoke: bool, device: str = "cpu") -> tuple[nn.Module,
 
 # -- the methods, their schedules squeezed into N steps ----------------------------------------
 def schedule(method: str, steps: int) -> dict[str, Any]:
-    """Constructor arguments that put ``method``'s memory-heavy moments inside ``steps`` steps."""
-    unit = max(1, steps // 4)
-    if method == "dense":
-        return {}
-    if method == "oneshot":  # dense until the prune, then sparse
-        return {"prune_step": unit}
-    if method == "gmp":  # dense at first, prunes every few steps up to 80%
-        return {"start_step": 1, "end_step": max(2, steps - unit), "frequency": max(1, unit // 2)}
-    if method in ("set", "rigl"):  # a drop/grow update every `unit` steps (RigL: dense gradients)
-        return {"end_step": steps, "update_interval": unit}
-    if method == "admm":  # one dense step, then ADMM (Z, U updated every unit/2 steps), then the prune
-        return {"pretrain_steps": 1, "admm_steps": max(1, steps // 2), "update_interval": max(1, unit // 2)}
-    if method == "cgap":  # one round: 4 phases (3 phase changes), the final prune, fine-tuning
-        per_phase = max(1, (steps - unit) // PARTITIONS)
-        return {
-            "partitions": PARTITIONS,
-            "steps_per_phase": per_phase,
-            "rounds": 1,
-            "finetune_steps": max(0, steps - PARTITIONS * per_phase),
-        }
-    if method == "pgap":  # worker 0 of K, two rounds (two merges), fine-tuning
-        per_phase = max(1, (steps - unit) // 2)
-        return {
-            "partitions": PARTITIONS,
-            "steps_per_phase": per_phase,
-            "rounds": 2,
-            "finetune_steps": max(0, steps - 2 * per_phase),
-            "worker": 0,
-            "merger": _no_exchange,
-        }
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    """Constructor arguments that put ``method``'s memory-heavy moments inside ``steps`` steps: the
+    method's own short schedule (``Sparsifier.short_schedule``, declared by its ``short_run``). A
+    method trained in rounds of K workers (``loop == "rounds"``) runs as one worker whose merge
+    exchanges nothing (see the module docstring)."""
+    cls = gp.methods.get_method(method)
+    kwargs = cls.short_schedule(steps)
+    if cls.loop == "rounds":
+        kwargs["merger"] = _no_exchange
+    return kwargs
 
 
 def _no_exchange(sparsifier: Any) -> None:

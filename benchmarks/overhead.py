@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import growprune as gp
-from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine
+from benchmarks.common import RESULTS_DIR, ROOT, git_commit, machine, method_order, prunes
 from growprune.models.registry import build_model
 from growprune.sparsity.targets import find_targets
 
@@ -75,25 +75,17 @@ def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
 
 # -- the methods, each in its steady sparse phase ---------------------------------------------
 def growprune_method(name: str) -> Callable[[nn.Module, torch.optim.Optimizer], Any]:
-    kwargs: dict[str, dict[str, Any]] = {
-        "dense": {},
-        "oneshot": {"prune_step": 0},
-        # mid-ramp: masks at half the final sparsity, next prune never reached
-        "gmp": {"start_step": 0, "end_step": NEVER, "frequency": NEVER, "initial_sparsity": SPARSITY / 2},
-        "set": {"end_step": NEVER, "update_interval": NEVER},
-        "rigl": {"end_step": NEVER, "update_interval": NEVER},
-        # the ADMM phase: its penalty gradient is added every step (the algorithm, not masking)
-        "admm": {"pretrain_steps": 0, "admm_steps": NEVER, "update_interval": NEVER},
-        "cgap": {"partitions": 4, "steps_per_phase": NEVER},
-        "pgap": {"partitions": 4, "steps_per_phase": NEVER},
-    }[name]
+    """``name`` in its steady sparse phase (``Sparsifier.steady_schedule``: e.g. GMP mid-ramp with
+    its masks at half the sparsity, ADMM in its ADMM phase, whose penalty gradient is added every
+    step -- the algorithm, not masking), or with no pruning for a method that prunes nothing."""
+    cls = gp.methods.get_method(name)
+    sparsity = SPARSITY if prunes(name) else 0.0
+    kwargs = cls.steady_schedule(sparsity, NEVER)
 
     def attach(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
-        cls = gp.methods.get_method(name)
-        sparsity = 0.0 if name == "dense" else SPARSITY
         extra = dict(kwargs)
         if "partitions" in extra:  # K=4, or one partition per layer on the 3-layer MLP
-            extra["partitions"] = min(4, len(find_targets(model)))
+            extra["partitions"] = min(extra["partitions"], len(find_targets(model)))
         return cls(model, optimizer, sparsity=sparsity, seed=0, **extra)
 
     return attach
@@ -406,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--smoke writes only where --out says (never the committed results)")
     if args.threads or args.smoke:
         torch.set_num_threads(args.threads or 1)
-    methods = ["dense", "oneshot", "gmp", "set", "rigl", "admm", "cgap", "pgap", "torch.ao"]
+    methods = [*method_order(gp.METHODS), "torch.ao"]
     reps = 1 if args.smoke else args.reps
     started = time.time()
     out = args.out or RESULTS

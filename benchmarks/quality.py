@@ -55,7 +55,7 @@ from benchmarks.common import (
 )
 from benchmarks.engine_child import child_environment, run_child_process
 from growprune.methods import METHODS as REGISTRY
-from growprune.methods import schedule_epochs_of
+from growprune.methods import get_method, schedule_epochs_of
 
 RESULTS = RESULTS_DIR / "quality.jsonl"
 # Peer libraries benchmarked beside growprune's own methods: row name -> (the growprune method
@@ -229,81 +229,18 @@ def method_section(
     steps_per_epoch: int,
     partitions: int | None = None,
 ) -> dict:
-    """The recipe's `method:` section for `method` with an `epochs` budget.
+    """The recipe's `method:` section for `method` with an `epochs` budget: the method's published
+    schedule scaled to the budget (``Sparsifier.paper_schedule``, declared with its references in
+    the method's class; ``paper_settings`` resolves it), at `sparsity` and `distribution` for a
+    method that prunes.
 
-    * one-shot (Han et al. 2015): train dense, prune once by magnitude, retrain: prune at 1/3.
-    * GMP (Zhu & Gupta 2017): cubic ramp from 1/12 to 2/3 of training, a prune every 1/48 of
-      it, the rest fine-tunes (the bundled recipes' 2..16 of 24 epochs, every 0.5 epoch).
-    * SET / RigL (Mocanu et al. 2018 / Evci et al. 2020, RigL paper's settings for both):
-      drop fraction 0.3 with cosine decay, an update every 100 steps (at least 4 updates in all),
-      updates stop at 75%.
-    * ADMM (Zhang et al. 2018, as the GaP paper's baseline): equal thirds dense / ADMM / fine-tune,
-      rho 1e-3 (the GaP authors' code), 8 Z/U updates in the ADMM third.
-    * C-GaP (Ma et al. 2022): K=4 contiguous partitions, optimizer state reset at every GaP step
-      (the authors' code), 2 rounds, GaP steps 2/3 and fine-tuning 1/3 of the budget (the bundled
-      recipe's 4 x 2 x 2 + 8 epochs of 24).
-    * P-GaP: K=2 (the bundled recipe), 4 rounds, fine-tuning 1/3; K x rounds x epochs_per_phase
-      = 2/3 of the compute budget.
-
-    `partitions` sets K of both GaP methods (a tier whose model has few layers); the rounds and
-    the 2/3 + 1/3 split stay, so each GaP step is shorter when K is larger.
+    `partitions` sets K of the methods whose schedule has partitions (the GaP methods, on a tier
+    whose model has few layers); the rounds and the 2/3 + 1/3 split stay, so each GaP step is
+    shorter when K is larger.
     """
-    core = {"sparsity": sparsity, "distribution": distribution}
-    if method == "dense":
-        return {"name": "dense"}
-    if method == "oneshot":
-        return {"name": "oneshot", **core, "prune_epoch": epochs / 3}
-    if method == "gmp":
-        return {
-            "name": "gmp",
-            **core,
-            "start_epoch": epochs / 12,
-            "end_epoch": 2 * epochs / 3,
-            "prune_every_epochs": epochs / 48,
-        }
-    if method in ("set", "rigl"):
-        # Every 100 steps, or often enough for 4 updates in a run too short for that (smoke).
-        interval = min(100, max(1, int(0.75 * epochs * steps_per_epoch) // 4))
-        return {
-            "name": method,
-            **core,
-            "end_epoch": 0.75 * epochs,
-            "update_every_epochs": interval / steps_per_epoch,
-            "drop_fraction": 0.3,
-            "decay": "cosine",
-        }
-    if method == "admm":
-        return {
-            "name": "admm",
-            **core,
-            "pretrain_epochs": epochs / 3,
-            "admm_epochs": epochs / 3,
-            "rho": 1e-3,
-            "update_every_epochs": epochs / 24,
-        }
-    if method == "cgap":
-        k = partitions or 4
-        return {
-            "name": "cgap",
-            **core,
-            "partitions": k,
-            "partition_mode": "contiguous",
-            "rounds": 2,
-            "epochs_per_phase": epochs / (3 * k),  # 2 rounds x K steps = 2/3 of the budget
-            "finetune_epochs": epochs / 3,
-            "reset_optimizer": "all",
-        }
-    if method == "pgap":
-        k = partitions or 2
-        return {
-            "name": "pgap",
-            **core,
-            "partitions": k,
-            "rounds": 4,
-            "epochs_per_phase": epochs / (6 * k),  # K workers x 4 rounds = 2/3 of the budget
-            "finetune_epochs": epochs / 3,
-        }
-    raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    cls = get_method(method)
+    core = {"sparsity": sparsity, "distribution": distribution} if prunes(method) else {}
+    return {"name": method, **core, **cls.paper_settings(epochs, steps_per_epoch, partitions=partitions)}
 
 
 def steps_per_epoch(tier: Tier) -> int:
@@ -487,7 +424,9 @@ def run_rigl_torch(recipe_dict: dict[str, Any], run_dir: Path, sparsity: float) 
     dense_dict = json.loads(json.dumps(recipe_dict))
     # rigl-torch can keep only its first layer dense: that is the whole `first-dense` convention.
     excluded = dense_dict["method"].get("exclude") or []
-    dense_dict["method"] = {"name": "dense"}
+    dense_dict["method"] = {
+        "name": next(m for m in REGISTRY if not prunes(m))
+    }  # the method that prunes nothing
     recipe = validate_recipe(dense_dict)
     trainer = Trainer(recipe, run_dir, progress=False)
     trainer.sparsifier.remove()

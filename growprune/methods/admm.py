@@ -17,8 +17,10 @@ from torch import nn
 from growprune.methods.base import Phase, Sparsifier, gradient_scale
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.settings import (
+    AtLeast,
     Fixed,
     MethodSettings,
+    OfBudget,
     Part,
     ScheduleFitError,
     Share,
@@ -46,6 +48,20 @@ class ADMM(Sparsifier):
         Share(0.5, after="pretrain_steps", length=True), minimum=1, epochs="admm_epochs"
     )
     update_interval = StepArgument(Part(10, of="admm_steps"), minimum=1, epochs="update_every_epochs")
+    # Zhang et al. 2018, as the GaP paper's baseline: equal thirds dense / ADMM / fine-tune, rho 1e-3
+    # (the GaP authors' code), 8 Z/U updates in the ADMM third
+    paper_schedule = {
+        "pretrain_epochs": OfBudget(per=3),
+        "admm_epochs": OfBudget(per=3),
+        "rho": 1e-3,
+        "update_every_epochs": OfBudget(per=24),
+    }
+    # one dense step, ADMM for half the run (Z and U updated every eighth of it), then the prune
+    short_run = {
+        "pretrain_steps": Fixed(1),
+        "admm_steps": AtLeast(1, Part(2)),
+        "update_interval": AtLeast(1, Part(8)),
+    }
 
     def __init__(
         self,

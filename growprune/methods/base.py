@@ -55,6 +55,9 @@ from torch import nn
 
 from growprune.methods.errors import SparsifierRemovedError, SparsifierStateError
 from growprune.methods.settings import (
+    BudgetValue,
+    Default,
+    Fixed,
     MethodSettings,
     RunLength,
     StepArgument,
@@ -331,6 +334,14 @@ class Sparsifier:
     settings_arguments: ClassVar[tuple[str, ...]] = ()
     # settings_arguments that config() leaves out (they only shape another entry of it).
     config_omits: ClassVar[tuple[str, ...]] = ()
+    # The schedule of the method's paper as recipe keys of its settings, for a run of any budget:
+    # a BudgetValue (OfBudget, EverySteps) follows from the budget, any other value is as it is;
+    # keys left out take the method's declared defaults for the run. See paper_settings.
+    paper_schedule: ClassVar[Mapping[str, Any]] = {}
+    # A short run in which each kind of the method's events happens (every phase, every kind of
+    # mask change): constructor arguments, a step argument's as a Default of the run's length
+    # (the StepArgument vocabulary), other ones as values. See short_schedule.
+    short_run: ClassVar[Mapping[str, Any]] = {}
     _removed: bool = False  # set by remove(); a class default so that repr() works during __init__
 
     def __init__(
@@ -956,6 +967,49 @@ class Sparsifier:
     def check_schedule_arguments(cls, kwargs: Mapping[str, Any]) -> None:
         """Cheap checks of the method's own non-step arguments, before the run's length is known."""
         del kwargs
+
+    # -- schedules of a chosen shape, for measuring and comparing methods ----------------------
+    @classmethod
+    def paper_settings(cls, epochs: float, steps_per_epoch: int, **chosen: Any) -> dict[str, Any]:
+        """The recipe keys of the method's published schedule (``paper_schedule``) for a budget
+        of `epochs` epochs of `steps_per_epoch` optimizer steps: each ``BudgetValue`` resolved,
+        in declaration order (a value may use an earlier one). `chosen` sets keys of the schedule
+        otherwise (``partitions=3``: K of a model with few layers; None keeps the paper's); keys
+        the schedule does not have are ignored, so one call serves every method."""
+        section: dict[str, Any] = {}
+        for key, value in cls.paper_schedule.items():
+            if chosen.get(key) is not None:
+                value = chosen[key]
+            if isinstance(value, BudgetValue):
+                value = value.resolve(epochs, steps_per_epoch, section)
+            section[key] = value
+        return section
+
+    @classmethod
+    def short_schedule(cls, total: int) -> dict[str, Any]:
+        """Constructor arguments that put each kind of the method's events (``short_run``) in a
+        run of `total` optimizer steps; a step argument ``short_run`` leaves out takes its
+        declared default for the run. Nothing here is checked against the run: a measured loop
+        of a few steps may end inside a longer schedule."""
+        kwargs: dict[str, Any] = {}
+        for key, value in cls.short_run.items():
+            kwargs[key] = value.steps(total, kwargs) if isinstance(value, Default) else value
+        for arg in cls.step_arguments:
+            if arg.name not in kwargs:
+                kwargs[arg.name] = arg.fill(total, kwargs)
+        return kwargs
+
+    @classmethod
+    def steady_schedule(cls, sparsity: float, never: int) -> dict[str, Any]:
+        """Constructor arguments that hold the method, at `sparsity`, in its steady sparse phase
+        from the first step on, with no mask change after it (`never`: a step no run reaches):
+        a step argument whose declared default is a fixed step (the run's start) keeps it, every
+        other one is `never`. A method whose steady phase needs more overrides this."""
+        del sparsity
+        return {
+            arg.name: arg.default.value if isinstance(arg.default, Fixed) else never
+            for arg in cls.step_arguments
+        }
 
     @classmethod
     def schedule_epochs(cls, settings: Any) -> float | None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from growprune.methods.base import RESET_MODES, Phase, check_choice
 from growprune.methods.gap import GaPSchedule, GaPSettings
-from growprune.methods.settings import plural
+from growprune.methods.settings import OfBudget, plural
 from growprune.records import PhaseName
 
 
@@ -38,6 +38,17 @@ class CGaP(GaPSchedule):
     method = "cgap"
     title = "C-GaP"
     settings = CGaPSettings
+    # Ma et al. 2022: K=4 contiguous partitions, optimizer state reset at every GaP step (the authors'
+    # code), 2 rounds; the GaP steps take 2/3 of the run (2 rounds x K steps of 1/(3K) each),
+    # fine-tuning 1/3 (the bundled recipe's 4 x 2 x 2 + 8 epochs of 24)
+    paper_schedule = {
+        "partitions": 4,
+        "partition_mode": "contiguous",
+        "rounds": 2,
+        "epochs_per_phase": OfBudget(per=3, per_partition=True),
+        "finetune_epochs": OfBudget(per=3),
+        "reset_optimizer": "all",
+    }
 
     def __init__(
         self,

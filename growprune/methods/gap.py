@@ -15,8 +15,10 @@ from torch import nn
 
 from growprune.methods.base import INIT_MODES, Phase, Sparsifier, check_choice
 from growprune.methods.settings import (
+    AtLeast,
     Default,
     MethodSettings,
+    Part,
     ScheduleFitError,
     Share,
     StepArgument,
@@ -69,6 +71,9 @@ class GaPSchedule(Sparsifier):
     )
     # `partitions` holds the resolved groups, which partition_mode only chose
     config_omits = ("partition_mode",)
+    # one round of K=4 phases (3 phase changes), the final prune, fine-tuning for about a quarter of
+    # the run (see short_schedule)
+    short_run = {"partitions": 4, "rounds": 1, "finetune_steps": AtLeast(1, Part(4))}
 
     def __init__(
         self,
@@ -168,6 +173,24 @@ class GaPSchedule(Sparsifier):
             )
         per_phase = kwargs["steps_per_phase"] = cls.steps_per_phase.fill(total, split)
         kwargs["finetune_steps"] = finetune if given_finetune else total - phases * per_phase
+
+    @classmethod
+    def short_schedule(cls, total: int) -> dict[str, Any]:
+        """``short_run`` gives partitions, rounds and the fine-tuning the phases leave room for;
+        the phases share the rest, at least one step each, as in :meth:`fit_to_run` (the rounding
+        goes to fine-tuning), without refusing a run too short for them."""
+        kwargs = {k: v.steps(total, {}) if isinstance(v, Default) else v for k, v in cls.short_run.items()}
+        phases = cls.phases_for(kwargs["rounds"], partition_count(kwargs["partitions"]))
+        split = {"finetune_steps": kwargs["finetune_steps"], "phases": phases}
+        per_phase = kwargs["steps_per_phase"] = cls.steps_per_phase.fill(total, split)
+        kwargs["finetune_steps"] = max(0, total - phases * per_phase)
+        return kwargs
+
+    @classmethod
+    def steady_schedule(cls, sparsity: float, never: int) -> dict[str, Any]:
+        """K partitions, the first of them dense for a phase that never ends."""
+        del sparsity
+        return {"partitions": 4, "steps_per_phase": never}
 
     @staticmethod
     def describe_phases(rounds: int, partitions: int) -> str:

@@ -11,9 +11,12 @@ from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier
 from growprune.methods.settings import (
+    AtLeast,
     Fixed,
     MethodSettings,
+    OfBudget,
     Part,
+    Rest,
     RunLength,
     ScheduleFitError,
     Share,
@@ -45,6 +48,19 @@ class GMP(Sparsifier):
     start_step = StepArgument(Fixed(0), epochs="start_epoch", within_run=True)
     end_step = StepArgument(Share(0.75, after="start_step"), epochs="end_epoch", within_run=True)
     frequency = StepArgument(Part(100), minimum=1, epochs="prune_every_epochs")
+    # Zhu & Gupta 2017: the cubic ramp from 1/12 to 2/3 of the run, a prune every 1/48 of it, the
+    # rest fine-tunes (the bundled recipes' epochs 2..16 of 24, every 0.5 epoch)
+    paper_schedule = {
+        "start_epoch": OfBudget(per=12),
+        "end_epoch": OfBudget(2, per=3),
+        "prune_every_epochs": OfBudget(per=48),
+    }
+    # one dense step, the ramp until a quarter of the run is left, a prune every eighth of it
+    short_run = {
+        "start_step": Fixed(1),
+        "end_step": AtLeast(2, Rest(AtLeast(1, Part(4)))),
+        "frequency": AtLeast(1, Part(8)),
+    }
 
     def __init__(
         self,
@@ -61,6 +77,11 @@ class GMP(Sparsifier):
         self.end_step = check_steps("end_step", end_step, minimum=self.start_step)
         self.initial_sparsity = validate_sparsity(initial_sparsity, "initial_sparsity")
         super().__init__(model, optimizer, **kwargs)
+
+    @classmethod
+    def steady_schedule(cls, sparsity: float, never: int) -> dict[str, Any]:
+        """Mid-ramp: the masks at half of `sparsity` from the start, the next prune never reached."""
+        return {**super().steady_schedule(sparsity, never), "initial_sparsity": sparsity / 2}
 
     @classmethod
     def arguments_from(cls, settings: Any, run: RunLength) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from growprune.methods.base import Phase, Sparsifier
-from growprune.methods.settings import Fixed, StepArgument
+from growprune.methods.settings import AtLeast, Fixed, OfBudget, Part, StepArgument
 from growprune.records import PhaseName
 
 
@@ -16,6 +16,10 @@ class OneShot(Sparsifier):
     method = "oneshot"
     title = "one-shot magnitude"
     prune_step = StepArgument(Fixed(0), epochs="prune_epoch", within_run=True)
+    # Han et al. 2015: train dense, prune once by magnitude, retrain; the prune at a third of the run
+    paper_schedule = {"prune_epoch": OfBudget(per=3)}
+    # dense for a quarter of the run, then the prune and sparse steps
+    short_run = {"prune_step": AtLeast(1, Part(4))}
 
     def __init__(self, model, optimizer, *, prune_step: int = 0, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
         self.prune_step = prune_step

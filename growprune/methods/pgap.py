@@ -25,7 +25,7 @@ from torch import nn
 from growprune.methods.base import Phase, check_choice, check_mask
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
-from growprune.methods.settings import as_count, check_steps, plural
+from growprune.methods.settings import AtLeast, OfBudget, Part, as_count, check_steps, plural
 from growprune.records import PhaseName
 from growprune.sparsity.masks import MASK_SUFFIX
 
@@ -62,6 +62,16 @@ class PGaP(GaPSchedule):
     supports_sharding = False  # K worker groups, each its own model copy: not with FSDP2 yet
     settings = PGaPSettings
     loop = "rounds"
+    # K=2 (the bundled recipe), 4 rounds; the K workers' phases take 2/3 of the compute (K workers
+    # x 4 rounds x 1/(6K) each), fine-tuning 1/3
+    paper_schedule = {
+        "partitions": 2,
+        "rounds": 4,
+        "epochs_per_phase": OfBudget(per=6, per_partition=True),
+        "finetune_epochs": OfBudget(per=3),
+    }
+    # worker 0 of K=4, two rounds (two merges), fine-tuning for about a quarter of the run
+    short_run = {"partitions": 4, "rounds": 2, "finetune_steps": AtLeast(1, Part(4)), "worker": 0}
 
     def __init__(
         self,

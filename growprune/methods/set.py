@@ -11,7 +11,17 @@ import torch
 from torch import nn
 
 from growprune.methods.base import Phase, Sparsifier, check_choice
-from growprune.methods.settings import MethodSettings, Part, ScheduleFitError, Share, StepArgument, bounded
+from growprune.methods.settings import (
+    AtLeast,
+    EverySteps,
+    MethodSettings,
+    OfBudget,
+    Part,
+    ScheduleFitError,
+    Share,
+    StepArgument,
+    bounded,
+)
 from growprune.records import PhaseName
 from growprune.sparsity.patterns import topk_mask
 from growprune.sparsity.scoring import LazyScores, random_scores
@@ -39,6 +49,16 @@ class SET(Sparsifier):
     settings = SETSettings
     end_step = StepArgument(Share(0.75), minimum=1, epochs="end_epoch", within_run=True)
     update_interval = StepArgument(Part(100), minimum=1, epochs="update_every_epochs")
+    # Mocanu et al. 2018 / Evci et al. 2020 (the RigL paper's settings, for both): drop fraction 0.3
+    # with cosine decay, an update every 100 steps (at least 4 updates in all), updates stop at 75%
+    paper_schedule = {
+        "end_epoch": OfBudget(0.75),
+        "update_every_epochs": EverySteps(100, updates=4, until="end_epoch"),
+        "drop_fraction": 0.3,
+        "decay": "cosine",
+    }
+    # updates until the run's end, one every quarter of it
+    short_run = {"end_step": Share(1.0), "update_interval": AtLeast(1, Part(4))}
 
     def __init__(
         self,

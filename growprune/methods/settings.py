@@ -152,6 +152,73 @@ class Part(Default):
         return f"{self.of or 'T'} // {self.divisor}"
 
 
+@dataclass(frozen=True)
+class AtLeast(Default):
+    """`default`, but never fewer than `minimum` steps (in a run too short for it)."""
+
+    minimum: int
+    default: Default
+
+    def steps(self, total: int, known: Mapping[str, int]) -> int:
+        return max(self.minimum, self.default.steps(total, known))
+
+    def __str__(self) -> str:
+        return f"max({self.minimum}, {self.default})"
+
+
+@dataclass(frozen=True)
+class Rest(Default):
+    """The run's end less `default`: a position that many steps before the last one."""
+
+    default: Default
+
+    def steps(self, total: int, known: Mapping[str, int]) -> int:
+        return total - self.default.steps(total, known)
+
+    def __str__(self) -> str:
+        return f"T - {self.default}"
+
+
+class BudgetValue:
+    """A value of a method's published schedule (``Sparsifier.paper_schedule``) that follows from
+    the run's budget: `epochs` of training of `steps_per_epoch` optimizer steps each, given the
+    schedule's values before it (`known`, already resolved)."""
+
+    def resolve(self, epochs: float, steps_per_epoch: int, known: Mapping[str, Any]) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class OfBudget(BudgetValue):
+    """`times` x the budget / `per` in epochs (``OfBudget(2, per=3)``: two thirds of the run);
+    with ``per_partition=True`` also divided by the schedule's ``partitions`` (K): one GaP phase
+    of a schedule whose K phases per round share that part of the budget."""
+
+    times: float = 1
+    per: int = 1
+    per_partition: bool = False
+
+    def resolve(self, epochs: float, steps_per_epoch: int, known: Mapping[str, Any]) -> float:
+        del steps_per_epoch
+        return self.times * epochs / (self.per * (known["partitions"] if self.per_partition else 1))
+
+
+@dataclass(frozen=True)
+class EverySteps(BudgetValue):
+    """An interval of `steps` optimizer steps, or shorter where the run is too short to hold
+    `updates` of them before the schedule's value `until` (in epochs): in epochs, as recipes
+    state intervals."""
+
+    steps: int
+    updates: int
+    until: str
+
+    def resolve(self, epochs: float, steps_per_epoch: int, known: Mapping[str, Any]) -> float:
+        del epochs
+        before = int(known[self.until] * steps_per_epoch)
+        return min(self.steps, max(1, before // self.updates)) / steps_per_epoch
+
+
 class StepArgument:
     """A constructor argument that counts optimizer steps, declared once as a class attribute::
 
