@@ -1,8 +1,29 @@
-"""Helpers the test folders share: a model with a matrix for each reason one stays dense."""
+"""Helpers the test folders share: the registries' error checks, a model with a matrix for each
+reason one stays dense."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
 from torch import nn
+
+
+def check_unknown_name(build: Callable[..., Any], kind: str, unknown: str, known: Sequence[str]) -> None:
+    """A registry's `build(unknown)`: a ValueError naming the unknown `kind`, listing every known name."""
+    with pytest.raises(ValueError, match=f"unknown {kind} '{unknown}'") as err:
+        build(unknown)
+    for name in known:
+        assert name in str(err.value)
+
+
+def check_misspelled_keyword(build: Callable[..., Any], name: str, typo: str, accepted: str) -> None:
+    """A registry's `build(name, typo=...)` is a TypeError naming the misspelled keyword and listing
+    the accepted ones (`accepted` among them)."""
+    with pytest.raises(TypeError, match=typo) as err:
+        build(name, **{typo: 2})
+    assert accepted in str(err.value)
 
 
 class Mixed(nn.Module):
