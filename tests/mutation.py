@@ -93,8 +93,8 @@ MUTANTS = (
         "set-rigl-no-drop-grow",
         "SET and RigL keep their initial random masks (a static sparse network)",
         "growprune/methods/set.py",
-        '        if moves:  # each layer\'s new mask made as it is installed: one layer\'s at a time\n',
-        '        if False:\n',
+        "        if moves:  # each layer's new mask made as it is installed: one layer's at a time\n",
+        "        if False:\n",
         ("tests/methods/test_set_rigl.py", "tests/methods/test_training.py", "-k", "set or rigl"),
     ),
     Mutant(
