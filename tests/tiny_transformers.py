@@ -6,6 +6,7 @@ One home for the GPT-2 / BERT / Llama test models of the targets, export and int
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,6 +50,16 @@ def llama(seed: int | None = None, **config: Any) -> torch.nn.Module:
     return LlamaForCausalLM(
         LlamaConfig(**{**fields, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0, **config})
     )
+
+
+def cpu_training_args(output_dir: Path, **settings: Any) -> Any:
+    """transformers.TrainingArguments for a seeded CPU run of a tiny model (batch 4, lr 1e-2, no
+    reporting, no progress bar); `settings` add to or override those."""
+    from transformers import TrainingArguments
+
+    defaults = {"per_device_train_batch_size": 4, "learning_rate": 1e-2, "report_to": [], "seed": 0}
+    defaults |= {"use_cpu": True, "disable_tqdm": True}
+    return TrainingArguments(output_dir=str(output_dir), **{**defaults, **settings})
 
 
 class Tokens(torch.utils.data.Dataset):

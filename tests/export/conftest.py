@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import growprune as gp
+from growprune.export import export_model
 from growprune.files import atomic_torch_save
 from growprune.models import build_model
 from growprune.train.checkpoint import CHECKPOINT_FORMAT
@@ -53,6 +54,13 @@ def run_dir(tmp_path: Path, mlp: torch.nn.Module) -> Path:
     run = tmp_path / "run"
     write_run(run, mlp, {"name": "mlp", "args": {"hidden": HIDDEN}})
     return run
+
+
+@pytest.fixture
+def exported(run_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "m.safetensors"
+    export_model(run_dir, out)
+    return out
 
 
 def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

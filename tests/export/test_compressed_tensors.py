@@ -28,7 +28,7 @@ import growprune as gp
 from growprune.cli import main
 from growprune.export import ExportError
 from growprune.export.compressed import FORMAT, _library, is_two_four
-from tests.tiny_transformers import Tokens, llama
+from tests.tiny_transformers import Tokens, cpu_training_args, llama
 
 pytest.importorskip("transformers")
 
@@ -164,25 +164,14 @@ def trainer_run(tmp_path: Path) -> tuple[torch.nn.Module, Any, Path]:
     """A tiny Llama trained 4 steps by transformers.Trainer with the growprune callback, a
     checkpoint (with the callback's masks) saved at the last step."""
     pytest.importorskip("accelerate")
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from growprune.integrations.huggingface import SparsityCallback
 
     torch.manual_seed(0)
     model = llama()
     callback = SparsityCallback("gmp", sparsity=0.5)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=4,
-        max_steps=4,
-        learning_rate=1e-2,
-        save_strategy="steps",
-        save_steps=4,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
+    args = cpu_training_args(tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=4)
     Trainer(model=model, args=args, train_dataset=Tokens(16), callbacks=[callback]).train()
     model.sparsifier_ = callback.sparsifier
     return model.eval(), callback, tmp_path / "run"

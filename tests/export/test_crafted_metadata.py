@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,18 +21,11 @@ import torch
 
 from growprune.export import ExportError, export_model, load, read_metadata
 from tests.export.conftest import HIDDEN, rewrite_export
+from tests.helpers import REPO, run_captured
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = {"name": "mlp", "args": {"in_features": 784, "hidden": HIDDEN, "num_classes": 10}}
 
 Edit = Callable[[dict[str, torch.Tensor], dict[str, str]], None]
-
-
-@pytest.fixture
-def exported(run_dir: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "m.safetensors"
-    export_model(run_dir, out)
-    return out
 
 
 def set_model(spec: object) -> Edit:
@@ -273,14 +265,7 @@ print(json.dumps(result))
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(exported)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
+    proc = run_captured([sys.executable, "-c", script, str(exported)], env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["export_error"], result

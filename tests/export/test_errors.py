@@ -7,30 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from growprune.export import ExportError, export_model, load, read_metadata
-from growprune.export.fileformat import digest
 from growprune.models import build_model
-from tests.export.conftest import HIDDEN, pruned_mlp, write_run
-
-
-def _rewrite(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
-    """Rewrite an export after ``edit(tensors, metadata)``, with a consistent checksum."""
-    with safe_open(str(path), framework="pt") as handle:
-        meta = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    edit(tensors, meta)
-    meta["growprune.sha256"] = digest(tensors)
-    save_file(tensors, str(path), metadata=meta)
-
-
-@pytest.fixture
-def exported(run_dir: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "m.safetensors"
-    export_model(run_dir, out)
-    return out
+from tests.export.conftest import HIDDEN, pruned_mlp, rewrite_export, write_run
 
 
 def test_masks_and_weights_disagree(tmp_path: Path) -> None:
@@ -110,7 +91,7 @@ def test_flipped_byte_in_the_data(exported: Path) -> None:
 
 
 def test_missing_values_tensor(exported: Path) -> None:
-    _rewrite(exported, lambda t, m: t.pop("features.3.weight::values"))
+    rewrite_export(exported, lambda t, m: t.pop("features.3.weight::values"))
     with pytest.raises(
         ExportError, match=r"tensor 'features.3.weight::values' named in the layout is missing"
     ):
@@ -123,7 +104,7 @@ def test_wrong_shape_in_metadata(exported: Path) -> None:
         layout["features.3.weight"]["shape"] = [100, 299]
         meta["growprune.layout"] = json.dumps(layout)
 
-    _rewrite(exported, edit)
+    rewrite_export(exported, edit)
     with pytest.raises(ExportError, match=r"features.3.weight::mask' is .* but the layout says"):
         load(exported)
 
@@ -133,7 +114,7 @@ def test_not_a_growprune_file_and_newer_format(tmp_path: Path, exported: Path) -
     save_file({"w": torch.zeros(3)}, str(plain))
     with pytest.raises(ExportError, match="without growprune metadata"):
         load(plain)
-    _rewrite(exported, lambda t, m: m.update({"growprune.format_version": "99"}))
+    rewrite_export(exported, lambda t, m: m.update({"growprune.format_version": "99"}))
     with pytest.raises(ExportError, match="format 99.*upgrade growprune"):
         read_metadata(exported)
 
@@ -142,7 +123,7 @@ def test_unknown_builder_in_file_says_to_pass_model(exported: Path) -> None:
     def edit(tensors: dict, meta: dict) -> None:
         meta["growprune.model"] = json.dumps({"name": "gone_net", "args": {"width": 2}})
 
-    _rewrite(exported, edit)
+    rewrite_export(exported, edit)
     with pytest.raises(
         ExportError, match=r"needs model builder 'gone_net' with arguments \{'width': 2\}.*model="
     ):

@@ -16,31 +16,22 @@ import torch
 from growprune.errors import GrowpruneError
 from growprune.export import load, read_metadata
 from growprune.export.reader import read_export
-from tests.tiny_transformers import Tokens, gpt2, llama
+from tests.integrations.conftest import QUIET_CPU_TRAINER
+from tests.tiny_transformers import Tokens, cpu_training_args, gpt2, llama
 
 
 def hf_run(tmp_path: Path, method: str, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, Any, Any]:
     """A tiny GPT-2 trained 4 steps by transformers.Trainer; (model, callback, fresh-model factory)."""
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from growprune.integrations.huggingface import SparsityCallback
 
     torch.manual_seed(0)
     model = gpt2()
     callback = SparsityCallback(method, **kwargs)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=4,
-        max_steps=4,
-        learning_rate=1e-2,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
+    args = cpu_training_args(tmp_path / "run", max_steps=4, save_strategy="no")
     Trainer(model=model, args=args, train_dataset=Tokens(16), callbacks=[callback]).train()
     return model, callback, gpt2
 
@@ -65,16 +56,7 @@ def lightning_run(tmp_path: Path, method: str, kwargs: dict[str, Any]) -> tuple[
     pl.seed_everything(0, verbose=False)
     module = CausalLM()
     callback = SparsityCallback(method, **kwargs)
-    trainer = pl.Trainer(
-        max_steps=4,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
+    trainer = pl.Trainer(max_steps=4, callbacks=[callback], **QUIET_CPU_TRAINER)
     trainer.fit(module, torch.utils.data.DataLoader(Tokens(16), batch_size=4))
     return module, callback, CausalLM
 

@@ -20,7 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E4
 from growprune.integrations import huggingface  # noqa: E402
 from growprune.integrations.huggingface import STATE_FILE, SparsityCallback  # noqa: E402
 from tests.integrations.sparse_checks import assert_at_target, assert_masked_zero, assert_same_state  # noqa: E402
-from tests.tiny_transformers import Tokens, bert, gpt2, llama  # noqa: E402
+from tests.tiny_transformers import Tokens, bert, cpu_training_args, gpt2, llama  # noqa: E402
 
 
 class ZeroAtEveryStep(TrainerCallback):
@@ -50,18 +50,7 @@ def run(
     model = model_fn()
     callback = SparsityCallback(method, **(callback_kwargs or {"sparsity": 0.8, "partitions": 2}))
     check = ZeroAtEveryStep(callback)
-    settings: dict[str, Any] = dict(
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        logging_steps=2,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
-    settings.update(train_args)
-    args = TrainingArguments(output_dir=str(out), **settings)
+    args = cpu_training_args(out, **{"logging_steps": 2, "save_strategy": "no", **train_args})
     trainer = Trainer(model=model, args=args, train_dataset=data or Tokens(), callbacks=[callback, check])
     trainer.train(resume_from_checkpoint=resume)
     return model, callback, trainer, check

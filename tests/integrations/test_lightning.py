@@ -13,6 +13,7 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 
 from growprune.integrations.lightning import SparsityCallback  # noqa: E402
+from tests.integrations.conftest import QUIET_CPU_TRAINER  # noqa: E402
 from tests.integrations.sparse_checks import assert_at_target, assert_masked_zero, assert_same_state  # noqa: E402
 from tests.tiny_transformers import Tokens, llama  # noqa: E402
 
@@ -78,17 +79,7 @@ def fit(
     module = CausalLM(manual)
     callback = SparsityCallback("cgap", **(method_args or {"sparsity": 0.8, "partitions": 3}))
     check = ZeroAtEveryBatch(callback, save_after_epoch, path)
-    settings: dict[str, Any] = dict(
-        max_epochs=6,
-        accumulate_grad_batches=2,
-        deterministic=True,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    settings = {**QUIET_CPU_TRAINER, "max_epochs": 6, "accumulate_grad_batches": 2, "deterministic": True}
     settings.update(trainer_args)
     trainer = pl.Trainer(callbacks=[callback, check], **settings)
     trainer.fit(module, loader(), ckpt_path=ckpt_path)

@@ -60,6 +60,15 @@ def closure_step(model: nn.Module, optimizer: Any, batch: tuple[torch.Tensor, to
     optimizer.step(closure)
 
 
+def oneshot_mlp(
+    new_optimizer: Callable[[nn.Module], Any] = lambda m: make_optimizer("sgd", m), sparsity: float = 0.75
+) -> tuple[nn.Module, Any, gp.OneShot]:
+    """The zoo's MLP, an optimizer for it and a OneShot sparsifier at `sparsity` on both."""
+    model = zoo.build("mlp")
+    optimizer = new_optimizer(model)
+    return model, optimizer, gp.OneShot(model, optimizer, sparsity=sparsity)
+
+
 def plain_step(model: nn.Module, optimizer: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     x, y = batch
     optimizer.zero_grad()
@@ -178,9 +187,7 @@ def data_swap(model: nn.Module) -> None:
 def test_weights_changed_outside_are_masked_by_the_next_step(
     edit: Callable[[nn.Module], None], optimizer_kind: str
 ) -> None:
-    model = zoo.build("mlp")
-    optimizer = OPTIMIZERS[optimizer_kind](model)
-    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75)
+    model, optimizer, sparsifier = oneshot_mlp(OPTIMIZERS[optimizer_kind])
     batches = zoo.batches("mlp", 6)
     for batch in batches[:2]:
         plain_step(model, optimizer, batch)
@@ -195,9 +202,7 @@ def test_weights_changed_outside_are_masked_by_the_next_step(
 
 
 def test_sparsifier_step_masks_an_edit_at_once() -> None:
-    model = zoo.build("mlp")
-    optimizer = make_optimizer("sgd", model)
-    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75)
+    model, optimizer, sparsifier = oneshot_mlp()
     plain_step(model, optimizer, zoo.batches("mlp", 1)[0])
     in_place_edit(model)
     sparsifier.step()
@@ -210,9 +215,7 @@ def test_optimizer_state_loaded_from_outside_is_masked() -> None:
     dense_opt = make_optimizer("sgd", dense_model)
     for batch in zoo.batches("mlp", 3):
         plain_step(dense_model, dense_opt, batch)
-    model = zoo.build("mlp")
-    optimizer = make_optimizer("sgd", model)
-    sparsifier = gp.OneShot(model, optimizer, sparsity=0.75)
+    model, optimizer, sparsifier = oneshot_mlp()
     plain_step(model, optimizer, zoo.batches("mlp", 1)[0])
     optimizer.load_state_dict(dense_opt.state_dict())
     assert pruned_state_nonzero(sparsifier, optimizer) > 0
@@ -555,9 +558,7 @@ def test_pruning_only_methods_accept_frozen_targets() -> None:
 
 
 def test_masks_changed_between_backward_and_step_apply_to_the_gradients() -> None:
-    model = zoo.build("mlp")
-    optimizer = make_optimizer("adam", model)
-    sparsifier = gp.OneShot(model, optimizer, sparsity=0.5)
+    model, optimizer, sparsifier = oneshot_mlp(lambda m: make_optimizer("adam", m), sparsity=0.5)
     x, y = zoo.batches("mlp", 1)[0]
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()  # gradients masked with the current masks

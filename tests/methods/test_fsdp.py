@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -21,9 +20,9 @@ from torch import nn
 
 import growprune as gp
 from growprune.sparsity.sharding import ShardingError, check_sharding, count_nonzero, full, local, local_part
+from tests.helpers import REPO, run_captured, torchrun
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
-REPO = WORKER.parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 # C-GaP in the default suite (gathered magnitudes, a phase's grow and prune); GMP, RigL (gathered
 # gradients), SET, one-shot and ADMM (its Z and U laid out as the parameters) with `make test-slow`
@@ -38,17 +37,8 @@ SHARDED_METHODS = [
 
 
 def launch(method: str, out: Path, ranks: int, *extra: str) -> list[dict[str, Any]]:
-    prefix = [sys.executable] if ranks == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-    ]  # fmt: skip
-    done = subprocess.run(
-        [*prefix, str(WORKER), method, str(out), *extra],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    prefix = [sys.executable] if ranks == 1 else torchrun(ranks)
+    done = run_captured([*prefix, str(WORKER), method, str(out), *extra], env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(ranks)]
 

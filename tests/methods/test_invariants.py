@@ -277,6 +277,28 @@ def test_second_sparsifier_on_the_same_model_is_an_error() -> None:
 LOW_PRECISION = [torch.float16, torch.bfloat16]
 
 
+def train_checking_each_step(
+    variant: str,
+    case: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    autocast: torch.dtype | None = None,
+) -> gp.Sparsifier:
+    """Attach `variant` and train `case` for STEPS steps, checking invariants 1 and 2 (masked weights
+    and optimizer state, per-layer counts) after every step; the sparsifier."""
+    sparsifier = make_sparsifier(variant, model, optimizer, **zoo.CASES[case].kwargs)
+    before = snapshot_masks(sparsifier)
+
+    def after_step(step: int) -> None:
+        nonlocal before
+        check_weights_and_state(sparsifier, optimizer, before)
+        check_counts(variant, sparsifier, step)
+        before = snapshot_masks(sparsifier)
+
+    train(model, optimizer, sparsifier, zoo.batches(case, STEPS), after_step, autocast)
+    return sparsifier
+
+
 @pytest.mark.parametrize("optimizer_kind", OPTIMIZERS)
 @pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
 @pytest.mark.parametrize("case", list(zoo.CASES))
@@ -289,16 +311,7 @@ def test_low_precision_parameters_stay_masked(
     # eps=1e-8 underflows to 0 in fp16, and then Adam divides 0 by 0 even without any sparsity.
     extra = {"eps": 1e-4} if optimizer_kind == "adam" else {}
     optimizer = make_optimizer(optimizer_kind, model, **extra)
-    sparsifier = make_sparsifier(variant, model, optimizer, **zoo.CASES[case].kwargs)
-    before = snapshot_masks(sparsifier)
-
-    def after_step(step: int) -> None:
-        nonlocal before
-        check_weights_and_state(sparsifier, optimizer, before)
-        check_counts(variant, sparsifier, step)
-        before = snapshot_masks(sparsifier)
-
-    train(model, optimizer, sparsifier, zoo.batches(case, STEPS), after_step)
+    sparsifier = train_checking_each_step(variant, case, model, optimizer)
     assert all(t.param.dtype == dtype for t in sparsifier.targets)
     check_report(model, sparsifier)
 
@@ -308,16 +321,7 @@ def test_low_precision_parameters_stay_masked(
 def test_masked_under_bf16_autocast(variant: str, case: str) -> None:
     model = zoo.build(case)
     optimizer = make_optimizer("adam", model)
-    sparsifier = make_sparsifier(variant, model, optimizer, **zoo.CASES[case].kwargs)
-    before = snapshot_masks(sparsifier)
-
-    def after_step(step: int) -> None:
-        nonlocal before
-        check_weights_and_state(sparsifier, optimizer, before)
-        check_counts(variant, sparsifier, step)
-        before = snapshot_masks(sparsifier)
-
-    train(model, optimizer, sparsifier, zoo.batches(case, STEPS), after_step, autocast=torch.bfloat16)
+    sparsifier = train_checking_each_step(variant, case, model, optimizer, autocast=torch.bfloat16)
     check_report(model, sparsifier)
 
 

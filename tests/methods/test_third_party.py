@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from growprune.methods import METHODS
 from growprune.methods.settings import MethodSettings, RunLength, bounded
 from growprune.records import FinalRecord, MaskEvent, read_records
 from growprune.train.recipe import RecipeError, sparsifier_arguments, validate_recipe
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import GROWPRUNE, REPO, run_captured
 
 PLUGIN = textwrap.dedent(
     '''
@@ -83,14 +81,7 @@ def run_cli(args: list[str], plugin_dir: Path, cwd: Path) -> subprocess.Complete
         "PYTHONPATH": os.pathsep.join([str(plugin_dir), str(REPO)]),
         "GROWPRUNE_PLUGINS": "lateprune_plugin",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "growprune", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=600,
-    )
+    return run_captured([*GROWPRUNE, *args], env=env, cwd=cwd, timeout=600)
 
 
 def test_plugin_method_trains_from_a_recipe_is_listed_and_titled(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import growprune as gp
+from tests.helpers import Mixed
 from tests.methods import zoo
 from tests.methods.harness import make_optimizer
 from tests.single_thread import single_thread  # noqa: F401 - autouse fixture
@@ -72,18 +73,6 @@ def test_report_after_remove_falls_back_to_defaults() -> None:
 def test_model_without_prunable_layers_is_an_error() -> None:
     with pytest.raises(ValueError, match="no prunable parameters"):
         gp.sparsity_report(nn.Sequential(nn.LayerNorm(4)))
-
-
-class Mixed(nn.Module):
-    """One weight matrix for each reason a matrix stays dense."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(10, 8)
-        self.lstm = nn.LSTM(8, 8)
-        self.up = nn.ConvTranspose1d(4, 4, 3)
-        self.fc = nn.Linear(8, 8)
-        self.fc2 = nn.Linear(8, 4)
 
 
 def reasons(report: gp.SparsityReport) -> dict[str, tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,20 +14,13 @@ import yaml
 
 from growprune.report.run import load_run
 from growprune.tasks.registry import TASKS, bundled_recipes, task_for_dataset
+from tests.helpers import GROWPRUNE, gap_method, run_captured, start_train
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "growprune", *args],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_captured([*GROWPRUNE, *args], env=ENV, timeout=timeout)
 
 
 def write_recipe(path: Path, **sections: dict) -> Path:
@@ -37,14 +29,7 @@ def write_recipe(path: Path, **sections: dict) -> Path:
         "data": {"name": "synthetic", "args": {"n_train": 2048, "n_test": 512, "dim": 32}},
         "model": {"name": "mlp", "args": {"hidden": [64, 64]}},
         "optimizer": {"name": "sgd", "lr": 0.05},
-        "method": {
-            "name": "cgap",
-            "sparsity": 0.8,
-            "partitions": 3,
-            "epochs_per_phase": 1,
-            "rounds": 1,
-            "finetune_epochs": 1,
-        },
+        "method": gap_method("cgap", partitions=3),
         "training": {"batch_size": 32, "seed": 0, "deterministic": True, "threads": 1, "log_every": 10},
         "output": {"tensorboard": False, "report": False, "checkpoint_every_steps": 20, "keep_last": 2},
     }
@@ -197,13 +182,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert run_cli("train", str(recipe), "--out", str(reference), "--no-progress").returncode == 0
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "growprune", "train", str(recipe), "--out", str(killed), "--no-progress"],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_train(recipe, killed, ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((killed / "checkpoints").glob("ckpt-*.pt"))[1:]:
         time.sleep(0.01)
@@ -263,14 +242,7 @@ def test_stop_signal_writes_checkpoint_and_exits_cleanly(tmp_path: Path, stop: s
         model={"args": {"hidden": [512, 512]}},
     )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "growprune", "train", str(recipe), "--out", str(run_dir), "--no-progress"],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_train(recipe, run_dir, ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (run_dir / "metrics.jsonl").is_file():
         time.sleep(0.01)

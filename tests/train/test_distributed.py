@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 import yaml
 
 from growprune.records import MergeRecord, read_records
+from tests.helpers import GROWPRUNE, gap_method, run_captured, start_train, torchrun
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -36,22 +35,14 @@ def recipe_file(tmp_path: Path, method: dict, n_train: int = 1024, hidden: int =
     return path
 
 
-def growprune_on(procs: int, *extra: str) -> list[str]:
-    """The command line of growprune under torchrun on `procs` local processes."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--standalone"]
-    return [*launcher, *extra, "-m", "growprune"]
+def growprune_on(procs: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`growprune ARGS` on `procs` local processes (torchrun unless 1), run to its end."""
+    command = list(GROWPRUNE) if procs == 1 else [*torchrun(procs), "-m", "growprune"]
+    return run_captured([*command, *args], env=ENV, timeout=timeout)
 
 
-def train(recipe: Path, out: Path, procs: int = 1, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "growprune"] if procs == 1 else growprune_on(procs, *extra)
-    result = subprocess.run(
-        [*cmd, "train", str(recipe), "--out", str(out), "--no-progress"],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def train(recipe: Path, out: Path, procs: int = 1) -> subprocess.CompletedProcess[str]:
+    result = growprune_on(procs, "train", str(recipe), "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -60,14 +51,7 @@ def final_state(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
 
 
-PGAP = {
-    "name": "pgap",
-    "sparsity": 0.8,
-    "partitions": 2,
-    "epochs_per_phase": 1,
-    "rounds": 2,
-    "finetune_epochs": 1,
-}
+PGAP = gap_method("pgap", partitions=2, rounds=2)
 
 
 @pytest.mark.parametrize("merge", ["average", "owner"])
@@ -87,15 +71,7 @@ def test_pgap_two_processes_equal_single_process(tmp_path: Path, merge: str) -> 
 
 
 def test_ddp_cgap_matches_single_process(tmp_path: Path) -> None:
-    method = {
-        "name": "cgap",
-        "sparsity": 0.8,
-        "partitions": 3,
-        "epochs_per_phase": 1,
-        "rounds": 1,
-        "finetune_epochs": 1,
-    }
-    recipe = recipe_file(tmp_path, method)
+    recipe = recipe_file(tmp_path, gap_method("cgap", partitions=3))
     train(recipe, tmp_path / "single")
     train(recipe, tmp_path / "ddp", 2)
     single, ddp = final_state(tmp_path / "single"), final_state(tmp_path / "ddp")
@@ -143,10 +119,7 @@ def test_fsdp_run_equals_single_process_and_resumes_exactly(tmp_path: Path) -> N
     shutil.copytree(tmp_path / "fsdp", resumed)
     for name in ("ckpt-00000096.pt", "final.pt", "best.pt"):
         (resumed / "checkpoints" / name).unlink(missing_ok=True)
-    result = subprocess.run(
-        [*growprune_on(2), "train", "--resume", str(resumed), "--no-progress"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = growprune_on(2, "train", "--resume", str(resumed), "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr and "ckpt-00000080.pt" in result.stderr
     again = final_state(resumed)
@@ -159,11 +132,9 @@ def test_bundled_fsdp_recipe_trains_the_transformer_sharded(tmp_path: Path) -> N
     """translation/cgap-quick-fsdp's smoke on 2 ranks: the Transformer (tied embeddings,
     cross-attention computed outside its decoder blocks) trains sharded to its target."""
     out = tmp_path / "run"
-    command = [*growprune_on(2), "train", "translation/cgap-quick-fsdp", "--smoke"]
-    result = subprocess.run(
-        [*command, "--out", str(out), "--no-progress"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = growprune_on(
+        2, "train", "translation/cgap-quick-fsdp", "--smoke", "--out", str(out), "--no-progress"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     final = final_state(out)
     masks = final["sparsifier"]["masks"]
@@ -188,10 +159,7 @@ def test_fsdp_refuses_what_it_cannot_shard(tmp_path: Path, method: dict, message
     recipe = recipe_file(
         tmp_path, method, training={"batch_size": 32, "seed": 0, "threads": 1, "parallel": "fsdp"}
     )
-    result = subprocess.run(
-        [*growprune_on(2), "train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = growprune_on(2, "train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors and message in errors[0], result.stderr[-2000:]
@@ -201,25 +169,9 @@ def test_killed_worker_restarts_and_ends_with_same_masks(tmp_path: Path) -> None
     recipe = recipe_file(tmp_path, {**PGAP, "rounds": 4}, n_train=8192, hidden=512)
     train(recipe, tmp_path / "reference")
     out = tmp_path / "elastic"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--standalone",
-        "--max-restarts",
-        "1",
-        "-m",
-        "growprune",
-        "train",
-        str(recipe),
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    launcher = torchrun(2, "--max-restarts", "1")
+    proc = start_train(
+        recipe, out, ENV, *launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline and not list((out / "checkpoints").glob("ckpt-*.pt")):
@@ -239,22 +191,9 @@ def test_killed_worker_restarts_and_ends_with_same_masks(tmp_path: Path) -> None
 
 def test_pgap_refuses_process_count_not_multiple_of_k(tmp_path: Path) -> None:
     recipe = recipe_file(tmp_path, {**PGAP, "partitions": 3})
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--standalone",
-        "-m",
-        "growprune",
-        "train",
-        str(recipe),
-        "--out",
-        str(tmp_path / "bad"),
-        "--no-progress",
-    ]
-    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    result = growprune_on(
+        2, "train", str(recipe), "--out", str(tmp_path / "bad"), "--no-progress", timeout=120
+    )
     assert result.returncode != 0
     assert "multiple of 3 processes" in result.stderr
 
@@ -273,16 +212,7 @@ def test_mask_mismatch_is_an_error(tmp_path: Path, world: int) -> None:
         "    print('MISMATCH', err, flush=True)\n"
         "dist.destroy_process_group()\n"
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        str(world),
-        "--standalone",
-        str(script),
-    ]
-    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    result = run_captured([*torchrun(world), str(script)], env=ENV, timeout=120)
     # Both ranks print; their lines may interleave in the shared pipe, so count the pieces.
     assert result.stdout.count("MISMATCH") == world, result.stderr[-2000:]
     assert result.stdout.count("masks differ across ranks after test") == world, result.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -18,21 +17,14 @@ from growprune.tasks.classification.task import ClassificationTask
 from growprune.train.checkpoint import CheckpointManager
 from growprune.train.engine import Trainer, TrainingDiverged
 from growprune.train.recipe import validate_recipe
+from tests.helpers import GROWPRUNE, gap_method, run_captured
 
-REPO = Path(__file__).resolve().parents[2]
 CNN = {
     "name": "diverge",
     "data": {"name": "synthetic_images", "args": {"n_train": 512, "n_test": 256, "height": 12, "width": 12}},
     "model": {"name": "small_cnn", "args": {"width": 8}},
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
-    "method": {
-        "name": "cgap",
-        "sparsity": 0.8,
-        "partitions": 2,
-        "epochs_per_phase": 1,
-        "rounds": 1,
-        "finetune_epochs": 3,
-    },
+    "method": gap_method("cgap", partitions=2, finetune_epochs=3),
     "training": {"batch_size": 32, "threads": 1},
     "output": {"tensorboard": False, "report": False, "keep_last": 2},
 }
@@ -42,23 +34,8 @@ def train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(CNN))
     sets = [arg for item in overrides for arg in ("--set", item)]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "growprune",
-            "train",
-            str(recipe),
-            "--out",
-            str(tmp_path / "run"),
-            "--no-progress",
-            *sets,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = str(tmp_path / "run")
+    return run_captured([*GROWPRUNE, "train", str(recipe), "--out", out, "--no-progress", *sets])
 
 
 def all_checkpoints(run_dir: Path) -> list[Path]:
@@ -98,22 +75,8 @@ def test_resume_at_a_lower_learning_rate(tmp_path: Path) -> None:
     assert train(tmp_path, "output.checkpoint_every_steps=8").returncode == 0
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints" / "final.pt").unlink()
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "growprune",
-            "train",
-            "--resume",
-            str(run_dir),
-            "--no-progress",
-            "--set",
-            "optimizer.lr=0.01",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    resumed = run_captured(
+        [*GROWPRUNE, "train", "--resume", str(run_dir), "--no-progress", "--set", "optimizer.lr=0.01"]
     )
     assert resumed.returncode == 0, resumed.stderr
     assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["optimizer"]["lr"] == 0.01

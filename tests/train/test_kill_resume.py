@@ -24,8 +24,8 @@ import yaml
 from growprune.files import temp_name
 from growprune.train.lock import LOCK_NAME, RunDirectoryLocked
 from growprune.train.memory import PEAK_MEMORY_FIELDS
+from tests.helpers import GROWPRUNE, REPO, gap_method, run_captured
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
 
 # Runs the command, killing itself with SIGKILL after the first checkpoint saved at step argv[1].
@@ -60,36 +60,19 @@ RECIPE = {
 }
 # P-GaP (the rounds loop): 2 rounds of one epoch, then 2 epochs of fine-tuning in the step loop.
 PGAP = {
-    "method": {
-        "name": "pgap",
-        "sparsity": 0.8,
-        "partitions": 2,
-        "epochs_per_phase": 1,
-        "rounds": 2,
-        "finetune_epochs": 2,
-    },
+    "method": gap_method("pgap", partitions=2, rounds=2, finetune_epochs=2),
     "training": {"epochs": 4},
 }
 
 # Compact storage (method.storage: compact): layers change shape at every mask change, and the
 # checkpoints hold their dense weights and the values' optimizer state; a resume is still exact.
 GMP_COMPACT = {"method": {**RECIPE["method"], "storage": "compact"}}
-CGAP_COMPACT = {
-    "method": {
-        "name": "cgap",
-        "sparsity": 0.8,
-        "partitions": 2,
-        "epochs_per_phase": 1,
-        "rounds": 1,
-        "finetune_epochs": 1,
-        "storage": "compact",
-    },
-}
+CGAP_COMPACT = {"method": gap_method("cgap", partitions=2, storage="compact")}
 
 
 def cli(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "growprune", *args]
-    return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", script, *args] if script else [*GROWPRUNE, *args]
+    return run_captured(command, env=ENV)
 
 
 def write_recipe(path: Path, **sections: dict) -> Path:

@@ -13,6 +13,7 @@ from torch import nn
 
 from growprune.train.engine import Trainer, incompatible_changes
 from growprune.train.recipe import RecipeError, recipe_to_dict, validate_recipe
+from tests.helpers import gap_method
 
 
 def recipe(device: str = "cpu", **training: Any) -> dict[str, Any]:
@@ -25,14 +26,7 @@ def recipe(device: str = "cpu", **training: Any) -> dict[str, Any]:
         "model": {"name": "small_cnn", "args": {"width": 4}},
         "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
         # C-GaP: masks change (prune + grow) several times within the run
-        "method": {
-            "name": "cgap",
-            "sparsity": 0.8,
-            "partitions": 2,
-            "epochs_per_phase": 0.5,
-            "rounds": 1,
-            "finetune_epochs": 0.5,
-        },
+        "method": gap_method("cgap", partitions=2, epochs_per_phase=0.5, finetune_epochs=0.5),
         "training": {"batch_size": 32, "seed": 0, "threads": 1, "device": device, **training},
         "output": {"tensorboard": False, "report": False, "checkpoint_every_minutes": None},
     }
