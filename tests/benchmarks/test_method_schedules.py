@@ -8,19 +8,13 @@ from torch import nn
 
 import growprune as gp
 from growprune.methods import METHODS
-from growprune.methods.settings import AtLeast, OfBudget, Part, Share, StepArgument
+from growprune.methods.settings import AtLeast, OfBudget, Part
+from tests.methods.midway import midway_method
+
+LatePrune = midway_method("lateprune_bench_test")
 
 
-class LatePrune(gp.Sparsifier):
-    method = "lateprune_bench_test"
-    prune_step = StepArgument(Share(0.5), minimum=1, epochs="prune_epoch", within_run=True)
-
-    def __init__(self, model, optimizer, *, prune_step: int = 1, **kwargs):  # type: ignore[no-untyped-def]
-        self.prune_step = prune_step
-        super().__init__(model, optimizer, **kwargs)
-
-
-class Declared(LatePrune):
+class Declared(LatePrune):  # type: ignore[misc, valid-type]
     method = "declared_bench_test"
     paper_schedule = {"prune_epoch": OfBudget(per=4)}
     short_run = {"prune_step": AtLeast(1, Part(4))}

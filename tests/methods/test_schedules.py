@@ -11,20 +11,13 @@ from torch import nn
 
 import growprune as gp
 from growprune.methods import METHODS
-from growprune.methods.settings import AtLeast, EverySteps, OfBudget, Part, Rest, Share, StepArgument
+from growprune.methods.settings import AtLeast, EverySteps, OfBudget, Part, Rest
+from tests.methods.midway import midway_method
 
 NEVER = 10**9
 
 
-class Midway(gp.Sparsifier):
-    """A method that declares nothing but its step argument (not registered)."""
-
-    method = "midway_schedules_test"
-    prune_step = StepArgument(Share(0.5), minimum=1, epochs="prune_epoch", within_run=True)
-
-    def __init__(self, model, optimizer, *, prune_step: int = 1, **kwargs):  # type: ignore[no-untyped-def]
-        self.prune_step = prune_step
-        super().__init__(model, optimizer, **kwargs)
+Midway = midway_method("midway_schedules_test")  # declares nothing but its step argument (not registered)
 
 
 def test_a_method_that_declares_none_gets_its_declared_defaults() -> None:

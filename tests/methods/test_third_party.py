@@ -177,16 +177,9 @@ def test_a_declared_step_argument_is_a_recipe_key_a_callback_default_and_config(
     constructor's check, the recipe key in epochs (validated, converted, defaulted from the run),
     the callbacks' default from the run's length, the defaults table and config()."""
     from growprune.integrations.schedule import defaults_table, schedule_kwargs
-    from growprune.methods.settings import Share, StepArgument
+    from tests.methods.midway import midway_method
 
-    class Midway(gp.Sparsifier):
-        method = "midway_test"
-        prune_step = StepArgument(Share(0.5), minimum=1, epochs="prune_epoch", within_run=True)
-
-        def __init__(self, model, optimizer, *, prune_step: int = 1, **kwargs):  # type: ignore[no-untyped-def]
-            self.prune_step = prune_step
-            super().__init__(model, optimizer, **kwargs)
-
+    Midway = midway_method("midway_test")
     gp.register_method(Midway)
     try:
         model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
