@@ -1,4 +1,9 @@
-"""A verse-aligned Spanish-English parallel corpus from two locally installed Bibles.
+"""A verse-aligned Spanish-English parallel corpus from two locally installed Bibles, and the
+verses of one language alone.
+
+Shared by the translation task (aligned pairs) and the language-modelling task (the English
+verses, :func:`load_verses`), which split by the same books; task folders do not import each
+other, so the reader lives here.
 
 Why the Bible: CI and the dev machines have no general internet access, so the translation task
 needs a parallel corpus that an ordinary package manager installs. Debian ships SWORD modules
@@ -368,7 +373,7 @@ def align(
 def split_of_book(book: str) -> str:
     """``"train"``, ``"valid"`` or ``"test"`` for one of :data:`BOOKS` (see :data:`SPLIT_RULE`)."""
     if book not in _BOOK_SET:
-        raise ValueError(f"{book!r} is not one of the 66 books in growprune.tasks.translation.bible.BOOKS")
+        raise ValueError(f"{book!r} is not one of the 66 books in growprune.data.bible.BOOKS")
     if book in TEST_BOOKS:
         return "test"
     if book in VALID_BOOKS:
