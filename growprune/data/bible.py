@@ -67,6 +67,7 @@ __all__ = [
     "clean_osis",
     "load_aligned",
     "load_parallel_corpus",
+    "load_verses",
     "misaligned_chapters",
     "parse_diatheke",
     "read_module",
@@ -435,3 +436,22 @@ def load_parallel_corpus(
     """
     pairs, _ = load_aligned(source, target, cache_dir)
     return split_by_book(pairs)
+
+
+# --- one language alone --------------------------------------------------------------------------
+
+
+def load_verses(
+    language: str = "en", cache_dir: str | os.PathLike[str] | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """One module's verses of the 66 books, split by whole book (:data:`SPLIT_RULE`), as
+    ``(reference, text)`` in canonical order: what a language model of one language reads.
+
+    Verses shorter than :data:`MIN_CHARS` (how a module marks an omitted or merged verse) and books
+    outside the 66 (the English module's deuterocanon) are left out; no alignment is involved.
+    """
+    out: dict[str, list[tuple[str, str]]] = {"train": [], "valid": [], "test": []}
+    for (book, chapter, verse), text in read_module(language, cache_dir).items():
+        if book in _BOOK_SET and len(text) >= MIN_CHARS:
+            out[split_of_book(book)].append((f"{book} {chapter}:{verse}", text))
+    return out

@@ -139,6 +139,22 @@ TASKS: dict[str, TaskSpec] = {
             evaluation="growprune.tasks.translation.settings:TranslationEvaluation",
         ),
         TaskSpec(
+            name="lm",
+            description="causal language modelling, the English Bible; perplexity",
+            datasets=("bible_en",),
+            task_class="growprune.tasks.lm.task:LMTask",
+            done_text="test perplexity {test_ppl:.2f} (valid {valid_ppl:.2f})",
+            summary=(
+                SummaryScore("final test perplexity", "test_ppl", ".2f"),
+                SummaryScore("final validation perplexity", "valid_ppl", ".2f"),
+            ),
+            modules=("transformers", "tokenizers"),
+            extra="lm",
+            models={"llama": "growprune.tasks.lm.model:build_llama"},
+            section="growprune.tasks.lm.report:lm_lines",
+            evaluation="growprune.tasks.lm.settings:LMEvaluation",
+        ),
+        TaskSpec(
             name="detection",
             # coco: a COCO-format folder (data.root, else $GROWPRUNE_COCO); coco_shapes: the
             # generated set in that format, unless data.root names a folder to read instead.
