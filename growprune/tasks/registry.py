@@ -39,7 +39,9 @@ class SummaryScore:
     ``of``: ``"final"`` (the finished run's score; an unfinished run shows the last epoch's with
     ``last_logged``, else says it is unfinished), ``"best"`` (the highest over every epoch) or
     ``"best_final_masks"`` (the highest among the epochs at the final masks, naming its epoch).
-    ``fmt``: ``"percent"`` or a format spec such as ``".2f"``.
+    ``fmt``: ``"percent"``, ``"perplexity"`` (the score is a negated log-perplexity, higher is
+    better as every selected score, shown as the perplexity ``exp(-score)``) or a format spec such
+    as ``".2f"``.
     """
 
     label: str
@@ -147,6 +149,9 @@ TASKS: dict[str, TaskSpec] = {
             summary=(
                 SummaryScore("final test perplexity", "test_ppl", ".2f"),
                 SummaryScore("final validation perplexity", "valid_ppl", ".2f"),
+                SummaryScore(
+                    "best validation perplexity (any epoch)", "valid_neg_log_ppl", "perplexity", of="best"
+                ),
             ),
             modules=("transformers", "tokenizers"),
             extra="lm",

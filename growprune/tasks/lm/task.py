@@ -34,9 +34,11 @@ PROMPTS: tuple[str, ...] = (
     "Blessed are",
     "The king of Babylon",
 )
-# Smoke runs keep the recipe's model and schedule but train on a few blocks, one batch per epoch,
-# score a few held-out blocks and generate a few tokens: the point is that every part runs.
+# Smoke runs keep the recipe's model and schedule but train on a few blocks cut to their first
+# SMOKE_CONTEXT tokens (one batch per epoch), score a few held-out blocks and generate a few tokens:
+# the point is that every part runs, also for a recipe's ~30M-parameter model on a CPU.
 SMOKE_BLOCKS = 8
+SMOKE_CONTEXT = 32
 SMOKE_SAMPLE_TOKENS = 4
 
 
@@ -85,8 +87,9 @@ class LMTask(Task):
         check_kwargs("dataset", settings.name, load_bible_lm, args)
         data = load_bible_lm(**args)
         if request.smoke:
-            data.train = data.train[: max(SMOKE_BLOCKS, request.batch_size)]
-            data.valid, data.test = data.valid[:SMOKE_BLOCKS], data.test[:SMOKE_BLOCKS]
+            width = min(SMOKE_CONTEXT, data.context_length) + 1
+            data.train = data.train[: max(SMOKE_BLOCKS, request.batch_size), :width]
+            data.valid, data.test = data.valid[:SMOKE_BLOCKS, :width], data.test[:SMOKE_BLOCKS, :width]
             ev = replace(ev, sample_tokens=min(ev.sample_tokens, SMOKE_SAMPLE_TOKENS))
         data.train, data.valid, data.test = (
             b.to(request.device) for b in (data.train, data.valid, data.test)

@@ -6,12 +6,14 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from growprune.data import bible
 from growprune.records import EpochRecord, FinalRecord, read_records
+from growprune.report.run import summary_row
 from growprune.tasks.lm.corpus import LMData, blocks_of, token_stream
 from growprune.tasks.lm.model import build_llama
 from growprune.tasks.lm.report import lm_lines
@@ -61,7 +63,8 @@ def test_loss_is_next_token_cross_entropy_and_perplexity_its_exp(tiny_task: LMTa
     assert scores["valid_ppl"] == pytest.approx(math.exp(scores["valid_loss"]))
     assert scores["valid_neg_log_ppl"] == -scores["valid_loss"]
     # the held-out loss is the mean over every target token, whatever the evaluation batch size
-    logits = model(input_ids=tiny_task.data.valid[:, :-1]).logits
+    with torch.no_grad():
+        logits = model(input_ids=tiny_task.data.valid[:, :-1]).logits
     expected = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), tiny_task.data.valid[:, 1:].reshape(-1)
     )
@@ -106,6 +109,15 @@ def test_samples_and_report_section(tiny_task: LMTask, tmp_path: Path) -> None:
 
 def test_registry_line() -> None:
     spec = task_named("lm")
+    epochs = [
+        EpochRecord.from_dict({"epoch": e, "step": e, "valid_neg_log_ppl": -loss})
+        for e, loss in ((1, 3.0), (2, 2.5), (3, 2.75))
+    ]
+    best = next(s for s in spec.summary if s.of == "best")
+    assert summary_row(best, SimpleNamespace(epochs=epochs, final=None), "") == (
+        "best validation perplexity (any epoch)",
+        f"{math.exp(2.5):.2f}",  # the lowest perplexity, not the highest
+    )
     assert (
         spec.describe_scores({"test_ppl": 12.345, "valid_ppl": 10.0}) == "test perplexity 12.35 (valid 10.00)"
     )
