@@ -206,3 +206,11 @@ def test_llama_on_images_is_refused_by_name(tmp_path: Path) -> None:
     del data["evaluation"]
     with pytest.raises(RecipeError, match="model 'llama' is a causal language model but the data is not"):
         Trainer(validate_recipe(data), tmp_path / "run", smoke=True, progress=False)
+
+
+def test_collapse_is_back_at_a_uniform_guess_after_being_below_it(tiny_task: LMTask) -> None:
+    chance = math.log(tiny_task.tokenizer.vocab_size)
+    back = {"valid_loss": chance + 0.1, "valid_ppl": math.exp(chance + 0.1)}
+    assert "uniform guess" in (tiny_task.collapsed(back, peak=-2.0) or "")
+    assert tiny_task.collapsed(back, peak=-(chance + 0.2)) is None  # never learned anything yet
+    assert tiny_task.collapsed({"valid_loss": 2.5, "valid_ppl": math.exp(2.5)}, peak=-2.0) is None
