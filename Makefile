@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-# The translation corpus: diatheke reads the two Bible modules (see growprune/tasks/translation/bible.py).
+# The translation and language-modelling corpora: diatheke reads the Bible modules (see growprune/data/bible.py).
 BIBLE_PACKAGES := diatheke sword-text-web sword-text-sparv
 
 .PHONY: setup data partseg-data demo test test-kernels test-llm test-slow lint clean

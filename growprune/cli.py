@@ -20,7 +20,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,8 +42,17 @@ EXTRAS = {
     "tqdm": "train",
     "matplotlib": "train",
     "tensorboard": "train",
-    **{module: spec.extra or "train" for spec in TASKS.values() for module in spec.modules},
 }
+for _spec in TASKS.values():  # a module two tasks need (tokenizers) is named by the first task's extra here;
+    for _module in _spec.modules:  # a run of a task names its own (task_extras)
+        EXTRAS.setdefault(_module, _spec.extra or "train")
+
+
+def task_extras(spec: object) -> dict[str, str]:
+    """Module -> extra as the task `spec` (a registry TaskSpec) declares them, over EXTRAS."""
+    return {**EXTRAS, **{m: getattr(spec, "extra", None) or "train" for m in getattr(spec, "modules", ())}}
+
+
 # What each command imports whatever the recipe says; the rest is checked once the recipe is read.
 TRAIN_MODULES = ("yaml", "pydantic", "tqdm")
 REPORT_MODULES = ("yaml", "matplotlib")
@@ -52,8 +61,12 @@ REPORT_MODULES = ("yaml", "matplotlib")
 class MissingExtra(UsageError):
     """An optional dependency a command needs is not installed; the message is the one line to show."""
 
-    def __init__(self, command: str, modules: Sequence[str]) -> None:
-        extras = sorted({EXTRAS[m] for m in modules}, key=list(EXTRAS.values()).index)
+    def __init__(
+        self, command: str, modules: Sequence[str], extra_of: Mapping[str, str] | None = None
+    ) -> None:
+        extra_of = EXTRAS if extra_of is None else extra_of
+        order = ["train", *dict.fromkeys(extra_of.values())]
+        extras = sorted({extra_of[m] for m in modules}, key=order.index)
         names = ", ".join(repr(m) for m in modules)
         super().__init__(
             f"growprune {command}: needs the {' and '.join(repr(e) for e in extras)} "
@@ -62,11 +75,12 @@ class MissingExtra(UsageError):
         )
 
 
-def require(command: str, modules: Iterable[str]) -> None:
-    """Raise MissingExtra naming every module in `modules` that cannot be imported."""
+def require(command: str, modules: Iterable[str], extra_of: Mapping[str, str] | None = None) -> None:
+    """Raise MissingExtra naming every module in `modules` that cannot be imported (and the extras,
+    by `extra_of`, default EXTRAS, that install them)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingExtra(command, missing)
+        raise MissingExtra(command, missing, extra_of)
 
 
 def resolve_recipe_path(text: str) -> Path:
@@ -139,13 +153,15 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     recipe = load_recipe(recipe_path, overrides)
     from growprune.tasks.registry import task_for_dataset
 
+    task = task_for_dataset(recipe.data.name)
     require(
         "train",
         [
             *(["matplotlib"] if recipe.output.report else []),
             *(["tensorboard"] if recipe.output.tensorboard else []),
-            *task_for_dataset(recipe.data.name).modules,
+            *task.modules,
         ],
+        task_extras(task),
     )
     resume = bool(args.resume)
     if not resume:

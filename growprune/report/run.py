@@ -362,7 +362,11 @@ def summary_row(score: SummaryScore, run: RunData, suffix: str) -> tuple[str, st
     def shown(value: float | None) -> str:
         if value is None or not math.isfinite(value):
             return "n/a"
-        return percent(value) if score.fmt == "percent" else format(value, score.fmt)
+        if score.fmt == "percent":
+            return percent(value)
+        if score.fmt == "perplexity":  # a negated log-perplexity (higher is better), shown as perplexity
+            return f"{math.exp(-value):.2f}" if -value < 700 else "n/a"
+        return format(value, score.fmt)
 
     if score.of == "best_final_masks":
         return best_row(run.epochs, score.key, score.label)

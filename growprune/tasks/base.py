@@ -154,6 +154,16 @@ def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Modu
             if takes_points
             else f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg"
         )
+    causal = bool(getattr(builder, "causal_lm", False))
+    wants_causal = "context_length" in task.model_defaults()
+    if causal != wants_causal:
+        raise ValueError(
+            f"model '{model_name}' is a causal language model but the data is not a language-modelling "
+            "corpus; use data.name: bible_en"
+            if causal
+            else f"model '{model_name}' is not a causal language model but the data is a language-modelling "
+            "corpus; use model.name: llama"
+        )
     takes_tokens = "vocab_size" in inspect.signature(builder).parameters
     wants_tokens = "vocab_size" in task.model_defaults()
     detector = bool(getattr(builder, "detector", False))

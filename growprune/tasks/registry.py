@@ -39,7 +39,9 @@ class SummaryScore:
     ``of``: ``"final"`` (the finished run's score; an unfinished run shows the last epoch's with
     ``last_logged``, else says it is unfinished), ``"best"`` (the highest over every epoch) or
     ``"best_final_masks"`` (the highest among the epochs at the final masks, naming its epoch).
-    ``fmt``: ``"percent"`` or a format spec such as ``".2f"``.
+    ``fmt``: ``"percent"``, ``"perplexity"`` (the score is a negated log-perplexity, higher is
+    better as every selected score, shown as the perplexity ``exp(-score)``) or a format spec such
+    as ``".2f"``.
     """
 
     label: str
@@ -137,6 +139,25 @@ TASKS: dict[str, TaskSpec] = {
             models={"transformer": "growprune.tasks.translation.model:Seq2SeqTransformer"},
             section="growprune.tasks.translation.report:translation_lines",
             evaluation="growprune.tasks.translation.settings:TranslationEvaluation",
+        ),
+        TaskSpec(
+            name="lm",
+            description="causal language modelling, the English Bible; perplexity",
+            datasets=("bible_en",),
+            task_class="growprune.tasks.lm.task:LMTask",
+            done_text="test perplexity {test_ppl:.2f} (valid {valid_ppl:.2f})",
+            summary=(
+                SummaryScore("final test perplexity", "test_ppl", ".2f"),
+                SummaryScore("final validation perplexity", "valid_ppl", ".2f"),
+                SummaryScore(
+                    "best validation perplexity (any epoch)", "valid_neg_log_ppl", "perplexity", of="best"
+                ),
+            ),
+            modules=("transformers", "tokenizers"),
+            extra="lm",
+            models={"llama": "growprune.tasks.lm.model:build_llama"},
+            section="growprune.tasks.lm.report:lm_lines",
+            evaluation="growprune.tasks.lm.settings:LMEvaluation",
         ),
         TaskSpec(
             name="detection",

@@ -57,6 +57,18 @@ SLOW_SMOKES += ("fmnist/set-80", "fmnist/oneshot-80", "fmnist/admm-80")
 # C-GaP's and RigL's 80% recipes run the code of their 90% twins kept below (the kernel-sensitive
 # ones) and of cgap-quick: ~35 s of the default suite on 2 idle cores.
 SLOW_SMOKES += ("fmnist/cgap-80", "fmnist/rigl-80")
+# Language modelling: every recipe but cgap-quick (its data, model, loss, perplexity and samples run
+# there; the others differ in the method and a larger model).
+SLOW_SMOKES += (
+    "lm/dense",
+    "lm/oneshot",
+    "lm/gmp",
+    "lm/rigl",
+    "lm/cgap-24",
+    "lm/cgap-50",
+    "lm/cgap-80",
+    "lm/pgap",
+)
 KEPT_SMOKES = ("fmnist/cgap-90.yaml", "fmnist/rigl-90.yaml")
 
 

@@ -47,14 +47,20 @@ def test_overrides_keep_yaml_types() -> None:
 
 @pytest.mark.parametrize("path", bundled_recipes().values(), ids=lambda p: p.name)
 def test_bundled_recipes_validate(path: Path) -> None:
-    """Each bundled recipe is what its file name says: <task>/<method>[-...][-<sparsity %>]."""
+    """Each bundled recipe is what its file name says: <task>/<method>[-...][-<sparsity %>], or
+    <task>/<method>[-...]-<N><M> for an N:M pattern (``cgap-24``: 2:4)."""
     recipe = load_recipe(path)
     task, stem = path.parent.name, path.stem
     assert recipe.name == f"{task}-{stem}"
     assert recipe.method.name == stem.split("-")[0]
-    percent = stem.rsplit("-", 1)[-1]
-    if percent.isdigit():
-        assert recipe.method.sparsity == pytest.approx(int(percent) / 100)
+    suffix = stem.rsplit("-", 1)[-1]
+    pattern = recipe.method.pattern
+    if pattern != "unstructured":
+        assert suffix == pattern.replace(":", ""), (
+            f"an N:M recipe's name ends in -<N><M>, got {stem!r} for {pattern}"
+        )
+    elif suffix.isdigit():
+        assert recipe.method.sparsity == pytest.approx(int(suffix) / 100)
     assert recipe.training.epochs is not None and recipe.training.epochs > 0
 
 

@@ -8,7 +8,7 @@ boxes are, and an object less than a third visible is dropped. Images are PNGs o
 so the loader's resizing and box rescaling are exercised as with real photos.
 
 :func:`generated_root` writes the set once into ``<cache>/detection/shapes-<key>/`` (the cache
-as :func:`growprune.tasks.translation.bible.cache_root` chooses it) in the COCO-2017 layout, then
+as :func:`growprune.data.cache.cache_root` chooses it) in the COCO-2017 layout, then
 :func:`growprune.tasks.detection.coco.load_coco_detection` reads it like any other COCO-format folder. The
 key covers the arguments and :data:`GENERATOR_VERSION`, so a changed generator writes anew.
 """

@@ -1,6 +1,6 @@
 """The Spanish-English Bible translation task as padded id tensors, and its batch loader.
 
-:func:`load_bible_translation` turns the verse pairs of :mod:`growprune.tasks.translation.bible` into
+:func:`load_bible_translation` turns the verse pairs of :mod:`growprune.data.bible` into
 :class:`TranslationSplit` tensors with the shared BPE vocabulary of
 :mod:`growprune.tasks.translation.subword`:
 
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from growprune.bounded import DataFileError, regular_file
+from growprune.data.bible import LANGUAGES, SPLIT_RULE, VersePair, load_aligned, split_by_book
 from growprune.data.cache import cache_root
 from growprune.data.loader import EpochLoader
 from growprune.files import atomic_torch_save
 from growprune.seeding import stream_seed
-from growprune.tasks.translation.bible import LANGUAGES, SPLIT_RULE, VersePair, load_aligned, split_by_book
 from growprune.tasks.translation.subword import BOS, EOS, PAD, SubwordTokenizer, train_or_load
 
 __all__ = [

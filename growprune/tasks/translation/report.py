@@ -48,7 +48,10 @@ def translation_lines(
     if epochs:
         header = ("epoch", "phase", "valid loss", "valid BLEU (greedy)", "valid chrF")
         keys = ("valid_loss", "valid_bleu", "valid_chrf")
-        cells = ([f"{r.epoch:.2f}", r.phase or "", *(_score(r.scores.get(k)) for k in keys)] for r in epochs)
+        cells = (
+            [f"{r.epoch:.2f}", str(r.phase) if r.phase else "", *(_score(r.scores.get(k)) for k in keys)]
+            for r in epochs
+        )
         lines += markdown_table(header, "rlrrr", cells)
     rows = read_examples(run_dir, examples)
     if rows:

@@ -6,7 +6,7 @@ same pieces on both sides.
 
 Pre-tokenization is SentencePiece-style ``Metaspace``: a space becomes part of the following
 piece (``▁word``), so ``decode(encode(text)) == text`` for any text whose whitespace is already
-single spaces with none at the ends (what :func:`growprune.tasks.translation.bible.clean_osis` produces) and
+single spaces with none at the ends (what :func:`growprune.data.bible.clean_osis` produces) and
 whose characters were seen in training. Detokenized hypotheses can therefore be scored with
 sacreBLEU against the raw references without a separate detokenizer.
 

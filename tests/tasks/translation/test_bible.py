@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from growprune.data import bible
 from growprune.data.errors import DatasetNotFoundError
-from growprune.tasks.translation import bible
 
 HAVE_DIATHEKE = shutil.which("diatheke") is not None
 needs_bible = pytest.mark.skipif(not HAVE_DIATHEKE, reason=f"diatheke not installed ({bible.INSTALL_HINT})")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from growprune.tasks.translation import bible
+from growprune.data import bible
 from growprune.tasks.translation.corpus import (
     TranslationData,
     TranslationLoader,

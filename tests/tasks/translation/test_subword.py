@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models
 
-from growprune.tasks.translation import bible
+from growprune.data import bible
 from growprune.tasks.translation.subword import (
     BOS,
     EOS,

@@ -1,4 +1,9 @@
-"""A verse-aligned Spanish-English parallel corpus from two locally installed Bibles.
+"""A verse-aligned Spanish-English parallel corpus from two locally installed Bibles, and the
+verses of one language alone.
+
+Shared by the translation task (aligned pairs) and the language-modelling task (the English
+verses, :func:`load_verses`), which split by the same books; task folders do not import each
+other, so the reader lives here.
 
 Why the Bible: CI and the dev machines have no general internet access, so the translation task
 needs a parallel corpus that an ordinary package manager installs. Debian ships SWORD modules
@@ -62,6 +67,7 @@ __all__ = [
     "clean_osis",
     "load_aligned",
     "load_parallel_corpus",
+    "load_verses",
     "misaligned_chapters",
     "parse_diatheke",
     "read_module",
@@ -368,7 +374,7 @@ def align(
 def split_of_book(book: str) -> str:
     """``"train"``, ``"valid"`` or ``"test"`` for one of :data:`BOOKS` (see :data:`SPLIT_RULE`)."""
     if book not in _BOOK_SET:
-        raise ValueError(f"{book!r} is not one of the 66 books in growprune.tasks.translation.bible.BOOKS")
+        raise ValueError(f"{book!r} is not one of the 66 books in growprune.data.bible.BOOKS")
     if book in TEST_BOOKS:
         return "test"
     if book in VALID_BOOKS:
@@ -430,3 +436,22 @@ def load_parallel_corpus(
     """
     pairs, _ = load_aligned(source, target, cache_dir)
     return split_by_book(pairs)
+
+
+# --- one language alone --------------------------------------------------------------------------
+
+
+def load_verses(
+    language: str = "en", cache_dir: str | os.PathLike[str] | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """One module's verses of the 66 books, split by whole book (:data:`SPLIT_RULE`), as
+    ``(reference, text)`` in canonical order: what a language model of one language reads.
+
+    Verses shorter than :data:`MIN_CHARS` (how a module marks an omitted or merged verse) and books
+    outside the 66 (the English module's deuterocanon) are left out; no alignment is involved.
+    """
+    out: dict[str, list[tuple[str, str]]] = {"train": [], "valid": [], "test": []}
+    for (book, chapter, verse), text in read_module(language, cache_dir).items():
+        if book in _BOOK_SET and len(text) >= MIN_CHARS:
+            out[split_of_book(book)].append((f"{book} {chapter}:{verse}", text))
+    return out
