@@ -110,6 +110,7 @@ def test_small_cnn_channels_last_matches_default() -> None:
 def test_list_models() -> None:
     assert list_models() == sorted(
         [
+            "llama",
             "mlp",
             "small_cnn",
             "resnet20",
