@@ -188,6 +188,13 @@ def prunes(method: str) -> bool:
     return fixed.get("sparsity") != 0.0
 
 
+def supports_pattern(method: str) -> bool:
+    """Whether ``method`` can prune to an N:M pattern (its class's ``supports_nm``)."""
+    from growprune.methods import METHODS
+
+    return bool(METHODS[method].supports_nm)
+
+
 def sets_own_length(method: str) -> bool:
     """Whether ``method``'s own schedule sets a run's length (its class defines ``schedule_epochs``:
     C-GaP's and P-GaP's phases) rather than ``training.epochs``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,10 @@ def child_main(payload: str) -> None:
         final = trainer.run()
         data = trainer.task.data  # type: ignore[attr-defined]
         examples = trainer.task.example_rows()[: job["examples"]] if job["examples"] else None
+        if job.get("keep"):  # the final checkpoint, for what a benchmark does with the model next
+            keep = Path(job["keep"])
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(tmp) / "run" / "checkpoints" / "final.pt", keep)
     final.pop("layers", None)
     facts = {
         "epochs": parsed.training.epochs,
@@ -72,15 +77,24 @@ def run_child_process(
 
 
 def run_in_child(
-    recipe: dict[str, Any], smoke: bool, threads: int | None = 1, examples: int = 0
+    recipe: dict[str, Any], smoke: bool, threads: int | None = 1, examples: int = 0, keep: Path | None = None
 ) -> dict[str, Any]:
     """The final record of ``recipe`` trained in a child process with ``threads`` threads (None:
-    torch's default), with the first ``examples`` of the task's example outputs.
+    torch's default), with the first ``examples`` of the task's example outputs; ``keep``: where
+    to copy the run's final checkpoint (``checkpoints/final.pt``).
 
     Raises:
         RuntimeError: the run failed; the message holds the end of its stderr.
     """
-    job = json.dumps({"recipe": recipe, "smoke": smoke, "threads": threads, "examples": examples})
+    job = json.dumps(
+        {
+            "recipe": recipe,
+            "smoke": smoke,
+            "threads": threads,
+            "examples": examples,
+            "keep": str(keep) if keep else None,
+        }
+    )
     argv = [sys.executable, "-m", "benchmarks.engine_child", job]
     return run_child_process(argv, child_environment(threads), recipe["name"])
 

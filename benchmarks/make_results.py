@@ -816,32 +816,55 @@ class TaskTable:
     runs: Callable[[list[dict[str, Any]]], str]
     by_lr: bool = False
     trailer: Callable[[list[dict[str, Any]]], list[str]] = lambda rows: []
+    # methods of other tools whose rows the benchmark also writes (the one-shot LLM pruners), in
+    # the table's order; they come after the methods that prune nothing
+    external: tuple[str, ...] = ()
+
+
+def _column(row: dict[str, Any]) -> tuple[float, str]:
+    """A row's column: its sparsity, an N:M pattern after the sparsity it implies."""
+    return row["sparsity"], row.get("pattern") or ""
+
+
+def _column_title(column: tuple[float, str]) -> str:
+    sparsity, pattern = column
+    return f"{pattern} ({sparsity:.0%})" if pattern else f"{sparsity:.0%} sparsity"
+
+
+def _table_order(methods: set[str], external: tuple[str, ...]) -> list[str]:
+    ordered = method_order(methods - set(external), lead_own_schedule=True)
+    lead = [m for m in ordered if not prunes(m)]
+    return [*lead, *(m for m in external if m in methods), *(m for m in ordered if prunes(m))]
 
 
 def task_section(rows: list[dict[str, Any]], table: TaskTable) -> str:
     """One table per tier (and learning rate): a row per method in the task tables' order, a
-    column per sparsity, with the commands that reproduce it."""
+    column per sparsity (and N:M pattern), with the commands that reproduce it."""
     lines = [*table.intro, ""]
     rows = [r for r in rows if r.get("tier") != "smoke"]
     if not rows:
         return "\n".join([*lines, f"No runs recorded yet: `python -m benchmarks.{table.task} --tier quick`."])
+
+    def pruning(method: str) -> bool:
+        return method in table.external or prunes(method)
+
     groups = sorted({(r["tier"], r.get("lr", 0.0) if table.by_lr else 0.0) for r in rows})
     for tier, lr in groups:
         tier_rows = [r for r in rows if r["tier"] == tier and (not table.by_lr or r.get("lr", 0.0) == lr)]
-        sparsities = sorted({r["sparsity"] for r in tier_rows if prunes(r["method"])})
+        columns = sorted({_column(r) for r in tier_rows if pruning(r["method"])})
         lines += [
             table.heading(tier, tier_rows, lr),
             "",
-            "| method | " + " | ".join(f"{s:.0%} sparsity" for s in sparsities) + " |",
-            "|---|" + "---:|" * len(sparsities),
+            "| method | " + " | ".join(_column_title(c) for c in columns) + " |",
+            "|---|" + "---:|" * len(columns),
         ]
-        for method in method_order({r["method"] for r in tier_rows}, lead_own_schedule=True):
+        for method in _table_order({r["method"] for r in tier_rows}, table.external):
             cells = []
-            for sparsity in sparsities:
+            for column in columns:
                 found = [
                     r
                     for r in tier_rows
-                    if r["method"] == method and (not prunes(method) or r["sparsity"] == sparsity)
+                    if r["method"] == method and (not pruning(method) or _column(r) == column)
                 ]
                 cells.append(table.cell(found))
             if any(c != "" for c in cells):
@@ -855,13 +878,18 @@ def task_section(rows: list[dict[str, Any]], table: TaskTable) -> str:
             f"{', '.join(devices)}; {table.runs(tier_rows)}.",
             "",
             f"Reproduce: `python -m benchmarks.{table.task} --tier {tier} --methods "
-            f"{' '.join(sorted({r['method'] for r in tier_rows}))} --sparsities "
-            f"{' '.join(f'{s:g}' for s in sparsities)}{''.join(' ' + o for o in overrides)}` then "
-            "`python -m benchmarks.make_results`.",
+            f"{' '.join(sorted({r['method'] for r in tier_rows} - set(table.external)))} --sparsities "
+            f"{' '.join(p or f'{s:g}' for s, p in columns)}{''.join(' ' + o for o in overrides)}"
+            f"{_seeds_flag(tier_rows)}` then `python -m benchmarks.make_results`.",
             "",
             *table.trailer(tier_rows),
         ]
     return "\n".join(lines)
+
+
+def _seeds_flag(rows: list[dict[str, Any]]) -> str:
+    seeds = len({r["seed"] for r in rows})
+    return f" --seeds {seeds}" if seeds > 1 else ""
 
 
 def _run_label(row: dict[str, Any]) -> str:
@@ -935,6 +963,41 @@ def _map_cell(rows: list[dict[str, Any]]) -> str:
     return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
 
 
+def _ppl_cell(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    ppl = [r["test_ppl"] for r in rows]
+    if len(rows) == 1:
+        return f"{ppl[0]:.2f}"
+    mean, std = mean_std(ppl)
+    return f"{mean:.2f} +- {std:.2f} ({len(rows)} seeds)"
+
+
+def _lm_runs(rows: list[dict[str, Any]]) -> str:
+    """The compute of each row: training seconds, and the one-shot pruners' calibration."""
+    threads = sorted({str(r.get("threads")) for r in rows})
+    jobs = sorted({str(r.get("parallel_jobs")) for r in rows})
+    trained = [r for r in rows if "prune_seconds" not in r]
+    pruned = [r for r in rows if "prune_seconds" in r]
+    by_method: dict[str, list[float]] = {}
+    for r in trained:
+        by_method.setdefault(r["method"], []).append(r["train_seconds"])
+    seconds = ", ".join(f"{m} {sum(v) / len(v):.0f} s" for m, v in by_method.items())
+    text = (
+        f"{', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in parallel; mean training "
+        f"time: {seconds}"
+    )
+    if pruned:
+        blocks = sorted({r["method_config"]["calibration_blocks"] for r in pruned})
+        tools = sorted({r["method"] for r in pruned})
+        mean = sum(r["prune_seconds"] for r in pruned) / len(pruned)
+        text += (
+            f"; {'/'.join(tools)}: the dense run's training plus a forward pass over "
+            f"{', '.join(map(str, blocks))} calibration blocks, {mean:.0f} s of pruning on average"
+        )
+    return text
+
+
 # The paper's SSD rows, looked up: the authors' repository (github.com/boone891214/GaP, README)
 # has an "Object Detection (SSD on COCO-2017)" heading with a model download and no numbers, and
 # the paper's table was not in any source reachable from this project's machines.
@@ -967,6 +1030,27 @@ TASK_TABLES = {
             ),
             runs=_translation_runs,
             trailer=_translation_examples,
+        ),
+        TaskTable(
+            task="lm",
+            intro=(
+                "## Language modelling (Llama-style decoder, English Bible, perplexity)",
+                "",
+                "Test perplexity (lower is better) on the held-out books (Ruth, Job, Daniel, Haggai, "
+                "II Corinthians, Philemon, never seen in training), token-level over a byte-level BPE. "
+                "Every growprune method trains the same epochs of compute (P-GaP: its workers' phases "
+                "summed); SparseGPT and Wanda are llm-compressor's one-shot pruners applied to the dense "
+                "row's final model of the same seed, with no fine-tuning; GMP is dense training, gradual "
+                "pruning and fine-tuning in the same budget. Methods that cannot keep an N:M pattern "
+                "(GMP, RigL) have no 2:4 cell. Rows: `benchmarks/results/lm.jsonl`.",
+            ),
+            cell=_ppl_cell,
+            heading=lambda tier, rows, lr: (
+                f"### Tier `{tier}`: {rows[0]['model']}, context {rows[0].get('context_length')}, "
+                f"{rows[0]['epochs']:g} epoch(s)"
+            ),
+            runs=_lm_runs,
+            external=("sparsegpt", "wanda"),
         ),
         TaskTable(
             task="partseg",
@@ -1014,6 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--translation", type=Path, default=RESULTS_DIR / "translation.jsonl")
     parser.add_argument("--partseg", type=Path, default=RESULTS_DIR / "partseg.jsonl")
     parser.add_argument("--detection", type=Path, default=RESULTS_DIR / "detection.jsonl")
+    parser.add_argument("--lm", type=Path, default=RESULTS_DIR / "lm.jsonl")
     parser.add_argument("--out", type=Path, default=RESULTS_MD)
     args = parser.parse_args(argv)
     rows = by_convention(read_rows(args.quality))

@@ -43,16 +43,56 @@ from benchmarks.common import (
     machine,
     method_order,
     prunes,
+    supports_pattern,
 )
 from benchmarks.engine_child import run_in_child
 from growprune.tasks.registry import TaskSpec, bundled_recipes, task_named
 
 QUICK_SUFFIX = "-quick"
 
+# What a run prunes to: a sparsity in (0, 1), or an N:M pattern such as "2:4" (N kept of every M).
+Target = float | str
+
 
 def _no_facts(recipe: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     del recipe, result
     return {}
+
+
+def parse_target(text: str) -> Target:
+    """``--sparsities`` item: a sparsity such as ``0.8``, or a pattern such as ``2:4``."""
+    if ":" in text:
+        n, _, m = text.partition(":")
+        if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not an N:M pattern with 0 < N < M, such as 2:4")
+        return f"{int(n)}:{int(m)}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a sparsity (0.8) nor a pattern (2:4)"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"sparsity {text} is not between 0 and 1")
+    return value
+
+
+def target_sparsity(target: Target) -> float:
+    """The fraction of weights a target prunes (``2:4``: 0.5)."""
+    if isinstance(target, str):
+        n, m = (int(x) for x in target.split(":"))
+        return 1.0 - n / m
+    return target
+
+
+def target_label(target: Target) -> str:
+    """A target as the run names and the progress lines show it: ``80`` for 0.8, ``2:4``."""
+    return target if isinstance(target, str) else f"{_percent(target)}"
+
+
+def target_label_arg(target: Target) -> str:
+    """A target as ``--sparsities`` takes it: ``0.8``, ``2:4``."""
+    return target if isinstance(target, str) else f"{target:g}"
 
 
 def _percent(sparsity: float) -> int:
@@ -85,7 +125,7 @@ class TaskBenchmark:
     doc: str
     scores: tuple[str, ...]
     facts: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = _no_facts
-    sparsities: tuple[float, ...] = (0.8, 0.9)
+    sparsities: tuple[Target, ...] = (0.8, 0.9)
     threads: int = 1
     examples: int = 0
 
@@ -110,40 +150,49 @@ class TaskBenchmark:
         """The methods with a quick recipe of this task, in the tables' order."""
         return tuple(method_order(self._quick(), lead_own_schedule=True))
 
-    def quick_recipe(self, method: str, sparsity: float, seed: int) -> dict[str, Any]:
-        """The task's quick recipe of ``method`` at ``sparsity`` (ignored by a method that prunes
-        nothing), reseeded and named after the run."""
+    def quick_recipe(self, method: str, target: Target, seed: int) -> dict[str, Any]:
+        """The task's quick recipe of ``method`` pruned to ``target`` (a sparsity or an N:M pattern;
+        ignored by a method that prunes nothing), reseeded and named after the run."""
         recipe = yaml.safe_load(yaml.safe_dump(self._quick()[method]))  # a copy the caller may change
         if prunes(method):
-            recipe["method"]["sparsity"] = sparsity
-        recipe["name"] = f"{self.task}-quick-{method}-{_percent(sparsity)}"
+            section = recipe["method"]
+            if isinstance(target, str):
+                section.pop("sparsity", None)
+                section["pattern"] = target
+            else:
+                section.pop("pattern", None)
+                section["sparsity"] = target
+        recipe["name"] = f"{self.task}-quick-{method}-{target_label(target).replace(':', '')}"
         recipe.setdefault("training", {})["seed"] = seed
         return recipe
 
-    def full_recipe(self, method: str, sparsity: float, seed: int) -> dict[str, Any]:
-        """The task's full bundled recipe of ``method`` at ``sparsity``, reseeded."""
+    def full_recipe(self, method: str, target: Target, seed: int) -> dict[str, Any]:
+        """The task's full bundled recipe of ``method`` at ``target``, reseeded."""
+        key = "pattern" if isinstance(target, str) else "sparsity"
         for stem, recipe in _bundled(self.task):
             section = recipe["method"]
             if (
                 QUICK_SUFFIX not in stem
                 and section["name"] == method
-                and (not prunes(method) or section.get("sparsity") == sparsity)
+                and (not prunes(method) or section.get(key) == target)
             ):
                 copy = yaml.safe_load(yaml.safe_dump(recipe))
                 copy["training"]["seed"] = seed
                 return copy
-        raise SystemExit(f"no bundled {self.task} recipe trains {method} at {sparsity:g}")
+        raise SystemExit(f"no bundled {self.task} recipe trains {method} at {target_label(target)}")
 
-    def recipe(self, tier: str, method: str, sparsity: float, seed: int) -> dict[str, Any]:
-        return (self.quick_recipe if tier == "quick" else self.full_recipe)(method, sparsity, seed)
+    def recipe(self, tier: str, method: str, target: Target, seed: int) -> dict[str, Any]:
+        return (self.quick_recipe if tier == "quick" else self.full_recipe)(method, target, seed)
 
-    def jobs(self, methods: list[str], sparsities: list[float], seeds: int) -> list[tuple[str, float, int]]:
-        """(method, sparsity, seed) of every run: one run of a method that prunes nothing per seed."""
+    def jobs(self, methods: list[str], targets: list[Target], seeds: int) -> list[tuple[str, Target, int]]:
+        """(method, target, seed) of every run: one run of a method that prunes nothing per seed; an
+        N:M pattern only for the methods that can keep one (``supports_nm`` in the registry)."""
         return [
-            (method, sparsity, seed)
+            (method, target, seed)
             for seed in range(seeds)
             for method in methods
-            for sparsity in (sparsities if prunes(method) else [0.0])
+            for target in (targets if prunes(method) else [0.0])
+            if not isinstance(target, str) or supports_pattern(method)
         ]
 
     def parser(self) -> argparse.ArgumentParser:
@@ -151,7 +200,14 @@ class TaskBenchmark:
         parser = argparse.ArgumentParser(description=self.doc.splitlines()[0])
         parser.add_argument("--tier", choices=("quick", "full"), default="quick")
         parser.add_argument("--methods", nargs="+", default=list(methods), choices=methods)
-        parser.add_argument("--sparsities", nargs="+", type=float, default=list(self.sparsities))
+        parser.add_argument(
+            "--sparsities",
+            nargs="+",
+            type=parse_target,
+            help="sparsities (0.8) and N:M patterns (2:4) to prune to (default: "
+            + " ".join(target_label_arg(t) for t in self.sparsities)
+            + "; --smoke: 0.8)",
+        )
         parser.add_argument("--seeds", type=int, default=1)
         parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (subprocesses)")
         parser.add_argument(
@@ -178,20 +234,21 @@ class TaskBenchmark:
     def row(
         self,
         tier: str,
-        job: tuple[str, float, int],
+        job: tuple[str, Target, int],
         recipe: dict[str, Any],
         result: dict[str, Any],
         where: dict[str, Any],
     ) -> dict[str, Any]:
         """The JSONL row of one finished run; ``where``: the invocation's provenance."""
-        method, sparsity, seed = job
+        method, target, seed = job
         model = recipe["model"]
         return {
             "tier": tier,
             "model": f"{model['name']}(" + ",".join(f"{k}={v}" for k, v in model["args"].items()) + ")",
             **self.facts(recipe, result),
             "method": method,
-            "sparsity": sparsity,
+            "sparsity": target_sparsity(target),
+            **({"pattern": target} if isinstance(target, str) else {}),
             "seed": seed,
             "epochs": result["epochs"],
             **{key: result[key] for key in self.scores},
@@ -206,12 +263,31 @@ class TaskBenchmark:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
 
+    def keep_model(self, args: argparse.Namespace, tier: str, job: tuple[str, Target, int]) -> Path | None:
+        """Where to keep the final checkpoint of ``job`` for :meth:`after_run` (None: not kept)."""
+        del args, tier, job
+        return None
+
+    def after_run(
+        self,
+        args: argparse.Namespace,
+        job: tuple[str, Target, int],
+        recipe: dict[str, Any],
+        checkpoint: Path,
+        row: dict[str, Any],
+        emit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """What a benchmark does with a kept model (its further rows go to ``emit``)."""
+        del args, job, recipe, checkpoint, row, emit
+
     def main(self, argv: list[str] | None = None) -> int:
         from growprune.train.recipe import apply_overrides
 
         args = self.parser().parse_args(argv)
+        if args.sparsities is None:
+            args.sparsities = [0.8] if args.smoke else list(self.sparsities)
         if args.smoke:  # the dense reference and the first sparse method of the table
-            args.methods, args.sparsities = list(self.methods()[:2]), [0.8]
+            args.methods = list(self.methods()[:2])
             args.out = args.out or Path(tempfile.mkdtemp(prefix=f"gp-{self.task}-smoke-")) / "rows.jsonl"
         out: Path = args.out or self.results
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +298,18 @@ class TaskBenchmark:
         device = device_name()
         lock = threading.Lock()
 
-        def one(job: tuple[str, float, int]) -> None:
+        def emit(row: dict[str, Any]) -> None:
+            with lock:
+                append_row(out, row)
+                scores = self.spec.describe_scores({key: row[key] for key in self.scores})
+                target = row.get("pattern") or row["sparsity"]
+                print(
+                    f"{row['method']:<9} {target_label(target):<4} seed {row['seed']}  {scores}  sparsity "
+                    f"{row['final_sparsity']:.4f}  {row['train_seconds']:.0f} s",
+                    flush=True,
+                )
+
+        def one(job: tuple[str, Target, int]) -> None:
             recipe = apply_overrides(self.recipe(args.tier, *job), list(args.set))
             where = {
                 "overrides": overrides,
@@ -234,17 +321,13 @@ class TaskBenchmark:
                 "machine": machine(),
             }
             started = time.monotonic()
-            result = run_in_child(recipe, args.smoke, threads, self.examples)
+            keep = self.keep_model(args, tier, job)
+            result = run_in_child(recipe, args.smoke, threads, self.examples, keep)
             row = self.row(tier, job, recipe, result, where)
             row["wall_seconds"] = round(time.monotonic() - started, 1)
-            with lock:
-                append_row(out, row)
-                scores = self.spec.describe_scores({key: result[key] for key in self.scores})
-                print(
-                    f"{job[0]:<6} {job[1]:<4g} seed {job[2]}  {scores}  sparsity "
-                    f"{row['final_sparsity']:.4f}  {row['train_seconds']:.0f} s",
-                    flush=True,
-                )
+            emit(row)
+            if keep is not None:
+                self.after_run(args, job, recipe, keep, row, emit)
 
         jobs = self.jobs(args.methods, args.sparsities, args.seeds)
         print(f"{len(jobs)} runs -> {out}", flush=True)

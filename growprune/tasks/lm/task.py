@@ -35,9 +35,11 @@ PROMPTS: tuple[str, ...] = (
     "The king of Babylon",
 )
 # Smoke runs keep the recipe's model and schedule but train on a few blocks cut to their first
-# SMOKE_CONTEXT tokens (one batch per epoch), score a few held-out blocks and generate a few tokens:
-# the point is that every part runs, also for a recipe's ~30M-parameter model on a CPU.
+# SMOKE_CONTEXT tokens (SMOKE_BATCHES batches per epoch: enough steps that a one-epoch schedule with
+# updates every few steps, such as lm/rigl-quick's, still fits), score a few held-out blocks and
+# generate a few tokens: the point is that every part runs, also for a ~30M-parameter model on a CPU.
 SMOKE_BLOCKS = 8
+SMOKE_BATCHES = 4
 SMOKE_CONTEXT = 32
 SMOKE_SAMPLE_TOKENS = 4
 
@@ -88,7 +90,7 @@ class LMTask(Task):
         data = load_bible_lm(**args)
         if request.smoke:
             width = min(SMOKE_CONTEXT, data.context_length) + 1
-            data.train = data.train[: max(SMOKE_BLOCKS, request.batch_size), :width]
+            data.train = data.train[: max(SMOKE_BLOCKS, SMOKE_BATCHES * request.batch_size), :width]
             data.valid, data.test = data.valid[:SMOKE_BLOCKS, :width], data.test[:SMOKE_BLOCKS, :width]
             ev = replace(ev, sample_tokens=min(ev.sample_tokens, SMOKE_SAMPLE_TOKENS))
         data.train, data.valid, data.test = (
