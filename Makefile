@@ -56,10 +56,10 @@ $(LLM_VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(LLM_VENV)
 	$(LLM_VENV)/bin/pip install -q --upgrade pip
 	$(LLM_VENV)/bin/pip install -q "$(TORCH)"
-	$(LLM_VENV)/bin/pip install -q -e ".[llm]" "accelerate>=1.0" "pytest>=7" "hypothesis>=6" pyyaml
+	$(LLM_VENV)/bin/pip install -q -e ".[llm,lm]" "accelerate>=1.0" "pytest>=7" "hypothesis>=6"
 	touch $@
 
-test-llm: $(LLM_VENV)/.installed
+test-llm: $(LLM_VENV)/.installed data
 	GROWPRUNE_REQUIRE_LLM=1 $(LLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/export/test_compressed_tensors.py
 
 # The language-modelling benchmark's one-shot rows (benchmarks/lm.py): SparseGPT and Wanda by

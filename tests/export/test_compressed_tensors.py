@@ -286,3 +286,38 @@ def test_refuses_an_unreadable_trainer_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"growprune_sparsifier.pt: unreadable \("):
         gp.export_model(tmp_path / "run", tmp_path / "out", format=FORMAT)
     assert not (tmp_path / "out").exists()
+
+
+@needs_stack
+def test_an_lm_task_run_exports_and_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: ``growprune train lm/cgap-quick`` (a smoke run of the lm task's Llama) then
+    ``growprune export RUN --format compressed-tensors``; transformers loads the directory with the
+    masked weights the run saved and gives the same logits as the checkpoint's model."""
+    pytest.importorskip("tokenizers")
+    from growprune.tasks.lm.model import build_llama
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    assert main(["train", "lm/cgap-quick", "--smoke", "--no-progress", "--out", str(run)]) == 0
+    assert main(["export", str(run), "--format", FORMAT, "--out", str(out)]) == 0, capsys.readouterr().err
+    payload = torch.load(run / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    spec, state = payload["model_spec"], payload["model"]
+    assert spec["name"] == "llama"
+    masks = {key.removesuffix("_mask"): mask for key, mask in state.items() if key.endswith("_mask")}
+    assert masks, "the run pruned nothing"
+    reference = build_llama(**spec["args"]).eval()
+    reference.load_state_dict(
+        {
+            key: value * masks[key] if key in masks else value
+            for key, value in state.items()
+            if key not in {f"{k}_mask" for k in masks}
+        },
+        strict=False,
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["sparsity_config"]["format"] == "sparse-bitmask"
+    loaded = load_back(out)
+    ids = torch.randint(1, spec["args"]["vocab_size"], (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, reference(input_ids=ids).logits)
+    for key, mask in masks.items():
+        assert not loaded.state_dict()[key][~mask.bool()].any(), key
