@@ -13,7 +13,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -139,6 +139,38 @@ class Task(ABC):
 
     def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:  # noqa: B027 - optional hook
         """Write task-specific files (e.g. example translations) at the end of a run."""
+
+
+class TokenTask(Task):
+    """A task over a tokenized corpus whose data object carries its tokenizer (language modelling,
+    translation): one constructor for what such tasks keep -- the data, the loop's batch sizes, the
+    label smoothing, the task's evaluation settings and the training loader.
+
+    A subclass names its evaluation settings' dataclass (`evaluation_type`, the default when none
+    is passed) and the label smoothing a direct construction gets (`default_label_smoothing`; a
+    run passes the recipe's), and implements :meth:`worker_loader` over ``self.data.train``.
+    """
+
+    evaluation_type: ClassVar[type]
+    default_label_smoothing: ClassVar[float] = 0.0
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        label_smoothing: float | None = None,
+        evaluation: Any = None,
+    ) -> None:
+        self.data = data
+        self.tokenizer = data.tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = self.default_label_smoothing if label_smoothing is None else label_smoothing
+        self.evaluation = evaluation or self.evaluation_type()
+        self.train_loader = self.worker_loader(seed)
 
 
 def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Module]) -> None:

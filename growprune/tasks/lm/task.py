@@ -20,11 +20,11 @@ from torch import nn
 
 from growprune.data.arguments import check_kwargs
 from growprune.data.loader import TensorLoader
-from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.base import Batch, TaskRequest, TokenTask
 from growprune.tasks.lm.corpus import LMData, load_bible_lm
 from growprune.tasks.lm.report import SAMPLES_FILE
 from growprune.tasks.lm.settings import LMEvaluation
-from growprune.tasks.lm.tokenizer import EOT
+from growprune.tasks.lm.tokenizer import EOT, ByteBPE
 
 # Fixed prompts of the greedy samples (beginnings of verses in the World English Bible's wording).
 PROMPTS: tuple[str, ...] = (
@@ -52,29 +52,15 @@ def logits_of(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-class LMTask(Task):
+class LMTask(TokenTask):
     """Next-token cross-entropy on fixed-length blocks; perplexity of the held-out books."""
 
     primary_metric = "valid_neg_log_ppl"
     final_metric = "test_ppl"
-
-    def __init__(
-        self,
-        data: LMData,
-        *,
-        batch_size: int,
-        eval_batch_size: int,
-        seed: int,
-        label_smoothing: float = 0.0,
-        evaluation: LMEvaluation | None = None,
-    ) -> None:
-        self.data = data
-        self.tokenizer = data.tokenizer
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.label_smoothing = label_smoothing
-        self.evaluation = evaluation or LMEvaluation()
-        self.train_loader = self.worker_loader(seed)
+    evaluation_type = LMEvaluation
+    data: LMData
+    tokenizer: ByteBPE
+    evaluation: LMEvaluation
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> LMTask:
