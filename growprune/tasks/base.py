@@ -177,47 +177,48 @@ def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Modu
     """A translation model needs token ids and a classifier needs tensors: refuse a mismatch early.
 
     Without this the first forward pass fails deep inside the model with a shape or dtype error.
+    Each kind of model (point-cloud segmenter, causal language model, detector, sequence-to-sequence
+    model) is told by its builder and wanted by the data's model arguments; the error names the
+    side that has it and the model or data that fits.
     """
-    takes_points = "num_parts" in inspect.signature(builder).parameters
-    wants_points = "num_parts" in task.model_defaults()
-    if takes_points != wants_points:
-        raise ValueError(
-            f"model '{model_name}' is a point-cloud part-segmentation model but the data is not ShapeNet-Part"
-            if takes_points
-            else f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg"
-        )
-    causal = bool(getattr(builder, "causal_lm", False))
-    wants_causal = "context_length" in task.model_defaults()
-    if causal != wants_causal:
-        raise ValueError(
+    takes = inspect.signature(builder).parameters
+    wants = task.model_defaults()
+    # (the model is one, the data wants one, the error where only the model is, where only the data wants one)
+    kinds = (
+        (
+            "num_parts" in takes,
+            "num_parts" in wants,
+            f"model '{model_name}' is a point-cloud part-segmentation model but the data is not "
+            "ShapeNet-Part",
+            f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg",
+        ),
+        (
+            bool(getattr(builder, "causal_lm", False)),
+            "context_length" in wants,
             f"model '{model_name}' is a causal language model but the data is not a language-modelling "
-            "corpus; use data.name: bible_en"
-            if causal
-            else f"model '{model_name}' is not a causal language model but the data is a language-modelling "
-            "corpus; use model.name: llama"
-        )
-    takes_tokens = "vocab_size" in inspect.signature(builder).parameters
-    wants_tokens = "vocab_size" in task.model_defaults()
-    detector = bool(getattr(builder, "detector", False))
-    wants_boxes = "image_size" in task.model_defaults()
-    if wants_boxes != detector:
-        raise ValueError(
+            "corpus; use data.name: bible_en",
+            f"model '{model_name}' is not a causal language model but the data is a language-modelling "
+            "corpus; use model.name: llama",
+        ),
+        (
+            bool(getattr(builder, "detector", False)),
+            "image_size" in wants,
             f"model '{model_name}' is a detector but the data is not a detection set; use data.name coco "
-            "or coco_shapes"
-            if detector
-            else f"model '{model_name}' is not a detector but the data is a detection set; "
-            "use model.name: ssd"
-        )
-    if takes_tokens and not wants_tokens:
-        raise ValueError(
+            "or coco_shapes",
+            f"model '{model_name}' is not a detector but the data is a detection set; use model.name: ssd",
+        ),
+        (
+            "vocab_size" in takes,
+            "vocab_size" in wants,
             f"model '{model_name}' is a sequence-to-sequence model but the data is a classification "
-            "set; use a translation corpus (data.name: bible) or a classifier (mlp, small_cnn, resnet20)"
-        )
-    if wants_tokens and not takes_tokens:
-        raise ValueError(
+            "set; use a translation corpus (data.name: bible) or a classifier (mlp, small_cnn, resnet20)",
             f"model '{model_name}' is a classifier but the data is a translation corpus; "
-            "use model.name: transformer"
-        )
+            "use model.name: transformer",
+        ),
+    )
+    for model_is, data_wants, model_only, data_only in kinds:
+        if model_is != data_wants:
+            raise ValueError(model_only if model_is else data_only)
 
 
 def accepted_defaults(builder: Callable[..., nn.Module], candidates: dict[str, Any]) -> dict[str, Any]:
