@@ -194,15 +194,6 @@ def test_classifier_on_the_lm_corpus_is_refused_by_name(corpus_cache: Path, tmp_
     check_smoke_refused(data, tmp_path / "run", "model 'transformer' is not a causal language model")
 
 
-def test_llama_on_images_is_refused_by_name(tmp_path: Path) -> None:
-    data = _recipe(tmp_path)
-    data["data"] = {"name": "synthetic", "args": {"n_train": 64, "n_test": 32, "dim": 8}}
-    del data["evaluation"]
-    check_smoke_refused(
-        data, tmp_path / "run", "model 'llama' is a causal language model but the data is not"
-    )
-
-
 def test_collapse_is_back_at_a_uniform_guess_after_being_below_it(tiny_task: LMTask) -> None:
     chance = math.log(tiny_task.tokenizer.vocab_size)
     back = {"valid_loss": chance + 0.1, "valid_ppl": math.exp(chance + 0.1)}

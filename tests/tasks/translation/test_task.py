@@ -154,9 +154,3 @@ def test_classifier_on_a_corpus_is_refused_by_name(corpus_cache: Path, tmp_path:
     data = _recipe(corpus_cache)
     data["model"] = {"name": "mlp", "args": {}}
     check_smoke_refused(data, tmp_path / "run", "model.name: model 'mlp' is a classifier")
-
-
-def test_transformer_on_images_is_refused_by_name(tmp_path: Path) -> None:
-    data = _recipe(tmp_path)
-    data["data"] = {"name": "synthetic", "args": {"n_train": 64, "n_test": 32, "dim": 8}}
-    check_smoke_refused(data, tmp_path / "run", "sequence-to-sequence model but the data is a classification")
