@@ -94,11 +94,17 @@ class Task(ABC):
         train_loader: the training batches (shuffled, deterministic).
         primary_metric: key of :meth:`evaluate`'s result that selects ``best.pt`` (higher is better).
         final_metric: key of ``evaluate(final=True)``'s result that a run is reported by.
+        progress_text: the progress log's line for :meth:`evaluate`'s result, a ``str.format``
+            template over its scores (None: every score, four places).
+        final_text: what that line adds once the final scores are in (``final_metric`` among them),
+            a template over the same scores.
     """
 
     train_loader: BatchLoader
     primary_metric: str
     final_metric: str
+    progress_text: ClassVar[str | None] = None
+    final_text: str = ""
 
     @classmethod
     @abstractmethod
@@ -134,8 +140,12 @@ class Task(ABC):
         return None
 
     def describe(self, metrics: dict[str, float]) -> str:
-        """A short human summary of :meth:`evaluate`'s result for the progress log."""
-        return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        """A short human summary of :meth:`evaluate`'s result for the progress log: the task declares
+        its templates, so the every-epoch part and the final part are put together here once."""
+        if self.progress_text is None:
+            return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        text = self.progress_text.format(**metrics)
+        return text + self.final_text.format(**metrics) if self.final_metric in metrics else text
 
     def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:  # noqa: B027 - optional hook
         """Write task-specific files (e.g. example translations) at the end of a run."""

@@ -57,6 +57,8 @@ class LMTask(TokenTask):
 
     primary_metric = "valid_neg_log_ppl"
     final_metric = "test_ppl"
+    progress_text = "valid ppl {valid_ppl:.2f}  loss {valid_loss:.4f}"
+    final_text = "  | test ppl {test_ppl:.2f}"
     evaluation_type = LMEvaluation
     data: LMData
     tokenizer: ByteBPE
@@ -144,12 +146,6 @@ class LMTask(TokenTask):
         if -peak < 0.9 * chance and scores["valid_loss"] >= chance:
             return f"validation perplexity {scores['valid_ppl']:.1f} is that of a uniform guess"
         return None
-
-    def describe(self, metrics: dict[str, float]) -> str:
-        text = f"valid ppl {metrics['valid_ppl']:.2f}  loss {metrics['valid_loss']:.4f}"
-        if "test_ppl" in metrics:
-            text += f"  | test ppl {metrics['test_ppl']:.2f}"
-        return text
 
     # -- samples ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -40,6 +40,7 @@ class TranslationTask(TokenTask):
 
     primary_metric = "valid_bleu"
     final_metric = "test_bleu"
+    progress_text = "valid BLEU {valid_bleu:.2f}  chrF {valid_chrf:.2f}  loss {valid_loss:.4f}"
     evaluation_type = TranslationEvaluation
     default_label_smoothing = 0.1  # the Transformer baseline's
     data: TranslationData
@@ -161,14 +162,9 @@ class TranslationTask(TokenTask):
                 out[row] = self.tokenizer.decode(tokens)
         return out
 
-    def describe(self, metrics: dict[str, float]) -> str:
-        text = (
-            f"valid BLEU {metrics['valid_bleu']:.2f}  chrF {metrics['valid_chrf']:.2f}  "
-            f"loss {metrics['valid_loss']:.4f}"
-        )
-        if "test_bleu" in metrics:
-            text += f"  | test BLEU {metrics['test_bleu']:.2f} (beam {self.evaluation.beam_size})"
-        return text
+    @property
+    def final_text(self) -> str:  # type: ignore[override]  # the beam width is a setting, not a score
+        return f"  | test BLEU {{test_bleu:.2f}} (beam {self.evaluation.beam_size})"
 
     def write_artifacts(self, model: nn.Module, run_dir: Path) -> None:
         """``translations.tsv`` (every test hypothesis) for inspection and re-scoring."""
