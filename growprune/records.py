@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 from growprune.bounded import open_regular
 
@@ -44,6 +44,35 @@ def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _read_fields(cls: type, data: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """The constructor arguments of record class ``cls``: each field read from ``data`` by its
+    declared type (:data:`_READERS`), so every record reads a number, an optional string or a phase
+    the same forgiving way. ``given``: the fields whose reading is their own (a default taken from
+    another field, a nested list, a string with its own placeholder)."""
+    return {
+        f.name: given[f.name] if f.name in given else _READERS[f.type](data.get(f.name)) for f in fields(cls)
+    }
+
+
+_R = TypeVar("_R", bound="_Fields")
+
+
+class _Fields:
+    """A record written as its dataclass fields (a nested Phase becomes a mapping too) and read back
+    field by field by :func:`_read_fields`: the records whose lines hold nothing but their fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+    @classmethod
+    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        return cls(**_read_fields(cls, data))
+
+
 # -- the schedule position -----------------------------------------------------------------------
 class PhaseName:
     """The names of schedule phases, and what code asks of them (:attr:`Phase.masks_final`,
@@ -62,7 +91,7 @@ class PhaseName:
 
 
 @dataclass(frozen=True)
-class Phase:
+class Phase(_Fields):
     """Where a schedule stands. Partition and round numbers are 1-based, as people count."""
 
     name: str  # a PhaseName (another name where a third-party method chose one)
@@ -92,27 +121,59 @@ class Phase:
             return f"merged after round {self.round}/{self.rounds}"
         return self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: Any) -> Phase | None:
         """The phase a record states, or None when it states none."""
         if not isinstance(data, Mapping) or as_str(data.get("name")) is None:
             return None
-        return cls(
-            name=data["name"],
-            step=as_int(data.get("step")) or 0,
-            round=as_int(data.get("round")),
-            rounds=as_int(data.get("rounds")),
-            dense_partition=as_int(data.get("dense_partition")),
-            partitions=as_int(data.get("partitions")),
-        )
+        return cls(**_read_fields(cls, data, name=data["name"]))
+
+
+# How a record field of each declared type is read (the annotation as written: this module's
+# annotations are strings). A required number that is missing or damaged reads as 0; an optional
+# one as None.
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "int": lambda value: as_int(value) or 0,
+    "float": lambda value: as_float(value) or 0.0,
+    "bool": bool,
+    "int | None": as_int,
+    "float | None": as_float,
+    "str | None": _optional_str,
+    "Phase | None": Phase.from_dict,
+    # a mapping of numbers (an epoch's sparsity per layer), its non-numbers dropped
+    "dict[str, float]": lambda value: (
+        {str(k): v for k, v in value.items() if as_float(v) is not None} if isinstance(value, Mapping) else {}
+    ),
+    # a list of mappings (the final per-layer rows), anything else in it dropped
+    "list[dict[str, Any]]": lambda value: (
+        [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+    ),
+}
+
+
+_S = TypeVar("_S", bound="_Scored")
+
+
+class _Scored(_Fields):
+    """A record that carries the task's scores (``scores``: ``test_acc``, ``valid_bleu``, ...): on
+    disk they sit beside the record's own fields, as TensorBoard and earlier versions expect, with
+    the ``derived`` properties the record adds for readers that do not build it."""
+
+    derived: ClassVar[tuple[str, ...]] = ()
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in super().to_dict().items() if k != "scores"}
+        return {**data, **self.scores, **{name: getattr(self, name) for name in self.derived}}
+
+    @classmethod
+    def from_dict(cls: type[_S], data: Mapping[str, Any]) -> _S:
+        return cls(**_read_fields(cls, data, scores=_scores(data, cls)))
 
 
 # -- records ---------------------------------------------------------------------------------------
 @dataclass
-class MaskEvent:
+class MaskEvent(_Fields):
     """A mask change: the schedule's event name and the phase that starts with it."""
 
     kind: ClassVar[str] = "event"
@@ -121,21 +182,13 @@ class MaskEvent:
     phase: Phase | None
     sparsity: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # the nested Phase becomes a mapping too
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MaskEvent:
-        return cls(
-            step=as_int(data.get("step")) or 0,
-            event=str(data.get("event", "?")),
-            phase=Phase.from_dict(data.get("phase")),
-            sparsity=as_float(data.get("sparsity")),
-        )
+        return cls(**_read_fields(cls, data, event=str(data.get("event", "?"))))
 
 
 @dataclass
-class StartRecord:
+class StartRecord(_Fields):
     """What the run will do, as the built sparsifier and loader decided it.
 
     Reports read the planned length and the partitions from here instead of recomputing them
@@ -166,9 +219,6 @@ class StartRecord:
     def num_partitions(self) -> int | None:
         return len(self.partitions) if self.partitions else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StartRecord | None:
         steps, total = as_int(data.get("steps_per_epoch")), as_int(data.get("total_steps"))
@@ -181,18 +231,16 @@ class StartRecord:
             else None
         )
         return cls(
-            method=str(data.get("method", "unknown")),
-            title=str(data.get("title") or data.get("method", "unknown")),
-            steps_per_epoch=steps,
-            total_steps=total,
-            process_steps=as_int(data.get("process_steps")) or total,
-            partitions=partitions or None,
-            parallel_partitions=bool(data.get("parallel_partitions", False)),
-            device=_optional_str(data.get("device")),
-            cpu_kernels=_optional_str(data.get("cpu_kernels")),
-            threads=as_int(data.get("threads")),
-            torch_version=_optional_str(data.get("torch_version")),
-            task=_optional_str(data.get("task")),
+            **_read_fields(
+                cls,
+                data,
+                method=str(data.get("method", "unknown")),
+                title=str(data.get("title") or data.get("method", "unknown")),
+                steps_per_epoch=steps,
+                total_steps=total,
+                process_steps=as_int(data.get("process_steps")) or total,
+                partitions=partitions or None,
+            )
         )
 
     @property
@@ -210,12 +258,8 @@ class StartRecord:
         return ", ".join(parts)
 
 
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 @dataclass
-class StepRecord:
+class StepRecord(_Fields):
     """Every few optimizer steps: the training loss, learning rate and phase."""
 
     kind: ClassVar[str] = "step"
@@ -226,36 +270,9 @@ class StepRecord:
     phase: Phase | None
     time: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
-        return cls(
-            step=as_int(data.get("step")) or 0,
-            epoch=as_float(data.get("epoch")) or 0.0,
-            loss=as_float(data.get("loss")),
-            lr=as_float(data.get("lr")),
-            phase=Phase.from_dict(data.get("phase")),
-            time=as_float(data.get("time")),
-        )
-
-
-_EPOCH_FIELDS = (
-    "epoch",
-    "step",
-    "train_loss",
-    "train_acc",
-    "sparsity",
-    "layer_sparsity",
-    "lr",
-    "phase",
-    "time",
-)
-
 
 @dataclass
-class EpochRecord:
+class EpochRecord(_Scored):
     """The end of an epoch (or of a P-GaP round): training averages and the task's held-out scores.
 
     ``scores`` are the task's own metrics (``test_acc``, ``valid_bleu``, ...); on disk they sit
@@ -274,31 +291,9 @@ class EpochRecord:
     phase: Phase | None
     time: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "scores"}
-        return {**data, **self.scores}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
-        layers = data.get("layer_sparsity")
-        return cls(
-            epoch=as_float(data.get("epoch")) or 0.0,
-            step=as_int(data.get("step")) or 0,
-            train_loss=as_float(data.get("train_loss")),
-            train_acc=as_float(data.get("train_acc")),
-            scores=_scores(data, _EPOCH_FIELDS),
-            sparsity=as_float(data.get("sparsity")),
-            layer_sparsity={str(k): v for k, v in layers.items() if as_float(v) is not None}
-            if isinstance(layers, Mapping)
-            else {},
-            lr=as_float(data.get("lr")),
-            phase=Phase.from_dict(data.get("phase")),
-            time=as_float(data.get("time")),
-        )
-
 
 @dataclass
-class MergeRecord:
+class MergeRecord(_Fields):
     """A P-GaP merge: what one rank exchanged and how long it waited for the slowest worker."""
 
     kind: ClassVar[str] = "merge"
@@ -308,41 +303,13 @@ class MergeRecord:
     wait_seconds: float
     merge_seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MergeRecord:
-        return cls(
-            round=as_int(data.get("round")) or 0,
-            step=as_int(data.get("step")) or 0,
-            bytes_exchanged=as_int(data.get("bytes_exchanged")) or 0,
-            wait_seconds=as_float(data.get("wait_seconds")) or 0.0,
-            merge_seconds=as_float(data.get("merge_seconds")) or 0.0,
-        )
-
-
-_FINAL_FIELDS = (
-    "step",
-    "score_name",
-    "score",
-    "sparsity",
-    "params_total",
-    "params_kept",
-    "train_seconds",
-    "layers",
-    "peak_rss_mib",
-    "peak_rss_above_start_mib",
-    "peak_cuda_mib",
-    "task",
-)
-
 
 @dataclass
-class FinalRecord:
+class FinalRecord(_Scored):
     """The finished run: the task's full final scores and the sparsity actually reached."""
 
     kind: ClassVar[str] = "final"
+    derived: ClassVar[tuple[str, ...]] = ("score",)
     step: int
     scores: dict[str, float]
     score_name: str
@@ -361,34 +328,17 @@ class FinalRecord:
     def score(self) -> float | None:
         return self.scores.get(self.score_name)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "scores"}
-        return {**data, **self.scores, "score": self.score}
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinalRecord:
-        layers = data.get("layers")
         return cls(
-            step=as_int(data.get("step")) or 0,
-            scores=_scores(data, _FINAL_FIELDS),
-            score_name=str(data.get("score_name", "")),
-            sparsity=as_float(data.get("sparsity")),
-            params_total=as_int(data.get("params_total")),
-            params_kept=as_int(data.get("params_kept")),
-            train_seconds=as_float(data.get("train_seconds")),
-            peak_rss_mib=as_float(data.get("peak_rss_mib")),
-            peak_rss_above_start_mib=as_float(data.get("peak_rss_above_start_mib")),
-            peak_cuda_mib=as_float(data.get("peak_cuda_mib")),
-            task=_optional_str(data.get("task")),
-            layers=[layer for layer in layers if isinstance(layer, Mapping)]
-            if isinstance(layers, list)
-            else [],
+            **_read_fields(cls, data, scores=_scores(data, cls), score_name=str(data.get("score_name", "")))
         )
 
 
-def _scores(data: Mapping[str, Any], known: Iterable[str]) -> dict[str, float]:
-    """The numeric fields that are not the record's own: the task's scores."""
-    skip = {"type", *known}
+def _scores(data: Mapping[str, Any], record: type[_Scored]) -> dict[str, float]:
+    """The numeric fields that are not the record's own (its dataclass fields but ``scores``, which
+    is written spread out, and the ``derived`` keys its to_dict adds): the task's scores."""
+    skip = {"type", *(f.name for f in fields(record) if f.name != "scores"), *record.derived}
     return {
         str(k): float(v)
         for k, v in data.items()

@@ -1,6 +1,7 @@
 """Helpers the test folders share: running growprune (or any script) in a child process, under
 torchrun or not; the registries' error checks; a model with a matrix for each reason one stays
-dense; the method sections of the small recipes the end-to-end tests write."""
+dense; the method sections of the small recipes the end-to-end tests write; the kill-and-resume
+check and the refused-recipe check of the task tests' smoke runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
+
+from growprune.train.engine import Trainer
+from growprune.train.recipe import Recipe, RecipeError, validate_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 GROWPRUNE = (sys.executable, "-m", "growprune")
@@ -77,3 +82,24 @@ def gap_method(name: str = "cgap", partitions: int = 3, rounds: int = 1, **extra
     unless `extra` says otherwise."""
     schedule = {"partitions": partitions, "epochs_per_phase": 1, "rounds": rounds, "finetune_epochs": 1}
     return {"name": name, "sparsity": 0.8, **schedule, **extra}
+
+
+def check_resumes_exactly(recipe: Recipe, straight: Trainer, run_dir: Path) -> dict[str, Any]:
+    """Train `recipe` (a smoke run) into `run_dir`, stopped after its first epoch as a kill would stop
+    it, then resumed to the end: the resumed model equals `straight`'s (the same recipe trained
+    without a stop) tensor for tensor. Returns the resumed run's final result, for the task's score."""
+    first = Trainer(recipe, run_dir, smoke=True, progress=False)
+    first.total_steps = first.steps_per_epoch
+    first.run()
+    resumed = Trainer(recipe, run_dir, smoke=True, resume=True, progress=False)
+    again = resumed.run()
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    return again
+
+
+def check_smoke_refused(data: dict[str, Any], run_dir: Path, match: str) -> None:
+    """The recipe `data` validates but its smoke run is refused before training, with a RecipeError
+    matching `match` (a mismatch between the task's data and the model, a bad data argument)."""
+    with pytest.raises(RecipeError, match=match):
+        Trainer(validate_recipe(data), run_dir, smoke=True, progress=False)

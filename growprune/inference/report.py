@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+
+def _speedup(dense_ms: float | None, sparse_ms: float | None) -> float | None:
+    """How many times faster the sparse form ran than the dense one; None until both are measured
+    (a zero sparse time, too small to time, gives None rather than infinity)."""
+    if dense_ms is None or not sparse_ms:
+        return None
+    return dense_ms / sparse_ms
 
 
 @dataclass
@@ -22,9 +30,7 @@ class LayerDecision:
 
     @property
     def speedup(self) -> float | None:
-        if self.dense_ms is None or not self.sparse_ms:
-            return None
-        return self.dense_ms / self.sparse_ms
+        return _speedup(self.dense_ms, self.sparse_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "shape": list(self.shape), "speedup": self.speedup}
@@ -49,22 +55,13 @@ class AccelerationReport:
 
     @property
     def speedup(self) -> float | None:
-        if self.model_dense_ms is None or not self.model_converted_ms:
-            return None
-        return self.model_dense_ms / self.model_converted_ms
+        return _speedup(self.model_dense_ms, self.model_converted_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "threads": self.threads,
-            "input_shape": self.input_shape,
-            "min_speedup": self.min_speedup,
-            "model_dense_ms": self.model_dense_ms,
-            "model_converted_ms": self.model_converted_ms,
-            "speedup": self.speedup,
-            "notes": self.notes,
-            "layers": [layer.to_dict() for layer in self.layers],
-        }
+        """Every field (read off the dataclass, so a new one cannot be left out of the JSON), the whole
+        model's speedup, and the layers last, each with its own."""
+        scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers"}
+        return {**scalars, "speedup": self.speedup, "layers": [layer.to_dict() for layer in self.layers]}
 
     def _rows(self) -> list[list[str]]:
         def ms(value: float | None) -> str:

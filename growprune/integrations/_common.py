@@ -1,5 +1,5 @@
 """What the framework callbacks share: argument checks at construction, building the sparsifier
-when the run's length is known, and a cheap sparsity value for logging."""
+when the run's length is known, the export, and a cheap sparsity value for logging."""
 
 from __future__ import annotations
 
@@ -28,37 +28,10 @@ def check_callback_arguments(method: str, method_args: Mapping[str, Any]) -> Non
         )
 
 
-def build_sparsifier(
-    method: str,
-    method_args: Mapping[str, Any],
-    model: Any,
-    optimizer: Any,
-    total_steps: Any,
-    state: Mapping[str, Any] | None,
-    length_source: str,
-) -> Sparsifier:
-    """The sparsifier for a run of `total_steps` optimizer steps, resumed from `state` if given.
-
-    Masks are not persistent: the framework's model checkpoints then load into fresh models
-    (no unexpected ``*_mask`` keys) and ``save_pretrained`` writes only real weights; the masks
-    travel in the sparsifier state the callback stores beside the checkpoint.
-    """
-    kwargs = schedule_kwargs(method, method_args, total_steps)
-    cls = get_method(method)
-    try:
-        return cls(model, optimizer, state=state, persistent_masks=False, **kwargs)
-    except SparsifierStateError as error:
-        if state is not None and "does not match" in str(error):
-            raise SparsifierStateError(
-                f"{error}; the checkpoint was saved by a run with another schedule: the schedule is "
-                f"derived from {length_source} ({total_steps} optimizer steps now) and the callback's "
-                "arguments, so resume with the same ones"
-            ) from None
-        raise
-
-
-class SparseExport:
-    """The callbacks' one-call export (a mixin: each framework's callback class adds it).
+class SparseCallback:
+    """What each framework's callback class shares (a mixin): the method and its arguments, checked
+    at construction; the sparsifier, built when training starts and rebuilt when it starts again;
+    the logging probe; the one-call export.
 
     ``trained_by`` names the call after which the model is trained, for the error raised before
     it (the callbacks build their sparsifier only when training starts).
@@ -66,6 +39,46 @@ class SparseExport:
 
     sparsifier: Sparsifier | None
     trained_by: str = "training"
+
+    def __init__(self, method: str, method_args: Mapping[str, Any]) -> None:
+        check_callback_arguments(method, method_args)
+        self.method = method
+        self.method_args = dict(method_args)
+        self.sparsifier = None
+        self._probe = SparsityProbe()
+
+    def _build(
+        self,
+        model: Any,
+        optimizer: Any,
+        total_steps: Any,
+        state: Mapping[str, Any] | None,
+        length_source: str,
+    ) -> Sparsifier:
+        """The sparsifier for a run of `total_steps` optimizer steps (derived from `length_source`),
+        resumed from `state` if given. The sparsifier of a previous training call on the same
+        callback is removed first (its hooks would otherwise mask twice).
+
+        Masks are not persistent: the framework's model checkpoints then load into fresh models
+        (no unexpected ``*_mask`` keys) and ``save_pretrained`` writes only real weights; the masks
+        travel in the sparsifier state the callback stores beside the checkpoint.
+        """
+        if self.sparsifier is not None:
+            self.sparsifier.remove()
+            self.sparsifier = None
+        kwargs = schedule_kwargs(self.method, self.method_args, total_steps)
+        cls = get_method(self.method)
+        try:
+            self.sparsifier = cls(model, optimizer, state=state, persistent_masks=False, **kwargs)
+        except SparsifierStateError as error:
+            if state is not None and "does not match" in str(error):
+                raise SparsifierStateError(
+                    f"{error}; the checkpoint was saved by a run with another schedule: the schedule is "
+                    f"derived from {length_source} ({total_steps} optimizer steps now) and the callback's "
+                    "arguments, so resume with the same ones"
+                ) from None
+            raise
+        return self.sparsifier
 
     def export(
         self,

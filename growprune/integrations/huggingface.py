@@ -24,18 +24,12 @@ except ImportError as error:  # exercised by tests/integrations/test_imports.py 
     ) from error
 
 from growprune.files import atomic_torch_save
-from growprune.integrations._common import (
-    SparseExport,
-    SparsityProbe,
-    build_sparsifier,
-    check_callback_arguments,
-)
-from growprune.methods.base import Sparsifier
+from growprune.integrations._common import SparseCallback
 
 STATE_FILE = "growprune_sparsifier.pt"
 
 
-class SparsityCallback(TrainerCallback, SparseExport):
+class SparsityCallback(TrainerCallback, SparseCallback):
     """Sparse training in a ``transformers.Trainer``: ``SparsityCallback("cgap", sparsity=0.8)``.
 
     `method` is a growprune method name (``"cgap"``, ``"gmp"``, ...) and `method_args` that
@@ -70,12 +64,8 @@ class SparsityCallback(TrainerCallback, SparseExport):
     trained_by = "trainer.train()"  # export() before it is an error
 
     def __init__(self, method: str, *, resume_from: str | os.PathLike[str] | None = None, **method_args: Any):
-        check_callback_arguments(method, method_args)
-        self.method = method
-        self.method_args = dict(method_args)
+        SparseCallback.__init__(self, method, method_args)
         self.resume_from = resume_from
-        self.sparsifier: Sparsifier | None = None
-        self._probe = SparsityProbe()
         self._warned_save = False
         self._run_dir: str | None = None  # where the Trainer writes checkpoint-<step> folders
 
@@ -90,18 +80,7 @@ class SparsityCallback(TrainerCallback, SparseExport):
         if state.global_step > 0:  # the Trainer restored a checkpoint's TrainerState
             folder = self._resume_folder(args, state.global_step, resumed_path)
             saved = _load_saved_state(folder, state.global_step)
-        if self.sparsifier is not None:  # a previous train() call on this callback
-            self.sparsifier.remove()
-            self.sparsifier = None
-        self.sparsifier = build_sparsifier(
-            self.method,
-            self.method_args,
-            model,
-            optimizer,
-            state.max_steps,
-            saved,
-            "the Trainer's max_steps / num_train_epochs",
-        )
+        self._build(model, optimizer, state.max_steps, saved, "the Trainer's max_steps / num_train_epochs")
         if trainer is not None:
             _move_to_front(trainer, self)
 

@@ -23,16 +23,10 @@ except ImportError:
             "growprune.integrations.lightning needs Lightning: pip install growprune[lightning]"
         ) from error
 
-from growprune.integrations._common import (
-    SparseExport,
-    SparsityProbe,
-    build_sparsifier,
-    check_callback_arguments,
-)
-from growprune.methods.base import Sparsifier
+from growprune.integrations._common import SparseCallback
 
 
-class SparsityCallback(Callback, SparseExport):
+class SparsityCallback(Callback, SparseCallback):
     """Sparse training in Lightning's ``Trainer``: ``SparsityCallback("cgap", sparsity=0.8)``.
 
     `method` is a growprune method name (``"cgap"``, ``"gmp"``, ...) and `method_args` that
@@ -64,12 +58,8 @@ class SparsityCallback(Callback, SparseExport):
     trained_by = "trainer.fit()"  # export() before it is an error
 
     def __init__(self, method: str, **method_args: Any) -> None:
-        check_callback_arguments(method, method_args)
-        self.method = method
-        self.method_args = dict(method_args)
-        self.sparsifier: Sparsifier | None = None
+        SparseCallback.__init__(self, method, method_args)
         self._saved: Mapping[str, Any] | None = None  # loaded from a checkpoint, used at build
-        self._probe = SparsityProbe()
         self._last_phase = ""
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -88,12 +78,7 @@ class SparsityCallback(Callback, SparseExport):
                 "sparsifier state: it was saved without SparsityCallback, or with another callback "
                 "state_key; resume from a checkpoint saved with this callback"
             )
-        if self.sparsifier is not None:
-            self.sparsifier.remove()
-            self.sparsifier = None
-        self.sparsifier = build_sparsifier(
-            self.method,
-            self.method_args,
+        self._build(
             pl_module,
             optimizers[0],
             trainer.estimated_stepping_batches,

@@ -13,7 +13,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -94,11 +94,17 @@ class Task(ABC):
         train_loader: the training batches (shuffled, deterministic).
         primary_metric: key of :meth:`evaluate`'s result that selects ``best.pt`` (higher is better).
         final_metric: key of ``evaluate(final=True)``'s result that a run is reported by.
+        progress_text: the progress log's line for :meth:`evaluate`'s result, a ``str.format``
+            template over its scores (None: every score, four places).
+        final_text: what that line adds once the final scores are in (``final_metric`` among them),
+            a template over the same scores.
     """
 
     train_loader: BatchLoader
     primary_metric: str
     final_metric: str
+    progress_text: ClassVar[str | None] = None
+    final_text: str = ""
 
     @classmethod
     @abstractmethod
@@ -134,58 +140,95 @@ class Task(ABC):
         return None
 
     def describe(self, metrics: dict[str, float]) -> str:
-        """A short human summary of :meth:`evaluate`'s result for the progress log."""
-        return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        """A short human summary of :meth:`evaluate`'s result for the progress log: the task declares
+        its templates, so the every-epoch part and the final part are put together here once."""
+        if self.progress_text is None:
+            return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        text = self.progress_text.format(**metrics)
+        return text + self.final_text.format(**metrics) if self.final_metric in metrics else text
 
     def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:  # noqa: B027 - optional hook
         """Write task-specific files (e.g. example translations) at the end of a run."""
+
+
+class TokenTask(Task):
+    """A task over a tokenized corpus whose data object carries its tokenizer (language modelling,
+    translation): one constructor for what such tasks keep -- the data, the loop's batch sizes, the
+    label smoothing, the task's evaluation settings and the training loader.
+
+    A subclass names its evaluation settings' dataclass (`evaluation_type`, the default when none
+    is passed) and the label smoothing a direct construction gets (`default_label_smoothing`; a
+    run passes the recipe's), and implements :meth:`worker_loader` over ``self.data.train``.
+    """
+
+    evaluation_type: ClassVar[type]
+    default_label_smoothing: ClassVar[float] = 0.0
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        label_smoothing: float | None = None,
+        evaluation: Any = None,
+    ) -> None:
+        self.data = data
+        self.tokenizer = data.tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = self.default_label_smoothing if label_smoothing is None else label_smoothing
+        self.evaluation = evaluation or self.evaluation_type()
+        self.train_loader = self.worker_loader(seed)
 
 
 def check_model_fits(task: Task, model_name: str, builder: Callable[..., nn.Module]) -> None:
     """A translation model needs token ids and a classifier needs tensors: refuse a mismatch early.
 
     Without this the first forward pass fails deep inside the model with a shape or dtype error.
+    Each kind of model (point-cloud segmenter, causal language model, detector, sequence-to-sequence
+    model) is told by its builder and wanted by the data's model arguments; the error names the
+    side that has it and the model or data that fits.
     """
-    takes_points = "num_parts" in inspect.signature(builder).parameters
-    wants_points = "num_parts" in task.model_defaults()
-    if takes_points != wants_points:
-        raise ValueError(
-            f"model '{model_name}' is a point-cloud part-segmentation model but the data is not ShapeNet-Part"
-            if takes_points
-            else f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg"
-        )
-    causal = bool(getattr(builder, "causal_lm", False))
-    wants_causal = "context_length" in task.model_defaults()
-    if causal != wants_causal:
-        raise ValueError(
+    takes = inspect.signature(builder).parameters
+    wants = task.model_defaults()
+    # (the model is one, the data wants one, the error where only the model is, where only the data wants one)
+    kinds = (
+        (
+            "num_parts" in takes,
+            "num_parts" in wants,
+            f"model '{model_name}' is a point-cloud part-segmentation model but the data is not "
+            "ShapeNet-Part",
+            f"model '{model_name}' does not segment point clouds; use model.name: pointnet2_partseg",
+        ),
+        (
+            bool(getattr(builder, "causal_lm", False)),
+            "context_length" in wants,
             f"model '{model_name}' is a causal language model but the data is not a language-modelling "
-            "corpus; use data.name: bible_en"
-            if causal
-            else f"model '{model_name}' is not a causal language model but the data is a language-modelling "
-            "corpus; use model.name: llama"
-        )
-    takes_tokens = "vocab_size" in inspect.signature(builder).parameters
-    wants_tokens = "vocab_size" in task.model_defaults()
-    detector = bool(getattr(builder, "detector", False))
-    wants_boxes = "image_size" in task.model_defaults()
-    if wants_boxes != detector:
-        raise ValueError(
+            "corpus; use data.name: bible_en",
+            f"model '{model_name}' is not a causal language model but the data is a language-modelling "
+            "corpus; use model.name: llama",
+        ),
+        (
+            bool(getattr(builder, "detector", False)),
+            "image_size" in wants,
             f"model '{model_name}' is a detector but the data is not a detection set; use data.name coco "
-            "or coco_shapes"
-            if detector
-            else f"model '{model_name}' is not a detector but the data is a detection set; "
-            "use model.name: ssd"
-        )
-    if takes_tokens and not wants_tokens:
-        raise ValueError(
+            "or coco_shapes",
+            f"model '{model_name}' is not a detector but the data is a detection set; use model.name: ssd",
+        ),
+        (
+            "vocab_size" in takes,
+            "vocab_size" in wants,
             f"model '{model_name}' is a sequence-to-sequence model but the data is a classification "
-            "set; use a translation corpus (data.name: bible) or a classifier (mlp, small_cnn, resnet20)"
-        )
-    if wants_tokens and not takes_tokens:
-        raise ValueError(
+            "set; use a translation corpus (data.name: bible) or a classifier (mlp, small_cnn, resnet20)",
             f"model '{model_name}' is a classifier but the data is a translation corpus; "
-            "use model.name: transformer"
-        )
+            "use model.name: transformer",
+        ),
+    )
+    for model_is, data_wants, model_only, data_only in kinds:
+        if model_is != data_wants:
+            raise ValueError(model_only if model_is else data_only)
 
 
 def accepted_defaults(builder: Callable[..., nn.Module], candidates: dict[str, Any]) -> dict[str, Any]:

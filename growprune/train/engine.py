@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ from growprune.train.recipe import (
 )
 from growprune.train.schedule import build_lr_schedule
 
+_T = TypeVar("_T")
 SMOKE_BATCH = 64
 # Keys that may change between a run and its resume without changing what is computed.
 # Keys a resumed run may change. optimizer.lr is one so that a diverged run can continue from its
@@ -250,8 +251,8 @@ class Trainer:
         cfg = recipe.training
         batch = min(cfg.batch_size, SMOKE_BATCH) if self.smoke else cfg.batch_size
         self.task_name = task_for_dataset(recipe.data.name).name
-        try:
-            self.task: Task = build_task(
+        self.task: Task = _built(
+            lambda: build_task(
                 recipe.data,
                 evaluation_settings(recipe),
                 self.device,
@@ -260,14 +261,12 @@ class Trainer:
                 eval_batch_size=cfg.eval_batch_size,
                 label_smoothing=cfg.label_smoothing,
                 smoke=self.smoke,
-            )
-        except (TypeError, ValueError) as err:
-            raise RecipeError(f"data: {err}") from None
-        except (MemoryError, RuntimeError) as err:
-            if not is_out_of_memory(err):
-                raise
-            what = f"the data {recipe.data.name!r}"
-            raise _building_oom(what, "data.args", recipe.data.args, err) from None
+            ),
+            f"the data {recipe.data.name!r}",
+            "data",
+            "data.args",
+            recipe.data.args,
+        )
         self.train_loader = self.task.train_loader
         if len(self.train_loader) == 0:
             raise RecipeError(f"training.batch_size {batch} is larger than the training set")
@@ -278,15 +277,13 @@ class Trainer:
             raise RecipeError(f"model.name: {err}") from None
         self.model_args = {**accepted_defaults(builder, self.task.model_defaults()), **recipe.model.args}
         _check_model_size(recipe.model.name, self.model_args, recipe.model.args, self.device)
-        try:
-            self.model = build_model(recipe.model.name, **self.model_args).to(self.device)
-        except (TypeError, ValueError) as err:
-            raise RecipeError(f"model.args: {err}") from None
-        except (MemoryError, RuntimeError) as err:
-            if not is_out_of_memory(err):
-                raise
-            what = f"model {recipe.model.name!r}"
-            raise _building_oom(what, "model.args", recipe.model.args, err) from None
+        self.model = _built(
+            lambda: build_model(recipe.model.name, **self.model_args).to(self.device),
+            f"model {recipe.model.name!r}",
+            "model.args",
+            "model.args",
+            recipe.model.args,
+        )
         if cfg.channels_last:  # before the optimizer and the masks exist, so their state follows the layout
             self.model.to(memory_format=torch.channels_last)
         self.sharded = self._shard(recipe)  # before the optimizer and the masks: they follow the shards
@@ -780,6 +777,19 @@ class Trainer:
 def _shown_args(args: dict[str, Any]) -> str:
     text = repr(dict(args))
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _built(build: Callable[[], _T], what: str, section: str, key: str, args: dict[str, Any]) -> _T:
+    """``build()`` of the run's data or model, what goes wrong with it said in the recipe's terms:
+    a bad setting as ``section: why``, memory running out as the sizes ``key`` gave (``args``)."""
+    try:
+        return build()
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{section}: {err}") from None
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise _building_oom(what, key, args, err) from None
 
 
 def _building_oom(what: str, key: str, args: dict[str, Any], err: BaseException) -> RecipeError:

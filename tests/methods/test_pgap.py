@@ -7,19 +7,12 @@ import torch
 from torch import nn
 
 import growprune as gp
+from tests.methods import zoo
 
 
 def mlp() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Linear(16, 32),
-        nn.ReLU(),
-        nn.Linear(32, 32),
-        nn.ReLU(),
-        nn.Linear(32, 24),
-        nn.ReLU(),
-        nn.Linear(24, 10),
-    )
+    return zoo.MLP((16, 32, 32, 24, 10))
 
 
 def make(worker: int = 0, **kwargs: object) -> tuple[nn.Module, gp.PGaP]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from growprune.tasks.classification.init import he_init
+
 __all__ = ["SmallCNN"]
 
 
@@ -66,15 +68,8 @@ class SmallCNN(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) convs as in He et al.; BN starts as identity."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.kaiming_normal_(self.classifier.weight, mode="fan_in", nonlinearity="linear")
-        nn.init.zeros_(self.classifier.bias)
+        """Kaiming-normal (fan_out, ReLU) convs as in He et al.; BN starts as identity (:func:`he_init`)."""
+        he_init(self, self.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

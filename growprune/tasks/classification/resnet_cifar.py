@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from growprune.tasks.classification.init import he_init
+
 __all__ = ["BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet56", "scaled_channels"]
 
 
@@ -90,14 +92,7 @@ class CifarResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.kaiming_normal_(self.fc.weight, mode="fan_in", nonlinearity="linear")
-        nn.init.zeros_(self.fc.bias)
+        he_init(self, self.fc)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, BasicBlock):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from growprune.tasks.classification.init import he_init
 from growprune.tasks.classification.resnet_cifar import scaled_channels
 
 __all__ = ["Bottleneck", "ImageNetResNet", "resnet50"]
@@ -81,12 +82,7 @@ class ImageNetResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(planes[3] * Bottleneck.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)  # the fc layer keeps PyTorch's default, as in torchvision
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

@@ -22,6 +22,7 @@ class ClassificationTask(Task):
 
     primary_metric = "test_acc"
     final_metric = "test_acc"
+    progress_text = "test acc {test_acc:.4f}  loss {test_loss:.4f}"
 
     def __init__(
         self,
@@ -110,6 +111,3 @@ class ClassificationTask(Task):
 
     def worker_loader(self, seed: int) -> TensorLoader:
         return self._loader(seed, self.train_loader.batch_size)
-
-    def describe(self, metrics: dict[str, float]) -> str:
-        return f"test acc {metrics['test_acc']:.4f}  loss {metrics['test_loss']:.4f}"

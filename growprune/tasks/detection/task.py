@@ -93,6 +93,7 @@ class DetectionTask(Task):
 
     primary_metric = "val_map"
     final_metric = "val_map"
+    progress_text = "val mAP {val_map:.4f}  AP50 {val_map50:.4f}  AP75 {val_map75:.4f}  loss {val_loss:.4f}"
 
     def __init__(
         self,
@@ -222,12 +223,6 @@ class DetectionTask(Task):
             "val_map75": scores["map75"],
             "val_loss": loss,
         }
-
-    def describe(self, metrics: dict[str, float]) -> str:
-        return (
-            f"val mAP {metrics['val_map']:.4f}  AP50 {metrics['val_map50']:.4f}  "
-            f"AP75 {metrics['val_map75']:.4f}  loss {metrics['val_loss']:.4f}"
-        )
 
     def write_artifacts(self, model: nn.Module, run_dir: Any) -> None:
         """``detections.json`` (every validation detection, COCO result format, for re-scoring)

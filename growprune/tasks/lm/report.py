@@ -7,13 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from growprune.records import EpochRecord, FinalRecord
-from growprune.tasks.markdown import markdown_table
+from growprune.tasks.markdown import epoch_table, markdown_table, score_cell
 
 SAMPLES_FILE = "samples.json"  # written by LMTask.write_artifacts
-
-
-def _score(value: float | None, fmt: str = ".2f") -> str:
-    return format(value, fmt) if value is not None else "n/a"
 
 
 def read_samples(run_dir: Path) -> list[dict[str, str]]:
@@ -36,24 +32,20 @@ def lm_lines(run_dir: Path, epochs: Sequence[EpochRecord], final: FinalRecord | 
     lines = ["## Language modelling", ""]
     if "test_ppl" in final_scores:
         lines += [
-            f"Final model on the test books: perplexity **{_score(final_scores['test_ppl'])}** "
-            f"(loss {_score(final_scores.get('test_loss'), '.4f')} nats/token); validation perplexity "
-            f"{_score(final_scores.get('valid_ppl'))}.",
+            f"Final model on the test books: perplexity **{score_cell(final_scores['test_ppl'])}** "
+            f"(loss {score_cell(final_scores.get('test_loss'), '.4f')} nats/token); validation perplexity "
+            f"{score_cell(final_scores.get('valid_ppl'))}.",
             "",
         ]
     if epochs:
-        header = ("epoch", "phase", "valid loss", "valid perplexity", "valid token accuracy")
-        cells = (
-            [
-                f"{r.epoch:.2f}",
-                str(r.phase) if r.phase else "",
-                _score(r.scores.get("valid_loss"), ".4f"),
-                _score(r.scores.get("valid_ppl")),
-                _score(r.scores.get("valid_acc"), ".4f"),
-            ]
-            for r in epochs
+        lines += epoch_table(
+            epochs,
+            (
+                ("valid loss", "valid_loss", ".4f"),
+                ("valid perplexity", "valid_ppl", ".2f"),
+                ("valid token accuracy", "valid_acc", ".4f"),
+            ),
         )
-        lines += markdown_table(header, "rlrrr", cells)
     rows = read_samples(run_dir)
     if rows:
         lines += ["Greedy samples of the final model (fixed prompts):", ""]

@@ -20,11 +20,11 @@ from torch import nn
 
 from growprune.data.arguments import check_kwargs
 from growprune.data.loader import TensorLoader
-from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.base import Batch, TaskRequest, TokenTask
 from growprune.tasks.lm.corpus import LMData, load_bible_lm
 from growprune.tasks.lm.report import SAMPLES_FILE
 from growprune.tasks.lm.settings import LMEvaluation
-from growprune.tasks.lm.tokenizer import EOT
+from growprune.tasks.lm.tokenizer import EOT, ByteBPE
 
 # Fixed prompts of the greedy samples (beginnings of verses in the World English Bible's wording).
 PROMPTS: tuple[str, ...] = (
@@ -54,29 +54,17 @@ def logits_of(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-class LMTask(Task):
+class LMTask(TokenTask):
     """Next-token cross-entropy on fixed-length blocks; perplexity of the held-out books."""
 
     primary_metric = "valid_neg_log_ppl"
     final_metric = "test_ppl"
-
-    def __init__(
-        self,
-        data: LMData,
-        *,
-        batch_size: int,
-        eval_batch_size: int,
-        seed: int,
-        label_smoothing: float = 0.0,
-        evaluation: LMEvaluation | None = None,
-    ) -> None:
-        self.data = data
-        self.tokenizer = data.tokenizer
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.label_smoothing = label_smoothing
-        self.evaluation = evaluation or LMEvaluation()
-        self.train_loader = self.worker_loader(seed)
+    progress_text = "valid ppl {valid_ppl:.2f}  loss {valid_loss:.4f}"
+    final_text = "  | test ppl {test_ppl:.2f}"
+    evaluation_type = LMEvaluation
+    data: LMData
+    tokenizer: ByteBPE
+    evaluation: LMEvaluation
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> LMTask:
@@ -160,12 +148,6 @@ class LMTask(Task):
         if -peak < 0.9 * chance and scores["valid_loss"] >= chance:
             return f"validation perplexity {scores['valid_ppl']:.1f} is that of a uniform guess"
         return None
-
-    def describe(self, metrics: dict[str, float]) -> str:
-        text = f"valid ppl {metrics['valid_ppl']:.2f}  loss {metrics['valid_loss']:.4f}"
-        if "test_ppl" in metrics:
-            text += f"  | test ppl {metrics['test_ppl']:.2f}"
-        return text
 
     # -- samples ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -43,6 +43,11 @@ class PartSegTask(Task):
 
     primary_metric = "val_instance_miou"
     final_metric = "test_instance_miou"
+    progress_text = (
+        "val mIoU {val_instance_miou:.4f} (class {val_class_miou:.4f})  acc {val_acc:.4f}  "
+        "loss {val_loss:.4f}"
+    )
+    final_text = "  | test mIoU {test_instance_miou:.4f} (class {test_class_miou:.4f})"
 
     def __init__(
         self,
@@ -148,17 +153,6 @@ class PartSegTask(Task):
         finally:
             model.train(was_training)
         return scores
-
-    def describe(self, metrics: dict[str, float]) -> str:
-        text = (
-            f"val mIoU {metrics['val_instance_miou']:.4f} (class {metrics['val_class_miou']:.4f})  "
-            f"acc {metrics['val_acc']:.4f}  loss {metrics['val_loss']:.4f}"
-        )
-        if "test_instance_miou" in metrics:
-            text += (
-                f"  | test mIoU {metrics['test_instance_miou']:.4f} (class {metrics['test_class_miou']:.4f})"
-            )
-        return text
 
     def write_artifacts(self, model: nn.Module, run_dir: Path) -> None:
         """``partseg.json`` (test mIoU per category, where the data came from) and

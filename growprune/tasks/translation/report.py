@@ -11,13 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from growprune.records import EpochRecord, FinalRecord
-from growprune.tasks.markdown import markdown_table
+from growprune.tasks.markdown import epoch_table, markdown_table, score_cell
 
 EXAMPLES_FILE = "translations.tsv"
-
-
-def _score(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "n/a"
 
 
 def read_examples(run_dir: Path, limit: int) -> list[dict[str, str]]:
@@ -40,19 +36,20 @@ def translation_lines(
     lines = ["## Translation quality", ""]
     if "test_bleu" in final_scores:
         lines += [
-            f"Final model on the test books: BLEU **{_score(final_scores['test_bleu'])}**, chrF "
-            f"{_score(final_scores.get('test_chrf'))} (sacrebleu, beam search); validation BLEU "
-            f"{_score(final_scores.get('valid_bleu'))} (greedy).",
+            f"Final model on the test books: BLEU **{score_cell(final_scores['test_bleu'])}**, chrF "
+            f"{score_cell(final_scores.get('test_chrf'))} (sacrebleu, beam search); validation BLEU "
+            f"{score_cell(final_scores.get('valid_bleu'))} (greedy).",
             "",
         ]
     if epochs:
-        header = ("epoch", "phase", "valid loss", "valid BLEU (greedy)", "valid chrF")
-        keys = ("valid_loss", "valid_bleu", "valid_chrf")
-        cells = (
-            [f"{r.epoch:.2f}", str(r.phase) if r.phase else "", *(_score(r.scores.get(k)) for k in keys)]
-            for r in epochs
+        lines += epoch_table(
+            epochs,
+            (
+                ("valid loss", "valid_loss", ".2f"),
+                ("valid BLEU (greedy)", "valid_bleu", ".2f"),
+                ("valid chrF", "valid_chrf", ".2f"),
+            ),
         )
-        lines += markdown_table(header, "rlrrr", cells)
     rows = read_examples(run_dir, examples)
     if rows:
         lines += ["Test translations (first verses of the test books):", ""]

@@ -21,10 +21,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from growprune.bounded import regular_file
-from growprune.files import atomic_write_text
+from growprune.data.bpe import BPETokenizer
 
 __all__ = ["BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "SubwordTokenizer", "train_or_load"]
 
@@ -51,52 +50,26 @@ def _check_specials(tok: Tokenizer) -> None:
             )
 
 
-class SubwordTokenizer:
+class SubwordTokenizer(BPETokenizer):
     """A ``tokenizers.Tokenizer`` with this project's pipeline and fixed special-token ids."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         _check_specials(tokenizer)
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self._specials = frozenset(range(len(SPECIAL_TOKENS)))
 
     @classmethod
     def train(cls, texts: Sequence[str], vocab_size: int) -> SubwordTokenizer:
-        """Learn a BPE vocabulary of ``vocab_size`` entries (specials and alphabet included).
-
-        Deterministic: the trainer breaks ties between equally frequent pairs by pair order, so
-        the same texts give the same vocabulary with or without ``TOKENIZERS_PARALLELISM``.
-        """
+        """Learn a BPE vocabulary of ``vocab_size`` entries (specials and alphabet included)."""
         if vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(
                 f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}"
             )
-        if not texts:
-            raise ValueError("cannot train a vocabulary on no texts; pass the training sentences")
         tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS[UNK]))
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=list(SPECIAL_TOKENS),
-            initial_alphabet=list(_INITIAL_ALPHABET),
-            show_progress=False,
-        )
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        return cls(tok)
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of ids, specials included (the embedding table's row count)."""
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
-
-    def encode(self, text: str) -> list[int]:
-        """Subword ids of ``text``, without BOS/EOS (the caller frames sequences)."""
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """:meth:`encode` for many texts at once (one call into Rust instead of one per text)."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return cls._trained(tok, texts, vocab_size, SPECIAL_TOKENS, _INITIAL_ALPHABET)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids`` up to the first EOS; PAD, BOS and UNK are skipped.
@@ -113,19 +86,6 @@ class SubwordTokenizer:
                 out.append(i)
         return self.tokenizer.decode(out, skip_special_tokens=True)
 
-    def to_str(self) -> str:
-        """The tokenizer as ``tokenizers`` JSON (what :meth:`save` writes)."""
-        return self.tokenizer.to_str()
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the tokenizer JSON atomically (a reader never sees a partial file)."""
-        atomic_write_text(Path(path), self.to_str())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SubwordTokenizer:
-        """Read a file written by :meth:`save`."""
-        return cls(Tokenizer.from_file(str(path)))
-
 
 def cache_key(texts: Sequence[str], vocab_size: int) -> str:
     """sha256 (hex) over the pipeline version, ``vocab_size`` and every text, length-prefixed so
@@ -136,9 +96,6 @@ def cache_key(texts: Sequence[str], vocab_size: int) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
-
-
-_MAX_VOCABULARY_BYTES = 256 << 20  # a saved vocabulary of 32k pieces is ~2 MB
 
 
 def train_or_load(
@@ -152,8 +109,7 @@ def train_or_load(
     """
     path = Path(cache_dir) / f"bpe-{vocab_size}-{cache_key(texts, vocab_size)[:20]}.json"
     if path.is_file():
-        try:
-            regular_file(path, max_bytes=_MAX_VOCABULARY_BYTES)  # a foreign giant is retrained over
+        try:  # load refuses a foreign giant, which is then retrained over
             return SubwordTokenizer.load(path)
         except Exception:  # tokenizers raises a bare Exception; an unreadable file is retrained
             pass

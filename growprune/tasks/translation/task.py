@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from growprune.data.arguments import check_kwargs
-from growprune.tasks.base import Batch, Task, TaskRequest
+from growprune.tasks.base import Batch, TaskRequest, TokenTask
 from growprune.tasks.translation.corpus import (
     TranslationData,
     TranslationLoader,
@@ -27,7 +27,7 @@ from growprune.tasks.translation.corpus import (
 from growprune.tasks.translation.decode import beam_search, greedy_decode
 from growprune.tasks.translation.scores import translation_scores
 from growprune.tasks.translation.settings import TranslationEvaluation
-from growprune.tasks.translation.subword import BOS, EOS, PAD
+from growprune.tasks.translation.subword import BOS, EOS, PAD, SubwordTokenizer
 
 # Smoke runs keep the recipe's model and schedule but train on the shortest pairs, one batch per
 # epoch, and decode a handful of sentences: the point is that every part runs.
@@ -35,29 +35,22 @@ SMOKE_TRAIN_PAIRS = 64
 SMOKE_SENTENCES = 8
 
 
-class TranslationTask(Task):
+class TranslationTask(TokenTask):
     """Label-smoothed cross-entropy with teacher forcing; BLEU on held-out books."""
 
     primary_metric = "valid_bleu"
     final_metric = "test_bleu"
+    progress_text = "valid BLEU {valid_bleu:.2f}  chrF {valid_chrf:.2f}  loss {valid_loss:.4f}"
+    evaluation_type = TranslationEvaluation
+    default_label_smoothing = 0.1  # the Transformer baseline's
+    data: TranslationData
+    tokenizer: SubwordTokenizer
+    evaluation: TranslationEvaluation
 
-    def __init__(
-        self,
-        data: TranslationData,
-        *,
-        batch_size: int,
-        eval_batch_size: int,
-        seed: int,
-        label_smoothing: float = 0.1,
-        evaluation: TranslationEvaluation | None = None,
-    ) -> None:
-        self.data = data
-        self.tokenizer = data.tokenizer
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.label_smoothing = label_smoothing
-        self.evaluation = evaluation or TranslationEvaluation()
-        self.train_loader = self.worker_loader(seed)
+    def __init__(self, data: TranslationData, **sizes: Any) -> None:
+        """``sizes``: :class:`~growprune.tasks.base.TokenTask`'s keyword arguments."""
+        super().__init__(data, **sizes)
+        # the final test decode (hypotheses, sources, references), for write_artifacts and the report
         self.last_final: dict[str, Any] = {}
 
     @classmethod
@@ -169,14 +162,9 @@ class TranslationTask(Task):
                 out[row] = self.tokenizer.decode(tokens)
         return out
 
-    def describe(self, metrics: dict[str, float]) -> str:
-        text = (
-            f"valid BLEU {metrics['valid_bleu']:.2f}  chrF {metrics['valid_chrf']:.2f}  "
-            f"loss {metrics['valid_loss']:.4f}"
-        )
-        if "test_bleu" in metrics:
-            text += f"  | test BLEU {metrics['test_bleu']:.2f} (beam {self.evaluation.beam_size})"
-        return text
+    @property
+    def final_text(self) -> str:  # type: ignore[override]  # the beam width is a setting, not a score
+        return f"  | test BLEU {{test_bleu:.2f}} (beam {self.evaluation.beam_size})"
 
     def write_artifacts(self, model: nn.Module, run_dir: Path) -> None:
         """``translations.tsv`` (every test hypothesis) for inspection and re-scoring."""

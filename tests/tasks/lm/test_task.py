@@ -22,7 +22,8 @@ from growprune.tasks.lm.task import PROMPTS, LMTask
 from growprune.tasks.lm.tokenizer import ByteBPE
 from growprune.tasks.registry import task_named
 from growprune.train.engine import Trainer
-from growprune.train.recipe import RecipeError, validate_recipe
+from growprune.train.recipe import validate_recipe
+from tests.helpers import check_resumes_exactly, check_smoke_refused
 
 VERSES = [
     "In the beginning, God created the heavens and the earth.",
@@ -183,29 +184,14 @@ def test_engine_trains_lm_reports_perplexity_and_resumes_exactly(corpus_cache: P
     epochs = [r for r in records if isinstance(r, EpochRecord)]
     assert epochs and all("valid_ppl" in r.scores for r in epochs)
 
-    first = Trainer(recipe, tmp_path / "resumed", smoke=True, progress=False)
-    first.total_steps = first.steps_per_epoch  # stop after one epoch, as a kill would
-    first.run()
-    resumed = Trainer(recipe, tmp_path / "resumed", smoke=True, resume=True, progress=False)
-    again = resumed.run()
-    for name, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    again = check_resumes_exactly(recipe, straight, tmp_path / "resumed")
     assert again["test_ppl"] == final["test_ppl"]
 
 
 def test_classifier_on_the_lm_corpus_is_refused_by_name(corpus_cache: Path, tmp_path: Path) -> None:
     data = _recipe(corpus_cache)
     data["model"] = {"name": "transformer", "args": {}}
-    with pytest.raises(RecipeError, match="model 'transformer' is not a causal language model"):
-        Trainer(validate_recipe(data), tmp_path / "run", smoke=True, progress=False)
-
-
-def test_llama_on_images_is_refused_by_name(tmp_path: Path) -> None:
-    data = _recipe(tmp_path)
-    data["data"] = {"name": "synthetic", "args": {"n_train": 64, "n_test": 32, "dim": 8}}
-    del data["evaluation"]
-    with pytest.raises(RecipeError, match="model 'llama' is a causal language model but the data is not"):
-        Trainer(validate_recipe(data), tmp_path / "run", smoke=True, progress=False)
+    check_smoke_refused(data, tmp_path / "run", "model 'transformer' is not a causal language model")
 
 
 def test_collapse_is_back_at_a_uniform_guess_after_being_below_it(tiny_task: LMTask) -> None:
