@@ -13,11 +13,14 @@ BIBLE_PACKAGES := diatheke sword-text-web sword-text-sparv
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q "$(TORCH)"
-	$(VENV)/bin/pip install -q -e ".[test,bench]"
+# Every virtual environment here is made the same way: the pinned CPU torch first (so that no extra
+# pulls another build), then the package with what that environment is for (INSTALL_<folder>).
+INSTALL_$(VENV) := -e ".[test,bench]"
+%/.installed: pyproject.toml Makefile
+	python3 -m venv $*
+	$*/bin/pip install -q --upgrade pip
+	$*/bin/pip install -q "$(TORCH)"
+	$*/bin/pip install -q $(INSTALL_$*)
 	touch $@
 
 data:
@@ -52,12 +55,7 @@ test: setup data lint
 # older than the transformers the rest of the suite runs on: its tests run in a virtual environment
 # of their own. GROWPRUNE_REQUIRE_LLM=1: they fail, not skip, if that pair is not what is installed.
 LLM_VENV ?= .venv-llm
-$(LLM_VENV)/.installed: pyproject.toml Makefile
-	python3 -m venv $(LLM_VENV)
-	$(LLM_VENV)/bin/pip install -q --upgrade pip
-	$(LLM_VENV)/bin/pip install -q "$(TORCH)"
-	$(LLM_VENV)/bin/pip install -q -e ".[llm,lm]" "accelerate>=1.0" "pytest>=7" "hypothesis>=6"
-	touch $@
+INSTALL_$(LLM_VENV) := -e ".[llm,lm]" "accelerate>=1.0" "pytest>=7" "hypothesis>=6"
 
 test-llm: $(LLM_VENV)/.installed data
 	GROWPRUNE_REQUIRE_LLM=1 $(LLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/export/test_compressed_tensors.py
@@ -66,12 +64,7 @@ test-llm: $(LLM_VENV)/.installed data
 # llm-compressor, which pins an older transformers than the suite's, in an environment of its own.
 # GROWPRUNE_REQUIRE_LLMCOMPRESSOR=1: its test fails, not skips, without that environment.
 BENCH_LLM_VENV ?= .venv-bench-llm
-$(BENCH_LLM_VENV)/.installed: pyproject.toml Makefile
-	python3 -m venv $(BENCH_LLM_VENV)
-	$(BENCH_LLM_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_LLM_VENV)/bin/pip install -q "$(TORCH)"
-	$(BENCH_LLM_VENV)/bin/pip install -q -e ".[bench-llm]"
-	touch $@
+INSTALL_$(BENCH_LLM_VENV) := -e ".[bench-llm]"
 
 bench-llm: $(BENCH_LLM_VENV)/.installed
 

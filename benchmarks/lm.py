@@ -43,7 +43,7 @@ from typing import Any
 from benchmarks.common import ROOT, load_average
 from benchmarks.engine_child import child_environment, run_child_process
 from benchmarks.llm_oneshot_child import PRUNERS
-from benchmarks.task_benchmark import Target, TaskBenchmark, target_sparsity
+from benchmarks.task_benchmark import KeptRun, Target, TaskBenchmark, target_sparsity
 
 PRUNER_PYTHON = ROOT / ".venv-bench-llm" / "bin" / "python"
 MODELS_DIR = ROOT / "runs" / "bench-lm"
@@ -100,23 +100,15 @@ class LMBenchmark(TaskBenchmark):
             return None
         return args.models_dir / f"{tier}-dense-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
 
-    def after_run(
-        self,
-        args: argparse.Namespace,
-        job: tuple[str, Target, int],
-        recipe: dict[str, Any],
-        checkpoint: Path,
-        row: dict[str, Any],
-        emit: Callable[[dict[str, Any]], None],
-    ) -> None:
+    def after_run(self, kept: KeptRun, emit: Callable[[dict[str, Any]], None]) -> None:
         """Prune the dense run's final model with each pruner at each target; a row each."""
-        seed = job[2]
+        args, seed = kept.args, kept.job[2]
         targets = self._quick()["cgap"]["method"]["targets"]
         for pruner in args.pruners:
             for target in args.sparsities:
                 payload = {
-                    "recipe": recipe,
-                    "checkpoint": str(checkpoint),
+                    "recipe": kept.recipe,
+                    "checkpoint": str(kept.checkpoint),
                     "pruner": pruner,
                     "target": target,
                     "targets": targets,
@@ -128,7 +120,7 @@ class LMBenchmark(TaskBenchmark):
                 argv = [str(args.pruner_python), "-m", "benchmarks.llm_oneshot_child", json.dumps(payload)]
                 started = time.monotonic()
                 result = run_child_process(argv, child_environment(args.threads or 1), f"{pruner} {target}")
-                emit(self.oneshot_row(row, pruner, target, result, time.monotonic() - started))
+                emit(self.oneshot_row(kept.row, pruner, target, result, time.monotonic() - started))
 
     def oneshot_row(
         self, dense: dict[str, Any], pruner: str, target: Target, result: dict[str, Any], wall: float

@@ -804,21 +804,34 @@ class TaskTable:
     """How one task benchmark's rows are tabled; :func:`task_section` is the one writer.
 
     ``task``: the benchmark (``python -m benchmarks.<task>``, rows in ``results/<task>.jsonl``).
-    ``heading``: a table's heading from its rows and learning rate. ``by_lr``: one table per tier
-    and learning rate (at short budgets the ranking depends on the rate), else one per tier.
+    ``before``/``after``: the facts a table's heading names before and after its epochs (after the
+    model, which every heading names first; ``after`` also gets the learning rate). ``by_lr``: one
+    table per tier and learning rate (at short budgets the ranking depends on the rate), else one per tier.
     ``runs``: how the runs ran and how long they trained. ``trailer``: lines after a table.
     """
 
     task: str
     intro: tuple[str, ...]
     cell: Callable[[list[dict[str, Any]]], str]
-    heading: Callable[[str, list[dict[str, Any]], float], str]
     runs: Callable[[list[dict[str, Any]]], str]
+    before: Callable[[list[dict[str, Any]]], list[str]] = lambda rows: []
+    after: Callable[[list[dict[str, Any]], float], list[str]] = lambda rows, lr: []
     by_lr: bool = False
     trailer: Callable[[list[dict[str, Any]]], list[str]] = lambda rows: []
     # methods of other tools whose rows the benchmark also writes (the one-shot LLM pruners), in
     # the table's order; they come after the methods that prune nothing
     external: tuple[str, ...] = ()
+
+
+def _heading(table: TaskTable, tier: str, rows: list[dict[str, Any]], lr: float) -> str:
+    epochs = rows[0]["epochs"]
+    facts = [
+        rows[0]["model"],
+        *table.before(rows),
+        f"{epochs:g} epoch{'' if epochs == 1 else 's'}",
+        *table.after(rows, lr),
+    ]
+    return f"### Tier `{tier}`: " + ", ".join(facts)
 
 
 def _column(row: dict[str, Any]) -> tuple[float, str]:
@@ -853,7 +866,7 @@ def task_section(rows: list[dict[str, Any]], table: TaskTable) -> str:
         tier_rows = [r for r in rows if r["tier"] == tier and (not table.by_lr or r.get("lr", 0.0) == lr)]
         columns = sorted({_column(r) for r in tier_rows if pruning(r["method"])})
         lines += [
-            table.heading(tier, tier_rows, lr),
+            _heading(table, tier, tier_rows, lr),
             "",
             "| method | " + " | ".join(_column_title(c) for c in columns) + " |",
             "|---|" + "---:|" * len(columns),
@@ -952,25 +965,23 @@ def _miou_cell(rows: list[dict[str, Any]]) -> str:
     return f"{im:.1f} +- {istd:.1f} / {cm:.1f} ({len(rows)} seeds)"
 
 
+def _over_seeds(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
+    """``key``'s mean +- standard deviation over the seeds of a cell."""
+    mean, std = mean_std([r[key] for r in rows])
+    return f"{mean:{fmt}} +- {std:{fmt}} ({len(rows)} seeds)"
+
+
 def _map_cell(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    maps = [r["val_map"] for r in rows]
-    if len(rows) == 1:
-        r = rows[0]
-        return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
-    mean, std = mean_std(maps)
-    return f"{mean:.3f} +- {std:.3f} ({len(rows)} seeds)"
+    if len(rows) != 1:
+        return _over_seeds(rows, "val_map", ".3f") if rows else ""
+    r = rows[0]
+    return f"{r['val_map']:.3f} ({r['val_map50']:.3f} / {r['val_map75']:.3f})"
 
 
 def _ppl_cell(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    ppl = [r["test_ppl"] for r in rows]
-    if len(rows) == 1:
-        return f"{ppl[0]:.2f}"
-    mean, std = mean_std(ppl)
-    return f"{mean:.2f} +- {std:.2f} ({len(rows)} seeds)"
+    if len(rows) != 1:
+        return _over_seeds(rows, "test_ppl", ".2f") if rows else ""
+    return f"{rows[0]['test_ppl']:.2f}"
 
 
 def _lm_runs(rows: list[dict[str, Any]]) -> str:
@@ -1025,9 +1036,6 @@ TASK_TABLES = {
                 "for every method within a tier. Rows: `benchmarks/results/translation.jsonl`.",
             ),
             cell=_bleu_cell,
-            heading=lambda tier, rows, lr: (
-                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0]['epochs']:g} epochs"
-            ),
             runs=_translation_runs,
             trailer=_translation_examples,
         ),
@@ -1045,10 +1053,7 @@ TASK_TABLES = {
                 "(GMP, RigL) have no 2:4 cell. Rows: `benchmarks/results/lm.jsonl`.",
             ),
             cell=_ppl_cell,
-            heading=lambda tier, rows, lr: (
-                f"### Tier `{tier}`: {rows[0]['model']}, context {rows[0].get('context_length')}, "
-                f"{rows[0]['epochs']:g} epoch(s)"
-            ),
+            before=lambda rows: [f"context {rows[0].get('context_length')}"],
             runs=_lm_runs,
             external=("sparsegpt", "wanda"),
         ),
@@ -1062,10 +1067,8 @@ TASK_TABLES = {
                 "compute for every method within a tier. Rows: `benchmarks/results/partseg.jsonl`.",
             ),
             cell=_miou_cell,
-            heading=lambda tier, rows, lr: (
-                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('points')} points, "
-                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated data', 'ShapeNet-Part')}"
-            ),
+            before=lambda rows: [f"{rows[0].get('points')} points"],
+            after=lambda rows, lr: [_data(rows, "generated data", "ShapeNet-Part")],
             runs=_one_thread,
         ),
         TaskTable(
@@ -1079,11 +1082,11 @@ TASK_TABLES = {
                 DETECTION_PAPER,
             ),
             cell=_map_cell,
-            heading=lambda tier, rows, lr: (
-                f"### Tier `{tier}`: {rows[0]['model']}, {rows[0].get('image_size')} px, "
-                f"{rows[0]['epochs']:g} epochs, {_data(rows, 'generated shapes set', 'COCO-format folder')}, "
-                f"SGD lr {lr:g}"
-            ),
+            before=lambda rows: [f"{rows[0].get('image_size')} px"],
+            after=lambda rows, lr: [
+                _data(rows, "generated shapes set", "COCO-format folder"),
+                f"SGD lr {lr:g}",
+            ],
             runs=_one_thread,
             by_lr=True,
         ),

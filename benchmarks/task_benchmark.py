@@ -111,6 +111,18 @@ def _bundled(task: str) -> tuple[tuple[str, dict[str, Any]], ...]:
 
 
 @dataclass(frozen=True)
+class KeptRun:
+    """A finished run whose final checkpoint :meth:`TaskBenchmark.keep_model` kept: the
+    invocation's arguments, the job, the recipe it ran, the checkpoint and the run's row."""
+
+    args: argparse.Namespace
+    job: tuple[str, Target, int]
+    recipe: dict[str, Any]
+    checkpoint: Path
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TaskBenchmark:
     """What one task's benchmark declares; see the module docstring for what it shares.
 
@@ -268,17 +280,9 @@ class TaskBenchmark:
         del args, tier, job
         return None
 
-    def after_run(
-        self,
-        args: argparse.Namespace,
-        job: tuple[str, Target, int],
-        recipe: dict[str, Any],
-        checkpoint: Path,
-        row: dict[str, Any],
-        emit: Callable[[dict[str, Any]], None],
-    ) -> None:
+    def after_run(self, kept: KeptRun, emit: Callable[[dict[str, Any]], None]) -> None:
         """What a benchmark does with a kept model (its further rows go to ``emit``)."""
-        del args, job, recipe, checkpoint, row, emit
+        del kept, emit
 
     def main(self, argv: list[str] | None = None) -> int:
         from growprune.train.recipe import apply_overrides
@@ -327,7 +331,7 @@ class TaskBenchmark:
             row["wall_seconds"] = round(time.monotonic() - started, 1)
             emit(row)
             if keep is not None:
-                self.after_run(args, job, recipe, keep, row, emit)
+                self.after_run(KeptRun(args, job, recipe, keep, row), emit)
 
         jobs = self.jobs(args.methods, args.sparsities, args.seeds)
         print(f"{len(jobs)} runs -> {out}", flush=True)
