@@ -109,7 +109,7 @@ MUTANTS = (
     Mutant(
         "pgap-no-merge",
         "P-GaP keeps worker 0's model and throws the other partitions' training away",
-        "growprune/methods/pgap.py",
+        "growprune/methods/rounds.py",
         "            merged[key] = worker_states[owner[key]][key].clone()",
         "            merged[key] = worker_states[0][key].clone()",
         ("tests/methods/test_pgap.py",),

@@ -14,8 +14,9 @@ from growprune.methods.cgap import CGaP
 from growprune.methods.dense import Dense
 from growprune.methods.gmp import GMP
 from growprune.methods.oneshot import OneShot
-from growprune.methods.pgap import PGaP, merge_worker_states
+from growprune.methods.pgap import PGaP
 from growprune.methods.rigl import RigL
+from growprune.methods.rounds import RoundsMethod, merge_worker_states
 from growprune.methods.set import SET
 from growprune.methods.settings import MethodSettings
 
@@ -94,6 +95,7 @@ def get_method(name: str) -> type[Sparsifier]:
 
 __all__ = [
     "PGaP",
+    "RoundsMethod",
     "merge_worker_states",
     "ADMM",
     "CGaP",

@@ -9,13 +9,14 @@ masks.
 
 This class is the mask schedule of *one* worker. How the workers run -- K processes under
 ``torchrun`` or one after another in a single process -- is the engine's business; both end in
-:meth:`PGaP.finish_merge`, and :func:`merge_worker_states` is the merge as a pure function so the
-two modes can be checked against each other.
+:meth:`PGaP.prune_after_merge`. P-GaP is growprune's :class:`~growprune.methods.rounds.RoundsMethod`:
+the rounds loop and the merge (:func:`~growprune.methods.rounds.merge_worker_states`, a pure
+function so the two modes can be checked against each other) live in ``methods/rounds.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,11 +26,20 @@ from torch import nn
 from growprune.methods.base import Phase, check_choice, check_mask
 from growprune.methods.errors import SparsifierStateError
 from growprune.methods.gap import GaPSchedule, GaPSettings
+from growprune.methods.rounds import (
+    EXTERNAL_MERGE,
+    MERGE_MODES,
+    Merger,
+    RoundsMethod,
+    entry_owners,
+    merge_worker_states,
+)
 from growprune.methods.settings import AtLeast, OfBudget, Part, as_count, check_steps, plural
 from growprune.records import PhaseName
-from growprune.sparsity.masks import MASK_SUFFIX
 
-MERGE_MODES = ("average", "group0", "owner")
+# Re-exported: these were P-GaP's before the rounds protocol moved to methods/rounds.py, and user
+# code imports them from here.
+__all__ = ["EXTERNAL_MERGE", "MERGE_MODES", "PGaP", "PGaPSettings", "entry_owners", "merge_worker_states"]
 
 
 @dataclass(kw_only=True)
@@ -40,13 +50,7 @@ class PGaPSettings(GaPSettings):
     reset_optimizer: Literal["all"] = "all"  # the merge always starts workers afresh
 
 
-Merger = Callable[["PGaP"], None]
-# merger=EXTERNAL_MERGE: the caller merges the K workers' states itself and calls finish_merge()
-# before the next optimizer step (growprune's engine, which trains the workers one after another).
-EXTERNAL_MERGE = "external"
-
-
-class PGaP(GaPSchedule):
+class PGaP(GaPSchedule, RoundsMethod):
     """One P-GaP worker: it grows partition `worker` at the start of every round.
 
     `merger` is called by the optimizer step that ends a round, to exchange weights with the
@@ -58,10 +62,10 @@ class PGaP(GaPSchedule):
 
     method = "pgap"
     title = "P-GaP"
-    ranks_share_masks = False  # worker k holds partition k dense until the merge
+    # ranks_share_masks is False and loop is "rounds" (RoundsMethod): worker k holds partition k
+    # dense until the merge
     supports_sharding = False  # K worker groups, each its own model copy: not with FSDP2 yet
     settings = PGaPSettings
-    loop = "rounds"
     # K=2 (the bundled recipe), 4 rounds; the K workers' phases take 2/3 of the compute (K workers
     # x 4 rounds x 1/(6K) each), fine-tuning 1/3
     paper_schedule = {
@@ -116,6 +120,16 @@ class PGaP(GaPSchedule):
         self._sparse_masks = {n: m.clone() for n, m in masks.items()}
         self.change_masks(masks, "init")
         self.begin_round(0, self.worker)
+
+    @property
+    def num_workers(self) -> int:
+        """One worker per partition."""
+        return self.num_partitions
+
+    @property
+    def steps_per_round(self) -> int:
+        """A round is one GaP phase of every worker, side by side."""
+        return self.steps_per_phase
 
     def begin_round(self, round_index: int, worker: int) -> None:
         """Start round `round_index` as `worker`: the merged sparse masks with partition `worker`
@@ -226,68 +240,3 @@ class PGaP(GaPSchedule):
         self.merged_rounds = as_count(state.get("merged_rounds", 0)) or 0
         devices = {t.name: t.param.device for t in self.targets}
         self._sparse_masks = {n: m.to(devices[n]) for n, m in state["sparse_masks"].items()}
-
-
-def _is_mask(key: str) -> bool:
-    return key.endswith(MASK_SUFFIX)
-
-
-def entry_owners(keys: Sequence[str], owner: Mapping[str, int]) -> dict[str, int]:
-    """For ``merge_non_partition="owner"``: the worker each entry outside the partitions comes from.
-
-    An entry belongs to the pruned layer it works with: a bias (or any entry of the module that
-    holds a pruned weight) to that weight's partition, a norm layer's scale, shift and running
-    statistics to the last pruned weight before it in `keys` (state-dict order, which is module
-    registration order). Entries before the first pruned weight have no owner and are averaged.
-    Why: worker k trains the layers of partition k dense and the rest sparse, so the BatchNorm
-    that follows one of its layers was fitted to worker k's weights; averaging it with workers
-    whose copy of that layer was sparse (or taking worker 0's) pairs weights and statistics that
-    never ran together.
-    """
-    module_owner = {key.rpartition(".")[0]: k for key, k in owner.items()}
-    result: dict[str, int] = {}
-    last: int | None = None
-    for key in keys:
-        if key in owner:
-            last = owner[key]
-            continue
-        module = key.rpartition(".")[0]
-        if module in module_owner:
-            result[key] = module_owner[module]
-        elif last is not None:
-            result[key] = last
-    return result
-
-
-def merge_worker_states(
-    worker_states: Sequence[Mapping[str, torch.Tensor]],
-    owner: Mapping[str, int],
-    mode: str = "average",
-) -> dict[str, torch.Tensor]:
-    """The P-GaP merge of K model state dicts (worker k grew partition k).
-
-    `owner` maps each pruned weight's state-dict key to its partition (:meth:`PGaP.partition_owner`).
-    Partition k's weights come from worker k. Other floating-point entries (biases, norms,
-    BatchNorm running statistics) are averaged over the workers, taken from worker 0 with
-    ``mode="group0"`` (the authors' code), or with ``mode="owner"`` from the worker that owns the
-    layer they belong to (:func:`entry_owners`); integer buffers and masks come from worker 0
-    (masks are recomputed by the prune that follows).
-    """
-    check_choice("merge_non_partition", mode, MERGE_MODES)
-    if len(worker_states) != max(owner.values()) + 1:
-        raise ValueError(f"merge needs one state per partition: got {len(worker_states)}")
-    merged: dict[str, torch.Tensor] = {}
-    follows = entry_owners(list(worker_states[0]), owner) if mode == "owner" else {}
-    for key, first in worker_states[0].items():
-        if key in owner:
-            merged[key] = worker_states[owner[key]][key].clone()
-        elif key in follows and first.is_floating_point() and not _is_mask(key):
-            merged[key] = worker_states[follows[key]][key].clone()
-        elif mode in ("average", "owner") and first.is_floating_point() and not _is_mask(key):
-            total = worker_states[0][key].clone()
-            for state in worker_states[1:]:
-                total += state[key]
-            merged[key] = total / len(worker_states)
-        else:
-            merged[key] = first.clone()
-    return merged

@@ -1,7 +1,7 @@
-"""torch.distributed plumbing: process groups, data sharding, mask agreement, the P-GaP merge.
+"""torch.distributed plumbing: process groups, data sharding, mask agreement, the rounds merge.
 
 Launch with ``torchrun``; everything is read from its environment variables. gloo is used on
-CPU and NCCL on CUDA. For P-GaP with K partitions and N = K x M processes, ranks
+CPU and NCCL on CUDA. For a rounds method (P-GaP) with K partitions and N = K x M processes, ranks
 [k*M, (k+1)*M) form group k: they train one replica with data parallelism and grow partition k.
 """
 
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from growprune.methods.pgap import entry_owners
+from growprune.methods.rounds import entry_owners
 
 
 @dataclass
@@ -27,7 +27,7 @@ class DistContext:
     world: int
     local_rank: int
     backend: str
-    groups: int = 1  # P-GaP partition groups (1 for data parallelism over all ranks)
+    groups: int = 1  # a rounds method's partition groups (1 for data parallelism over all ranks)
     group_pgs: list[Any] = field(default_factory=list)
 
     @property
@@ -99,11 +99,12 @@ def _attempt_store(rank: int, world: int) -> dist.Store:
     return dist.PrefixStore(f"growprune/attempt_{attempt}", store)
 
 
-def make_partition_groups(ctx: DistContext, partitions: int) -> None:
-    """Split the world into `partitions` groups of equal size (every rank must call this)."""
+def make_partition_groups(ctx: DistContext, partitions: int, method_title: str) -> None:
+    """Split the world into `partitions` groups of equal size (every rank must call this);
+    `method_title` names the method in the error a world of another size gets."""
     if ctx.world % partitions:
         raise ValueError(
-            f"P-GaP with {partitions} partitions needs a multiple of {partitions} processes, got "
+            f"{method_title} with {partitions} partitions needs a multiple of {partitions} processes, got "
             f"{ctx.world}; use torchrun --nproc-per-node {partitions} (or a multiple), or run without "
             "torchrun to train the workers one after another"
         )
@@ -129,7 +130,7 @@ class MergeStats:
 
 @torch.no_grad()
 def merge_across_groups(model: nn.Module, owner: dict[str, int], ctx: DistContext, mode: str) -> MergeStats:
-    """The P-GaP merge over torch.distributed: ``merge_worker_states`` over the groups.
+    """The rounds merge (P-GaP's) over torch.distributed: ``merge_worker_states`` over the groups.
 
     Partition k's weights are broadcast from group k's leader; other floating-point entries are
     averaged over all ranks, broadcast from rank 0 (``group0``), or with ``owner`` broadcast from

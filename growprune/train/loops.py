@@ -1,16 +1,17 @@
-"""How the trainer walks a method's schedule: step after step, or in P-GaP rounds.
+"""How the trainer walks a method's schedule: step after step, or in rounds of merged workers.
 
 The method picks its loop by name (``Sparsifier.loop``), so the trainer never asks which method
 it runs. A loop drives the trainer only through the public API of :class:`LoopHost` (one
 optimizer step, the end of an epoch, checkpointing, logging, the stop request), and the trainer
 imports this module, never the reverse.
 
-P-GaP rounds: K workers train in parallel (torchrun, one partition group each) or one after
-another (one process). Both modes do the same arithmetic in the same order -- every worker starts
-the round from the merged model with fresh optimizer state, its RNG seeded by (seed, round,
-worker), and reads its own data order seeded the same way -- so the single-process run is the
-reference the multi-process run is tested against. Checkpoints are taken at merges, the only
-moments when all workers hold the same model; a kill mid-round repeats that round on resume.
+Rounds (of P-GaP, or of any :class:`~growprune.methods.rounds.RoundsMethod`): K workers train in
+parallel (torchrun, one partition group each) or one after another (one process). Both modes do
+the same arithmetic in the same order -- every worker starts the round from the merged model with
+fresh optimizer state, its RNG seeded by (seed, method, round, worker), and reads its own data
+order seeded the same way -- so the single-process run is the reference the multi-process run is
+tested against. Checkpoints are taken at merges, the only moments when all workers hold the same
+model; a kill mid-round repeats that round on resume.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 from growprune.errors import InterruptedRun
 from growprune.methods import Sparsifier
-from growprune.methods.pgap import EXTERNAL_MERGE, PGaP, merge_worker_states
+from growprune.methods.rounds import EXTERNAL_MERGE, RoundsMethod, merge_worker_states
 from growprune.records import MergeRecord, Record
 from growprune.seeding import keyed_seed
 from growprune.sparsity.consensus import verify_masks_equal
@@ -155,40 +156,44 @@ class StepLoop:
 
 
 class RoundLoop(StepLoop):
-    """P-GaP: the rounds from the last merged one, then fine-tuning as a :class:`StepLoop`."""
+    """A :class:`RoundsMethod` (P-GaP): the rounds from the last merged one, then fine-tuning as a
+    :class:`StepLoop`. It asks the method only what :class:`RoundsMethod` declares."""
 
     # The loop merges the workers' states itself at the end of every round.
     sparsifier_arguments: ClassVar[dict[str, Any]] = {"merger": EXTERNAL_MERGE}
 
     def __init__(self, host: LoopHost) -> None:
         super().__init__(host)
-        if not isinstance(host.sparsifier, PGaP):
-            raise TypeError(f"the rounds loop runs P-GaP, not {type(host.sparsifier).__name__}")
-        self.sparsifier: PGaP = host.sparsifier
+        if not isinstance(host.sparsifier, RoundsMethod):
+            raise TypeError(
+                f"the rounds loop runs a growprune.methods.RoundsMethod, not {type(host.sparsifier).__name__}"
+            )
+        self.sparsifier: RoundsMethod = host.sparsifier
         self.parallel = False
 
     def data_parallel(self, ctx: DistContext | None) -> DataParallel:
         """Under torchrun the world splits into K partition groups; each is one data-parallel replica."""
         if ctx is None:
             return DataParallel()
-        make_partition_groups(ctx, self.sparsifier.num_partitions)
+        make_partition_groups(ctx, self.sparsifier.num_workers, self.sparsifier.title)
         self.parallel = True
         self.sparsifier.worker = ctx.group_index
         return DataParallel(ctx.group_pg, ctx.group_size, ctx.rank_in_group)
 
     def planned_steps(self) -> int:
-        """One process trains its K workers in turn: every GaP phase K times."""
+        """One process trains its K workers in turn: every round's steps K times."""
         if self.parallel:
             return self.host.total_steps
-        return self.host.total_steps + (self.sparsifier.num_partitions - 1) * self.sparsifier.gap_end
+        return self.host.total_steps + (self.sparsifier.num_workers - 1) * self.sparsifier.rounds_end
 
     def run(self) -> None:
         self.run_rounds()
         super().run()
 
     def worker_batches(self, round_index: int, worker: int) -> Iterator[Batch]:
-        """The global batches `worker` trains on in round `round_index` (its own order)."""
-        seed = keyed_seed(self.host.seed, "pgap-data", round_index, worker) % (1 << 62)
+        """The global batches `worker` trains on in round `round_index` (its own order, keyed by
+        the method's name so that two rounds methods do not share data orders)."""
+        seed = keyed_seed(self.host.seed, f"{self.sparsifier.method}-data", round_index, worker) % (1 << 62)
         loader = self.host.task.worker_loader(seed)
         epoch = 0
         while True:
@@ -198,18 +203,18 @@ class RoundLoop(StepLoop):
     def train_worker(self, round_index: int, worker: int, stats: EpochStats) -> None:
         host, sparsifier = self.host, self.sparsifier
         sparsifier.begin_round(round_index, worker)
-        host.step = round_index * sparsifier.steps_per_phase
+        host.step = round_index * sparsifier.steps_per_round
         host.log_steps = self.parallel or worker == 0
         host.after_mask_changes()
-        torch.manual_seed(keyed_seed(host.seed, "pgap-rng", round_index, worker) % (1 << 62))
+        torch.manual_seed(keyed_seed(host.seed, f"{sparsifier.method}-rng", round_index, worker) % (1 << 62))
         host.model.train()
         batches = self.worker_batches(round_index, worker)
-        for _ in range(sparsifier.steps_per_phase):
+        for _ in range(sparsifier.steps_per_round):
             stats.add(*host.train_step(next(batches)))
             if host.stop_signal is not None:
                 raise Interrupted(
-                    f"{host.stop_signal} in P-GaP round {round_index + 1}: the last checkpoint is the "
-                    f"previous merge; continue with growprune train --resume {host.run_dir}"
+                    f"{host.stop_signal} in {sparsifier.title} round {round_index + 1}: the last checkpoint "
+                    f"is the previous merge; continue with growprune train --resume {host.run_dir}"
                 )
 
     def run_rounds(self) -> None:
@@ -245,7 +250,7 @@ class RoundLoop(StepLoop):
         model = self.host.model
         start = {k: v.clone() for k, v in model.state_dict().items()}
         results = []
-        for worker in range(self.sparsifier.num_partitions):
+        for worker in range(self.sparsifier.num_workers):
             model.load_state_dict(start)
             self.train_worker(round_index, worker, stats)
             results.append({k: v.clone() for k, v in model.state_dict().items()})
