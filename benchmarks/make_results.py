@@ -994,9 +994,18 @@ def _lm_runs(rows: list[dict[str, Any]]) -> str:
     for r in trained:
         by_method.setdefault(r["method"], []).append(r["train_seconds"])
     seconds = ", ".join(f"{m} {sum(v) / len(v):.0f} s" for m, v in by_method.items())
+    machines = sorted(
+        {
+            f"{m['cpu']} ({m['cpu_count']} CPUs), {m['cpu_kernels']} kernels, torch {m['torch']}"
+            for m in (r["machine"] for r in trained if "machine" in r)
+        }
+    )
+    loads = [r["machine"]["load_average_at_start"][0] for r in trained if "machine" in r]
     text = (
-        f"{', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in parallel; mean training "
-        f"time: {seconds}"
+        f"{'; '.join(machines) or 'machine not recorded'}"
+        + (f", load average {min(loads):.1f}-{max(loads):.1f} at the runs' starts" if loads else "")
+        + f"; {', '.join(threads)} thread(s) per run, {', '.join(jobs)} run(s) in parallel; mean "
+        f"training time: {seconds}"
     )
     if pruned:
         blocks = sorted({r["method_config"]["calibration_blocks"] for r in pruned})
