@@ -69,7 +69,7 @@ INSTALL_$(BENCH_LLM_VENV) := -e ".[bench-llm]"
 bench-llm: $(BENCH_LLM_VENV)/.installed
 
 test-bench-llm: setup data bench-llm
-	GROWPRUNE_REQUIRE_LLMCOMPRESSOR=1 $(PY) -m pytest -q -p no:cacheprovider tests/benchmarks/test_lm_oneshot.py
+	GROWPRUNE_REQUIRE_LLMCOMPRESSOR=1 $(PY) -m pytest -q -p no:cacheprovider -m slow tests/benchmarks/test_lm_oneshot.py
 
 # The tests whose result depends on floating-point round-off (marker `trajectory`), again under
 # other CPU kernels than the machine's own: AVX-512 and AVX2 machines round differently, and

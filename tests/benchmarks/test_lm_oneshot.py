@@ -3,7 +3,8 @@
 They need llm-compressor's environment (``make bench-llm``: ``.venv-bench-llm``; its pinned
 transformers differs from the suite's). Without it the test skips, except under
 ``GROWPRUNE_REQUIRE_LLMCOMPRESSOR=1``: ``make test-bench-llm`` (which CI runs) sets it, so there a
-missing or broken environment fails rather than skips.
+missing or broken environment fails rather than skips. It is behind the slow marker (a minute), so
+``make test`` leaves it to that step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = os.environ.get("GROWPRUNE_REQUIRE_LLMCOMPRESSOR") == "1"
 
 
+@pytest.mark.slow  # a minute; make test-bench-llm (CI) runs it with -m slow
 @pytest.mark.skipif(
     not PRUNER_PYTHON.is_file() and not REQUIRED,
     reason=f"{PRUNER_PYTHON} is missing: `make bench-llm` builds llm-compressor's environment",

@@ -44,6 +44,7 @@ def test_memory_smoke(tmp_path: Path) -> None:
     assert "ideal weight fraction" in result.stdout
 
 
+@pytest.mark.slow  # 14 s; the smoke above runs the same benchmark at one sparsity
 def test_other_sparsities_are_rows_of_their_own(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
     args = ["--smoke", "--out", str(out), "--models", "mlp", "--methods", "rigl", "--storage", "compact"]

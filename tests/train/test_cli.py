@@ -57,6 +57,10 @@ SLOW_SMOKES += ("fmnist/set-80", "fmnist/oneshot-80", "fmnist/admm-80")
 # C-GaP's and RigL's 80% recipes run the code of their 90% twins kept below (the kernel-sensitive
 # ones) and of cgap-quick: ~35 s of the default suite on 2 idle cores.
 SLOW_SMOKES += ("fmnist/cgap-80", "fmnist/rigl-80")
+# Fashion-MNIST GMP, P-GaP and dense (~43 s of the default suite on 2 cores, which measured 951 s
+# with them): GMP's and P-GaP's runs through the engine stay in tests/train/test_kill_resume.py and
+# tests/train/test_distributed.py, the classification data and model in the other smokes.
+SLOW_SMOKES += ("fmnist/gmp-80", "fmnist/pgap-80", "fmnist/dense")
 # Language modelling: every recipe but cgap-quick (its data, model, loss, perplexity and samples run
 # there; the others differ in the method and a larger model).
 SLOW_SMOKES += (
