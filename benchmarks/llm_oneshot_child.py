@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from growprune.sparsity.patterns import parse_pattern
+
 PRUNERS = ("sparsegpt", "wanda")
 
 
@@ -34,8 +36,7 @@ def _modifier(pruner: str, target: float | str, modules: list[str]) -> Any:
     kind = {"sparsegpt": SparseGPTModifier, "wanda": WandaPruningModifier}[pruner]
     targets = ["re:^" + re.escape(name) + "$" for name in modules]
     if isinstance(target, str):  # N:M: the sparsity N:M implies, in the N:M mask structure
-        n, m = (int(x) for x in target.split(":"))
-        return kind(sparsity=1.0 - n / m, mask_structure=target, targets=targets)
+        return kind(sparsity=parse_pattern(target).sparsity, mask_structure=target, targets=targets)
     return kind(sparsity=float(target), targets=targets)
 
 
@@ -53,10 +54,10 @@ def target_modules(model: Any, patterns: list[str]) -> list[str]:
 
 def keeps_pattern(weight: Any, pattern: str) -> bool:
     """Whether every group of M consecutive inputs of each output row holds at most N non-zeros."""
-    n, m = (int(x) for x in pattern.split(":"))
-    if weight.shape[-1] % m:
+    nm = parse_pattern(pattern)
+    if weight.shape[-1] % nm.m:
         return False
-    return bool(((weight.reshape(-1, m) != 0).sum(dim=1) <= n).all())
+    return bool(((weight.reshape(-1, nm.m) != 0).sum(dim=1) <= nm.n).all())
 
 
 def child_main(payload: str) -> None:

@@ -46,6 +46,7 @@ from benchmarks.common import (
     supports_pattern,
 )
 from benchmarks.engine_child import run_in_child
+from growprune.sparsity.patterns import parse_pattern
 from growprune.tasks.registry import TaskSpec, bundled_recipes, task_named
 
 QUICK_SUFFIX = "-quick"
@@ -60,12 +61,13 @@ def _no_facts(recipe: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_target(text: str) -> Target:
-    """``--sparsities`` item: a sparsity such as ``0.8``, or a pattern such as ``2:4``."""
+    """``--sparsities`` item: a sparsity such as ``0.8``, or a pattern such as ``2:4`` (read by the
+    library's own :func:`~growprune.sparsity.patterns.parse_pattern`)."""
     if ":" in text:
-        n, _, m = text.partition(":")
-        if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
-            raise argparse.ArgumentTypeError(f"{text!r} is not an N:M pattern with 0 < N < M, such as 2:4")
-        return f"{int(n)}:{int(m)}"
+        try:
+            return str(parse_pattern(text))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     try:
         value = float(text)
     except ValueError:
@@ -79,10 +81,7 @@ def parse_target(text: str) -> Target:
 
 def target_sparsity(target: Target) -> float:
     """The fraction of weights a target prunes (``2:4``: 0.5)."""
-    if isinstance(target, str):
-        n, m = (int(x) for x in target.split(":"))
-        return 1.0 - n / m
-    return target
+    return parse_pattern(target).sparsity if isinstance(target, str) else target
 
 
 def target_label(target: Target) -> str:
